@@ -1,0 +1,124 @@
+public import Foundation
+public import Scopes
+
+/// Loads catalog files (`Catalogs/<surface>.json`), validates and compiles them.
+/// Every problem is reported with its file and entry, never just the first.
+public enum CatalogLoader {
+    /// The largest catalog file accepted.
+    public static let maxFileBytes = 4 * 1024 * 1024
+
+    /// Loads and compiles one catalog file.
+    public static func load(file url: URL) throws(CatalogLoadError) -> CompiledCatalog {
+        let data: Data
+        do {
+            let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
+            if let size = attributes[.size] as? Int, size > maxFileBytes {
+                throw CatalogLoadError(file: url.path, problems: ["file is \(size) bytes; the limit is \(maxFileBytes)"])
+            }
+            data = try Data(contentsOf: url)
+        } catch let error as CatalogLoadError {
+            throw error
+        } catch {
+            throw CatalogLoadError(file: url.path, problems: ["cannot read: \(error.localizedDescription)"])
+        }
+        return try compile(data, file: url.path)
+    }
+
+    /// Decodes and compiles catalog JSON; `file` names it in errors.
+    public static func compile(_ data: Data, file: String) throws(CatalogLoadError) -> CompiledCatalog {
+        let definition: CatalogDefinition
+        do {
+            definition = try JSONDecoder().decode(CatalogDefinition.self, from: data)
+        } catch let error as DecodingError {
+            throw CatalogLoadError(file: file, problems: [describe(error)])
+        } catch {
+            throw CatalogLoadError(file: file, problems: ["not valid JSON: \(error)"])
+        }
+        do {
+            return try CompiledCatalog(definition)
+        } catch {
+            throw CatalogLoadError(file: file, problems: error.problems.map(\.description))
+        }
+    }
+
+    /// Loads every `*.json` in a directory; surfaces must be unique.
+    public static func loadDirectory(_ url: URL) throws(CatalogLoadError) -> [CompiledCatalog] {
+        let files: [URL]
+        do {
+            files = try FileManager.default.contentsOfDirectory(at: url, includingPropertiesForKeys: nil)
+                .filter { $0.pathExtension == "json" }
+                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        } catch {
+            throw CatalogLoadError(file: url.path, problems: ["cannot list the catalog directory: \(error.localizedDescription)"])
+        }
+        if files.isEmpty { throw CatalogLoadError(file: url.path, problems: ["no *.json catalog files"]) }
+        var catalogs: [CompiledCatalog] = []
+        var failures: [CatalogLoadError] = []
+        for file in files {
+            do {
+                let catalog = try load(file: file)
+                if let other = catalogs.first(where: { $0.surface == catalog.surface }) {
+                    failures.append(CatalogLoadError(file: file.path, problems: ["surface \"\(catalog.surface)\" is already defined (\(other.surface))"]))
+                } else {
+                    catalogs.append(catalog)
+                }
+            } catch {
+                failures.append(error)
+            }
+        }
+        if !failures.isEmpty {
+            throw CatalogLoadError(file: url.path, problems: failures.flatMap { f in f.problems.map { "\(f.file): \($0)" } })
+        }
+        return catalogs
+    }
+
+    /// Where the shipped catalogs are: `$CAREGATE_CATALOGS`, `./Catalogs`, or the
+    /// repository's `Catalogs/` beside the build directory of this executable.
+    public static func defaultDirectory(executable: String = CommandLine.arguments[0]) -> URL? {
+        let fm = FileManager.default
+        var candidates: [URL] = []
+        if let env = ProcessInfo.processInfo.environment["CAREGATE_CATALOGS"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        candidates.append(URL(fileURLWithPath: fm.currentDirectoryPath).appendingPathComponent("Catalogs"))
+        var dir = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            candidates.append(dir.appendingPathComponent("Catalogs"))
+            candidates.append(dir.appendingPathComponent("share/caregate/Catalogs"))
+            dir = dir.deletingLastPathComponent()
+        }
+        return candidates.first { url in
+            var isDirectory: ObjCBool = false
+            return fm.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+                .trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch error {
+        case .dataCorrupted(let c): return "\(path(c).isEmpty ? "" : path(c) + ": ")\(c.debugDescription)"
+        case .keyNotFound(let key, let c): return "\(path(c).isEmpty ? "" : path(c) + ": ")missing key \"\(key.stringValue)\""
+        case .typeMismatch(let type, let c): return "\(path(c)): expected \(type)"
+        case .valueNotFound(let type, let c): return "\(path(c)): expected \(type), found null"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// A catalog file that could not be loaded, with every problem found.
+public struct CatalogLoadError: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    public var problems: [String]
+
+    public init(file: String, problems: [String]) {
+        self.file = file
+        self.problems = problems
+    }
+
+    public var description: String {
+        "\(file): \(problems.count) problem\(problems.count == 1 ? "" : "s")\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,377 @@
+/// A catalog compiled for enforcement: scopes to permission atoms (bit positions),
+/// implications closed, routes in a trie. Immutable and safe to share between threads.
+///
+/// ```swift
+/// let catalog = try CompiledCatalog(definition)
+/// let key = try catalog.resolve("read:patients read:notes")
+/// let grants = try catalog.resolve("read:patients")
+/// let effective = catalog.effectiveSet(credential: key, grants: grants, credentialType: .apiKey)
+/// switch catalog.decide(effective, method: .get, path: "/v3/patients/p1") { … }
+/// ```
+public final class CompiledCatalog: Sendable {
+    public let definition: CatalogDefinition
+    /// Every scope, explicit and generated, in catalog order.
+    public let scopes: [CatalogScope]
+    public let routes: [RouteInfo]
+
+    let layout: AtomLayout
+    let entryIndex: [String: Int]
+    let knownMask: ScopeSet.Bits
+    let credentialMasks: [ScopeSet.Bits]  // by CredentialType.allCases index
+    let selfServiceMask: ScopeSet.Bits
+    let dependencies: [(scope: ScopeSet.Bits, requires: ScopeSet.Bits)]
+    let globalEntry: Int?
+    let compiledRoutes: [CompiledRoute]
+    let trie: RouteTrie
+
+    init(_ p: CompiledParts) {
+        definition = p.definition
+        scopes = p.scopes
+        routes = p.routes
+        layout = p.layout
+        var index: [String: Int] = [:]
+        for (i, s) in p.scopes.enumerated() { index[s.name] = i }
+        entryIndex = index
+        knownMask = p.knownMask
+        credentialMasks = p.credentialMasks
+        selfServiceMask = p.selfServiceMask
+        dependencies = p.dependencies
+        globalEntry = p.globalEntry
+        compiledRoutes = p.compiledRoutes
+        trie = p.trie
+    }
+
+    /// Validates and compiles a catalog. Throws a ``CatalogError`` listing every problem.
+    public convenience init(_ definition: CatalogDefinition) throws(CatalogError) {
+        var compiler = CatalogCompiler(definition)
+        self.init(try compiler.compile())
+    }
+
+    public var surface: String { definition.surface }
+    public var globalScope: String? { globalEntry.map { scopes[$0].name } }
+    /// How many of the ``ScopeSet/capacity`` permission atoms this catalog uses.
+    public var atomCount: Int { layout.count }
+
+    public func scope(named name: String) -> CatalogScope? { entryIndex[name].map { scopes[$0] } }
+
+    public var stats: CatalogStats {
+        CatalogStats(
+            scopes: scopes.count,
+            categories: Set(scopes.map(\.category)).count,
+            smart: scopes.filter(\.isSMART).count,
+            selfService: scopes.filter(\.selfService).count)
+    }
+
+    // MARK: Resolving requested scopes
+
+    /// Resolves a space-separated scope list (an OAuth `scope` parameter).
+    public func resolve(_ list: String, credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
+        let scopes: [Scope]
+        do { scopes = try ScopeList.parse(list) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
+        return try resolve(scopes, credentialType: credentialType)
+    }
+
+    /// Resolves scopes given one by one (a JSON array).
+    public func resolve(names: [String], credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
+        let scopes: [Scope]
+        do { scopes = try ScopeList.parse(names) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
+        return try resolve(scopes, credentialType: credentialType)
+    }
+
+    /// Resolves parsed scopes to a set. Refuses unknown scopes, writes to read-only
+    /// resources, the global scope combined with others, and (when `credentialType`
+    /// is given) scopes that credential type may not carry — naming the scope each time.
+    public func resolve(_ requested: [Scope], credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
+        if let g = globalEntry, requested.count > 1, requested.contains(where: { $0.description == scopes[g].name }) {
+            let other = requested.first { $0.description != scopes[g].name }!
+            throw ScopeResolutionError(scope: other.description, reason: .globalCombined(global: scopes[g].name))
+        }
+        var bits = ScopeSet.Bits.zero
+        var constrained: [ConstrainedGrant] = []
+        for scope in requested {
+            let mask = try grantMask(scope)
+            if let type = credentialType {
+                let allowed = credentialMasks[CredentialType.allCases.firstIndex(of: type)!]
+                if mask & ~allowed != .zero {
+                    let types = entryIndex[scope.description].map { scopes[$0].credentialTypes }
+                        ?? CredentialType.allCases.filter { mask & ~credentialMasks[CredentialType.allCases.firstIndex(of: $0)!] == .zero }
+                    throw ScopeResolutionError(scope: scope.description, reason: .credentialType(type, allowed: types))
+                }
+            }
+            if let r = scope.resourceScope, !r.constraints.isEmpty {
+                constrained.append(ConstrainedGrant(mask: mask, constraints: Set(r.constraints)))
+            } else {
+                bits |= mask
+            }
+        }
+        return ScopeSet(bits: bits, constrained: ConstrainedGrant.normalise(constrained, unconstrained: bits))
+    }
+
+    func grantMask(_ scope: Scope) throws(ScopeResolutionError) -> ScopeSet.Bits {
+        if let i = entryIndex[scope.description] { return scopes[i].mask }
+        guard case .resource(let r) = scope.form else {
+            throw ScopeResolutionError(scope: scope.description, reason: .unknown)
+        }
+        guard layout[contextBase: r.context] != nil else {
+            throw ScopeResolutionError(scope: scope.description, reason: .unknown)
+        }
+        let resource: Int
+        if let name = r.resource {
+            guard let i = layout.resourceIndex[name] else {
+                throw ScopeResolutionError(scope: scope.description, reason: .unknownResourceType(name))
+            }
+            if layout.readOnly[i] && !r.permissions.isDisjoint(with: .v1Write) {
+                throw ScopeResolutionError(scope: scope.description, reason: .readOnlyResource(name))
+            }
+            resource = i
+        } else {
+            resource = 0
+        }
+        let mask = layout.grantMask(context: r.context, resource: resource, permissions: r.permissions)
+        if mask == .zero || mask & ~knownMask != .zero {
+            throw ScopeResolutionError(scope: scope.description, reason: .unknown)
+        }
+        return mask
+    }
+
+    // MARK: Effective sets
+
+    /// The runtime permission: the credential's scopes ∩ the clinic's grants, limited to
+    /// what the credential's type may carry, with dependent scopes dropped when what they
+    /// depend on is missing. Intersect `grants` with the app's declared scopes first when
+    /// the declaration may have shrunk since the grant.
+    @inlinable
+    public func effectiveSet(credential: ScopeSet, grants: ScopeSet, credentialType: CredentialType) -> ScopeSet {
+        applyingDependencies(restricted(credential.intersection(grants), to: credentialType))
+    }
+
+    /// Drops what a credential of `type` may not carry.
+    public func restricted(_ set: ScopeSet, to type: CredentialType) -> ScopeSet {
+        set.intersection(ScopeSet(bits: credentialMasks[CredentialType.allCases.firstIndex(of: type)!]))
+    }
+
+    /// Removes dependent scopes whose required scopes are not in the set
+    /// (`read:soap_notes` without `read:notes` has no effect).
+    public func applyingDependencies(_ set: ScopeSet) -> ScopeSet {
+        if dependencies.isEmpty { return set }
+        var result = set
+        var changed = true
+        while changed {
+            changed = false
+            for d in dependencies where result.covers(d.scope) && !result.covers(d.requires) {
+                result.bits &= ~d.scope
+                changed = true
+            }
+        }
+        if !result.constrained.isEmpty {
+            result.constrained = ConstrainedGrant.normalise(result.constrained, unconstrained: result.bits)
+        }
+        return result
+    }
+
+    /// The part of `set` a partner may assign to its own credentials without clinic approval.
+    public func selfService(_ set: ScopeSet) -> ScopeSet { set.intersection(ScopeSet(bits: selfServiceMask)) }
+
+    /// The catalog scopes a set holds, in catalog order (aliases both listed).
+    /// A set that holds the global scope is named by it alone.
+    public func scopeNames(in set: ScopeSet) -> [String] {
+        if let g = globalEntry, set.covers(scopes[g].mask) { return [scopes[g].name] }
+        scopes.filter { $0.mask != .zero && set.covers($0.mask) }.map(\.name)
+    }
+
+    /// Whether `set` holds every permission of the named catalog scope.
+    public func contains(_ set: ScopeSet, scope name: String) -> Bool {
+        guard let i = entryIndex[name] else { return false }
+        return set.covers(scopes[i].mask)
+    }
+
+    // MARK: Deciding
+
+    /// Decides one request. `path` is the raw request path (percent-encoded, no query);
+    /// `query` the raw query string without `?`. Allocation-free for an ordinary hit.
+    public func decide(_ set: ScopeSet, method: HTTPMethod, path: String, query: String? = nil) -> Decision {
+        var path = path
+        return path.withUTF8 { raw -> Decision in
+            if raw.count > RequestPath.maxBytes { return .invalidPath(.tooLong) }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(raw.count, 1)) { out in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * RequestPath.maxSegments) { bounds in
+                    switch RequestPath.split(raw, into: out, bounds: bounds) {
+                    case .failure(let error):
+                        return .invalidPath(error)
+                    case .success(let count):
+                        var pathMatched = false
+                        let index = trie.match(method: method, bytes: out, bounds: bounds, count: count, pathMatched: &pathMatched)
+                        if index < 0 { return pathMatched ? .methodNotAllowed : .notFound }
+                        return evaluate(index, set, out, bounds, query)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides a request given as method name and request target (`/path?query`).
+    public func decide(_ set: ScopeSet, method: String, target: String) -> Decision {
+        guard let m = HTTPMethod(method) else { return .methodNotAllowed }
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            return decide(set, method: m, path: String(target[..<q]), query: String(target[target.index(after: q)...]))
+        }
+        return decide(set, method: m, path: target, query: nil)
+    }
+
+    private func evaluate(
+        _ index: Int, _ set: ScopeSet, _ bytes: UnsafeMutableBufferPointer<UInt8>,
+        _ bounds: UnsafeMutableBufferPointer<Int>, _ query: String?
+    ) -> Decision {
+        let route = compiledRoutes[index]
+        let id = RouteID(index: index)
+        if route.isPublic { return .allowed(id) }
+        if let mask = route.fastMask {
+            if set.covers(mask) { return .allowed(id) }
+            if set.constrained.isEmpty { return .insufficientScope(id, required: route.clauses[0].display) }
+        }
+        for clause in route.clauses where !holds(clause, set, bytes, bounds, query) {
+            return .insufficientScope(id, required: clause.display)
+        }
+        if !route.gates.isEmpty, let query {
+            for gate in route.gates where QueryString.fires(gate.name, in: query) {
+                if !holds(gate.clause, set, bytes, bounds, query) {
+                    return .insufficientScope(id, required: gate.clause.display)
+                }
+            }
+        }
+        return .allowed(id)
+    }
+
+    private func holds(
+        _ clause: Clause, _ set: ScopeSet, _ bytes: UnsafeMutableBufferPointer<UInt8>,
+        _ bounds: UnsafeMutableBufferPointer<Int>, _ query: String?
+    ) -> Bool {
+        for alternative in clause.alternatives {
+            guard let mask = requirement(alternative, bytes, bounds, query) else { continue }
+            if set.covers(mask) { return true }
+            if !set.constrained.isEmpty, let query {
+                var cover = set.bits
+                for grant in set.constrained where QueryString.carries(grant.constraints, in: query) { cover |= grant.mask }
+                if mask & ~cover == .zero { return true }
+            }
+        }
+        return false
+    }
+
+    private func requirement(
+        _ alternative: Alternative, _ bytes: UnsafeMutableBufferPointer<UInt8>,
+        _ bounds: UnsafeMutableBufferPointer<Int>, _ query: String?
+    ) -> ScopeSet.Bits? {
+        switch alternative.source {
+        case .fixed:
+            return alternative.mask
+        case .pathSegment(let s):
+            let key = UnsafeBufferPointer(rebasing: bytes[bounds[2 * s]..<bounds[2 * s + 1]])
+            let resource = layout.resource(matching: key)
+            return layout.requirementMask(context: alternative.context, resource: resource, permissions: alternative.permissions)
+        case .queryList(let name):
+            guard let query else { return nil }
+            let values = QueryString.values(name, in: query)
+            if values.isEmpty { return nil }
+            var mask = ScopeSet.Bits.zero
+            for value in values {
+                for type in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let resource = Array(type.utf8).withUnsafeBufferPointer { layout.resource(matching: $0) }
+                    mask |= layout.requirementMask(context: alternative.context, resource: resource, permissions: alternative.permissions)
+                }
+            }
+            return mask
+        }
+    }
+
+    // MARK: Explaining
+
+    /// A decision with the human reason behind it (for `caregate check` and audit views).
+    public func explain(_ set: ScopeSet, method: String, target: String) -> Explanation {
+        let decision = decide(set, method: method, target: target)
+        let route = decision.route.map { routes[$0.index] }
+        let reason: String
+        switch decision {
+        case .allowed(let id):
+            let info = routes[id.index]
+            if info.isPublic {
+                reason = "\(info.template) is public (no scope required)"
+            } else {
+                let holders = scopeNames(in: set).filter { name in
+                    let only = ScopeSet(bits: scopes[entryIndex[name]!].mask)
+                    return decide(applyingDependencies(only.union(requiredCompanions(of: name))), method: method, target: target).isAllowed
+                }
+                let by = holders.isEmpty ? "" : "; granted by \(holders.joined(separator: ", "))"
+                reason = "\(info.template) requires \(info.requirement)\(by)"
+            }
+        case .insufficientScope(let id, let required):
+            let info = routes[id.index]
+            let held = scopeNames(in: set)
+            reason = "\(info.template) requires \(info.requirement); missing \(required); held: \(held.isEmpty ? "(none)" : held.joined(separator: " "))"
+        case .methodNotAllowed:
+            reason = "no route has this path with method \(method)"
+        case .notFound:
+            reason = "no route matches this path"
+        case .invalidPath(let error):
+            reason = "path refused: \(error)"
+        }
+        return Explanation(decision: decision, route: route, reason: reason)
+    }
+
+    private func requiredCompanions(of name: String) -> ScopeSet {
+        guard let i = entryIndex[name] else { return .empty }
+        var bits = ScopeSet.Bits.zero
+        for r in scopes[i].requires { if let j = entryIndex[r] { bits |= scopes[j].mask } }
+        return ScopeSet(bits: bits)
+    }
+}
+
+/// A decision with its reason in words.
+public struct Explanation: Sendable {
+    public let decision: Decision
+    public let route: RouteInfo?
+    public let reason: String
+}
+
+/// Counts shown on a catalog's reference page.
+public struct CatalogStats: Hashable, Sendable, Codable {
+    public let scopes: Int
+    public let categories: Int
+    public let smart: Int
+    public let selfService: Int
+}
+
+/// A scope of a compiled catalog, with everything the reference page shows.
+public struct CatalogScope: Hashable, Sendable {
+    public let name: String
+    public let scope: Scope
+    public let category: String
+    public let description: String
+    public let credentialTypes: [CredentialType]
+    public let products: [String]
+    public let selfService: Bool
+    /// Documented endpoints (`METHOD /path`), as listed or derived from the routes.
+    public let endpoints: [String]
+    public let aliasOf: String?
+    public let requires: [String]
+    /// Generated from the catalog's `resources` rules rather than listed.
+    public let generated: Bool
+    let mask: ScopeSet.Bits
+
+    /// A SMART on FHIR scope (carried by SMART credentials).
+    public var isSMART: Bool { credentialTypes.contains(.smartOnFHIR) }
+}
+
+/// A route of a compiled catalog, for listings and audit.
+public struct RouteInfo: Hashable, Sendable {
+    public let method: HTTPMethod
+    /// The path template as written (`/v3/patients/{id}`).
+    public let path: String
+    public let isPublic: Bool
+    /// What opens it, in words: `read:notes` (+ `read:soap_notes` when `includeSoapNote` is set).
+    public let requirement: String
+    public let description: String?
+
+    /// `GET /v3/patients/{id}`
+    public var template: String { "\(method) \(path)" }
+}

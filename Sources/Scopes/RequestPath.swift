@@ -1,0 +1,126 @@
+/// Why a request path was refused before routing. Each rule closes a way in which
+/// two spellings of a path could reach routes with different scopes:
+///
+/// - The path must start with `/` and be at most 4096 bytes and 64 segments.
+/// - Segments are percent-decoded exactly once. A `%` not followed by two hex
+///   digits is refused, and so is any decoded `/` or `\` (an encoded separator would
+///   let one segment be read as two by an upstream server).
+/// - `.` and `..` segments (raw or encoded) are refused, never resolved.
+/// - Empty segments (`//`) are refused. One trailing `/` is ignored: `/v3/patients/`
+///   is `/v3/patients` (the practice API's own paths end in `/`).
+/// - `;` is refused (path parameters, which some servers strip, as in `..;/`).
+/// - Raw bytes outside printable ASCII, and decoded control characters, are refused.
+/// - Literal segments match case-sensitively: `/V3/patients` is not `/v3/patients`.
+public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
+    case notAbsolute
+    case tooLong
+    case tooManySegments
+    case emptySegment
+    case dotSegment
+    case invalidPercentEncoding
+    case encodedSeparator
+    case semicolon
+    case invalidCharacter
+
+    public var description: String {
+        switch self {
+        case .notAbsolute: "the path must start with /"
+        case .tooLong: "the path is longer than \(RequestPath.maxBytes) bytes"
+        case .tooManySegments: "the path has more than \(RequestPath.maxSegments) segments"
+        case .emptySegment: "the path has an empty segment (//)"
+        case .dotSegment: "the path has a . or .. segment"
+        case .invalidPercentEncoding: "the path has an invalid percent-encoding"
+        case .encodedSeparator: "the path has an encoded / or \\"
+        case .semicolon: "the path has a ; (path parameters are not accepted)"
+        case .invalidCharacter: "the path has a character that must be percent-encoded or is not allowed"
+        }
+    }
+}
+
+/// Splits and decodes request paths into segments, into caller-provided buffers so
+/// that the hot path does not allocate.
+public enum RequestPath {
+    public static let maxBytes = 4096
+    public static let maxSegments = 64
+
+    /// Decodes `path` into `out` (at least `path.count` bytes) and records each
+    /// segment's start and end offsets in `bounds` (at least `2 * maxSegments`).
+    /// Returns the number of segments.
+    static func split(
+        _ path: UnsafeBufferPointer<UInt8>,
+        into out: UnsafeMutableBufferPointer<UInt8>,
+        bounds: UnsafeMutableBufferPointer<Int>
+    ) -> Result<Int, PathError> {
+        var length = path.count
+        if length == 0 || path[0] != UInt8(ascii: "/") { return .failure(.notAbsolute) }
+        if length > maxBytes { return .failure(.tooLong) }
+        if length > 1 && path[length - 1] == UInt8(ascii: "/") { length -= 1 }
+        if length == 1 { return .success(0) }
+
+        var segments = 0
+        var written = 0
+        var i = 1
+        while i <= length {
+            if segments == maxSegments { return .failure(.tooManySegments) }
+            let start = written
+            var rawDots = 0
+            var rawOther = false
+            while i < length && path[i] != UInt8(ascii: "/") {
+                var byte = path[i]
+                switch byte {
+                case UInt8(ascii: "%"):
+                    guard i + 2 < length, let hi = hex(path[i + 1]), let lo = hex(path[i + 2])
+                    else { return .failure(.invalidPercentEncoding) }
+                    byte = hi << 4 | lo
+                    i += 2
+                    switch byte {
+                    case UInt8(ascii: "/"), UInt8(ascii: "\\"): return .failure(.encodedSeparator)
+                    case UInt8(ascii: ";"): return .failure(.semicolon)
+                    case 0..<0x20, 0x7F: return .failure(.invalidCharacter)
+                    default: break
+                    }
+                case UInt8(ascii: ";"): return .failure(.semicolon)
+                case UInt8(ascii: "\\"): return .failure(.encodedSeparator)
+                case 0...0x20, 0x7F...: return .failure(.invalidCharacter)
+                default: break
+                }
+                if byte == UInt8(ascii: ".") { rawDots += 1 } else { rawOther = true }
+                out[written] = byte
+                written += 1
+                i += 1
+            }
+            if written == start { return .failure(.emptySegment) }
+            if !rawOther && rawDots <= 2 { return .failure(.dotSegment) }
+            bounds[2 * segments] = start
+            bounds[2 * segments + 1] = written
+            segments += 1
+            i += 1
+        }
+        return .success(segments)
+    }
+
+    @inline(__always) static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// The decoded segments of `path`, or why it was refused (allocates; for tools and tests).
+    public static func segments(_ path: String) -> Result<[String], PathError> {
+        var path = path
+        return path.withUTF8 { bytes in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes.count, 1)) { out in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * maxSegments) { bounds in
+                    split(bytes, into: out, bounds: bounds).map { count in
+                        (0..<count).map { s in
+                            String(decoding: UnsafeBufferPointer(rebasing: out[bounds[2 * s]..<bounds[2 * s + 1]]), as: UTF8.self)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
