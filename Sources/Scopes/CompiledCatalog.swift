@@ -176,7 +176,7 @@ public final class CompiledCatalog: Sendable {
     /// A set that holds the global scope is named by it alone.
     public func scopeNames(in set: ScopeSet) -> [String] {
         if let g = globalEntry, set.covers(scopes[g].mask) { return [scopes[g].name] }
-        scopes.filter { $0.mask != .zero && set.covers($0.mask) }.map(\.name)
+        return scopes.filter { $0.mask != .zero && set.covers($0.mask) }.map(\.name)
     }
 
     /// Whether `set` holds every permission of the named catalog scope.
@@ -339,6 +339,13 @@ public struct CatalogStats: Hashable, Sendable, Codable {
     public let categories: Int
     public let smart: Int
     public let selfService: Int
+
+    public init(scopes: Int, categories: Int, smart: Int, selfService: Int) {
+        self.scopes = scopes
+        self.categories = categories
+        self.smart = smart
+        self.selfService = selfService
+    }
 }
 
 /// A scope of a compiled catalog, with everything the reference page shows.

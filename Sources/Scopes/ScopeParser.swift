@@ -149,7 +149,8 @@ enum ScopeParser {
     ) throws(ScopeError) {
         if start >= end { throw ScopeError(text: text, reason: .malformed("empty \(what)")) }
         if !first(b[start]) {
-            throw ScopeError(text: text, reason: .malformed("\(what) must start with a letter"))
+            let kind = first(UInt8(ascii: "A")) ? "a letter" : "a lower-case letter"
+            throw ScopeError(text: text, reason: .malformed("\(what) must start with \(kind)"))
         }
         for i in (start + 1)..<end where !rest(b[i]) {
             throw ScopeError(text: text, reason: .invalidCharacter(Character(Unicode.Scalar(b[i]))))

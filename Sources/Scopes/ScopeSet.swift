@@ -94,8 +94,16 @@ public struct ConstrainedGrant: Hashable, Sendable {
             if mask == .zero { continue }
             byConstraints[g.constraints, default: .zero] |= mask
         }
-        return byConstraints.map { ConstrainedGrant(mask: $0.value, constraints: $0.key) }
-            .sorted { $0.sortKey < $1.sortKey }
+        // A grant needing more constraints adds nothing where one needing fewer covers it.
+        var result: [ConstrainedGrant] = []
+        for (constraints, mask) in byConstraints {
+            var narrowed = mask
+            for (other, otherMask) in byConstraints where other != constraints && other.isSubset(of: constraints) {
+                narrowed &= ~otherMask
+            }
+            if narrowed != .zero { result.append(ConstrainedGrant(mask: narrowed, constraints: constraints)) }
+        }
+        return result.sorted { $0.sortKey < $1.sortKey }
     }
 }
 
