@@ -35,3 +35,17 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Benchmarks (ordo-one/benchmark) build only when asked for, so that the ordinary
+// build and CI do not compile the benchmark harness:
+//   CAREGATE_BENCHMARKS=1 swift package --allow-writing-to-package-directory benchmark
+if Context.environment["CAREGATE_BENCHMARKS"] == "1" {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "ScopeEngine",
+            dependencies: ["Scopes", "CaregateServer", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/ScopeEngine",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+}

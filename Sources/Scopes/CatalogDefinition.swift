@@ -71,6 +71,16 @@ public enum CredentialType: String, Hashable, Sendable, Codable, CaseIterable {
     case serviceKey = "service_key"
     case smartOnFHIR = "smart_on_fhir"
 
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let type = CredentialType(rawValue: text) else {
+            throw DecodingError.dataCorrupted(DecodingError.Context(
+                codingPath: decoder.codingPath,
+                debugDescription: "unknown credential type \"\(text)\" (expected \(CredentialType.allCases.map(\.rawValue).joined(separator: ", ")))"))
+        }
+        self = type
+    }
+
     public var displayName: String {
         switch self {
         case .apiKey: "API Key"
@@ -296,7 +306,7 @@ enum StrictKeys {
         for key in container.allKeys where !known.contains(key.stringValue) {
             throw DecodingError.dataCorrupted(
                 DecodingError.Context(
-                    codingPath: decoder.codingPath + [key],
+                    codingPath: decoder.codingPath,
                     debugDescription: "unknown key \"\(key.stringValue)\" (known: \(allowed.map(\.rawValue).joined(separator: ", ")))"))
         }
     }

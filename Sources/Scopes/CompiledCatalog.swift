@@ -22,7 +22,16 @@ public final class CompiledCatalog: Sendable {
     let dependencies: [(scope: ScopeSet.Bits, requires: ScopeSet.Bits)]
     let globalEntry: Int?
     let compiledRoutes: [CompiledRoute]
-    let trie: RouteTrie
+    let trie: FrozenRouteTrie
+    /// Per route, for the hot path: the single mask that opens it (if it has one) and
+    /// whether it is public — plain values, so deciding touches no reference counts.
+    let fastPath: [FastRoute]
+
+    struct FastRoute {
+        var mask: ScopeSet.Bits
+        var kind: Kind
+        enum Kind: UInt8 { case publicRoute, singleMask, general }
+    }
 
     init(_ p: CompiledParts) {
         definition = p.definition
@@ -38,7 +47,12 @@ public final class CompiledCatalog: Sendable {
         dependencies = p.dependencies
         globalEntry = p.globalEntry
         compiledRoutes = p.compiledRoutes
-        trie = p.trie
+        trie = p.trie.frozen()
+        fastPath = p.compiledRoutes.map { route in
+            if route.isPublic { return FastRoute(mask: .zero, kind: .publicRoute) }
+            if let mask = route.fastMask { return FastRoute(mask: mask, kind: .singleMask) }
+            return FastRoute(mask: .zero, kind: .general)
+        }
     }
 
     /// Validates and compiles a catalog. Throws a ``CatalogError`` listing every problem.
@@ -222,13 +236,18 @@ public final class CompiledCatalog: Sendable {
         _ index: Int, _ set: ScopeSet, _ bytes: UnsafeMutableBufferPointer<UInt8>,
         _ bounds: UnsafeMutableBufferPointer<Int>, _ query: String?
     ) -> Decision {
-        let route = compiledRoutes[index]
         let id = RouteID(index: index)
-        if route.isPublic { return .allowed(id) }
-        if let mask = route.fastMask {
-            if set.covers(mask) { return .allowed(id) }
-            if set.constrained.isEmpty { return .insufficientScope(id, required: route.clauses[0].display) }
+        let fast = fastPath.withUnsafeBufferPointer { $0[index] }
+        switch fast.kind {
+        case .publicRoute:
+            return .allowed(id)
+        case .singleMask:
+            if set.covers(fast.mask) { return .allowed(id) }
+            if set.constrained.isEmpty { return .insufficientScope(id, required: compiledRoutes[index].clauses[0].display) }
+        case .general:
+            break
         }
+        let route = compiledRoutes[index]
         for clause in route.clauses where !holds(clause, set, bytes, bounds, query) {
             return .insufficientScope(id, required: clause.display)
         }

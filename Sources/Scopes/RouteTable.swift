@@ -46,23 +46,25 @@ struct CompiledRoute: Sendable {
 /// Literal segments are tried before parameters, parameters before `*`; the search
 /// backtracks so that `POST /fhir/R4/Observation` finds `POST /fhir/R4/{ResourceType}`
 /// when the literal `Observation` node has only `GET`.
+///
+/// Built with ``insert(_:method:route:)``, then ``frozen()`` lays it out flat — plain
+/// integers and one byte pool — so that matching touches no reference counts.
 struct RouteTrie: Sendable {
-    struct Node: Sendable {
-        var literals: [[UInt8]] = []   // sorted
-        var literalChildren: [Int] = []
-        var param = -1
-        var tail = -1
-        var routes = [Int](repeating: -1, count: HTTPMethod.allCases.count)
-        var hasRoutes: Bool { routes.contains { $0 >= 0 } }
-    }
-
-    private(set) var nodes = [Node()]
-
     enum Segment: Hashable {
         case literal(String)
         case param(String)
         case tail
     }
+
+    private struct BuildNode {
+        var literals: [[UInt8]] = []   // sorted
+        var literalChildren: [Int] = []
+        var param = -1
+        var tail = -1
+        var routes = [Int32](repeating: -1, count: HTTPMethod.allCases.count)
+    }
+
+    private var building = [BuildNode()]
 
     /// Inserts a route; returns the route already there for this method and shape, if any.
     mutating func insert(_ segments: [Segment], method: HTTPMethod, route: Int) -> Int? {
@@ -71,83 +73,50 @@ struct RouteTrie: Sendable {
             switch segment {
             case .literal(let text):
                 let key = Array(text.utf8)
-                if let i = nodes[node].literals.firstIndex(of: key) {
-                    node = nodes[node].literalChildren[i]
+                if let i = building[node].literals.firstIndex(of: key) {
+                    node = building[node].literalChildren[i]
                 } else {
                     let child = newNode()
-                    let at = nodes[node].literals.firstIndex { RouteTrie.compare($0, key) > 0 } ?? nodes[node].literals.count
-                    nodes[node].literals.insert(key, at: at)
-                    nodes[node].literalChildren.insert(child, at: at)
+                    let at = building[node].literals.firstIndex { RouteTrie.compare($0, key) > 0 } ?? building[node].literals.count
+                    building[node].literals.insert(key, at: at)
+                    building[node].literalChildren.insert(child, at: at)
                     node = child
                 }
             case .param:
-                if nodes[node].param < 0 { nodes[node].param = newNode() }
-                node = nodes[node].param
+                if building[node].param < 0 { building[node].param = newNode() }
+                node = building[node].param
             case .tail:
-                if nodes[node].tail < 0 { nodes[node].tail = newNode() }
-                node = nodes[node].tail
+                if building[node].tail < 0 { building[node].tail = newNode() }
+                node = building[node].tail
             }
         }
-        let existing = nodes[node].routes[Int(method.rawValue)]
-        if existing >= 0 { return existing }
-        nodes[node].routes[Int(method.rawValue)] = route
+        let existing = building[node].routes[Int(method.rawValue)]
+        if existing >= 0 { return Int(existing) }
+        building[node].routes[Int(method.rawValue)] = Int32(route)
         return nil
     }
 
     private mutating func newNode() -> Int {
-        nodes.append(Node())
-        return nodes.count - 1
+        building.append(BuildNode())
+        return building.count - 1
     }
 
-    /// Finds the route for `method` over the decoded segments. `pathMatched` tells,
-    /// when no route is found, whether some route had this path with another method.
-    func match(
-        method: HTTPMethod, bytes: UnsafeMutableBufferPointer<UInt8>,
-        bounds: UnsafeMutableBufferPointer<Int>, count: Int, pathMatched: inout Bool
-    ) -> Int {
-        match(node: 0, segment: 0, method: method, bytes: bytes, bounds: bounds, count: count, pathMatched: &pathMatched)
-    }
-
-    private func match(
-        node index: Int, segment: Int, method: HTTPMethod, bytes: UnsafeMutableBufferPointer<UInt8>,
-        bounds: UnsafeMutableBufferPointer<Int>, count: Int, pathMatched: inout Bool
-    ) -> Int {
-        let node = nodes[index]
-        if segment == count { return route(node, method, &pathMatched) }
-        let key = UnsafeBufferPointer(rebasing: bytes[bounds[2 * segment]..<bounds[2 * segment + 1]])
-        // Binary search over the sorted literal children.
-        var low = 0, high = node.literals.count - 1
-        while low <= high {
-            let mid = (low + high) >> 1
-            let order = node.literals[mid].withUnsafeBufferPointer { RouteTrie.compare($0, key) }
-            if order == 0 {
-                let found = match(
-                    node: node.literalChildren[mid], segment: segment + 1, method: method,
-                    bytes: bytes, bounds: bounds, count: count, pathMatched: &pathMatched)
-                if found >= 0 { return found }
-                break
+    func frozen() -> FrozenRouteTrie {
+        var nodes: [FrozenRouteTrie.Node] = []
+        var edges: [FrozenRouteTrie.Edge] = []
+        var pool: [UInt8] = []
+        var routes: [Int32] = []
+        for node in building {
+            nodes.append(FrozenRouteTrie.Node(
+                firstEdge: Int32(edges.count), edgeCount: Int32(node.literals.count),
+                param: Int32(node.param), tail: Int32(node.tail), hasRoutes: node.routes.contains { $0 >= 0 }))
+            for (key, child) in zip(node.literals, node.literalChildren) {
+                edges.append(FrozenRouteTrie.Edge(offset: Int32(pool.count), length: Int32(key.count), child: Int32(child)))
+                pool += key
             }
-            if order < 0 { low = mid + 1 } else { high = mid - 1 }
+            routes += node.routes
         }
-        if node.param >= 0 {
-            let found = match(
-                node: node.param, segment: segment + 1, method: method,
-                bytes: bytes, bounds: bounds, count: count, pathMatched: &pathMatched)
-            if found >= 0 { return found }
-        }
-        if node.tail >= 0 { return route(nodes[node.tail], method, &pathMatched) }
-        return -1
-    }
-
-    @inline(__always) private func route(_ node: Node, _ method: HTTPMethod, _ pathMatched: inout Bool) -> Int {
-        let direct = node.routes[Int(method.rawValue)]
-        if direct >= 0 { return direct }
-        if method == .head {
-            let get = node.routes[Int(HTTPMethod.get.rawValue)]
-            if get >= 0 { return get }
-        }
-        if node.hasRoutes { pathMatched = true }
-        return -1
+        return FrozenRouteTrie(nodes: nodes, edges: edges, pool: pool, routes: routes)
     }
 
     static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
@@ -162,5 +131,98 @@ struct RouteTrie: Sendable {
             i += 1
         }
         return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+    }
+}
+
+/// The flat, read-only form of a ``RouteTrie``.
+struct FrozenRouteTrie: Sendable {
+    struct Node: Sendable {
+        var firstEdge: Int32
+        var edgeCount: Int32
+        var param: Int32
+        var tail: Int32
+        var hasRoutes: Bool
+    }
+
+    struct Edge: Sendable {
+        var offset: Int32
+        var length: Int32
+        var child: Int32
+    }
+
+    let nodes: [Node]
+    let edges: [Edge]
+    let pool: [UInt8]
+    /// `HTTPMethod.allCases.count` entries per node: the route index, or -1.
+    let routes: [Int32]
+
+    /// Finds the route for `method` over the decoded segments. `pathMatched` tells,
+    /// when no route is found, whether some route had this path with another method.
+    func match(
+        method: HTTPMethod, bytes: UnsafeMutableBufferPointer<UInt8>,
+        bounds: UnsafeMutableBufferPointer<Int>, count: Int, pathMatched: inout Bool
+    ) -> Int {
+        nodes.withUnsafeBufferPointer { nodes in
+            edges.withUnsafeBufferPointer { edges in
+                pool.withUnsafeBufferPointer { pool in
+                    routes.withUnsafeBufferPointer { routes in
+                        let walker = Walker(
+                            nodes: nodes, edges: edges, pool: pool, routes: routes, method: Int(method.rawValue),
+                            isHead: method == .head, bytes: UnsafeBufferPointer(bytes), bounds: UnsafeBufferPointer(bounds), count: count)
+                        return walker.match(node: 0, segment: 0, pathMatched: &pathMatched)
+                    }
+                }
+            }
+        }
+    }
+
+    private struct Walker {
+        let nodes: UnsafeBufferPointer<Node>
+        let edges: UnsafeBufferPointer<Edge>
+        let pool: UnsafeBufferPointer<UInt8>
+        let routes: UnsafeBufferPointer<Int32>
+        let method: Int
+        let isHead: Bool
+        let bytes: UnsafeBufferPointer<UInt8>
+        let bounds: UnsafeBufferPointer<Int>
+        let count: Int
+
+        func match(node index: Int, segment: Int, pathMatched: inout Bool) -> Int {
+            let node = nodes[index]
+            if segment == count { return route(index, node, &pathMatched) }
+            let key = UnsafeBufferPointer(rebasing: bytes[bounds[2 * segment]..<bounds[2 * segment + 1]])
+            // Binary search over the node's sorted literal edges.
+            var low = Int(node.firstEdge), high = Int(node.firstEdge + node.edgeCount) - 1
+            while low <= high {
+                let mid = (low + high) >> 1
+                let edge = edges[mid]
+                let literal = UnsafeBufferPointer(rebasing: pool[Int(edge.offset)..<Int(edge.offset + edge.length)])
+                let order = RouteTrie.compare(literal, key)
+                if order == 0 {
+                    let found = match(node: Int(edge.child), segment: segment + 1, pathMatched: &pathMatched)
+                    if found >= 0 { return found }
+                    break
+                }
+                if order < 0 { low = mid + 1 } else { high = mid - 1 }
+            }
+            if node.param >= 0 {
+                let found = match(node: Int(node.param), segment: segment + 1, pathMatched: &pathMatched)
+                if found >= 0 { return found }
+            }
+            if node.tail >= 0 { return route(Int(node.tail), nodes[Int(node.tail)], &pathMatched) }
+            return -1
+        }
+
+        @inline(__always) func route(_ index: Int, _ node: Node, _ pathMatched: inout Bool) -> Int {
+            let base = index * HTTPMethod.allCases.count
+            let direct = routes[base + method]
+            if direct >= 0 { return Int(direct) }
+            if isHead {
+                let get = routes[base + Int(HTTPMethod.get.rawValue)]
+                if get >= 0 { return Int(get) }
+            }
+            if node.hasRoutes { pathMatched = true }
+            return -1
+        }
     }
 }

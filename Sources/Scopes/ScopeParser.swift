@@ -3,22 +3,29 @@ enum ScopeParser {
     typealias Bytes = UnsafeBufferPointer<UInt8>
 
     static func parse(_ text: String) throws(ScopeError) -> Scope {
-        var utf8 = text
-        let result: Result<Scope.Form, ScopeError> = utf8.withUTF8 { bytes in
-            do throws(ScopeError) {
-                return .success(try parseForm(bytes, text: text))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch result {
-        case .success(let form): return Scope(form: form, text: text)
-        case .failure(let error): throw error
-        }
+        try withBytes(text) { bytes throws(ScopeError) in try parse(bytes, text: text) }
     }
 
-    private static func parseForm(_ b: Bytes, text: String) throws(ScopeError) -> Scope.Form {
-        func fail(_ reason: ScopeError.Reason) -> ScopeError { ScopeError(text: text, reason: reason) }
+    /// `String.withUTF8` with a typed error.
+    @inline(__always)
+    static func withBytes<T>(_ text: String, _ body: (Bytes) throws(ScopeError) -> T) throws(ScopeError) -> T {
+        var utf8 = text
+        let result: Result<T, ScopeError> = utf8.withUTF8 { bytes in
+            do throws(ScopeError) { return .success(try body(bytes)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Parses the scope in `bytes`; `text` is the same scope as a String when the caller has one.
+    static func parse(_ bytes: Bytes, text: String?) throws(ScopeError) -> Scope {
+        let form = try parseForm(bytes, text: text)
+        return Scope(form: form, text: text ?? String(decoding: bytes, as: UTF8.self))
+    }
+
+    private static func parseForm(_ b: Bytes, text: String?) throws(ScopeError) -> Scope.Form {
+        func fail(_ reason: ScopeError.Reason) -> ScopeError {
+            ScopeError(text: text ?? String(decoding: b, as: UTF8.self), reason: reason)
+        }
 
         if b.isEmpty { throw fail(.empty) }
         if b.count > ScopeLimits.maxScopeBytes { throw fail(.tooLong(bytes: b.count)) }
@@ -37,78 +44,98 @@ enum ScopeParser {
         }
 
         if slash >= 0 {
-            let context = string(b, 0, slash)
-            if context == "launch" {
+            if equals(b, 0, slash, "launch") {
                 // launch/patient, launch/encounter
-                try checkWord(b, slash + 1, b.count, first: isLower, rest: isAlnum, text: text, what: "launch context")
-                return .bare(text)
+                try checkWord(b, slash + 1, b.count, first: lower, rest: lower | upper | digit, text: text, what: "launch context")
+                return .bare(text ?? String(decoding: b, as: UTF8.self))
             }
-            guard let ctx = ScopeContext(rawValue: context) else {
-                if context.isEmpty { throw fail(.malformed("a context is required before \"/\"")) }
-                throw fail(.unknownContext(context))
+            let ctx: ScopeContext
+            if equals(b, 0, slash, "patient") {
+                ctx = .patient
+            } else if equals(b, 0, slash, "user") {
+                ctx = .user
+            } else if equals(b, 0, slash, "system") {
+                ctx = .system
+            } else if slash == 0 {
+                throw fail(.malformed("a context is required before \"/\""))
+            } else {
+                throw fail(.unknownContext(string(b, 0, slash)))
             }
             return .resource(try parseResource(b, context: ctx, slash: slash, text: text))
         }
         if question >= 0 { throw fail(.invalidCharacter("?")) }
         if colon >= 0 {
             // action:resource
-            try checkWord(b, 0, colon, first: isLower, rest: isSnake, text: text, what: "action")
-            try checkWord(b, colon + 1, b.count, first: isLower, rest: isSnake, text: text, what: "resource")
+            try checkWord(b, 0, colon, first: lower, rest: snake, text: text, what: "action")
+            try checkWord(b, colon + 1, b.count, first: lower, rest: snake, text: text, what: "resource")
             return .actionResource(action: string(b, 0, colon), resource: string(b, colon + 1, b.count))
         }
         if dot >= 0 {
             // dotted product scope: lower-case segments
             var segments: [String] = []
             var start = 0
-            for i in 0...b.count where i == b.count || b[i] == UInt8(ascii: ".") {
-                try checkWord(b, start, i, first: isLower, rest: isSnake, text: text, what: "dotted segment")
-                segments.append(string(b, start, i))
-                start = i + 1
+            var i = 0
+            while i <= b.count {
+                if i == b.count || b[i] == UInt8(ascii: ".") {
+                    try checkWord(b, start, i, first: lower, rest: snake, text: text, what: "dotted segment")
+                    segments.append(string(b, start, i))
+                    start = i + 1
+                }
+                i += 1
             }
             return .dotted(segments: segments)
         }
-        try checkWord(b, 0, b.count, first: isAlpha, rest: isBareChar, text: text, what: "scope")
-        return .bare(text)
+        try checkWord(b, 0, b.count, first: lower | upper, rest: lower | upper | digit | underscore | hyphen, text: text, what: "scope")
+        return .bare(text ?? String(decoding: b, as: UTF8.self))
     }
 
     private static func parseResource(
-        _ b: Bytes, context: ScopeContext, slash: Int, text: String
+        _ b: Bytes, context: ScopeContext, slash: Int, text: String?
     ) throws(ScopeError) -> ResourceScope {
-        func fail(_ reason: ScopeError.Reason) -> ScopeError { ScopeError(text: text, reason: reason) }
-        var end = b.count
+        func fail(_ reason: ScopeError.Reason) -> ScopeError {
+            ScopeError(text: text ?? String(decoding: b, as: UTF8.self), reason: reason)
+        }
+        var end = slash
+        while end < b.count && b[end] != UInt8(ascii: "?") { end += 1 }
         var constraints: [QueryConstraint] = []
-        if let q = (slash..<b.count).first(where: { b[$0] == UInt8(ascii: "?") }) {
-            end = q
-            constraints = try parseConstraints(b, from: q + 1, text: text)
-        }
-        guard let dot = (slash + 1..<end).first(where: { b[$0] == UInt8(ascii: ".") }) else {
-            throw fail(.malformed("expected \"<context>/<resource>.<permission>\""))
-        }
+        if end < b.count { constraints = try parseConstraints(b, from: end + 1, text: text) }
+        var dot = slash + 1
+        while dot < end && b[dot] != UInt8(ascii: ".") { dot += 1 }
+        if dot == end { throw fail(.malformed("expected \"<context>/<resource>.<permission>\"")) }
         let resource: String?
         if dot == slash + 2 && b[slash + 1] == UInt8(ascii: "*") {
             resource = nil
         } else {
-            try checkWord(b, slash + 1, dot, first: isAlpha, rest: isResourceChar, text: text, what: "resource type")
+            try checkWord(b, slash + 1, dot, first: lower | upper, rest: lower | upper | digit | underscore | hyphen, text: text, what: "resource type")
             resource = string(b, slash + 1, dot)
         }
         if dot + 1 == end { throw fail(.emptyPermissions) }
-        let word = string(b, dot + 1, end)
         let permissions: Permissions
         let syntax: ResourceScope.Syntax
-        switch word {
-        case "read": (permissions, syntax) = (.v1Read, .v1)
-        case "write": (permissions, syntax) = (.v1Write, .v1)
-        case "*": (permissions, syntax) = (.all, .v1)
-        default:
+        if equals(b, dot + 1, end, "read") {
+            (permissions, syntax) = (.v1Read, .v1)
+        } else if equals(b, dot + 1, end, "write") {
+            (permissions, syntax) = (.v1Write, .v1)
+        } else if equals(b, dot + 1, end, "*") {
+            (permissions, syntax) = (.all, .v1)
+        } else {
             var set = Permissions()
             var lastIndex = -1
-            for byte in word.utf8 {
-                guard let index = Permissions.letters.firstIndex(where: { $0.letter.asciiValue == byte }) else {
-                    throw fail(.malformed("unknown permission \"\(ScopeError.escape(word))\" (expected read, write, * or letters of cruds)"))
+            for i in (dot + 1)..<end {
+                let index: Int
+                switch b[i] {
+                case UInt8(ascii: "c"): index = 0
+                case UInt8(ascii: "r"): index = 1
+                case UInt8(ascii: "u"): index = 2
+                case UInt8(ascii: "d"): index = 3
+                case UInt8(ascii: "s"): index = 4
+                default:
+                    let word = ScopeError.escape(string(b, dot + 1, end))
+                    throw fail(.malformed("unknown permission \"\(word)\" (expected read, write, * or letters of cruds)"))
                 }
                 if index <= lastIndex { throw fail(.permissionsOutOfOrder) }
                 lastIndex = index
-                set.insert(Permissions.letters[index].permission)
+                set.insert(Permissions(rawValue: 1 << UInt8(index)))
             }
             (permissions, syntax) = (set, .v2)
         }
@@ -120,8 +147,10 @@ enum ScopeParser {
             constraints: constraints)
     }
 
-    private static func parseConstraints(_ b: Bytes, from start: Int, text: String) throws(ScopeError) -> [QueryConstraint] {
-        func fail(_ why: String) -> ScopeError { ScopeError(text: text, reason: .invalidConstraint(why)) }
+    private static func parseConstraints(_ b: Bytes, from start: Int, text: String?) throws(ScopeError) -> [QueryConstraint] {
+        func fail(_ why: String) -> ScopeError {
+            ScopeError(text: text ?? String(decoding: b, as: UTF8.self), reason: .invalidConstraint(why))
+        }
         if start >= b.count { throw fail("nothing after \"?\"") }
         var result: [QueryConstraint] = []
         var pairStart = start
@@ -131,7 +160,7 @@ enum ScopeParser {
             }
             if eq == pairStart { throw fail("empty parameter name") }
             if eq + 1 == i { throw fail("empty value for \(string(b, pairStart, eq))") }
-            for j in pairStart..<eq where !isParamNameChar(b[j]) {
+            for j in pairStart..<eq where charClass(b[j]) & (lower | upper | digit | underscore | hyphen | punctuation) == 0 {
                 throw fail("character \"\(Character(Unicode.Scalar(b[j])))\" in a parameter name")
             }
             for j in (eq + 1)..<i where b[j] == UInt8(ascii: "=") || b[j] == UInt8(ascii: "?") {
@@ -143,38 +172,55 @@ enum ScopeParser {
         return result
     }
 
+    @inline(__always)
     private static func checkWord(
-        _ b: Bytes, _ start: Int, _ end: Int,
-        first: (UInt8) -> Bool, rest: (UInt8) -> Bool, text: String, what: String
+        _ b: Bytes, _ start: Int, _ end: Int, first: UInt8, rest: UInt8, text: String?, what: String
     ) throws(ScopeError) {
-        if start >= end { throw ScopeError(text: text, reason: .malformed("empty \(what)")) }
-        if !first(b[start]) {
-            let kind = first(UInt8(ascii: "A")) ? "a letter" : "a lower-case letter"
-            throw ScopeError(text: text, reason: .malformed("\(what) must start with \(kind)"))
+        func fail(_ reason: ScopeError.Reason) -> ScopeError {
+            ScopeError(text: text ?? String(decoding: b, as: UTF8.self), reason: reason)
         }
-        for i in (start + 1)..<end where !rest(b[i]) {
-            throw ScopeError(text: text, reason: .invalidCharacter(Character(Unicode.Scalar(b[i]))))
+        if start >= end { throw fail(.malformed("empty \(what)")) }
+        if charClass(b[start]) & first == 0 {
+            throw fail(.malformed("\(what) must start with \(first & upper != 0 ? "a letter" : "a lower-case letter")"))
         }
+        var i = start + 1
+        while i < end {
+            if charClass(b[i]) & rest == 0 { throw fail(.invalidCharacter(Character(Unicode.Scalar(b[i])))) }
+            i += 1
+        }
+    }
+
+    @inline(__always)
+    private static func equals(_ b: Bytes, _ start: Int, _ end: Int, _ word: StaticString) -> Bool {
+        guard end - start == word.utf8CodeUnitCount else { return false }
+        let w = word.utf8Start
+        var i = 0
+        while i < end - start {
+            if b[start + i] != w[i] { return false }
+            i += 1
+        }
+        return true
     }
 
     private static func string(_ b: Bytes, _ start: Int, _ end: Int) -> String {
         String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
     }
 
-    private static func isLower(_ c: UInt8) -> Bool { c >= 0x61 && c <= 0x7A }
-    private static func isAlpha(_ c: UInt8) -> Bool { isLower(c) || (c >= 0x41 && c <= 0x5A) }
-    private static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
-    private static func isAlnum(_ c: UInt8) -> Bool { isAlpha(c) || isDigit(c) }
-    private static func isSnake(_ c: UInt8) -> Bool { isLower(c) || isDigit(c) || c == UInt8(ascii: "_") }
-    private static func isBareChar(_ c: UInt8) -> Bool {
-        isAlnum(c) || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
-    }
-    private static func isResourceChar(_ c: UInt8) -> Bool {
-        isAlnum(c) || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
-    }
-    private static func isParamNameChar(_ c: UInt8) -> Bool {
-        isAlnum(c) || c == UInt8(ascii: "_") || c == UInt8(ascii: "-") || c == UInt8(ascii: ".")
-            || c == UInt8(ascii: ":")
+    // Character classes, as bits.
+    private static let lower: UInt8 = 1, upper: UInt8 = 2, digit: UInt8 = 4, underscore: UInt8 = 8
+    private static let hyphen: UInt8 = 16, punctuation: UInt8 = 32  // . and : (query parameter names)
+    private static let snake: UInt8 = lower | digit | underscore
+
+    @inline(__always) private static func charClass(_ c: UInt8) -> UInt8 {
+        switch c {
+        case 0x61...0x7A: lower
+        case 0x41...0x5A: upper
+        case 0x30...0x39: digit
+        case UInt8(ascii: "_"): underscore
+        case UInt8(ascii: "-"): hyphen
+        case UInt8(ascii: "."), UInt8(ascii: ":"): punctuation
+        default: 0
+        }
     }
 }
 
@@ -182,13 +228,55 @@ enum ScopeParser {
 public enum ScopeList {
     /// Parses a list separated by single spaces, keeping the first of any duplicates.
     public static func parse(_ text: String) throws(ScopeError) -> [Scope] {
-        let bytes = text.utf8.count
-        if bytes > ScopeLimits.maxListBytes {
-            throw ScopeError(text: text, reason: .listTooLong(bytes: bytes))
+        try ScopeParser.withBytes(text) { bytes throws(ScopeError) -> [Scope] in
+            if bytes.count > ScopeLimits.maxListBytes {
+                throw ScopeError(text: text, reason: .listTooLong(bytes: bytes.count))
+            }
+            if bytes.isEmpty { return [] }
+            var result: [Scope] = []
+            var spaces = 0
+            for byte in bytes where byte == 0x20 { spaces += 1 }
+            result.reserveCapacity(min(spaces + 1, ScopeLimits.maxListEntries))
+            var hashes: [UInt64] = []
+            var entries = 0
+            hashes.reserveCapacity(result.capacity)
+            var start = 0
+            var i = 0
+            while i <= bytes.count {
+                if i == bytes.count || bytes[i] == 0x20 {
+                    if i == start { throw ScopeError(text: text, reason: .emptyEntry) }
+                    entries += 1
+                    if entries > ScopeLimits.maxListEntries {
+                        let count = bytes.split(separator: 0x20, omittingEmptySubsequences: false).count
+                        throw ScopeError(text: text, reason: .tooManyScopes(count: count))
+                    }
+                    let slice = UnsafeBufferPointer(rebasing: bytes[start..<i])
+                    let scope = try ScopeParser.parse(slice, text: nil)
+                    // Duplicates are rare: compare cheap hashes before strings.
+                    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+                    for byte in slice { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+                    var duplicate = false
+                    for (k, h) in hashes.enumerated() where h == hash && result[k].description == scope.description {
+                        duplicate = true
+                        break
+                    }
+                    if !duplicate {
+                        result.append(scope)
+                        hashes.append(hash)
+                    }
+                    start = i + 1
+                }
+                i += 1
+            }
+            return result
         }
-        if text.isEmpty { return [] }
-        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-        return try parse(parts, whole: text)
+    }
+
+    /// Keeps the first of duplicates; lists are short (≤ 100), so a scan beats hashing.
+    @inline(__always)
+    private static func append(_ scope: Scope, to result: inout [Scope]) {
+        for existing in result where existing.description == scope.description { return }
+        result.append(scope)
     }
 
     /// Parses scopes given one by one (JSON arrays), with the same limits.
@@ -206,11 +294,9 @@ public enum ScopeList {
         }
         var result: [Scope] = []
         result.reserveCapacity(parts.count)
-        var seen = Set<String>()
         for part in parts {
             if part.isEmpty { throw ScopeError(text: whole, reason: .emptyEntry) }
-            let scope = try Scope(parsing: part)
-            if seen.insert(scope.description).inserted { result.append(scope) }
+            append(try Scope(parsing: part), to: &result)
         }
         return result
     }

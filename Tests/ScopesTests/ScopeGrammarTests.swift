@@ -109,6 +109,10 @@ struct ScopeGrammarTests {
         } catch {
             #expect(error.reason == .tooManyScopes(count: 101))
         }
+        // The limit counts entries as sent, duplicates included.
+        #expect(throws: ScopeError(text: Array(repeating: "read:a", count: 101).joined(separator: " "), reason: .tooManyScopes(count: 101))) {
+            try ScopeList.parse(Array(repeating: "read:a", count: 101).joined(separator: " "))
+        }
         let big = (0..<40).map { "read:" + String(repeating: "x", count: 200) + "\($0)" }.joined(separator: " ")
         #expect(big.utf8.count > 8192)
         do {
