@@ -16,8 +16,58 @@ enum QueryString {
     }
 
     /// Whether a gate on `name` fires: the parameter appears with a value other than `false`.
+    /// Decodes into a stack buffer: gated routes (`/v3/notes`) are on the hot path.
     static func fires(_ name: [UInt8], in query: String) -> Bool {
-        values(name, in: query).contains { $0 != "false" }
+        var query = query
+        return query.withUTF8 { bytes in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count + 1) { buffer in
+                name.withUnsafeBufferPointer { name in
+                    var start = 0
+                    while start <= bytes.count {
+                        var end = start
+                        while end < bytes.count && bytes[end] != UInt8(ascii: "&") { end += 1 }
+                        if end > start {
+                            var eq = start
+                            while eq < end && bytes[eq] != UInt8(ascii: "=") { eq += 1 }
+                            let n = decode(UnsafeBufferPointer(rebasing: bytes[start..<eq]), into: buffer)
+                            if RouteTrie.compare(UnsafeBufferPointer(rebasing: buffer[0..<n]), name) == 0 {
+                                let valueStart = min(eq + 1, end)
+                                let v = decode(UnsafeBufferPointer(rebasing: bytes[valueStart..<end]), into: buffer)
+                                if RouteTrie.compare(UnsafeBufferPointer(rebasing: buffer[0..<v]), falseBytes) != 0 { return true }
+                            }
+                        }
+                        start = end + 1
+                    }
+                    return false
+                }
+            }
+        }
+    }
+
+    private static var falseBytes: UnsafeBufferPointer<UInt8> {
+        let word: StaticString = "false"
+        return UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+    }
+
+    /// Decodes `%XX` and `+` from `raw` into `out`; returns the decoded length.
+    @inline(__always)
+    static func decode(_ raw: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        var n = 0
+        var i = 0
+        while i < raw.count {
+            let byte = raw[i]
+            if byte == UInt8(ascii: "+") {
+                out[n] = 0x20
+            } else if byte == UInt8(ascii: "%"), i + 2 < raw.count, let hi = RequestPath.hex(raw[i + 1]), let lo = RequestPath.hex(raw[i + 2]) {
+                out[n] = hi << 4 | lo
+                i += 2
+            } else {
+                out[n] = byte
+            }
+            n += 1
+            i += 1
+        }
+        return n
     }
 
     /// Whether the query carries every `name=value` of a constrained grant.
