@@ -16,12 +16,47 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/sql-kit", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
     ],
     targets: [
         // The scope engine: grammar, catalogs, compiled scope sets, route table, decisions.
         // Standard library only, so that any Swift server can embed it.
         .target(name: "Scopes", swiftSettings: strict),
-        .target(name: "CaregateServer", dependencies: ["Scopes"], swiftSettings: strict),
+        // Storage: one SQLKit query layer over SQLite (default) and PostgreSQL, migrations in code.
+        .target(
+            name: "CaregateStore",
+            dependencies: [
+                "Scopes",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "CaregateServer",
+            dependencies: [
+                "Scopes", "CaregateStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "caregate",
             dependencies: [
@@ -31,7 +66,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ScopesTests", dependencies: ["Scopes"], swiftSettings: strict),
-        .testTarget(name: "CaregateServerTests", dependencies: ["Scopes", "CaregateServer"], swiftSettings: strict),
+        .testTarget(
+            name: "CaregateServerTests",
+            dependencies: [
+                "Scopes", "CaregateServer", "CaregateStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -98,3 +98,18 @@ enum QueryString {
         return out
     }
 }
+
+/// A raw query string's parameters, each name and value decoded once (`%XX`, `+` as space),
+/// exactly as query gates read them — so that a handler never sees a value the
+/// enforcement layer read differently.
+public enum QueryItems {
+    public static func parse(_ query: String?) -> [(name: String, value: String)] {
+        guard let query, !query.isEmpty else { return [] }
+        return query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true).map { pair in
+            let eq = pair.firstIndex(of: UInt8(ascii: "="))
+            let name = QueryString.decode(eq.map { pair[..<$0] } ?? pair[...])
+            let value = eq.map { QueryString.decode(pair[pair.index(after: $0)...]) } ?? []
+            return (String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))
+        }
+    }
+}

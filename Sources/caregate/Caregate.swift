@@ -1,14 +1,16 @@
 import ArgumentParser
 import CaregateServer
+import CaregateStore
 import Foundation
+import Logging
 import Scopes
 
 @main
-struct Caregate: ParsableCommand {
+struct Caregate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caregate",
         abstract: "Scope-based permission system for healthcare partner APIs.",
-        subcommands: [ScopesCommand.self, CheckCommand.self])
+        subcommands: [ServeCommand.self, DemoCommand.self, ScopesCommand.self, CheckCommand.self])
 }
 
 /// Where to find catalogs, shared by the commands.
@@ -119,5 +121,86 @@ struct CheckCommand: ParsableCommand {
             print("reason: \(explanation.reason)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// Options shared by `serve` and `demo`.
+struct ServerArguments: ParsableArguments {
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port).") var port = 8080
+    @Option(help: "SQLite file path or postgres://… URL (default: $DATABASE_URL, else caregate.sqlite).") var database: String?
+    @OptionGroup var catalogs: CatalogOptions
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+
+    func options(defaultDatabase: String) throws -> ServerOptions {
+        var options = ServerOptions()
+        options.host = host
+        options.port = port
+        let environment = ProcessInfo.processInfo.environment
+        options.database = DatabaseLocation(database ?? environment["DATABASE_URL"] ?? defaultDatabase)
+        if let directory = catalogs.directory { options.catalogDirectory = URL(fileURLWithPath: directory) }
+        options.adminToken = environment["CAREGATE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        options.secret = environment["CAREGATE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        return options
+    }
+
+    func logger() throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \"\(logLevel)\"") }
+        LoggingSystem.bootstrap { label in
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "caregate")
+        logger.logLevel = level
+        return logger
+    }
+}
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the Caregate server (SQLite by default; PostgreSQL with --database postgres://… or DATABASE_URL).")
+    @OptionGroup var server: ServerArguments
+
+    func run() async throws {
+        let logger = try server.logger()
+        let options = try server.options(defaultDatabase: "caregate.sqlite")
+        logger.info("opening database", metadata: ["database": "\(options.database)"])
+        let caregate = try await CaregateServer(options: options, logger: logger)
+        if let token = caregate.generatedOperatorToken {
+            FileHandle.standardOutput.write(Data("Operator token (shown once; set CAREGATE_ADMIN_TOKEN to choose your own): \(token)\n".utf8))
+        }
+        try await caregate.run()
+    }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Serve a demo clinic on SQLite: creates a developer, clinic, installed app, keys and synthetic data, then prints curl commands.")
+    @OptionGroup var server: ServerArguments
+    @Option(help: "How many synthetic patients.") var patients = 25
+
+    func run() async throws {
+        let logger = try server.logger()
+        var options = try server.options(defaultDatabase: "caregate-demo.sqlite")
+        if server.database == nil, case .sqlite(let path) = options.database {
+            // The demo database is the demo's own: start it fresh each time.
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+            options.database = .sqlite(path: path)
+        }
+        let caregate = try await CaregateServer(options: options, logger: logger)
+        let demo = try await DemoSetup.create(on: caregate, patients: patients)
+        let running = Task { try await caregate.run() }
+        guard let port = await caregate.port() else { return }
+        let base = "http://\(server.host):\(port)"
+        var text = "\nCaregate demo on \(base) (database \(options.database))\n"
+        if let token = caregate.generatedOperatorToken { text += "Operator token: \(token)\n" }
+        text += "Developer token: \(demo.developerToken)\nClinic admin token: \(demo.clinicAdminToken)\n"
+        text += "Clinic: \(demo.organizationID) (X-Organization-Id: \(demo.organizationUUID))\nApp: \(demo.appID)\n\n"
+        for (title, command) in demo.curlCommands(baseURL: base) { text += "# \(title)\n\(command)\n\n" }
+        text += "Stop with Ctrl-C.\n"
+        FileHandle.standardOutput.write(Data(text.utf8))  // unbuffered: scripts read it while the server runs
+        try await running.value
     }
 }

@@ -1,0 +1,57 @@
+import Scopes
+import Synchronization
+
+/// What an API key may do in one clinic, as computed from the grant chain.
+struct Credential: Sendable {
+    var keyID: String
+    var keyHash: String
+    var expiresAt: Int64?
+    var appID: String
+    var appSlug: String
+    var liveVersionID: String
+    var organizationID: String
+    /// The effective set on each served surface, by surface index.
+    var effective: [ScopeSet]
+}
+
+/// Resolved credentials by (key lookup id, clinic), so that the hot path does no
+/// database work. Any grant-chain change empties it; a resolution that started
+/// before the change is not stored (the epoch moved on).
+final class CredentialCache: Sendable {
+    struct Key: Hashable, Sendable {
+        var lookupID: String
+        var organizationID: String
+    }
+
+    private struct State {
+        var entries: [Key: Credential] = [:]
+        var epoch: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    /// Bounded so that a flood of distinct valid keys cannot grow memory without limit.
+    let capacity: Int
+
+    init(capacity: Int = 100_000) { self.capacity = capacity }
+
+    func get(_ key: Key) -> Credential? { state.withLock { $0.entries[key] } }
+
+    var epoch: UInt64 { state.withLock { $0.epoch } }
+
+    func put(_ key: Key, _ credential: Credential, ifEpoch epoch: UInt64) {
+        state.withLock { state in
+            guard state.epoch == epoch else { return }
+            if state.entries.count >= capacity { state.entries.removeAll(keepingCapacity: true) }
+            state.entries[key] = credential
+        }
+    }
+
+    func invalidateAll() {
+        state.withLock { state in
+            state.entries.removeAll(keepingCapacity: true)
+            state.epoch &+= 1
+        }
+    }
+
+    var count: Int { state.withLock { $0.entries.count } }
+}

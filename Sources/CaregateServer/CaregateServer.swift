@@ -1,0 +1,173 @@
+public import CaregateStore
+public import Foundation
+public import Hummingbird
+public import Logging
+import Metrics
+import Prometheus
+public import Scopes
+import ServiceLifecycle
+import Synchronization
+
+/// How to run a Caregate server.
+public struct ServerOptions: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var database: DatabaseLocation = .sqlite(path: "caregate.sqlite")
+    public var catalogDirectory: URL?
+    /// `CAREGATE_ADMIN_TOKEN`: the operator token (stored hashed).
+    public var adminToken: String?
+    /// `CAREGATE_SECRET`: the key of every keyed hash (at least 32 bytes); generated when absent.
+    public var secret: String?
+    /// How often each instance looks for grant-chain changes made by other instances.
+    public var changePollInterval: Duration = .milliseconds(250)
+
+    public init() {}
+}
+
+/// A running Caregate: the HTTP application and the services beside it.
+public final class CaregateServer: Sendable {
+    public static let version = "0.1.0"
+
+    public let options: ServerOptions
+    public let catalogs: [CompiledCatalog]
+    public let database: Database
+    public let grants: GrantStore
+    public let clinic: ClinicStore
+    /// The operator token when it was generated at this start (print it once).
+    public let generatedOperatorToken: String?
+    let cache: CredentialCache
+    let auditWriter: AuditWriter
+    let logger: Logger
+    private let listening = ListeningPort()
+
+    public init(options: ServerOptions, logger: Logger) async throws {
+        self.options = options
+        self.logger = logger
+        guard let directory = options.catalogDirectory ?? CatalogLoader.defaultDirectory() else {
+            throw CatalogLoadError(file: "Catalogs", problems: ["no catalog directory found; set CAREGATE_CATALOGS or pass --catalogs"])
+        }
+        catalogs = try CatalogLoader.loadDirectory(directory)
+        logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
+        database = try await Database.open(options.database, logger: logger)
+        let secret = try await GrantStore.serverSecret(database: database, configured: options.secret)
+        grants = GrantStore(database: database, secret: secret)
+        clinic = ClinicStore(database: database)
+        generatedOperatorToken = try await grants.ensureOperatorToken(configured: options.adminToken)
+        cache = CredentialCache()
+        auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
+        Self.bootstrapMetrics()
+    }
+
+    /// The port the server listens on, once it does.
+    public func port() async -> Int? { await listening.wait() }
+
+    static let registry = PrometheusCollectorRegistry()
+    private static let metricsBootstrapped = Mutex(false)
+
+    static func bootstrapMetrics() {
+        metricsBootstrapped.withLock { done in
+            guard !done else { return }
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            done = true
+        }
+    }
+
+    func makeRouter() -> Router<CaregateContext> {
+        let router = Router(context: CaregateContext.self)
+        router.add(middleware: TraceMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        let marketplace = catalogs.filter { $0.surface.hasPrefix("marketplace-") }
+        let resolver = CredentialResolver(grants: grants, cache: cache, catalogs: marketplace)
+        router.add(middleware: ClinicGateway(catalogs: marketplace, resolver: resolver, store: clinic, audit: auditWriter))
+
+        router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
+        let database = self.database
+        router.get("readyz") { _, _ in
+            do {
+                _ = try await database.sql.raw("SELECT 1 AS ok").first()
+                return JSONResponse.make(["status": "ready"] as JSONValue)
+            } catch {
+                throw APIError(.serviceUnavailable, "not_ready", "the database is not reachable")
+            }
+        }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: Self.registry.emitToBuffer())))
+        }
+        let document = JSONResponse.encode(OpenAPIDocument.build(catalogs: catalogs, version: Self.version))
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
+        }
+        ManagementRoutes(
+            grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache,
+            catalogs: Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
+        ).register(on: router)
+        return router
+    }
+
+    /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,
+    /// the audit log is flushed, then the database closes.
+    public func run() async throws {
+        let router = makeRouter()
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "caregate"),
+            onServerRunning: { [listening, logger] channel in
+                listening.set(channel.localAddress?.port ?? 0)
+                logger.info("caregate listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+        let grants = self.grants
+        let cache = self.cache
+        let lastGeneration = Mutex<Int64>(-1)
+        let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
+            let generation = try await grants.generation()
+            let changed = lastGeneration.withLock { last in
+                defer { last = generation }
+                return last != generation
+            }
+            if changed { cache.invalidateAll() }
+        }
+        let clinic = self.clinic
+        let outbox = PollingService(name: "email outbox", interval: .seconds(1), logger: logger) {
+            _ = try await clinic.drainOutbox()
+        }
+        // Shut down in reverse: the HTTP server first (finishing in-flight requests),
+        // the audit writer last (writing everything they recorded).
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: auditWriter), .init(service: watcher), .init(service: outbox), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+        await database.shutdown()
+    }
+}
+
+/// The port the server bound, for callers that wait for it (tests bind port 0).
+final class ListeningPort: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
+
+    func set(_ port: Int) {
+        let waiters = state.withLock { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    func wait() async -> Int? {
+        await withCheckedContinuation { continuation in
+            let port: Int? = state.withLock { state in
+                if let port = state.port { return port }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let port { continuation.resume(returning: port) }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import CaregateStore
+import Foundation
+import Hummingbird
+
+/// Note writes: images (binary or multipart), SOAP fields and impressions. Each needs
+/// `providerId` (the provider acting in the EHR), which must exist in the clinic.
+enum NoteWrites {
+    static let maxImageBytes = 5 * 1024 * 1024
+    static let imageTypes: [String: [UInt8]] = [
+        "image/png": [0x89, 0x50, 0x4E, 0x47], "image/jpeg": [0xFF, 0xD8, 0xFF], "image/gif": Array("GIF8".utf8),
+        "image/webp": Array("RIFF".utf8),
+    ]
+
+    static func provider(_ call: ClinicCall, _ query: QueryInput) async throws -> String {
+        guard let provider = try query.id("providerId", prefix: "prv") else { throw APIError.badRequest("providerId is required") }
+        guard try await call.store.exists(.providers, organization: call.organization, id: provider) else {
+            throw APIError.badRequest("providerId: no provider \"\(provider)\" in this organization")
+        }
+        return provider
+    }
+
+    static func note(_ call: ClinicCall) async throws -> String {
+        let note = try call.pathID(2, prefix: "not")
+        guard try await call.store.exists(.notes, organization: call.organization, id: note) else {
+            throw APIError.notFound("no note \"\(note)\" in this organization")
+        }
+        return note
+    }
+
+    static func uploadImage(_ call: inout ClinicCall) async throws -> Response {
+        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
+        let noteID = try await note(call)
+        let providerID = try await provider(call, query)
+        let contentType = (call.request.headers[.contentType] ?? "").lowercased()
+        let body: ByteBuffer
+        do {
+            body = try await call.request.collectBody(upTo: maxImageBytes + 64 * 1024)
+        } catch {
+            throw APIError(.contentTooLarge, "payload_too_large", "an image may be at most \(maxImageBytes) bytes")
+        }
+        var bytes = Array(buffer: body)
+        var type = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if type == "multipart/form-data" {
+            (type, bytes) = try Multipart.filePart(bytes, contentType: contentType)
+        }
+        guard let magic = imageTypes[type] else {
+            throw APIError(.unsupportedMediaType, "unsupported_media_type", "the image must be image/png, image/jpeg, image/gif or image/webp (binary body or multipart field \"file\")")
+        }
+        guard !bytes.isEmpty else { throw APIError.badRequest("the image is empty") }
+        guard bytes.count <= maxImageBytes else { throw APIError(.contentTooLarge, "payload_too_large", "an image may be at most \(maxImageBytes) bytes") }
+        guard bytes.starts(with: magic) else { throw APIError.badRequest("the body is not a \(type) image") }
+        let image = try await call.store.addNoteImage(organization: call.organization, noteID: noteID, providerID: providerID, contentType: type, data: bytes)
+        return Success.response(image, status: .created)
+    }
+
+    static func deleteImage(_ call: inout ClinicCall) async throws -> Response {
+        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
+        let noteID = try await note(call)
+        _ = try await provider(call, query)
+        let imageID = try call.pathID(4, prefix: "img")
+        guard try await call.store.deleteNoteImage(organization: call.organization, noteID: noteID, imageID: imageID) else {
+            throw APIError.notFound("no image \"\(imageID)\" on note \"\(noteID)\"")
+        }
+        return Response(status: .noContent)
+    }
+
+    static let soapFields = ["subjective", "objective", "assessment", "plan"]
+
+    static func editSOAP(_ call: inout ClinicCall) async throws -> Response {
+        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
+        let noteID = try await note(call)
+        _ = try await provider(call, query)
+        let body = try await JSONInput(&call.request, allowed: Set(soapFields))
+        var fields: [(column: String, value: String)] = []
+        for name in soapFields {
+            if let value = try body.string(name, max: 20_000, required: false) { fields.append((name, value)) }
+        }
+        guard !fields.isEmpty else { throw APIError.badRequest("give at least one of \(soapFields.joined(separator: ", "))") }
+        _ = try await call.store.updateSOAP(organization: call.organization, noteID: noteID, fields: fields)
+        let updated = try await call.store.withSOAP([try await call.store.get(.notes, organization: call.organization, id: noteID)!], organization: call.organization)
+        return Success.response(updated[0])
+    }
+
+    static func editImpression(_ call: inout ClinicCall) async throws -> Response {
+        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
+        let noteID = try await note(call)
+        _ = try await provider(call, query)
+        let impressionID = try call.pathID(4, prefix: "imp")
+        let body = try await JSONInput(&call.request, allowed: ["code", "description"])
+        let code = try body.string("code", max: 20, required: false)
+        let description = try body.string("description", max: 2_000, required: false)
+        guard code != nil || description != nil else { throw APIError.badRequest("give code or description") }
+        if let code, code.wholeMatch(of: /[A-Z][0-9A-Z]{1,2}(\.[0-9A-Z]{1,4})?/) == nil {
+            throw APIError.badRequest("code must be an ICD-10 code such as E11.9")
+        }
+        guard let impression = try await call.store.updateImpression(
+            organization: call.organization, noteID: noteID, impressionID: impressionID, code: code, description: description)
+        else { throw APIError.notFound("no impression \"\(impressionID)\" on note \"\(noteID)\"") }
+        return Success.response(impression)
+    }
+}
+
+/// Tasks, email, products and inventory changes.
+enum OtherWrites {
+    static func optionalID(_ body: JSONInput, _ name: String, prefix: String, collection: ClinicCollection, _ call: ClinicCall) async throws -> String? {
+        guard let id = try body.string(name, max: 64, required: false) else { return nil }
+        guard Validate.isID(id, prefix: prefix), try await call.store.exists(collection, organization: call.organization, id: id) else {
+            throw APIError.badRequest("field \"\(name)\": no \(collection.name) record \"\(Validate.safe(id))\" in this organization")
+        }
+        return id
+    }
+
+    static func createTask(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let body = try await JSONInput(&call.request, allowed: ["title", "description", "noteId", "providerId", "patientId", "dueDate"])
+        let title = try body.string("title", max: 200)!
+        let description = try body.string("description", max: 5_000, required: false) ?? ""
+        let dueDate = try body.string("dueDate", max: 10, required: false)
+        if let dueDate, !Validate.isDate(dueDate) { throw APIError.badRequest("field \"dueDate\" must be a date, YYYY-MM-DD") }
+        let task = ClinicStore.NewTask(
+            title: title, description: description,
+            noteID: try await optionalID(body, "noteId", prefix: "not", collection: .notes, call),
+            providerID: try await optionalID(body, "providerId", prefix: "prv", collection: .providers, call),
+            patientID: try await optionalID(body, "patientId", prefix: "pat", collection: .patients, call), dueDate: dueDate)
+        return Success.response(try await call.store.createTask(organization: call.organization, task), status: .created)
+    }
+
+    static func updateTask(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let id = try call.pathID(2, prefix: "tsk")
+        let body = try await JSONInput(&call.request, allowed: ["status"])
+        let status = try body.string("status", max: 20)!
+        guard status == "completed" || status == "cancelled" else {
+            throw APIError.badRequest("field \"status\" must be completed or cancelled")
+        }
+        switch try await call.store.transitionTask(organization: call.organization, id: id, to: status) {
+        case .updated(let task): return Success.response(task)
+        case .notFound: throw APIError.notFound("no task \"\(id)\" in this organization")
+        case .invalid(let from): throw APIError.conflict("a \(from) task cannot become \(status); only open tasks can be completed or cancelled")
+        }
+    }
+
+    static func sendEmail(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let body = try await JSONInput(&call.request, allowed: ["to", "subject", "body", "patientId"])
+        let to = try body.string("to", max: 254)!
+        guard Validate.isEmail(to) else { throw APIError.badRequest("field \"to\" must be an email address") }
+        let subject = try body.string("subject", max: 300)!
+        let text = try body.string("body", max: 100_000)!
+        let patient = try await optionalID(body, "patientId", prefix: "pat", collection: .patients, call)
+        let email = try await call.store.sendEmail(
+            organization: call.organization, from: "no-reply@\(call.credential.appSlug).caregate.invalid", to: to, subject: subject, body: text, patientID: patient)
+        return Success.response(email, status: .accepted)
+    }
+
+    static let productFields: Set<String> = ["name", "sku", "unit", "priceCents", "active"]
+
+    static func createProduct(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let body = try await JSONInput(&call.request, allowed: productFields)
+        let product = try await call.store.createProduct(
+            organization: call.organization, name: try body.string("name", max: 200)!, sku: try sku(body, required: true)!,
+            unit: try body.string("unit", max: 20, required: false) ?? "each", priceCents: try body.int("priceCents", range: 0...100_000_000)!,
+            active: try body.bool("active") ?? true)
+        return Success.response(product, status: .created)
+    }
+
+    static func sku(_ body: JSONInput, required: Bool) throws -> String? {
+        guard let sku = try body.string("sku", max: 64, required: required) else { return nil }
+        guard sku.wholeMatch(of: /[A-Za-z0-9][A-Za-z0-9._-]*/) != nil else {
+            throw APIError.badRequest("field \"sku\" must be letters, digits, . _ or -")
+        }
+        return sku
+    }
+
+    static func updateProduct(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let id = try call.pathID(3, prefix: "prd")
+        let body = try await JSONInput(&call.request, allowed: productFields)
+        guard !productFields.filter(body.has).isEmpty else { throw APIError.badRequest("give at least one of \(productFields.sorted().joined(separator: ", "))") }
+        guard let product = try await call.store.updateProduct(
+            organization: call.organization, id: id, name: try body.string("name", max: 200, required: false), sku: try sku(body, required: false),
+            unit: try body.string("unit", max: 20, required: false), priceCents: try body.int("priceCents", range: 0...100_000_000, required: false),
+            active: try body.bool("active"))
+        else { throw APIError.notFound("no product \"\(id)\" in this organization") }
+        return Success.response(product)
+    }
+
+    static func createInventoryChange(_ call: inout ClinicCall) async throws -> Response {
+        _ = try QueryInput(call.request.uri.query, allowed: [])
+        let body = try await JSONInput(&call.request, allowed: ["reason", "note", "lines"])
+        let reason = try body.string("reason", max: 20)!
+        guard ["restock", "usage", "adjustment", "correction"].contains(reason) else {
+            throw APIError.badRequest("field \"reason\" must be one of adjustment, correction, restock, usage")
+        }
+        let note = try body.string("note", max: 2_000, required: false) ?? ""
+        let items = try body.objects("lines")
+        guard (1...100).contains(items.count) else { throw APIError.badRequest("field \"lines\" must have 1 to 100 entries") }
+        var lines: [(productID: String, delta: Int64)] = []
+        for (i, item) in items.enumerated() {
+            for key in item.keys where key != "productId" && key != "quantityDelta" {
+                throw APIError.badRequest("lines[\(i)]: unknown field \"\(Validate.safe(key))\"")
+            }
+            guard case .string(let product)? = item["productId"], Validate.isID(product, prefix: "prd") else {
+                throw APIError.badRequest("lines[\(i)].productId must be a product id")
+            }
+            guard case .int(let delta)? = item["quantityDelta"], delta != 0, abs(delta) <= 1_000_000 else {
+                throw APIError.badRequest("lines[\(i)].quantityDelta must be a non-zero integer from -1000000 to 1000000")
+            }
+            lines.append((product, delta))
+        }
+        do {
+            let change = try await call.store.createInventoryChange(organization: call.organization, reason: reason, note: note, lines: lines)
+            return Success.response(change, status: .created)
+        } catch let error as StoreError {
+            throw APIError.badRequest(error.description)
+        }
+    }
+}
+
+/// The one part of a `multipart/form-data` body that carries the file (field `file`).
+enum Multipart {
+    static func filePart(_ body: [UInt8], contentType: String) throws -> (String, [UInt8]) {
+        guard let boundaryParam = contentType.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { $0.hasPrefix("boundary=") }) else {
+            throw APIError.badRequest("multipart body without a boundary")
+        }
+        let boundary = Array(("--" + boundaryParam.dropFirst("boundary=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))).utf8)
+        var parts: [ArraySlice<UInt8>] = []
+        var start: Int?
+        var i = 0
+        while i + boundary.count <= body.count {
+            if body[i..<(i + boundary.count)].elementsEqual(boundary) {
+                if let s = start { parts.append(body[s..<max(s, i - 2)]) }  // drop the CRLF before the boundary
+                i += boundary.count
+                if i + 2 <= body.count && body[i] == UInt8(ascii: "-") && body[i + 1] == UInt8(ascii: "-") { break }
+                i += 2  // CRLF after the boundary
+                start = i
+                continue
+            }
+            i += 1
+        }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        for part in parts {
+            guard let headerEnd = part.indices.first(where: { part[$0...].starts(with: separator) }) else { continue }
+            let headers = String(decoding: part[part.startIndex..<headerEnd], as: UTF8.self).lowercased()
+            guard headers.contains("name=\"file\"") else { continue }
+            let type = headers.split(separator: "\r\n").first { $0.hasPrefix("content-type:") }
+                .map { $0.dropFirst("content-type:".count).trimmingCharacters(in: .whitespaces) } ?? ""
+            return (type, Array(part[(headerEnd + 4)...]))
+        }
+        throw APIError.badRequest("multipart body without a \"file\" field")
+    }
+}

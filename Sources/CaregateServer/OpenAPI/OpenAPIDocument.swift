@@ -1,0 +1,100 @@
+import CaregateStore
+import HTTPTypes
+import Scopes
+
+/// The OpenAPI 3.1 document of the whole HTTP surface, built from the same lists that
+/// register the routes: the management routes and the catalogs' route tables.
+enum OpenAPIDocument {
+    static func build(catalogs: [CompiledCatalog], version: String) -> JSONValue {
+        var paths: [(String, [(String, JSONValue)])] = []
+        func add(_ method: String, _ path: String, _ operation: JSONValue) {
+            if let i = paths.firstIndex(where: { $0.0 == path }) { paths[i].1.append((method, operation)) } else { paths.append((path, [(method, operation)])) }
+        }
+        func parameters(_ path: String) -> [JSONValue] {
+            path.split(separator: "/").filter { $0.hasPrefix("{") }.map { segment in
+                ["name": .string(String(segment.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
+            }
+        }
+        let errorResponse: JSONValue = ["description": "Error", "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]]]
+        let jsonBody: JSONValue = ["required": true, "content": ["application/json": ["schema": ["type": "object"]]]]
+
+        for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (database reachable)"), ("/metrics", "Prometheus metrics"), ("/openapi.json", "This document")] {
+            add("get", path, ["summary": .string(summary), "security": [], "responses": ["200": ["description": "OK"]]])
+        }
+        for route in ManagementRoutes.routes {
+            let method = route.method.rawValue.lowercased()
+            var operation: JSONValue = [
+                "summary": .string(managementSummaries[route.method.rawValue + " " + route.path] ?? route.path),
+                "tags": ["management"], "security": [["managementToken": []]],
+                "parameters": .array(parameters(route.path)),
+                "responses": [
+                    route.method == .delete ? "204" : (route.method == .get || route.path.hasSuffix("/approve") ? "200" : "201"): ["description": "Success"],
+                    "400": errorResponse, "401": errorResponse, "403": errorResponse, "404": errorResponse,
+                ],
+            ]
+            if route.method == .post { operation.set("requestBody", jsonBody) }
+            add(method, route.path, operation)
+        }
+        for catalog in catalogs where catalog.surface.hasPrefix("marketplace-") {
+            for route in catalog.routes {
+                var responses: [(String, JSONValue)] = [
+                    (route.method == .post ? "201" : (route.method == .delete ? "204" : "200"), ["description": "Success"]),
+                    ("400", errorResponse), ("401", errorResponse), ("404", errorResponse),
+                ]
+                if !route.isPublic { responses.append(("403", errorResponse)) }
+                var operation: JSONValue = [
+                    "summary": .string(route.description ?? route.template),
+                    "description": .string("Required scope: \(route.requirement)"),
+                    "tags": .string(catalog.surface).asArray,
+                    "x-required-scope": .string(route.requirement),
+                    "security": [["apiKey": []]],
+                    "parameters": .array(parameters(route.path) + [
+                        ["name": "X-Organization-Id", "in": "header", "required": true, "schema": ["type": "string"],
+                         "description": "The clinic: org_<32 hex> or its UUID form"],
+                    ]),
+                    "responses": .object(responses),
+                ]
+                if route.method == .post || route.method == .put || route.method == .patch { operation.set("requestBody", jsonBody) }
+                add(route.method.description.lowercased(), route.path, operation)
+            }
+        }
+        return [
+            "openapi": "3.1.0",
+            "info": ["title": "Caregate", "version": .string(version),
+                     "description": "Scope-based permission system for healthcare partner APIs: management API and the built-in clinic data API."],
+            "paths": .object(paths.map { ($0.0, .object($0.1)) }),
+            "components": [
+                "securitySchemes": [
+                    "apiKey": ["type": "http", "scheme": "bearer", "description": "API key (<prefix>_<env>_ak_…) with X-Organization-Id"],
+                    "managementToken": ["type": "http", "scheme": "bearer", "description": "Operator, developer or clinic-admin token"],
+                ],
+                "schemas": [
+                    "Error": ["type": "object", "required": ["code", "message", "trace_id"],
+                              "properties": ["code": ["type": "string"], "message": ["type": "string"], "trace_id": ["type": "string", "format": "uuid"]]],
+                ],
+            ],
+        ]
+    }
+
+    static let managementSummaries: [String: String] = [
+        "POST /manage/developers": "Create a developer (operator) → {id, token}",
+        "POST /manage/organizations": "Create an organization (operator) → {id, uuid, adminToken}",
+        "POST /manage/organizations/{orgId}/sample-data": "Generate synthetic clinic data {patients?} (operator)",
+        "POST /manage/apps": "Create an app {slug, name, surface?, scopes} (developer)",
+        "GET /manage/apps/{appId}": "Get an app (developer)",
+        "POST /manage/apps/{appId}/versions": "Add an app version {scopes}; it becomes live (developer)",
+        "POST /manage/apps/{appId}/keys": "Create an API key {name, environment, scopes?, expiresAt?}; the key is shown once (developer)",
+        "GET /manage/apps/{appId}/keys": "List an app's keys, masked (developer)",
+        "POST /manage/keys/{keyId}/rotate": "Rotate a key {graceSeconds?}; the old key stops after the grace (developer)",
+        "DELETE /manage/keys/{keyId}": "Revoke a key at once (developer)",
+        "POST /manage/installations": "Install an app {appId, scopes?} (clinic admin)",
+        "GET /manage/installations/{id}": "Get an installation with the live version's scopes (clinic admin)",
+        "POST /manage/installations/{id}/approve": "Re-approve against the live version {scopes} (clinic admin)",
+        "DELETE /manage/installations/{id}": "Uninstall: every credential loses this clinic at once (clinic admin)",
+        "GET /manage/audit": "Audit log ?organizationId&appId&decision&limit&cursor (operator; clinic admin: own clinic)",
+    ]
+}
+
+extension JSONValue {
+    var asArray: JSONValue { .array([self]) }
+}

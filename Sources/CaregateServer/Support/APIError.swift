@@ -1,0 +1,53 @@
+public import HTTPTypes
+import CaregateStore
+public import Hummingbird
+
+/// Every error answer's body: `{"code": …, "message": …, "trace_id": …}` (SPEC §2).
+public struct APIError: Error, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    public static func badRequest(_ message: String) -> APIError { APIError(.badRequest, "bad_request", message) }
+    public static func notFound(_ message: String = "Not found") -> APIError { APIError(.notFound, "not_found", message) }
+    public static func conflict(_ message: String) -> APIError { APIError(.conflict, "conflict", message) }
+    public static func forbidden(_ message: String) -> APIError { APIError(.forbidden, "forbidden", message) }
+
+    /// 401 for a management call; the realm names the surface.
+    public static func unauthorized(_ message: String, invalidToken: Bool) -> APIError {
+        let challenge = invalidToken ? #"Bearer realm="caregate", error="invalid_token""# : #"Bearer realm="caregate""#
+        return APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: challenge])
+    }
+
+    /// 403 with the seed's message and an RFC 6750 challenge naming the scope.
+    public static func insufficientScope(_ scope: String) -> APIError {
+        APIError(
+            .forbidden, "forbidden", "Insufficient scope. Required: \(scope)",
+            headers: [.wwwAuthenticate: #"Bearer realm="caregate", error="insufficient_scope", scope="\#(scope)""#])
+    }
+
+    func response(traceID: String) -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        let body: JSONValue = ["code": .string(code), "message": .string(message), "trace_id": .string(traceID)]
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serialized())))
+    }
+}
+
+/// JSON answers, keys in the order written.
+enum JSONResponse {
+    static func encode(_ value: JSONValue) -> ByteBuffer { ByteBuffer(bytes: value.serialized()) }
+
+    static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: encode(value)))
+    }
+}

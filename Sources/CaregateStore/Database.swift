@@ -1,0 +1,182 @@
+public import Logging
+public import SQLKit
+import AsyncKit
+import Foundation
+public import NIOCore
+public import NIOPosix
+import PostgresKit
+import SQLiteKit
+
+/// Where the data lives: an SQLite file (the default) or a PostgreSQL server.
+public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; anything else is an SQLite file path.
+    public init(_ text: String) {
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            self = .postgres(url: text)
+        } else {
+            self = .sqlite(path: text)
+        }
+    }
+
+    /// Safe to log: a PostgreSQL password is masked.
+    public var description: String {
+        switch self {
+        case .sqlite(let path): return "sqlite:\(path)"
+        case .postgres(let url):
+            guard var components = URLComponents(string: url) else { return "postgres:(unparsable url)" }
+            if components.password != nil { components.password = "***" }
+            return components.string ?? "postgres"
+        }
+    }
+}
+
+public enum DatabaseError: Error, CustomStringConvertible {
+    case invalidURL(String)
+    case schemaTooNew(database: Int, supported: Int)
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let why): "invalid database URL: \(why)"
+        case .schemaTooNew(let database, let supported):
+            "the database schema is version \(database), newer than this caregate supports (\(supported)); refusing to start"
+        }
+    }
+}
+
+/// The connection pools behind one database, wrapped once here: async-kit's pools
+/// are not `Sendable`, but they are internally synchronised.
+private struct Pools: @unchecked Sendable {
+    var sqlite: EventLoopGroupConnectionPool<SQLiteSource>?
+    var postgres: EventLoopGroupConnectionPool<PostgresConnectionSource>?
+}
+
+/// One database, SQLite or PostgreSQL, behind one SQLKit query layer.
+public final class Database: Sendable {
+    public enum Dialect: Sendable { case sqlite, postgres }
+
+    public let dialect: Dialect
+    public let location: DatabaseLocation
+    public let logger: Logger
+    private let pools: Pools
+    /// A pooled database for single statements.
+    public let sql: any SQLDatabase
+
+    private init(dialect: Dialect, location: DatabaseLocation, logger: Logger, pools: Pools, sql: any SQLDatabase) {
+        self.dialect = dialect
+        self.location = location
+        self.logger = logger
+        self.pools = pools
+        self.sql = sql
+    }
+
+    /// Opens the pools (connections are made on demand) and runs the migrations.
+    public static func open(
+        _ location: DatabaseLocation, logger: Logger,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> Database {
+        let database: Database
+        switch location {
+        case .sqlite(let path):
+            let pool = EventLoopGroupConnectionPool(
+                source: SQLiteSource(path: path), maxConnectionsPerEventLoop: 2, logger: logger, on: eventLoopGroup)
+            let pooled = PooledSQLite(pool: pool, logger: logger, eventLoop: eventLoopGroup.any())
+            database = Database(dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool), sql: pooled.sql(queryLogLevel: .trace))
+        case .postgres(let url):
+            let configuration: SQLPostgresConfiguration
+            do {
+                configuration = try SQLPostgresConfiguration(url: url)
+            } catch {
+                throw DatabaseError.invalidURL(String(describing: error))
+            }
+            let pool = EventLoopGroupConnectionPool(
+                source: PostgresConnectionSource(sqlConfiguration: configuration), maxConnectionsPerEventLoop: 8,
+                logger: logger, on: eventLoopGroup)
+            database = Database(
+                dialect: .postgres, location: location, logger: logger, pools: Pools(postgres: pool),
+                sql: pool.database(logger: logger).sql(queryLogLevel: .trace))
+        }
+        do {
+            try await Migrations.run(on: database)
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+        return database
+    }
+
+    /// Runs `body` in one transaction on one connection; rolls back when it throws.
+    /// SQLite takes the write lock at the start (`BEGIN IMMEDIATE`), so concurrent
+    /// writers queue instead of failing on lock upgrade.
+    public func transaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        let begin = dialect == .sqlite ? "BEGIN IMMEDIATE" : "BEGIN"
+        let run: @Sendable (any SQLDatabase) async throws -> R = { db in
+            try await db.raw("\(unsafeRaw: begin)").run()
+            do {
+                let result = try await body(db)
+                try await db.raw("COMMIT").run()
+                return result
+            } catch {
+                try? await db.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+        if let pool = pools.sqlite {
+            return try await pool.withConnection(logger: logger) { connection in
+                connection.eventLoop.makeFutureWithTask { try await run(connection.sql(queryLogLevel: .trace)) }
+            }.get()
+        }
+        return try await pools.postgres!.withConnection(logger: logger) { connection in
+            connection.eventLoop.makeFutureWithTask { try await run(connection.sql(queryLogLevel: .trace)) }
+        }.get()
+    }
+
+    public func shutdown() async {
+        try? await pools.sqlite?.shutdownAsync()
+        try? await pools.postgres?.shutdownAsync()
+    }
+
+    /// `BLOB` or `BYTEA`, … — the few DDL words that differ between the dialects.
+    var binaryType: String { dialect == .sqlite ? "BLOB" : "BYTEA" }
+}
+
+/// Opens SQLite connections in WAL mode with a busy timeout, so that several
+/// connections (and several writers) share one file safely.
+struct SQLiteSource: ConnectionPoolSource {
+    let path: String
+
+    func makeConnection(logger: Logger, on eventLoop: any EventLoop) -> EventLoopFuture<SQLiteConnection> {
+        SQLiteConnection.open(storage: .file(path: path), threadPool: .singleton, logger: logger, on: eventLoop).flatMap { connection in
+            connection.query("PRAGMA journal_mode = WAL").flatMap { _ in
+                connection.query("PRAGMA busy_timeout = 10000")
+            }.flatMap { _ in
+                connection.query("PRAGMA foreign_keys = ON")
+            }.flatMap { _ in
+                connection.query("PRAGMA synchronous = NORMAL")
+            }.map { _ in connection }
+        }
+    }
+}
+
+/// A pooled SQLite database: each statement borrows a connection.
+private struct PooledSQLite: SQLiteDatabase {
+    let pool: Pools
+    let logger: Logger
+    let eventLoop: any EventLoop
+
+    init(pool: EventLoopGroupConnectionPool<SQLiteSource>, logger: Logger, eventLoop: any EventLoop) {
+        self.pool = Pools(sqlite: pool)
+        self.logger = logger
+        self.eventLoop = eventLoop
+    }
+
+    func query(_ query: String, _ binds: [SQLiteData], logger: Logger, _ onRow: @escaping @Sendable (SQLiteRow) -> Void) -> EventLoopFuture<Void> {
+        pool.sqlite!.withConnection(logger: logger) { $0.query(query, binds, logger: logger, onRow) }
+    }
+
+    func withConnection<T>(_ closure: @escaping @Sendable (SQLiteConnection) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        pool.sqlite!.withConnection(logger: logger, closure)
+    }
+}

@@ -1,0 +1,334 @@
+public import Crypto
+import Foundation
+import SQLKit
+
+/// Developers, clinics, management tokens, apps and versions, installations and API keys.
+public struct GrantStore: Sendable {
+    public let database: Database
+    public let secret: SymmetricKey
+    public let keyPrefix: String
+
+    public init(database: Database, secret: SymmetricKey, keyPrefix: String = "cg") {
+        self.database = database
+        self.secret = secret
+        self.keyPrefix = keyPrefix
+    }
+
+    var sql: any SQLDatabase { database.sql }
+
+    /// The server secret behind every keyed hash: `CAREGATE_SECRET` when set (at least 32
+    /// bytes), otherwise generated once and kept in the database so that every instance
+    /// sharing it agrees.
+    public static func serverSecret(database: Database, configured: String?) async throws -> SymmetricKey {
+        if let configured {
+            guard configured.utf8.count >= 32 else { throw StoreError.invalid("CAREGATE_SECRET must be at least 32 bytes") }
+            return SymmetricKey(data: Data(configured.utf8))
+        }
+        let generated = Secrets.randomHex(bytes: 32)
+        switch database.dialect {
+        case .sqlite:
+            try await database.sql.raw("INSERT OR IGNORE INTO caregate_meta (key, value) VALUES ('hmac_secret', \(bind: generated))").run()
+        case .postgres:
+            try await database.sql.raw("INSERT INTO caregate_meta (key, value) VALUES ('hmac_secret', \(bind: generated)) ON CONFLICT (key) DO NOTHING").run()
+        }
+        let stored = try await database.sql.raw("SELECT value FROM caregate_meta WHERE key = 'hmac_secret'").first(decodingColumn: "value", as: String.self)
+        return SymmetricKey(data: Data((stored ?? generated).utf8))
+    }
+
+    // MARK: Change generation
+
+    /// A number that grows with every grant-chain change (all instances poll it).
+    public func generation() async throws -> Int64 {
+        try await sql.raw("SELECT generation FROM caregate_changes WHERE id = 1").first(decodingColumn: "generation", as: Int64.self) ?? 0
+    }
+
+    func bump(_ db: any SQLDatabase) async throws {
+        try await db.raw("UPDATE caregate_changes SET generation = generation + 1 WHERE id = 1").run()
+    }
+
+    // MARK: Management tokens
+
+    func issueToken(kind: Principal.Kind, subject: String, db: any SQLDatabase) async throws -> String {
+        let tokenID = Secrets.randomHex(bytes: 8)
+        let short = switch kind { case .operator: "op"; case .developer: "dev"; case .clinicAdmin: "org" }
+        let token = "\(keyPrefix)_\(short)_\(tokenID)_\(Secrets.randomBase62(40))"
+        try await db.raw("""
+            INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
+            VALUES (\(bind: tokenID), \(bind: Secrets.keyedHash(token, key: secret)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()))
+            """).run()
+        return token
+    }
+
+    /// Stores the operator token from `CAREGATE_ADMIN_TOKEN` (hashed), or creates one when
+    /// there is none yet. Returns a newly generated token, to be printed once.
+    public func ensureOperatorToken(configured: String?) async throws -> String? {
+        if let configured {
+            guard configured.utf8.count >= 16 else { throw StoreError.invalid("CAREGATE_ADMIN_TOKEN must be at least 16 characters") }
+            try await sql.raw("DELETE FROM access_tokens WHERE token_id = 'operator-configured'").run()
+            try await sql.raw("""
+                INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
+                VALUES ('operator-configured', \(bind: Secrets.keyedHash(configured, key: secret)), 'operator', '', \(bind: Clock.millis()))
+                """).run()
+            return nil
+        }
+        let existing = try await sql.raw("SELECT token_id FROM access_tokens WHERE kind = 'operator'").first()
+        if existing != nil { return nil }
+        return try await issueToken(kind: .operator, subject: "", db: sql)
+    }
+
+    /// The principal a management token belongs to; `nil` for an unknown or wrong token.
+    public func authenticate(token: String) async throws -> Principal? {
+        guard token.utf8.count <= 256 else { return nil }
+        let parts = token.split(separator: "_")
+        let tokenID = parts.count == 4 && parts[0] == Substring(keyPrefix) ? String(parts[2]) : "operator-configured"
+        guard let row = try await sql.raw("SELECT token_hash, kind, subject_id FROM access_tokens WHERE token_id = \(bind: tokenID)").first() else {
+            return nil
+        }
+        let stored = try row.decode(column: "token_hash", as: String.self)
+        guard Secrets.constantTimeEquals(stored, Secrets.keyedHash(token, key: secret)),
+              let kind = Principal.Kind(rawValue: try row.decode(column: "kind", as: String.self))
+        else { return nil }
+        return Principal(kind: kind, subjectID: try row.decode(column: "subject_id", as: String.self))
+    }
+
+    // MARK: Developers and organizations
+
+    public func createDeveloper(name: String, email: String) async throws -> (DeveloperRecord, token: String) {
+        let developer = DeveloperRecord(id: Identifier.random("dev"), name: name, email: email)
+        let token = try await database.transaction { db in
+            try await db.raw("INSERT INTO developers (id, name, email, created_at) VALUES (\(bind: developer.id), \(bind: name), \(bind: email), \(bind: Clock.millis()))").run()
+            return try await issueToken(kind: .developer, subject: developer.id, db: db)
+        }
+        return (developer, token)
+    }
+
+    public func createOrganization(name: String) async throws -> (OrganizationRecord, adminToken: String) {
+        // A version-4 UUID underneath, so that the form clients send is a real UUID.
+        let organization = OrganizationRecord(id: "org_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), name: name)
+        let token = try await database.transaction { db in
+            try await db.raw("INSERT INTO organizations (id, name, created_at) VALUES (\(bind: organization.id), \(bind: name), \(bind: Clock.millis()))").run()
+            return try await issueToken(kind: .clinicAdmin, subject: organization.id, db: db)
+        }
+        return (organization, token)
+    }
+
+    public func organization(_ id: String) async throws -> OrganizationRecord? {
+        guard let row = try await sql.raw("SELECT id, name FROM organizations WHERE id = \(bind: id)").first() else { return nil }
+        return OrganizationRecord(id: try row.decode(column: "id", as: String.self), name: try row.decode(column: "name", as: String.self))
+    }
+
+    // MARK: Apps and versions
+
+    public func createApp(developerID: String, slug: String, name: String, surface: String, scopes: [String]) async throws -> AppRecord {
+        let app = AppRecord(
+            id: Identifier.random("app"), developerID: developerID, slug: slug, name: name, surface: surface,
+            liveVersionID: Identifier.random("apv"), scopes: scopes)
+        try await database.transaction { db in
+            if try await db.raw("SELECT id FROM apps WHERE slug = \(bind: slug)").first() != nil {
+                throw StoreError.conflict("an app with slug \"\(slug)\" already exists")
+            }
+            let now = Clock.millis()
+            try await db.raw("""
+                INSERT INTO apps (id, developer_id, slug, name, surface, live_version_id, created_at)
+                VALUES (\(bind: app.id), \(bind: developerID), \(bind: slug), \(bind: name), \(bind: surface), \(bind: app.liveVersionID), \(bind: now))
+                """).run()
+            try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: app.liveVersionID), \(bind: app.id), \(bind: scopes.stored), \(bind: now))").run()
+        }
+        return app
+    }
+
+    public func app(_ id: String) async throws -> AppRecord? {
+        guard let row = try await sql.raw("""
+            SELECT a.id, a.developer_id, a.slug, a.name, a.surface, a.live_version_id, v.scopes
+            FROM apps a JOIN app_versions v ON v.id = a.live_version_id WHERE a.id = \(bind: id)
+            """).first() else { return nil }
+        return AppRecord(
+            id: try row.decode(column: "id", as: String.self), developerID: try row.decode(column: "developer_id", as: String.self),
+            slug: try row.decode(column: "slug", as: String.self), name: try row.decode(column: "name", as: String.self),
+            surface: try row.decode(column: "surface", as: String.self),
+            liveVersionID: try row.decode(column: "live_version_id", as: String.self),
+            scopes: [String](stored: try row.decode(column: "scopes", as: String.self)))
+    }
+
+    /// Adds a version and makes it live. Installations keep their approved grants until re-approved.
+    public func createVersion(appID: String, scopes: [String]) async throws -> AppVersionRecord {
+        let version = AppVersionRecord(id: Identifier.random("apv"), appID: appID, scopes: scopes)
+        try await database.transaction { db in
+            try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: version.id), \(bind: appID), \(bind: scopes.stored), \(bind: Clock.millis()))").run()
+            try await db.raw("UPDATE apps SET live_version_id = \(bind: version.id) WHERE id = \(bind: appID)").run()
+            try await bump(db)
+        }
+        return version
+    }
+
+    public func version(_ id: String) async throws -> AppVersionRecord? {
+        guard let row = try await sql.raw("SELECT id, app_id, scopes FROM app_versions WHERE id = \(bind: id)").first() else { return nil }
+        return AppVersionRecord(
+            id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
+            scopes: [String](stored: try row.decode(column: "scopes", as: String.self)))
+    }
+
+    // MARK: Installations
+
+    private static let installationColumns = "id, app_id, organization_id, approved_version_id, approved_scopes, status"
+
+    private func installation(from row: any SQLRow) throws -> InstallationRecord {
+        InstallationRecord(
+            id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
+            organizationID: try row.decode(column: "organization_id", as: String.self),
+            approvedVersionID: try row.decode(column: "approved_version_id", as: String.self),
+            approvedScopes: [String](stored: try row.decode(column: "approved_scopes", as: String.self)),
+            status: try row.decode(column: "status", as: String.self))
+    }
+
+    public func install(appID: String, organizationID: String, versionID: String, scopes: [String]) async throws -> InstallationRecord {
+        let record = InstallationRecord(
+            id: Identifier.random("ins"), appID: appID, organizationID: organizationID, approvedVersionID: versionID,
+            approvedScopes: scopes, status: "active")
+        try await database.transaction { db in
+            if try await db.raw("SELECT id FROM installations WHERE app_id = \(bind: appID) AND organization_id = \(bind: organizationID)").first() != nil {
+                throw StoreError.conflict("this app is already installed in this organization")
+            }
+            let now = Clock.millis()
+            try await db.raw("""
+                INSERT INTO installations (id, app_id, organization_id, approved_version_id, approved_scopes, status, created_at, updated_at)
+                VALUES (\(bind: record.id), \(bind: appID), \(bind: organizationID), \(bind: versionID), \(bind: scopes.stored), 'active', \(bind: now), \(bind: now))
+                """).run()
+            try await bump(db)
+        }
+        return record
+    }
+
+    public func installation(_ id: String) async throws -> InstallationRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.installationColumns) FROM installations WHERE id = \(bind: id)").first().map(installation(from:))
+    }
+
+    public func installation(appID: String, organizationID: String) async throws -> InstallationRecord? {
+        try await sql.raw("""
+            SELECT \(unsafeRaw: Self.installationColumns) FROM installations
+            WHERE app_id = \(bind: appID) AND organization_id = \(bind: organizationID) AND status = 'active'
+            """).first().map(installation(from:))
+    }
+
+    public func approve(installationID: String, versionID: String, scopes: [String]) async throws -> InstallationRecord? {
+        try await database.transaction { db in
+            try await db.raw("""
+                UPDATE installations SET approved_version_id = \(bind: versionID), approved_scopes = \(bind: scopes.stored),
+                updated_at = \(bind: Clock.millis()) WHERE id = \(bind: installationID)
+                """).run()
+            try await bump(db)
+        }
+        return try await installation(installationID)
+    }
+
+    public func uninstall(installationID: String) async throws {
+        try await database.transaction { db in
+            try await db.raw("DELETE FROM installations WHERE id = \(bind: installationID)").run()
+            try await bump(db)
+        }
+    }
+
+    // MARK: API keys
+
+    private static let keyColumns = "id, app_id, lookup_id, key_hash, environment, name, display, scopes, expires_at, revoked_at, replaced_by, created_at"
+
+    private func key(from row: any SQLRow) throws -> APIKeyRecord {
+        APIKeyRecord(
+            id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
+            lookupID: try row.decode(column: "lookup_id", as: String.self), keyHash: try row.decode(column: "key_hash", as: String.self),
+            environment: try row.decode(column: "environment", as: String.self), name: try row.decode(column: "name", as: String.self),
+            display: try row.decode(column: "display", as: String.self),
+            scopes: try row.decode(column: "scopes", as: String?.self).map { [String](stored: $0) },
+            expiresAt: try row.decode(column: "expires_at", as: Int64?.self), revokedAt: try row.decode(column: "revoked_at", as: Int64?.self),
+            replacedBy: try row.decode(column: "replaced_by", as: String?.self), createdAt: try row.decode(column: "created_at", as: Int64.self))
+    }
+
+    /// Key text: `<prefix>_<env>_ak_<12-character lookup id><40-character secret>`, all base62 from
+    /// the system CSPRNG (the secret alone is 238 bits). Only the keyed hash is stored.
+    func newKey(environment: String) -> (key: String, lookupID: String, display: String) {
+        let lookupID = Secrets.randomBase62(12)
+        let secretPart = Secrets.randomBase62(40)
+        let body = lookupID + secretPart
+        let key = "\(keyPrefix)_\(environment)_ak_\(body)"
+        let display = "\(keyPrefix)_\(environment)_ak_\(body.prefix(3))...\(body.suffix(3))"
+        return (key, lookupID, display)
+    }
+
+    /// Splits a presented key into its lookup id, or `nil` when it is not shaped like one of ours.
+    public func lookupID(ofPresentedKey key: String) -> String? {
+        let parts = key.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0] == Substring(keyPrefix), parts[1] == "prd" || parts[1] == "sbx", parts[2] == "ak",
+              parts[3].utf8.count == 52, parts[3].utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) })
+        else { return nil }
+        return String(parts[3].prefix(12))
+    }
+
+    public func createKey(appID: String, name: String, environment: String, scopes: [String]?, expiresAt: Int64?) async throws -> IssuedKey {
+        let (text, lookupID, display) = newKey(environment: environment)
+        let record = APIKeyRecord(
+            id: Identifier.random("key"), appID: appID, lookupID: lookupID, keyHash: Secrets.keyedHash(text, key: secret),
+            environment: environment, name: name, display: display, scopes: scopes, expiresAt: expiresAt, revokedAt: nil,
+            replacedBy: nil, createdAt: Clock.millis())
+        try await insert(record, db: sql)
+        return IssuedKey(record: record, key: text)
+    }
+
+    private func insert(_ r: APIKeyRecord, db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO api_keys (id, app_id, lookup_id, key_hash, prefix, environment, name, display, scopes, expires_at, created_at)
+            VALUES (\(bind: r.id), \(bind: r.appID), \(bind: r.lookupID), \(bind: r.keyHash), \(bind: keyPrefix), \(bind: r.environment),
+                    \(bind: r.name), \(bind: r.display), \(bind: r.scopes?.stored), \(bind: r.expiresAt), \(bind: r.createdAt))
+            """).run()
+    }
+
+    public func key(id: String) async throws -> APIKeyRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE id = \(bind: id)").first().map(key(from:))
+    }
+
+    public func key(lookupID: String) async throws -> APIKeyRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE lookup_id = \(bind: lookupID)").first().map(key(from:))
+    }
+
+    public func keys(appID: String) async throws -> [APIKeyRecord] {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE app_id = \(bind: appID) ORDER BY created_at, id").all().map(key(from:))
+    }
+
+    /// A new key with the old one's name, environment and scopes; the old key keeps working
+    /// until `now + grace` (never beyond its own expiry), then stops.
+    public func rotate(keyID: String, graceSeconds: Int) async throws -> IssuedKey? {
+        guard let old = try await key(id: keyID), old.revokedAt == nil else { return nil }
+        let (text, lookupID, display) = newKey(environment: old.environment)
+        let record = APIKeyRecord(
+            id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: Secrets.keyedHash(text, key: secret),
+            environment: old.environment, name: old.name, display: display, scopes: old.scopes, expiresAt: old.expiresAt,
+            revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
+        let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000
+        let oldExpiry = min(old.expiresAt ?? .max, graceEnd)
+        try await database.transaction { db in
+            try await insert(record, db: db)
+            try await db.raw("UPDATE api_keys SET expires_at = \(bind: oldExpiry), replaced_by = \(bind: record.id) WHERE id = \(bind: keyID)").run()
+            try await bump(db)
+        }
+        return IssuedKey(record: record, key: text)
+    }
+
+    public func revoke(keyID: String) async throws {
+        try await database.transaction { db in
+            try await db.raw("UPDATE api_keys SET revoked_at = \(bind: Clock.millis()) WHERE id = \(bind: keyID) AND revoked_at IS NULL").run()
+            try await bump(db)
+        }
+    }
+}
+
+/// Store-level refusals the HTTP layer maps to 4xx answers.
+public enum StoreError: Error, CustomStringConvertible {
+    case conflict(String)
+    case invalid(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .conflict(let m), .invalid(let m), .notFound(let m): m
+        }
+    }
+}

@@ -1,0 +1,87 @@
+public import Crypto
+import Foundation
+
+/// Milliseconds since 1970, the one time unit stored.
+public enum Clock {
+    public static func millis() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+}
+
+/// Opaque ids: `<prefix>_<32 hex>` from the system CSPRNG, or derived (stable) from a seed.
+public enum Identifier {
+    public static func random(_ prefix: String) -> String {
+        "\(prefix)_\(Secrets.randomHex(bytes: 16))"
+    }
+
+    /// A stable id: the same seed always gives the same id (sample data per clinic).
+    public static func derived(_ prefix: String, _ seed: String) -> String {
+        let digest = SHA256.hash(data: Data(seed.utf8))
+        return "\(prefix)_" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Time-ordered ids for audit events: sortable text, unique across instances.
+    public static func timeOrdered(_ prefix: String, millis: Int64) -> String {
+        "\(prefix)_" + String(format: "%013llx", millis) + Secrets.randomHex(bytes: 8)
+    }
+
+    /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
+    public static func organizationID(fromClientForm text: some StringProtocol) -> String? {
+        let hex: Substring
+        if text.hasPrefix("org_") {
+            hex = Substring(text.dropFirst(4))
+        } else if text.utf8.count == 36 {
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.map(\.count) == [8, 4, 4, 4, 12] else { return nil }
+            hex = Substring(parts.joined())
+        } else {
+            return nil
+        }
+        guard hex.utf8.count == 32, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) }) else {
+            return nil
+        }
+        return "org_" + hex.lowercased()
+    }
+
+    public static func uuidForm(ofOrganization id: String) -> String {
+        let hex = Array(id.dropFirst(4))
+        guard hex.count == 32 else { return id }
+        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
+    }
+}
+
+/// Randomness, keyed hashes and constant-time comparison for every secret Caregate keeps.
+public enum Secrets {
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    public static func randomHex(bytes: Int) -> String {
+        randomBytes(bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static let base62 = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+
+    /// `count` base62 characters, each from an unbiased draw (≈ 5.95 bits each).
+    public static func randomBase62(_ count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        for _ in 0..<count { bytes.append(base62[Int.random(in: 0..<62, using: &generator)]) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// HMAC-SHA-256 of `value` under the server secret, hex-encoded.
+    public static func keyedHash(_ value: some StringProtocol, key: SymmetricKey) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key)
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Compares in time that depends only on the length, never on where the bytes differ.
+    public static func constantTimeEquals(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<x.count { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import SQLKit
+
+/// Versioned schema migrations, run at start-up: idempotent, each in its own
+/// transaction, and refusing to run against a schema newer than this build knows.
+/// Several instances sharing one PostgreSQL serialise on an advisory lock.
+enum Migrations {
+    struct Migration: Sendable {
+        var version: Int
+        var name: String
+        var statements: @Sendable (Database) -> [String]
+    }
+
+    static let all: [Migration] = [
+        Migration(version: 1, name: "grant chain, audit and clinic data", statements: schemaV1),
+    ]
+
+    static var latest: Int { all.map(\.version).max() ?? 0 }
+
+    static func run(on database: Database) async throws {
+        try await database.sql.raw("CREATE TABLE IF NOT EXISTS caregate_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
+        for migration in all {
+            try await database.transaction { db in
+                if database.dialect == .postgres {
+                    try await db.raw("SELECT pg_advisory_xact_lock(4242001)").run()
+                }
+                let found = try await db.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self)
+                let current = (found ?? nil) ?? 0
+                if current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+                if current >= migration.version { return }
+                for statement in migration.statements(database) {
+                    try await db.raw("\(unsafeRaw: statement)").run()
+                }
+                try await db.raw("INSERT INTO caregate_schema (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Clock.millis()))").run()
+                database.logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+        // A schema newer than this build is refused even when every known migration ran.
+        let current = try await database.sql.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self) ?? 0
+        if let current, current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+    }
+
+    static func schemaV1(_ database: Database) -> [String] {
+        [
+            // Settings shared by every instance (server secret, change generation).
+            "CREATE TABLE caregate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            // Bumped by every grant-chain change; every instance polls it to drop cached credentials.
+            "CREATE TABLE caregate_changes (id BIGINT PRIMARY KEY, generation BIGINT NOT NULL)",
+            "INSERT INTO caregate_changes (id, generation) VALUES (1, 0)",
+            // Grant chain.
+            "CREATE TABLE developers (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE organizations (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE access_tokens (token_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL, kind TEXT NOT NULL,
+              subject_id TEXT NOT NULL, created_at BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE apps (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL REFERENCES developers(id), slug TEXT NOT NULL UNIQUE,
+              name TEXT NOT NULL, surface TEXT NOT NULL, live_version_id TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE TABLE app_versions (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id), scopes TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            """
+            CREATE TABLE installations (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id),
+              organization_id TEXT NOT NULL REFERENCES organizations(id), approved_version_id TEXT NOT NULL,
+              approved_scopes TEXT NOT NULL, status TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX installations_app_org ON installations (app_id, organization_id)",
+            """
+            CREATE TABLE api_keys (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id), lookup_id TEXT NOT NULL UNIQUE,
+              key_hash TEXT NOT NULL, prefix TEXT NOT NULL, environment TEXT NOT NULL, name TEXT NOT NULL, display TEXT NOT NULL,
+              scopes TEXT, expires_at BIGINT, revoked_at BIGINT, replaced_by TEXT, last_used_at BIGINT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX api_keys_app ON api_keys (app_id)",
+            // Audit.
+            """
+            CREATE TABLE audit_events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, organization_id TEXT, app_id TEXT, key_id TEXT,
+              method TEXT NOT NULL, route TEXT, path TEXT NOT NULL, required_scope TEXT, decision TEXT NOT NULL, status INTEGER NOT NULL,
+              trace_id TEXT NOT NULL)
+            """,
+            "CREATE INDEX audit_events_org ON audit_events (organization_id, id)",
+            "CREATE INDEX audit_events_app ON audit_events (app_id, id)",
+            // Clinic data: every table carries the clinic, every query filters on it.
+            """
+            CREATE TABLE patients (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
+              date_of_birth TEXT NOT NULL, email TEXT, phone TEXT, gender TEXT, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX patients_org ON patients (organization_id, id)",
+            """
+            CREATE TABLE providers (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
+              specialty TEXT NOT NULL, npi TEXT NOT NULL, email TEXT NOT NULL)
+            """,
+            "CREATE INDEX providers_org ON providers (organization_id, id)",
+            """
+            CREATE TABLE facilities (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, name TEXT NOT NULL, address TEXT NOT NULL,
+              city TEXT NOT NULL, state TEXT NOT NULL, phone TEXT NOT NULL)
+            """,
+            "CREATE INDEX facilities_org ON facilities (organization_id, id)",
+            """
+            CREATE TABLE appointments (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, patient_id TEXT NOT NULL, provider_id TEXT NOT NULL,
+              facility_id TEXT NOT NULL, start_at TEXT NOT NULL, end_at TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL)
+            """,
+            "CREATE INDEX appointments_org ON appointments (organization_id, id)",
+            """
+            CREATE TABLE bills (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, patient_id TEXT NOT NULL, provider_id TEXT NOT NULL,
+              appointment_id TEXT, service_date TEXT NOT NULL, status TEXT NOT NULL, total_cents BIGINT NOT NULL)
+            """,
+            "CREATE INDEX bills_org ON bills (organization_id, id)",
+            """
+            CREATE TABLE bill_line_items (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, bill_id TEXT NOT NULL, code TEXT NOT NULL,
+              description TEXT NOT NULL, units BIGINT NOT NULL, amount_cents BIGINT NOT NULL, position BIGINT NOT NULL)
+            """,
+            "CREATE INDEX bill_line_items_bill ON bill_line_items (organization_id, bill_id)",
+            """
+            CREATE TABLE bill_coding_groups (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, bill_id TEXT NOT NULL,
+              code_system TEXT NOT NULL, codes TEXT NOT NULL, position BIGINT NOT NULL)
+            """,
+            "CREATE INDEX bill_coding_groups_bill ON bill_coding_groups (organization_id, bill_id)",
+            """
+            CREATE TABLE claims (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, patient_id TEXT NOT NULL, bill_id TEXT NOT NULL,
+              status TEXT NOT NULL, submitted_on TEXT NOT NULL, total_cents BIGINT NOT NULL, payer_name TEXT NOT NULL,
+              plan_name TEXT NOT NULL, member_id TEXT NOT NULL, group_number TEXT NOT NULL)
+            """,
+            "CREATE INDEX claims_org ON claims (organization_id, id)",
+            """
+            CREATE TABLE notes (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, patient_id TEXT NOT NULL, provider_id TEXT NOT NULL,
+              visit_date TEXT NOT NULL, title TEXT NOT NULL, subjective TEXT NOT NULL, objective TEXT NOT NULL,
+              assessment TEXT NOT NULL, plan TEXT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX notes_org ON notes (organization_id, id)",
+            """
+            CREATE TABLE note_impressions (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, note_id TEXT NOT NULL, code TEXT NOT NULL,
+              description TEXT NOT NULL, position BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX note_impressions_note ON note_impressions (organization_id, note_id)",
+            """
+            CREATE TABLE note_images (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, note_id TEXT NOT NULL, provider_id TEXT NOT NULL,
+              content_type TEXT NOT NULL, size BIGINT NOT NULL, data \(database.binaryType) NOT NULL, created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX note_images_note ON note_images (organization_id, note_id)",
+            """
+            CREATE TABLE tasks (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL,
+              status TEXT NOT NULL, note_id TEXT, provider_id TEXT, patient_id TEXT, due_date TEXT, created_at BIGINT NOT NULL,
+              updated_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX tasks_org ON tasks (organization_id, id)",
+            """
+            CREATE TABLE emails (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, patient_id TEXT, direction TEXT NOT NULL,
+              from_address TEXT NOT NULL, to_address TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+              created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX emails_org ON emails (organization_id, id)",
+            """
+            CREATE TABLE email_outbox (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, email_id TEXT NOT NULL, status TEXT NOT NULL,
+              attempts BIGINT NOT NULL, created_at BIGINT NOT NULL, sent_at BIGINT)
+            """,
+            """
+            CREATE TABLE phone_numbers (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, number TEXT NOT NULL, label TEXT NOT NULL,
+              kind TEXT NOT NULL)
+            """,
+            "CREATE INDEX phone_numbers_org ON phone_numbers (organization_id, id)",
+            """
+            CREATE TABLE products (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, name TEXT NOT NULL, sku TEXT NOT NULL,
+              unit TEXT NOT NULL, price_cents BIGINT NOT NULL, active BOOLEAN NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)
+            """,
+            "CREATE UNIQUE INDEX products_sku ON products (organization_id, sku)",
+            """
+            CREATE TABLE stock_levels (organization_id TEXT NOT NULL, product_id TEXT NOT NULL, quantity BIGINT NOT NULL,
+              updated_at BIGINT NOT NULL, PRIMARY KEY (organization_id, product_id))
+            """,
+            """
+            CREATE TABLE inventory_changes (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, reason TEXT NOT NULL, note TEXT NOT NULL,
+              created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX inventory_changes_org ON inventory_changes (organization_id, id)",
+            """
+            CREATE TABLE inventory_change_lines (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, change_id TEXT NOT NULL,
+              product_id TEXT NOT NULL, quantity_delta BIGINT NOT NULL, position BIGINT NOT NULL)
+            """,
+            "CREATE INDEX inventory_change_lines_change ON inventory_change_lines (organization_id, change_id)",
+        ]
+    }
+}

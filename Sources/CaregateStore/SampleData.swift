@@ -1,0 +1,130 @@
+import SQLKit
+
+/// Synthetic clinic data for every collection, with ids that are stable per clinic
+/// (the same clinic and index always give the same id).
+public struct SampleData: Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var patients: Int
+        public var providers = 5
+        public var facilities = 3
+        public var products = 10
+        public var phoneNumbers = 3
+        public init(patients: Int) { self.patients = patients }
+    }
+
+    static let firstNames = ["Ava", "Liam", "Maya", "Noah", "Zoe", "Ethan", "Iris", "Omar", "Lena", "Ravi", "Sofia", "Kai", "Nora", "Theo", "Amara", "Jonas"]
+    static let lastNames = ["Nguyen", "Garcia", "Okafor", "Smith", "Kowalski", "Haddad", "Tanaka", "Silva", "Moreau", "Patel", "Novak", "Mensah"]
+    static let specialties = ["Family Medicine", "Dermatology", "Pediatrics", "Cardiology", "Orthopedics"]
+    static let reasons = ["Annual physical", "Follow-up", "Skin check", "Vaccination", "Knee pain", "Medication review"]
+    static let cpt = [("99213", "Office visit, established patient", 12_500), ("99203", "Office visit, new patient", 16_000),
+                      ("90686", "Influenza vaccine", 4_200), ("11102", "Tangential biopsy of skin", 21_000), ("36415", "Venipuncture", 1_800)]
+    static let icd = ["Z00.00", "L57.0", "M25.561", "I10", "E11.9", "J06.9"]
+    static let products = [("Nitrile gloves (box)", "GLV-100", "box"), ("Gauze pads 4x4", "GAU-44", "pack"), ("Syringe 3 mL", "SYR-3", "each"),
+                           ("Alcohol prep pads", "ALC-200", "box"), ("Bandage strips", "BND-050", "box"), ("Lidocaine 1% 20 mL", "LID-120", "vial"),
+                           ("Flu vaccine dose", "VAC-FLU", "dose"), ("Exam table paper", "PPR-21", "roll"), ("Sharps container", "SHP-02", "each"),
+                           ("Suture kit", "SUT-KIT", "kit")]
+
+    let store: ClinicStore
+    public init(store: ClinicStore) { self.store = store }
+
+    /// Creates (or, for ids that exist already, keeps) the sample records of one clinic.
+    public func generate(organization org: String, counts: Counts) async throws -> [String: Int] {
+        let now = Clock.millis()
+        @Sendable func id(_ prefix: String, _ collection: String, _ i: Int) -> String { Identifier.derived(prefix, "\(org)/\(collection)/\(i)") }
+        let existing = try await store.sql.raw("SELECT COUNT(*) AS n FROM patients WHERE organization_id = \(bind: org)").first(decodingColumn: "n", as: Int.self) ?? 0
+        try await store.database.transaction { db in
+            func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
+                let id = values[0] as! String
+                if try await db.raw("SELECT id FROM \(ident: table) WHERE id = \(bind: id)").first() != nil { return }
+                var query: SQLQueryString = "INSERT INTO \(ident: table) (organization_id, \(unsafeRaw: columns.joined(separator: ", "))) VALUES (\(bind: org)"
+                for value in values { query += ", \(bind: value)" }
+                query += ")"
+                try await db.raw(query).run()
+            }
+            for i in 0..<counts.providers {
+                try await insert("providers", ["id", "first_name", "last_name", "specialty", "npi", "email"], [
+                    id("prv", "providers", i), Self.firstNames[(i * 7 + 3) % Self.firstNames.count], Self.lastNames[(i * 5 + 1) % Self.lastNames.count],
+                    Self.specialties[i % Self.specialties.count], String(1_000_000_000 + i * 7919), "provider\(i + 1)@clinic.example"])
+            }
+            for i in 0..<counts.facilities {
+                try await insert("facilities", ["id", "name", "address", "city", "state", "phone"], [
+                    id("fac", "facilities", i), ["Main Street Clinic", "Riverside Office", "North Campus"][i % 3] + (i >= 3 ? " \(i)" : ""),
+                    "\(100 + i * 12) Main St", ["Portland", "Salem", "Eugene"][i % 3], "OR", "+1503555\(String(format: "%04d", 100 + i))"])
+            }
+            for i in 0..<counts.phoneNumbers {
+                try await insert("phone_numbers", ["id", "number", "label", "kind"], [
+                    id("phn", "phone-numbers", i), "+1503555\(String(format: "%04d", 2000 + i))", ["Front desk", "Billing", "Fax"][i % 3], ["voice", "voice", "fax"][i % 3]])
+            }
+            for i in 0..<counts.products {
+                let p = Self.products[i % Self.products.count]
+                let productID = id("prd", "products", i)
+                try await insert("products", ["id", "name", "sku", "unit", "price_cents", "active", "created_at", "updated_at"], [
+                    productID, p.0, p.1 + (i >= Self.products.count ? "-\(i)" : ""), p.2, Int64(500 + i * 250), true, now, now])
+                if try await db.raw("SELECT product_id FROM stock_levels WHERE organization_id = \(bind: org) AND product_id = \(bind: productID)").first() == nil {
+                    try await db.raw("INSERT INTO stock_levels (organization_id, product_id, quantity, updated_at) VALUES (\(bind: org), \(bind: productID), \(bind: Int64(50 + i * 5)), \(bind: now))").run()
+                }
+            }
+            for i in 0..<counts.patients {
+                let first = Self.firstNames[i % Self.firstNames.count], last = Self.lastNames[(i / Self.firstNames.count + i) % Self.lastNames.count]
+                let patient = id("pat", "patients", i)
+                let provider = id("prv", "providers", i % counts.providers)
+                let facility = id("fac", "facilities", i % counts.facilities)
+                try await insert("patients", ["id", "first_name", "last_name", "date_of_birth", "email", "phone", "gender", "created_at"], [
+                    patient, first, last, String(format: "%04d-%02d-%02d", 1950 + i % 60, 1 + i % 12, 1 + i % 28),
+                    "\(first.lowercased()).\(last.lowercased())\(i)@mail.example", "+1503555\(String(format: "%04d", 3000 + i))", ["female", "male", "other"][i % 3], now])
+                let day = String(format: "2026-%02d-%02d", 1 + i % 12, 1 + i % 28)
+                for k in 0..<2 {
+                    try await insert("appointments", ["id", "patient_id", "provider_id", "facility_id", "start_at", "end_at", "status", "reason"], [
+                        id("apt", "appointments", i * 2 + k), patient, provider, facility, "\(day)T\(String(format: "%02d", 9 + k * 3)):00:00Z",
+                        "\(day)T\(String(format: "%02d", 9 + k * 3)):30:00Z", ["scheduled", "completed", "cancelled", "no_show"][(i + k) % 4],
+                        Self.reasons[(i + k) % Self.reasons.count]])
+                }
+                let bill = id("bil", "bills", i)
+                let lines = [Self.cpt[i % Self.cpt.count], Self.cpt[(i + 2) % Self.cpt.count]]
+                let total = Int64(lines.reduce(0) { $0 + $1.2 })
+                try await insert("bills", ["id", "patient_id", "provider_id", "appointment_id", "service_date", "status", "total_cents"], [
+                    bill, patient, provider, id("apt", "appointments", i * 2), day, ["open", "paid", "submitted"][i % 3], total])
+                for (position, line) in lines.enumerated() {
+                    try await insert("bill_line_items", ["id", "bill_id", "code", "description", "units", "amount_cents", "position"], [
+                        id("bli", "bill-lines", i * 2 + position), bill, line.0, line.1, Int64(1), Int64(line.2), Int64(position)])
+                }
+                try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
+                    id("bcg", "coding-cpt", i), bill, "CPT", lines.map(\.0).joined(separator: " "), Int64(0)])
+                try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
+                    id("bcg", "coding-icd", i), bill, "ICD-10-CM", Self.icd[i % Self.icd.count], Int64(1)])
+                try await insert("claims", ["id", "patient_id", "bill_id", "status", "submitted_on", "total_cents", "payer_name", "plan_name", "member_id", "group_number"], [
+                    id("clm", "claims", i), patient, bill, ["submitted", "accepted", "denied", "paid"][i % 4], day, total,
+                    ["Cascade Health Plan", "Evergreen Mutual", "Pacific Care"][i % 3], ["PPO Gold", "HMO Silver", "EPO Bronze"][i % 3],
+                    "M\(String(format: "%08d", 10_000 + i * 37))", "G\(String(format: "%05d", 500 + i % 40))"])
+                let note = id("not", "notes", i)
+                try await insert("notes", ["id", "patient_id", "provider_id", "visit_date", "title", "subjective", "objective", "assessment", "plan", "updated_at"], [
+                    note, patient, provider, day, Self.reasons[i % Self.reasons.count],
+                    "Patient reports \(["mild fatigue", "a new mole", "knee pain on stairs", "no complaints"][i % 4]).",
+                    "BP \(110 + i % 30)/\(70 + i % 15), HR \(60 + i % 25).",
+                    ["Stable", "Benign-appearing lesion", "Patellofemoral pain", "Healthy adult"][i % 4],
+                    ["Return in 12 months", "Biopsy if changes", "Physical therapy", "Routine screening"][i % 4], now])
+                for k in 0..<2 {
+                    try await insert("note_impressions", ["id", "note_id", "code", "description", "position", "updated_at"], [
+                        id("imp", "impressions", i * 2 + k), note, Self.icd[(i + k) % Self.icd.count], ["Primary impression", "Secondary impression"][k], Int64(k), now])
+                }
+                try await insert("tasks", ["id", "title", "description", "status", "note_id", "provider_id", "patient_id", "due_date", "created_at", "updated_at"], [
+                    id("tsk", "tasks", i), "Follow up with \(first) \(last)", "Call about results", ["open", "completed", "cancelled"][i % 3], note, provider, patient, day, now, now])
+                try await insert("emails", ["id", "patient_id", "direction", "from_address", "to_address", "subject", "body", "status", "created_at"], [
+                    id("eml", "emails", i), patient, i % 2 == 0 ? "outbound" : "inbound",
+                    i % 2 == 0 ? "frontdesk@clinic.example" : "\(first.lowercased())\(i)@mail.example",
+                    i % 2 == 0 ? "\(first.lowercased())\(i)@mail.example" : "frontdesk@clinic.example",
+                    i % 2 == 0 ? "Appointment reminder" : "Question about my visit", "Hello \(first), …", i % 2 == 0 ? "sent" : "received", now])
+            }
+            for i in 0..<5 {
+                let change = id("inv", "inventory-changes", i)
+                try await insert("inventory_changes", ["id", "reason", "note", "created_at"], [change, ["restock", "usage", "adjustment"][i % 3], "Sample change \(i + 1)", now])
+                try await insert("inventory_change_lines", ["id", "change_id", "product_id", "quantity_delta", "position"], [
+                    id("icl", "inventory-lines", i), change, id("prd", "products", i % counts.products), Int64(0), Int64(0)])
+            }
+        }
+        return ["patients": max(existing, counts.patients), "appointments": counts.patients * 2, "providers": counts.providers,
+                "facilities": counts.facilities, "bills": counts.patients, "claims": counts.patients, "notes": counts.patients,
+                "tasks": counts.patients, "emails": counts.patients, "phoneNumbers": counts.phoneNumbers, "products": counts.products,
+                "inventoryChanges": 5]
+    }
+}
