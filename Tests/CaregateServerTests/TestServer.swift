@@ -1,0 +1,171 @@
+import CaregateServer
+import CaregateStore
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import Testing
+
+/// The storage backends every server test runs on.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    /// A fresh SQLite file, or the PostgreSQL server that `scripts/test` started.
+    func location() throws -> DatabaseLocation {
+        switch self {
+        case .sqlite:
+            return .sqlite(path: FileManager.default.temporaryDirectory.appendingPathComponent("caregate-test-\(UUID().uuidString).sqlite").path)
+        case .postgres:
+            guard let url = ProcessInfo.processInfo.environment["CAREGATE_TEST_POSTGRES_URL"], !url.isEmpty else {
+                throw TestSetupError("CAREGATE_TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a PostgreSQL server")
+            }
+            return .postgres(url: url)
+        }
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A real Caregate server on a loopback port, talked to over HTTP.
+final class TestServer: Sendable {
+    let server: CaregateServer
+    let base: String
+    let operatorToken: String
+    private let task: Task<Void, any Error>
+
+    static let adminToken = "test-operator-token-0123456789"
+
+    init(_ backend: Backend) async throws {
+        var options = ServerOptions()
+        options.port = 0
+        options.database = try backend.location()
+        options.catalogDirectory = catalogDirectory
+        options.adminToken = Self.adminToken
+        options.changePollInterval = .milliseconds(100)
+        var logger = Logger(label: "caregate-test")
+        logger.logLevel = .critical
+        let server = try await CaregateServer(options: options, logger: logger)
+        self.server = server
+        task = Task { try await server.run() }
+        guard let port = await server.port() else { throw TestSetupError("server did not start") }
+        base = "http://127.0.0.1:\(port)"
+        operatorToken = Self.adminToken
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    struct Reply: Sendable {
+        var status: Int
+        var headers: [String: String]
+        var body: Data
+        var json: JSONObject? { (try? JSONSerialization.jsonObject(with: body)).flatMap { $0 as? [String: Any] }.map(JSONObject.init) }
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func header(_ name: String) -> String? { headers.first { $0.key.lowercased() == name.lowercased() }?.value }
+    }
+
+    func request(
+        _ method: String, _ path: String, token: String? = nil, organization: String? = nil,
+        json: Any? = nil, body: Data? = nil, headers: [String: String] = [:]
+    ) async throws -> Reply {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let organization { request.setValue(organization, forHTTPHeaderField: "X-Organization-Id") }
+        if let json {
+            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let body { request.httpBody = body }
+        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (k, v) in http.allHeaderFields { fields["\(k)"] = "\(v)" }
+        return Reply(status: http.statusCode, headers: fields, body: data)
+    }
+
+    // MARK: Grant chain through the management API
+
+    struct Clinic: Sendable {
+        var id: String
+        var uuid: String
+        var adminToken: String
+    }
+
+    func createDeveloper() async throws -> (id: String, token: String) {
+        let reply = try await request("POST", "/manage/developers", token: operatorToken, json: ["name": "Dev", "email": "dev@example.com"])
+        try expectStatus(reply, 201)
+        return (reply.json!.string("id"), reply.json!.string("token"))
+    }
+
+    func createClinic(patients: Int = 8) async throws -> Clinic {
+        let reply = try await request("POST", "/manage/organizations", token: operatorToken, json: ["name": "Clinic"])
+        try expectStatus(reply, 201)
+        let clinic = Clinic(id: reply.json!.string("id"), uuid: reply.json!.string("uuid"), adminToken: reply.json!.string("adminToken"))
+        if patients > 0 {
+            try expectStatus(try await request("POST", "/manage/organizations/\(clinic.id)/sample-data", token: operatorToken, json: ["patients": patients]), 201)
+        }
+        return clinic
+    }
+
+    func createApp(developer: String, scopes: [String]) async throws -> (id: String, liveVersionId: String) {
+        let slug = "app-" + UUID().uuidString.prefix(8).lowercased()
+        let reply = try await request("POST", "/manage/apps", token: developer, json: ["slug": slug, "name": "Test app", "scopes": scopes])
+        try expectStatus(reply, 201)
+        return (reply.json!.string("id"), reply.json!.string("liveVersionId"))
+    }
+
+    func install(app: String, clinic: Clinic, scopes: [String]? = nil) async throws -> String {
+        var body: [String: Any] = ["appId": app]
+        if let scopes { body["scopes"] = scopes }
+        let reply = try await request("POST", "/manage/installations", token: clinic.adminToken, json: body)
+        try expectStatus(reply, 201)
+        return reply.json!.string("id")
+    }
+
+    func createKey(developer: String, app: String, scopes: [String]?, environment: String = "prd") async throws -> (id: String, key: String) {
+        var body: [String: Any] = ["name": "key", "environment": environment]
+        if let scopes { body["scopes"] = scopes }
+        let reply = try await request("POST", "/manage/apps/\(app)/keys", token: developer, json: body)
+        try expectStatus(reply, 201)
+        return (reply.json!.string("id"), reply.json!.string("key"))
+    }
+}
+
+/// A parsed JSON object with typed accessors that fail the test when a field is missing.
+struct JSONObject: @unchecked Sendable {
+    let raw: [String: Any]
+    init(_ raw: [String: Any]) { self.raw = raw }
+    func string(_ key: String) -> String { raw[key] as? String ?? "<missing \(key)>" }
+    func object(_ key: String) -> JSONObject? { (raw[key] as? [String: Any]).map(JSONObject.init) }
+    func array(_ key: String) -> [JSONObject] { (raw[key] as? [[String: Any]] ?? []).map(JSONObject.init) }
+    func strings(_ key: String) -> [String] { raw[key] as? [String] ?? [] }
+    subscript(key: String) -> Any? { raw[key] }
+}
+
+func expectStatus(_ reply: TestServer.Reply, _ status: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    if reply.status != status {
+        Issue.record("expected \(status), got \(reply.status): \(reply.text.prefix(400))", sourceLocation: sourceLocation)
+        throw TestSetupError("unexpected status \(reply.status)")
+    }
+}
+
+/// Runs `body` against a fresh server on `backend`, then stops it.
+func withServer(_ backend: Backend, _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer(backend)
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}
