@@ -48,11 +48,17 @@ public final class CaregateServer: Sendable {
         }
         catalogs = try CatalogLoader.loadDirectory(directory)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
-        database = try await Database.open(options.database, logger: logger)
-        let secret = try await GrantStore.serverSecret(database: database, configured: options.secret)
-        grants = GrantStore(database: database, secret: secret)
+        let database = try await Database.open(options.database, logger: logger)
+        do {
+            let secret = try await GrantStore.serverSecret(database: database, configured: options.secret)
+            grants = GrantStore(database: database, secret: secret)
+            generatedOperatorToken = try await grants.ensureOperatorToken(configured: options.adminToken)
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+        self.database = database
         clinic = ClinicStore(database: database)
-        generatedOperatorToken = try await grants.ensureOperatorToken(configured: options.adminToken)
         cache = CredentialCache()
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
         Self.bootstrapMetrics()

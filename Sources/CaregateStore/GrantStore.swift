@@ -64,10 +64,11 @@ public struct GrantStore: Sendable {
     public func ensureOperatorToken(configured: String?) async throws -> String? {
         if let configured {
             guard configured.utf8.count >= 16 else { throw StoreError.invalid("CAREGATE_ADMIN_TOKEN must be at least 16 characters") }
-            try await sql.raw("DELETE FROM access_tokens WHERE token_id = 'operator-configured'").run()
+            // An upsert: several instances may start at once against one PostgreSQL.
             try await sql.raw("""
                 INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
                 VALUES ('operator-configured', \(bind: Secrets.keyedHash(configured, key: secret)), 'operator', '', \(bind: Clock.millis()))
+                ON CONFLICT (token_id) DO UPDATE SET token_hash = excluded.token_hash
                 """).run()
             return nil
         }
