@@ -6,6 +6,7 @@ public import NIOCore
 public import NIOPosix
 import PostgresKit
 import SQLiteKit
+import Synchronization
 
 /// Where the data lives: an SQLite file (the default) or a PostgreSQL server.
 public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
@@ -50,6 +51,7 @@ public enum DatabaseError: Error, CustomStringConvertible {
 /// are not `Sendable`, but they are internally synchronised.
 private struct Pools: @unchecked Sendable {
     var sqlite: EventLoopGroupConnectionPool<SQLiteSource>?
+    var sqliteThreads: NIOThreadPool?
     var postgres: EventLoopGroupConnectionPool<PostgresConnectionSource>?
 }
 
@@ -61,6 +63,7 @@ public final class Database: Sendable {
     public let location: DatabaseLocation
     public let logger: Logger
     private let pools: Pools
+    private let writers = AsyncLock()
     /// A pooled database for single statements.
     public let sql: any SQLDatabase
 
@@ -80,10 +83,16 @@ public final class Database: Sendable {
         let database: Database
         switch location {
         case .sqlite(let path):
+            // SQLite calls block a thread; a writer waiting for the lock must not starve the
+            // one that holds it, so SQLite gets threads of its own.
+            let threads = NIOThreadPool(numberOfThreads: 8)
+            threads.start()
             let pool = EventLoopGroupConnectionPool(
-                source: SQLiteSource(path: path), maxConnectionsPerEventLoop: 2, logger: logger, on: eventLoopGroup)
+                source: SQLiteSource(path: path, threadPool: threads), maxConnectionsPerEventLoop: 2, logger: logger, on: eventLoopGroup)
             let pooled = PooledSQLite(pool: pool, logger: logger, eventLoop: eventLoopGroup.any())
-            database = Database(dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool), sql: pooled.sql(queryLogLevel: .trace))
+            database = Database(
+                dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool, sqliteThreads: threads),
+                sql: pooled.sql(queryLogLevel: .trace))
         case .postgres(let url):
             let configuration: SQLPostgresConfiguration
             do {
@@ -124,9 +133,12 @@ public final class Database: Sendable {
             }
         }
         if let pool = pools.sqlite {
-            return try await pool.withConnection(logger: logger) { connection in
-                connection.eventLoop.makeFutureWithTask { try await run(connection.sql(queryLogLevel: .trace)) }
-            }.get()
+            // One SQLite writer at a time, queued here rather than in SQLite's busy handler.
+            return try await writers.withPermit {
+                try await pool.withConnection(logger: logger) { connection in
+                    connection.eventLoop.makeFutureWithTask { try await run(connection.sql(queryLogLevel: .trace)) }
+                }.get()
+            }
         }
         return try await pools.postgres!.withConnection(logger: logger) { connection in
             connection.eventLoop.makeFutureWithTask { try await run(connection.sql(queryLogLevel: .trace)) }
@@ -135,6 +147,7 @@ public final class Database: Sendable {
 
     public func shutdown() async {
         try? await pools.sqlite?.shutdownAsync()
+        try? await pools.sqliteThreads?.shutdownGracefully()
         try? await pools.postgres?.shutdownAsync()
     }
 
@@ -146,9 +159,10 @@ public final class Database: Sendable {
 /// connections (and several writers) share one file safely.
 struct SQLiteSource: ConnectionPoolSource {
     let path: String
+    let threadPool: NIOThreadPool
 
     func makeConnection(logger: Logger, on eventLoop: any EventLoop) -> EventLoopFuture<SQLiteConnection> {
-        SQLiteConnection.open(storage: .file(path: path), threadPool: .singleton, logger: logger, on: eventLoop).flatMap { connection in
+        SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop).flatMap { connection in
             connection.query("PRAGMA journal_mode = WAL").flatMap { _ in
                 connection.query("PRAGMA busy_timeout = 10000")
             }.flatMap { _ in
@@ -178,5 +192,41 @@ private struct PooledSQLite: SQLiteDatabase {
 
     func withConnection<T>(_ closure: @escaping @Sendable (SQLiteConnection) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
         pool.sqlite!.withConnection(logger: logger, closure)
+    }
+}
+
+/// A FIFO async lock: waiters suspend instead of blocking a thread.
+final class AsyncLock: Sendable {
+    private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func withPermit<R: Sendable>(_ body: () async throws -> R) async throws -> R {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { continuation in
+            let acquired = state.withLock { state in
+                if state.locked {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.locked = true
+                return true
+            }
+            if acquired { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.locked = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
     }
 }
