@@ -31,7 +31,8 @@ enum NoteWrites {
         let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
         let noteID = try await note(call)
         let providerID = try await provider(call, query)
-        let contentType = (call.request.headers[.contentType] ?? "").lowercased()
+        let contentTypeHeader = call.request.headers[.contentType] ?? ""
+        let contentType = contentTypeHeader.lowercased()
         let body: ByteBuffer
         do {
             body = try await call.request.collectBody(upTo: maxImageBytes + 64 * 1024)
@@ -41,7 +42,7 @@ enum NoteWrites {
         var bytes = Array(buffer: body)
         var type = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         if type == "multipart/form-data" {
-            (type, bytes) = try Multipart.filePart(bytes, contentType: contentType)
+            (type, bytes) = try Multipart.filePart(bytes, contentType: contentTypeHeader)  // the boundary is case-sensitive
         }
         guard let magic = imageTypes[type] else {
             throw APIError(.unsupportedMediaType, "unsupported_media_type", "the image must be image/png, image/jpeg, image/gif or image/webp (binary body or multipart field \"file\")")
