@@ -110,6 +110,15 @@ public final class CaregateServer: Sendable {
         return router
     }
 
+    /// Method and path of every route of the HTTP router (the clinic API's routes are the catalogs').
+    public func routes() -> [(method: String, path: String)] {
+        makeRouter().routes.map { route in
+            // Hummingbird writes parameters as `:name`; OpenAPI as `{name}`.
+            let path = "/" + route.path.description.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+            return (route.method.rawValue, path)
+        }
+    }
+
     /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,
     /// the audit log is flushed, then the database closes.
     public func run() async throws {

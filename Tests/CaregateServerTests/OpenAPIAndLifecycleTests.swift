@@ -1,0 +1,121 @@
+import CaregateServer
+import CaregateStore
+import Foundation
+import Logging
+import Testing
+
+@Suite("OpenAPI, demo and migrations")
+struct OpenAPIAndLifecycleTests {
+    @Test("/openapi.json is valid OpenAPI 3.1 and lists every route the server serves")
+    func openAPI() async throws {
+        try await withServer(.sqlite) { s in
+            let reply = try await s.request("GET", "/openapi.json")
+            try expectStatus(reply, 200)
+            let document = try #require(reply.json)
+            #expect(document.string("openapi") == "3.1.0")
+            let paths = try #require(document["paths"] as? [String: [String: Any]])
+            // Every route of the HTTP router (health, management, …).
+            let router = s.server.routes()
+            #expect(router.count > 15)
+            for (method, path) in router {
+                let operations = paths[path]
+                #expect(operations?[method.lowercased()] != nil, "\(method) \(path) is missing from /openapi.json")
+            }
+            // Every route the clinic gateway serves: the two marketplace catalogs.
+            for surface in ["marketplace-v3", "marketplace-v1"] {
+                let catalog = try CatalogLoader.load(file: catalogDirectory.appendingPathComponent("\(surface).json"))
+                for route in catalog.routes {
+                    #expect(paths[route.path]?[route.method.description.lowercased()] != nil, "\(route.template) is missing")
+                }
+            }
+            // Nothing documented that is not served.
+            let served = Set(router.map { "\($0.method.lowercased()) \($0.path)" })
+                .union(EnforcementTests.v3.routes.map { "\($0.method.description.lowercased()) \($0.path)" })
+                .union(EnforcementTests.v1.routes.map { "\($0.method.description.lowercased()) \($0.path)" })
+            for (path, operations) in paths {
+                for method in operations.keys { #expect(served.contains("\(method) \(path)"), "\(method) \(path) is documented but not served") }
+            }
+            // An independent validator (openapi-spec-validator, installed by scripts/test).
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-openapi-\(UUID().uuidString).json")
+            try reply.body.write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "openapi-spec-validator: \(output)")
+            #expect(output.contains("valid"))
+        }
+    }
+
+    @Test("caregate demo: the printed curl commands work as printed")
+    func demo() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate")
+        let process = Process()
+        process.executableURL = FileManager.default.isExecutableFile(atPath: binary.path) ? binary : repositoryRoot.appendingPathComponent(".build/debug/caregate")
+        process.arguments = ["demo", "--port", "0", "--patients", "5", "--database", dir.appendingPathComponent("demo.sqlite").path, "--log-level", "error"]
+        process.currentDirectoryURL = repositoryRoot
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()  // SIGTERM: the graceful path
+            process.waitUntilExit()
+        }
+        // Read until the demo prints its last line.
+        var text = ""
+        let handle = out.fileHandleForReading
+        while !text.contains("Stop with Ctrl-C.") {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let commands = text.split(separator: "\n").filter { $0.hasPrefix("curl ") }.map(String.init)
+        #expect(commands.count == 4)
+        var outputs: [String] = []
+        for command in commands {
+            let shell = Process()
+            shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+            shell.arguments = ["-c", command]
+            let pipe = Pipe()
+            shell.standardOutput = pipe
+            try shell.run()
+            outputs.append(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+            shell.waitUntilExit()
+        }
+        guard outputs.count == 4 else { return }
+        #expect(outputs[0].hasPrefix(#"{"code":"success","data":{"app":{"id":"app_"#))
+        #expect(outputs[0].contains(#""read:encounters""#))
+        #expect(outputs[1].hasPrefix(#"{"code":"success","data":[{"id":"pat_"#))
+        #expect(outputs[2].hasPrefix("HTTP/1.1 403"))
+        #expect(outputs[2].contains(#"{"code":"forbidden","message":"Insufficient scope. Required: read:bills","trace_id":""#))
+        #expect(outputs[3].contains(#""soapNote":{"subjective":"#))
+    }
+
+    @Test("migrations are idempotent and refuse a newer schema", arguments: Backend.allCases)
+    func migrations(_ backend: Backend) async throws {
+        let location = try backend.location()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let first = try await Database.open(location, logger: logger)
+        let versions = try await first.sql.raw("SELECT COUNT(*) AS n FROM caregate_schema").first(decodingColumn: "n", as: Int.self)
+        await first.shutdown()
+        let second = try await Database.open(location, logger: logger)
+        #expect(try await second.sql.raw("SELECT COUNT(*) AS n FROM caregate_schema").first(decodingColumn: "n", as: Int.self) == versions)
+        guard backend == .sqlite else {
+            await second.shutdown()
+            return  // a newer schema on the shared PostgreSQL would stop the other suites; SQLite shows the refusal
+        }
+        try await second.sql.raw("INSERT INTO caregate_schema (version, name, applied_at) VALUES (999, 'from the future', 0)").run()
+        await second.shutdown()
+        await #expect(throws: DatabaseError.self) { try await Database.open(location, logger: logger) }
+    }
+}
