@@ -15,12 +15,13 @@ public enum Identifier {
     /// A stable id: the same seed always gives the same id (sample data per clinic).
     public static func derived(_ prefix: String, _ seed: String) -> String {
         let digest = SHA256.hash(data: Data(seed.utf8))
-        return "\(prefix)_" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        return "\(prefix)_" + Secrets.hex(Array(digest.prefix(16)))
     }
 
     /// Time-ordered ids for audit events: sortable text, unique across instances.
     public static func timeOrdered(_ prefix: String, millis: Int64) -> String {
-        "\(prefix)_" + String(format: "%013llx", millis) + Secrets.randomHex(bytes: 8)
+        let time = String(UInt64(max(millis, 0)), radix: 16)
+        return "\(prefix)_" + String(repeating: "0", count: max(0, 13 - time.utf8.count)) + time + Secrets.randomHex(bytes: 8)
     }
 
     /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
@@ -55,8 +56,19 @@ public enum Secrets {
         return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 
-    public static func randomHex(bytes: Int) -> String {
-        randomBytes(bytes).map { String(format: "%02x", $0) }.joined()
+    public static func randomHex(bytes: Int) -> String { hex(randomBytes(bytes)) }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Lower-case hex, without Foundation formatting (it runs on every request).
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in bytes {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     private static let base62 = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
@@ -72,8 +84,8 @@ public enum Secrets {
 
     /// HMAC-SHA-256 of `value` under the server secret, hex-encoded.
     public static func keyedHash(_ value: some StringProtocol, key: SymmetricKey) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key)
-        return mac.map { String(format: "%02x", $0) }.joined()
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: key)
+        return hex(mac)
     }
 
     /// Compares in time that depends only on the length, never on where the bytes differ.
