@@ -1,5 +1,6 @@
 public import Crypto
 import Foundation
+import Synchronization
 
 /// Milliseconds since 1970, the one time unit stored.
 public enum Clock {
@@ -18,10 +19,26 @@ public enum Identifier {
         return "\(prefix)_" + Secrets.hex(Array(digest.prefix(16)))
     }
 
-    /// Time-ordered ids for audit events: sortable text, unique across instances.
+    /// Time-ordered ids for audit events: 13 hex digits of milliseconds, then a random
+    /// per-process prefix and a counter (8 + 8 hex digits), so ids are sortable, unique
+    /// across instances, and cost no system call on the request path.
     public static func timeOrdered(_ prefix: String, millis: Int64) -> String {
-        let time = String(UInt64(max(millis, 0)), radix: 16)
-        return "\(prefix)_" + String(repeating: "0", count: max(0, 13 - time.utf8.count)) + time + Secrets.randomHex(bytes: 8)
+        let count = counter.add(1, ordering: .relaxed).newValue
+        return "\(prefix)_" + fixedHex(UInt64(max(millis, 0)), digits: 13) + processTag + fixedHex(count, digits: 8)
+    }
+
+    private static let processTag = Secrets.randomHex(bytes: 4)
+    private static let counter = Atomic<UInt64>(0)
+
+    static func fixedHex(_ value: UInt64, digits: Int) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: digits)
+        var v = value
+        for i in stride(from: digits - 1, through: 0, by: -1) {
+            out[i] = hex[Int(v & 0xF)]
+            v >>= 4
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
@@ -51,9 +68,15 @@ public enum Identifier {
 
 /// Randomness, keyed hashes and constant-time comparison for every secret Caregate keeps.
 public enum Secrets {
+    /// Bytes from the system CSPRNG, eight at a time.
     public static func randomBytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count + 8)
+        while bytes.count < count {
+            withUnsafeBytes(of: generator.next()) { bytes.append(contentsOf: $0) }
+        }
+        return Array(bytes.prefix(count))
     }
 
     public static func randomHex(bytes: Int) -> String { hex(randomBytes(bytes)) }
