@@ -42,21 +42,37 @@ public enum Identifier {
     }
 
     /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
-    public static func organizationID(fromClientForm text: some StringProtocol) -> String? {
-        let hex: Substring
-        if text.hasPrefix("org_") {
-            hex = Substring(text.dropFirst(4))
-        } else if text.utf8.count == 36 {
-            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.map(\.count) == [8, 4, 4, 4, 12] else { return nil }
-            hex = Substring(parts.joined())
-        } else {
-            return nil
+    /// Byte-level: it runs on every request.
+    public static func organizationID(fromClientForm text: String) -> String? {
+        var text = text
+        return text.withUTF8 { b -> String? in
+            var hex = [UInt8](repeating: 0, count: 36)
+            hex[0] = UInt8(ascii: "o"); hex[1] = UInt8(ascii: "r"); hex[2] = UInt8(ascii: "g"); hex[3] = UInt8(ascii: "_")
+            var n = 4
+            func take(_ c: UInt8) -> Bool {
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): hex[n] = c
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): hex[n] = c + 32
+                default: return false
+                }
+                n += 1
+                return true
+            }
+            if b.count == 36 && b[0] == UInt8(ascii: "o") && b[1] == UInt8(ascii: "r") && b[2] == UInt8(ascii: "g") && b[3] == UInt8(ascii: "_") {
+                for i in 4..<36 where !take(b[i]) { return nil }
+            } else if b.count == 36 {
+                for i in 0..<36 {
+                    if i == 8 || i == 13 || i == 18 || i == 23 {
+                        if b[i] != UInt8(ascii: "-") { return nil }
+                    } else if !take(b[i]) {
+                        return nil
+                    }
+                }
+            } else {
+                return nil
+            }
+            return String(decoding: hex, as: UTF8.self)
         }
-        guard hex.utf8.count == 32, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || ($0 >= 0x41 && $0 <= 0x46) }) else {
-            return nil
-        }
-        return "org_" + hex.lowercased()
     }
 
     public static func uuidForm(ofOrganization id: String) -> String {
@@ -106,17 +122,21 @@ public enum Secrets {
     }
 
     /// HMAC-SHA-256 of `value` under the server secret, hex-encoded.
-    public static func keyedHash(_ value: some StringProtocol, key: SymmetricKey) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(value.utf8), using: key)
-        return hex(mac)
+    public static func keyedHash(_ value: String, key: SymmetricKey) -> String {
+        var value = value
+        return value.withUTF8 { hex(HMAC<SHA256>.authenticationCode(for: $0, using: key)) }
     }
 
     /// Compares in time that depends only on the length, never on where the bytes differ.
-    public static func constantTimeEquals(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for i in 0..<x.count { difference |= x[i] ^ y[i] }
-        return difference == 0
+    public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                var difference: UInt8 = 0
+                for i in 0..<x.count { difference |= x[i] ^ y[i] }
+                return difference == 0
+            }
+        }
     }
 }

@@ -16,6 +16,9 @@ public final class CompiledCatalog: Sendable {
 
     let layout: AtomLayout
     let entryIndex: [String: Int]
+    /// Masks and names by scope index, so that listing a set's scopes copies no `CatalogScope`.
+    let scopeMasks: [ScopeSet.Bits]
+    let scopeNameList: [String]
     let knownMask: ScopeSet.Bits
     let credentialMasks: [ScopeSet.Bits]  // by CredentialType.allCases index
     let selfServiceMask: ScopeSet.Bits
@@ -41,6 +44,8 @@ public final class CompiledCatalog: Sendable {
         var index: [String: Int] = [:]
         for (i, s) in p.scopes.enumerated() { index[s.name] = i }
         entryIndex = index
+        scopeMasks = p.scopes.map(\.mask)
+        scopeNameList = p.scopes.map(\.name)
         knownMask = p.knownMask
         credentialMasks = p.credentialMasks
         selfServiceMask = p.selfServiceMask
@@ -189,14 +194,16 @@ public final class CompiledCatalog: Sendable {
     /// The catalog scopes a set holds, in catalog order (aliases both listed).
     /// A set that holds the global scope is named by it alone.
     public func scopeNames(in set: ScopeSet) -> [String] {
-        if let g = globalEntry, set.covers(scopes[g].mask) { return [scopes[g].name] }
-        return scopes.filter { $0.mask != .zero && set.covers($0.mask) }.map(\.name)
+        if let g = globalEntry, set.covers(scopeMasks[g]) { return [scopes[g].name] }
+        var names: [String] = []
+        for i in scopeMasks.indices where scopeMasks[i] != .zero && set.covers(scopeMasks[i]) { names.append(scopeNameList[i]) }
+        return names
     }
 
     /// Whether `set` holds every permission of the named catalog scope.
     public func contains(_ set: ScopeSet, scope name: String) -> Bool {
         guard let i = entryIndex[name] else { return false }
-        return set.covers(scopes[i].mask)
+        return set.covers(scopeMasks[i])
     }
 
     // MARK: Deciding

@@ -12,6 +12,8 @@ struct Credential: Sendable {
     var organizationID: String
     /// The effective set on each served surface, by surface index.
     var effective: [ScopeSet]
+    /// The same sets as catalog scope names (what `/marketplace/me` answers).
+    var scopeNames: [[String]]
 }
 
 /// Resolved credentials by (key lookup id, clinic), so that the hot path does no

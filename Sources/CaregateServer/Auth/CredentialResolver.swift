@@ -41,7 +41,8 @@ struct CredentialResolver: Sendable {
         }
         let credential = Credential(
             keyID: key.id, keyHash: key.keyHash, expiresAt: key.expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective)
+            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
+            scopeNames: zip(catalogs, effective).map { $0.scopeNames(in: $1) })
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }

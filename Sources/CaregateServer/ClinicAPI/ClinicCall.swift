@@ -10,6 +10,8 @@ struct ClinicCall {
     /// The surface's catalog and the credential's effective set on it.
     let catalog: CompiledCatalog
     let effective: ScopeSet
+    /// The effective set's scope names (computed once per cached credential).
+    let scopeNames: [String]
     /// Decoded path segments (`["v3", "patients", "pat_…"]`).
     let segments: [String]
     let store: ClinicStore

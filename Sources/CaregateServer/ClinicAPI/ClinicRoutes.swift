@@ -78,7 +78,7 @@ enum ClinicRoutes {
                 "app": ["id": .string(call.credential.appID), "slug": .string(call.credential.appSlug),
                         "liveVersionId": .string(call.credential.liveVersionID)],
                 "organization": ["id": .string(call.organization)],
-                "scopes": .array(call.catalog.scopeNames(in: call.effective).map { .string($0) }),
+                "scopes": .array(call.scopeNames.map { .string($0) }),
             ]
             return Success.response(data)
         }

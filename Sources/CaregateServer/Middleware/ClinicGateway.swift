@@ -106,7 +106,7 @@ struct ClinicGateway: RouterMiddleware {
             guard case .success(let segments) = RequestPath.segments(request.uri.path) else { throw APIError.badRequest("invalid path") }
             var call = ClinicCall(
                 request: request, context: context, credential: credential, catalog: catalog, effective: effective,
-                segments: segments, store: store)
+                scopeNames: credential.scopeNames[surface.index], segments: segments, store: store)
             var response = try await handler(&call)
             if method == .head { response.body = .init() }
             return response
