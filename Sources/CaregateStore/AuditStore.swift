@@ -15,11 +15,12 @@ public struct AuditEvent: Sendable, Equatable {
     public var status: Int
     public var traceID: String
 
+    /// `id` is left empty on the request path; ``AuditStore/insert(_:)`` assigns time-ordered ids.
     public init(
         at: Int64, organizationID: String?, appID: String?, keyID: String?, method: String, route: String?, path: String,
         requiredScope: String?, decision: String, status: Int, traceID: String
     ) {
-        self.id = Identifier.timeOrdered("aud", millis: at)
+        self.id = ""
         self.at = at
         self.organizationID = organizationID
         self.appID = appID
@@ -43,11 +44,16 @@ public struct AuditStore: Sendable {
     public func insert(_ events: [AuditEvent]) async throws {
         for start in stride(from: 0, to: events.count, by: 1_000) {
             let chunk = events[start..<min(start + 1_000, events.count)]
-            let rows = JSONValue.array(chunk.map { e in
-                .array([.string(e.id), .int(e.at), .optional(e.organizationID), .optional(e.appID), .optional(e.keyID), .string(e.method),
-                        .optional(e.route), .string(e.path), .optional(e.requiredScope), .string(e.decision), .int(Int64(e.status)), .string(e.traceID)])
-            })
-            let document = String(decoding: rows.serialized(), as: UTF8.self)
+            var bytes: [UInt8] = [UInt8(ascii: "[")]
+            bytes.reserveCapacity(chunk.count * 300)
+            for (i, e) in chunk.enumerated() {
+                if i > 0 { bytes.append(UInt8(ascii: ",")) }
+                JSONValue.array([.string(e.id.isEmpty ? Identifier.timeOrdered("aud", millis: e.at) : e.id), .int(e.at), .optional(e.organizationID), .optional(e.appID), .optional(e.keyID), .string(e.method),
+                                 .optional(e.route), .string(e.path), .optional(e.requiredScope), .string(e.decision), .int(Int64(e.status)),
+                                 .string(e.traceID)]).write(into: &bytes)
+            }
+            bytes.append(UInt8(ascii: "]"))
+            let document = String(decoding: bytes, as: UTF8.self)
             let columns = "id, at, organization_id, app_id, key_id, method, route, path, required_scope, decision, status, trace_id"
             switch database.dialect {
             case .sqlite:

@@ -8,10 +8,22 @@ public struct GrantStore: Sendable {
     public let secret: SymmetricKey
     public let keyPrefix: String
 
+    /// HMAC state with the key already absorbed: each hash copies it instead of redoing the key schedule.
+    private let hmac: HMAC<SHA256>
+
     public init(database: Database, secret: SymmetricKey, keyPrefix: String = "cg") {
         self.database = database
         self.secret = secret
         self.keyPrefix = keyPrefix
+        self.hmac = HMAC<SHA256>(key: secret)
+    }
+
+    /// The keyed hash of a presented key or token (as stored).
+    public func hash(_ value: String) -> String {
+        var mac = hmac
+        var value = value
+        value.withUTF8 { mac.update(data: $0) }
+        return Secrets.hex(mac.finalize())
     }
 
     var sql: any SQLDatabase { database.sql }
@@ -54,7 +66,7 @@ public struct GrantStore: Sendable {
         let token = "\(keyPrefix)_\(short)_\(tokenID)_\(Secrets.randomBase62(40))"
         try await db.raw("""
             INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
-            VALUES (\(bind: tokenID), \(bind: Secrets.keyedHash(token, key: secret)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()))
+            VALUES (\(bind: tokenID), \(bind: hash(token)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()))
             """).run()
         return token
     }
@@ -67,7 +79,7 @@ public struct GrantStore: Sendable {
             // An upsert: several instances may start at once against one PostgreSQL.
             try await sql.raw("""
                 INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
-                VALUES ('operator-configured', \(bind: Secrets.keyedHash(configured, key: secret)), 'operator', '', \(bind: Clock.millis()))
+                VALUES ('operator-configured', \(bind: hash(configured)), 'operator', '', \(bind: Clock.millis()))
                 ON CONFLICT (token_id) DO UPDATE SET token_hash = excluded.token_hash
                 """).run()
             return nil
@@ -86,7 +98,7 @@ public struct GrantStore: Sendable {
             return nil
         }
         let stored = try row.decode(column: "token_hash", as: String.self)
-        guard Secrets.constantTimeEquals(stored, Secrets.keyedHash(token, key: secret)),
+        guard Secrets.constantTimeEquals(stored, hash(token)),
               let kind = Principal.Kind(rawValue: try row.decode(column: "kind", as: String.self))
         else { return nil }
         return Principal(kind: kind, subjectID: try row.decode(column: "subject_id", as: String.self))
@@ -283,7 +295,7 @@ public struct GrantStore: Sendable {
     public func createKey(appID: String, name: String, environment: String, scopes: [String]?, expiresAt: Int64?) async throws -> IssuedKey {
         let (text, lookupID, display) = newKey(environment: environment)
         let record = APIKeyRecord(
-            id: Identifier.random("key"), appID: appID, lookupID: lookupID, keyHash: Secrets.keyedHash(text, key: secret),
+            id: Identifier.random("key"), appID: appID, lookupID: lookupID, keyHash: hash(text),
             environment: environment, name: name, display: display, scopes: scopes, expiresAt: expiresAt, revokedAt: nil,
             replacedBy: nil, createdAt: Clock.millis())
         try await insert(record, db: sql)
@@ -316,7 +328,7 @@ public struct GrantStore: Sendable {
         guard let old = try await key(id: keyID), old.revokedAt == nil else { return nil }
         let (text, lookupID, display) = newKey(environment: old.environment)
         let record = APIKeyRecord(
-            id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: Secrets.keyedHash(text, key: secret),
+            id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: hash(text),
             environment: old.environment, name: old.name, display: display, scopes: old.scopes, expiresAt: old.expiresAt,
             revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
         let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000

@@ -87,7 +87,8 @@ extension JSONValue {
         return out
     }
 
-    private func write(into out: inout [UInt8]) {
+    /// Appends this value's JSON text to `out`.
+    public func write(into out: inout [UInt8]) {
         switch self {
         case .string(let s): Self.writeString(s, into: &out)
         case .int(let i): out.append(contentsOf: String(i).utf8)
@@ -117,8 +118,13 @@ extension JSONValue {
     private static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
-        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            out.append(contentsOf: s.utf8)
+        var copy = s
+        let plain = copy.withUTF8 { bytes -> Bool in
+            for byte in bytes where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if plain {
             out.append(UInt8(ascii: "\""))
             return
         }

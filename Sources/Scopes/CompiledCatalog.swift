@@ -404,7 +404,15 @@ public struct RouteInfo: Hashable, Sendable {
     /// What opens it, in words: `read:notes` (+ `read:soap_notes` when `includeSoapNote` is set).
     public let requirement: String
     public let description: String?
-
     /// `GET /v3/patients/{id}`
-    public var template: String { "\(method) \(path)" }
+    public let template: String
+
+    init(method: HTTPMethod, path: String, isPublic: Bool, requirement: String, description: String?) {
+        self.method = method
+        self.path = path
+        self.isPublic = isPublic
+        self.requirement = requirement
+        self.description = description
+        self.template = "\(method) \(path)"
+    }
 }

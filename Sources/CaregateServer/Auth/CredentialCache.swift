@@ -14,6 +14,9 @@ struct Credential: Sendable {
     var effective: [ScopeSet]
     /// The same sets as catalog scope names (what `/marketplace/me` answers).
     var scopeNames: [[String]]
+    /// `/marketplace/me`'s answer on each surface: it depends on nothing but the credential,
+    /// so it is built once, when the credential is resolved.
+    var meBody: [[UInt8]]
 }
 
 /// Resolved credentials by (key lookup id, clinic), so that the hot path does no

@@ -18,7 +18,7 @@ struct CredentialResolver: Sendable {
 
     func resolve(key presented: String, organizationID: String) async throws -> Outcome {
         guard let lookupID = grants.lookupID(ofPresentedKey: presented) else { return .invalidKey }
-        let presentedHash = Secrets.keyedHash(presented, key: grants.secret)
+        let presentedHash = grants.hash(presented)
         let cacheKey = CredentialCache.Key(lookupID: lookupID, organizationID: organizationID)
         if let cached = cache.get(cacheKey) {
             guard Secrets.constantTimeEquals(cached.keyHash, presentedHash) else { return .invalidKey }
@@ -39,10 +39,18 @@ struct CredentialResolver: Sendable {
             let granted = Self.known(installation.approvedScopes, in: catalog).intersection(Self.known(app.scopes, in: catalog))
             return catalog.effectiveSet(credential: credential, grants: granted, credentialType: .apiKey)
         }
+        let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
         let credential = Credential(
             keyID: key.id, keyHash: key.keyHash, expiresAt: key.expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
-            scopeNames: zip(catalogs, effective).map { $0.scopeNames(in: $1) })
+            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, scopeNames: names,
+            meBody: names.map { scopes in
+                let data: JSONValue = [
+                    "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],
+                    "organization": ["id": .string(organizationID)],
+                    "scopes": .array(scopes.map { .string($0) }),
+                ]
+                return (["code": "success", "data": data] as JSONValue).serialized()
+            })
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }

@@ -12,13 +12,12 @@ struct ClinicCall {
     let effective: ScopeSet
     /// The effective set's scope names (computed once per cached credential).
     let scopeNames: [String]
-    /// Decoded path segments (`["v3", "patients", "pat_…"]`).
+    /// The surface's `/marketplace/me` answer for this credential.
+    let meBody: [UInt8]
+    /// Decoded path segments (`["v3", "patients", "pat_…"]`); empty for routes without parameters.
     let segments: [String]
     let store: ClinicStore
     var organization: String { credential.organizationID }
-    var version: String { segments[0] }
-
-    func segment(_ i: Int) -> String { segments[i] }
 
     /// A path id that must have the collection's prefix; a malformed one is simply not found.
     func pathID(_ i: Int, prefix: String) throws -> String {

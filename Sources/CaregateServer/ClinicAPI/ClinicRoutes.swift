@@ -73,14 +73,8 @@ enum ClinicRoutes {
         table["PUT /inventory/products/{id}"] = { call in try await OtherWrites.updateProduct(&call) }
         table["POST /inventory/changes"] = { call in try await OtherWrites.createInventoryChange(&call) }
         table["GET /marketplace/me"] = { call in
-            _ = try QueryInput(call.request.uri.query, allowed: [])
-            let data: JSONValue = [
-                "app": ["id": .string(call.credential.appID), "slug": .string(call.credential.appSlug),
-                        "liveVersionId": .string(call.credential.liveVersionID)],
-                "organization": ["id": .string(call.organization)],
-                "scopes": .array(call.scopeNames.map { .string($0) }),
-            ]
-            return Success.response(data)
+            if call.request.uri.query != nil { _ = try QueryInput(call.request.uri.query, allowed: []) }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: call.meBody)))
         }
         return table
     }

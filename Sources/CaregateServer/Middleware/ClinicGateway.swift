@@ -15,9 +15,11 @@ struct ClinicGateway: RouterMiddleware {
         var prefix: String
         var catalog: CompiledCatalog
         var index: Int
+        /// By route index: the handler, and whether it reads path parameters.
+        var handlers: [(handler: ClinicHandler?, usesSegments: Bool)] = []
     }
 
-    let surfaces: [Surface]
+    private(set) var surfaces: [Surface]
     let resolver: CredentialResolver
     let store: ClinicStore
     let audit: AuditWriter
@@ -34,7 +36,14 @@ struct ClinicGateway: RouterMiddleware {
         self.resolver = resolver
         self.store = store
         self.audit = audit
-        self.handlers = ClinicRoutes.handlers()
+        let handlers = ClinicRoutes.handlers()
+        self.handlers = handlers
+        for i in surfaces.indices {
+            let prefix = surfaces[i].prefix
+            surfaces[i].handlers = surfaces[i].catalog.routes.map { route in
+                (handlers["\(route.method) \(route.path.dropFirst(prefix.count))"], route.path.contains("{"))
+            }
+        }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -101,12 +110,16 @@ struct ClinicGateway: RouterMiddleware {
             event.route = info.template
             event.requiredScope = info.isPublic ? nil : info.requirement
             event.decision = "allowed"
-            let key = "\(info.method == .head ? "GET" : info.method.description) \(info.path.dropFirst(surface.prefix.count))"
-            guard let handler = handlers[key] else { throw APIError.notFound("Not found") }
-            guard case .success(let segments) = RequestPath.segments(request.uri.path) else { throw APIError.badRequest("invalid path") }
+            let entry = surface.handlers[route.index]
+            guard let handler = entry.handler else { throw APIError.notFound("Not found") }
+            var segments: [String] = []
+            if entry.usesSegments {
+                guard case .success(let decoded) = RequestPath.segments(request.uri.path) else { throw APIError.badRequest("invalid path") }
+                segments = decoded
+            }
             var call = ClinicCall(
                 request: request, context: context, credential: credential, catalog: catalog, effective: effective,
-                scopeNames: credential.scopeNames[surface.index], segments: segments, store: store)
+                scopeNames: credential.scopeNames[surface.index], meBody: credential.meBody[surface.index], segments: segments, store: store)
             var response = try await handler(&call)
             if method == .head { response.body = .init() }
             return response
