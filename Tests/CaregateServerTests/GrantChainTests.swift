@@ -21,12 +21,12 @@ struct GrantChainTests {
             #expect(data.object("organization")?.string("id") == clinic.id)
             #expect(data.strings("scopes") == ["read:patients"])
             #expect(me.text.hasPrefix(#"{"code":"success","data":{"app":{"id":""#))
-            #expect(try await s.request("GET", "/v3/bills", token: key.key, organization: clinic.uuid).status == 403)
-            #expect(try await s.request("GET", "/v3/claims", token: key.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v3/bills", key: key.key, clinic: clinic) == 403)
+            #expect(try await s.status("GET", "/v3/claims", key: key.key, clinic: clinic) == 403)
             // Both org id forms are accepted.
             #expect(try await s.request("GET", "/v3/patients", token: key.key, organization: clinic.id).status == 200)
             // /v1/me needs read:marketplace, which this key does not carry.
-            #expect(try await s.request("GET", "/v1/marketplace/me", token: key.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v1/marketplace/me", key: key.key, clinic: clinic) == 403)
         }
     }
 
@@ -39,17 +39,17 @@ struct GrantChainTests {
             let installation = try await s.install(app: app.id, clinic: clinic, scopes: ["read:patients", "read:marketplace"])
             let inheriting = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             let restricted = try await s.createKey(developer: dev.token, app: app.id, scopes: ["read:patients"])
-            #expect(try await s.request("GET", "/v1/patients", token: inheriting.key, organization: clinic.uuid).status == 200)
-            #expect(try await s.request("GET", "/v1/bills", token: inheriting.key, organization: clinic.uuid).status == 403)
-            #expect(try await s.request("GET", "/v1/marketplace/me", token: inheriting.key, organization: clinic.uuid).status == 200)
-            #expect(try await s.request("GET", "/v1/marketplace/me", token: restricted.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v1/patients", key: inheriting.key, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v1/bills", key: inheriting.key, clinic: clinic) == 403)
+            #expect(try await s.status("GET", "/v1/marketplace/me", key: inheriting.key, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v1/marketplace/me", key: restricted.key, clinic: clinic) == 403)
             // The clinic approves more: the inheriting key follows, the restricted one does not.
             try expectStatus(try await s.request("POST", "/manage/installations/\(installation)/approve", token: clinic.adminToken,
                                                  json: ["scopes": ["read:patients", "read:bills", "read:marketplace"]]), 200)
-            #expect(try await s.request("GET", "/v3/bills", token: inheriting.key, organization: clinic.uuid).status == 200)
-            #expect(try await s.request("GET", "/v1/bills", token: inheriting.key, organization: clinic.uuid).status == 200)
-            #expect(try await s.request("GET", "/v3/bills", token: restricted.key, organization: clinic.uuid).status == 403)
-            #expect(try await s.request("GET", "/v1/bills", token: restricted.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v3/bills", key: inheriting.key, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v1/bills", key: inheriting.key, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v3/bills", key: restricted.key, clinic: clinic) == 403)
+            #expect(try await s.status("GET", "/v1/bills", key: restricted.key, clinic: clinic) == 403)
         }
     }
 
@@ -63,7 +63,7 @@ struct GrantChainTests {
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             let version = try await s.request("POST", "/manage/apps/\(app.id)/versions", token: dev.token, json: ["scopes": ["read:patients", "read:claims"]])
             try expectStatus(version, 201)
-            #expect(try await s.request("GET", "/v3/claims", token: key.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v3/claims", key: key.key, clinic: clinic) == 403)
             let pending = try await s.request("GET", "/manage/installations/\(installation)", token: clinic.adminToken)
             #expect(pending.json?.strings("approvedScopes") == ["read:patients"])
             #expect(pending.json?.strings("liveVersionScopes") == ["read:patients", "read:claims"])
@@ -71,14 +71,14 @@ struct GrantChainTests {
                                                json: ["scopes": ["read:patients", "read:claims"]])
             try expectStatus(approved, 200)
             #expect(approved.json?.string("approvedVersionId") == version.json?.string("id"))
-            #expect(try await s.request("GET", "/v3/claims", token: key.key, organization: clinic.uuid).status == 200)
+            #expect(try await s.status("GET", "/v3/claims", key: key.key, clinic: clinic) == 200)
             // Approvals beyond the live version are refused.
             let beyond = try await s.request("POST", "/manage/installations/\(installation)/approve", token: clinic.adminToken, json: ["scopes": ["read:bills"]])
             #expect(beyond.status == 400)
             #expect(beyond.json?.string("message").contains("read:bills") == true)
             // A version that drops a scope takes it away at once.
             try expectStatus(try await s.request("POST", "/manage/apps/\(app.id)/versions", token: dev.token, json: ["scopes": ["read:patients"]]), 201)
-            #expect(try await s.request("GET", "/v3/claims", token: key.key, organization: clinic.uuid).status == 403)
+            #expect(try await s.status("GET", "/v3/claims", key: key.key, clinic: clinic) == 403)
         }
     }
 
@@ -90,7 +90,7 @@ struct GrantChainTests {
             let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
             let installation = try await s.install(app: app.id, clinic: clinic)
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            #expect(try await s.request("GET", "/v3/patients", token: key.key, organization: clinic.uuid).status == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)
             try expectStatus(try await s.request("DELETE", "/manage/installations/\(installation)", token: clinic.adminToken), 204)
             let after = try await s.request("GET", "/v3/patients", token: key.key, organization: clinic.uuid)
             #expect(after.status == 401)
@@ -106,7 +106,7 @@ struct GrantChainTests {
             let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
             _ = try await s.install(app: app.id, clinic: clinic)
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            #expect(try await s.request("GET", "/v3/patients", token: key.key, organization: clinic.uuid).status == 200)  // now cached
+            #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)  // now cached
             try expectStatus(try await s.request("DELETE", "/manage/keys/\(key.id)", token: dev.token), 204)
             let after = try await s.request("GET", "/v3/patients", token: key.key, organization: clinic.uuid)
             #expect(after.status == 401)
@@ -127,12 +127,12 @@ struct GrantChainTests {
             let new = rotated.json!.string("key")
             #expect(new != old.key)
             #expect(rotated.json?.strings("scopes") == ["read:patients"])
-            #expect(try await s.request("GET", "/v3/patients", token: new, organization: clinic.uuid).status == 200)
-            #expect(try await s.request("GET", "/v3/patients", token: old.key, organization: clinic.uuid).status == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: new, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: old.key, clinic: clinic) == 200)
             // Rotating the new key with no grace: it stops at once, its successor works.
             let second = try await s.request("POST", "/manage/keys/\(rotated.json!.string("id"))/rotate", token: dev.token, json: ["graceSeconds": 0])
             try expectStatus(second, 201)
-            #expect(try await s.request("GET", "/v3/patients", token: new, organization: clinic.uuid).status == 401)
+            #expect(try await s.status("GET", "/v3/patients", key: new, clinic: clinic) == 401)
             #expect(try await s.request("GET", "/v3/patients", token: second.json!.string("key"), organization: clinic.uuid).status == 200)
         }
     }

@@ -40,7 +40,7 @@ struct IsolationAndConcurrencyTests {
                     #expect(!reply.text.contains("firstName"))
                 }
                 for id in idsOf[a.id]![path]!.prefix(1) {
-                    #expect(try await s.request("GET", "/v3/\(path)/\(id)", token: key.key, organization: a.uuid).status == 200)
+                    #expect(try await s.status("GET", "/v3/\(path)/\(id)", key: key.key, clinic: a) == 200)
                 }
             }
             // Writes across clinics are refused too.

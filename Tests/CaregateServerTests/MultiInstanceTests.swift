@@ -14,16 +14,16 @@ struct MultiInstanceTests {
         let installation = try await a.install(app: app.id, clinic: clinic)
         let key = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
         // Instance B serves the key (and caches it).
-        #expect(try await b.request("GET", "/v3/providers", token: key.key, organization: clinic.uuid).status == 200)
+        #expect(try await b.status("GET", "/v3/providers", key: key.key, clinic: clinic) == 200)
 
         // A clinic narrows its approval on instance A: B stops serving providers within a second.
         try expectStatus(try await a.request("POST", "/manage/installations/\(installation)/approve", token: clinic.adminToken,
                                              json: ["scopes": ["read:patients"]]), 200)
-        #expect(try await Self.within(.seconds(1)) { try await b.request("GET", "/v3/providers", token: key.key, organization: clinic.uuid).status == 403 })
+        #expect(try await Self.within(.seconds(1)) { try await b.status("GET", "/v3/providers", key: key.key, clinic: clinic) == 403 })
 
         // The key is revoked on instance A: B refuses it within a second.
         try expectStatus(try await a.request("DELETE", "/manage/keys/\(key.id)", token: dev.token), 204)
-        #expect(try await Self.within(.seconds(1)) { try await b.request("GET", "/v3/patients", token: key.key, organization: clinic.uuid).status == 401 })
+        #expect(try await Self.within(.seconds(1)) { try await b.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 401 })
         await a.stop()
         await b.stop()
     }

@@ -92,6 +92,11 @@ final class TestServer: Sendable {
         return Reply(status: http.statusCode, headers: fields, body: data)
     }
 
+    /// The status of a clinic API call made with `key` in `clinic`.
+    func status(_ method: String, _ path: String, key: String, clinic: Clinic) async throws -> Int {
+        try await request(method, path, token: key, organization: clinic.uuid).status
+    }
+
     // MARK: Grant chain through the management API
 
     struct Clinic: Sendable {
