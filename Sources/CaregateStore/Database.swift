@@ -145,18 +145,6 @@ public final class Database: Sendable {
         }.get()
     }
 
-    /// Runs one SQLite statement with raw binds, skipping SQLKit's per-value encoding
-    /// (for the audit log's bulk inserts). `nil` on PostgreSQL.
-    func sqliteExecute(_ sql: String, _ binds: [SQLiteData]) async throws -> Bool {
-        guard let pool = pools.sqlite else { return false }
-        try await writers.withPermit {
-            try await pool.withConnection(logger: logger) { connection in
-                connection.query(sql, binds, logger: self.logger) { _ in }
-            }.get()
-        }
-        return true
-    }
-
     public func shutdown() async {
         try? await pools.sqlite?.shutdownAsync()
         try? await pools.sqliteThreads?.shutdownGracefully()
