@@ -1,6 +1,9 @@
 import CaregateServer
 import CaregateStore
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import Testing
 
@@ -117,5 +120,57 @@ struct OpenAPIAndLifecycleTests {
         try await second.sql.raw("INSERT INTO caregate_schema (version, name, applied_at) VALUES (999, 'from the future', 0)").run()
         await second.shutdown()
         await #expect(throws: DatabaseError.self) { try await Database.open(location, logger: logger) }
+    }
+}
+
+@Suite("Graceful shutdown")
+struct ShutdownTests {
+    @Test("SIGTERM: the server stops and every decision it made is in the audit log")
+    func sigterm() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = dir.appendingPathComponent("shutdown.sqlite").path
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate")
+        let process = Process()
+        process.executableURL = FileManager.default.isExecutableFile(atPath: binary.path) ? binary : repositoryRoot.appendingPathComponent(".build/debug/caregate")
+        process.arguments = ["demo", "--port", "0", "--patients", "2", "--database", database, "--log-level", "error"]
+        process.currentDirectoryURL = repositoryRoot
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        while !text.contains("Stop with Ctrl-C.") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let me = try #require(text.split(separator: "\n").first { $0.hasPrefix("curl ") && $0.contains("/marketplace/me") })
+        let base = String(me.split(separator: " ")[2]).components(separatedBy: "/v3/")[0]
+        let key = String(me.split(separator: "\"")[1].dropFirst("Authorization: Bearer ".count))
+        let organization = String(me.split(separator: "\"")[3].dropFirst("X-Organization-Id: ".count))
+        // A burst of requests, then SIGTERM right away: the writer flushes on the way out.
+        let count = 300
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    var request = URLRequest(url: URL(string: base + "/v3/marketplace/me")!)
+                    request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+                    request.setValue(organization, forHTTPHeaderField: "X-Organization-Id")
+                    _ = try await URLSession.shared.data(for: request)
+                }
+            }
+            try await group.waitForAll()
+        }
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        // Reopen the database: every answered request left its decision.
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let reopened = try await Database.open(.sqlite(path: database), logger: logger)
+        let rows = try await reopened.sql.raw("SELECT COUNT(*) AS n FROM audit_events WHERE route = 'GET /v3/marketplace/me'").first(decodingColumn: "n", as: Int.self)
+        await reopened.shutdown()
+        #expect(rows == count)
     }
 }
