@@ -18,6 +18,8 @@ public struct ServerOptions: Sendable {
     public var adminToken: String?
     /// `CAREGATE_SECRET`: the key of every keyed hash (at least 32 bytes); generated when absent.
     public var secret: String?
+    /// The `iss` of access tokens (default `http://<host>:<port>`; set it to the public URL).
+    public var issuer: String?
     /// How often each instance looks for grant-chain changes made by other instances.
     public var changePollInterval: Duration = .milliseconds(250)
 
@@ -37,6 +39,7 @@ public final class CaregateServer: Sendable {
     public let generatedOperatorToken: String?
     let cache: CredentialCache
     let auditWriter: AuditWriter
+    let tokens: TokenService
     let logger: Logger
     private let listening = ListeningPort()
 
@@ -59,6 +62,12 @@ public final class CaregateServer: Sendable {
         }
         self.database = database
         clinic = ClinicStore(database: database)
+        do {
+            tokens = try await TokenService(oauth: OAuthStore(grants: grants), issuer: options.issuer ?? "http://\(options.host):\(options.port)")
+        } catch {
+            await database.shutdown()
+            throw error
+        }
         cache = CredentialCache()
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
         Self.bootstrapMetrics()
@@ -83,7 +92,7 @@ public final class CaregateServer: Sendable {
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
         let marketplace = catalogs.filter { $0.surface.hasPrefix("marketplace-") }
-        let resolver = CredentialResolver(grants: grants, cache: cache, catalogs: marketplace)
+        let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: marketplace)
         router.add(middleware: ClinicGateway(catalogs: marketplace, resolver: resolver, store: clinic, audit: auditWriter))
 
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
@@ -103,6 +112,21 @@ public final class CaregateServer: Sendable {
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
+        let catalogsBySurface = Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
+        let tokenEndpoint = TokenEndpoint(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface)
+        router.post("oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
+        router.post("api/2.0/oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
+        let jwks = tokens.jwks.serialized()
+        router.get(".well-known/jwks.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: jwks)))
+        }
+        let issuer = tokens.issuer
+        let metadata: JSONValue = [
+            "issuer": .string(issuer), "token_endpoint": .string(issuer + "/oauth2/token"), "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
+            "grant_types_supported": ["client_credentials"], "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": [], "scopes_supported": .array(Array(Set(catalogs.flatMap { $0.scopes.map(\.name) })).sorted().map { .string($0) }),
+        ]
+        router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(metadata) }
         ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache,
             catalogs: Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })

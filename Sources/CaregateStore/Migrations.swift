@@ -13,6 +13,7 @@ enum Migrations {
 
     static let all: [Migration] = [
         Migration(version: 1, name: "grant chain, audit and clinic data", statements: schemaV1),
+        Migration(version: 2, name: "OAuth clients, signing keys, revoked tokens", statements: schemaV2),
     ]
 
     static var latest: Int { all.map(\.version).max() ?? 0 }
@@ -38,6 +39,22 @@ enum Migrations {
         // A schema newer than this build is refused even when every known migration ran.
         let current = try await database.sql.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self) ?? 0
         if let current, current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+    }
+
+    static func schemaV2(_ database: Database) -> [String] {
+        [
+            """
+            CREATE TABLE oauth_clients (client_id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id), secret_hash TEXT,
+              credential_type TEXT NOT NULL, grant_types TEXT NOT NULL, scopes TEXT NOT NULL, organization_id TEXT,
+              created_at BIGINT NOT NULL, revoked_at BIGINT)
+            """,
+            "CREATE INDEX oauth_clients_app ON oauth_clients (app_id)",
+            """
+            CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, algorithm TEXT NOT NULL, private_pem TEXT NOT NULL,
+              created_at BIGINT NOT NULL, retired_at BIGINT)
+            """,
+            "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+        ]
     }
 
     static func schemaV1(_ database: Database) -> [String] {

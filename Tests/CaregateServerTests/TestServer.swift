@@ -76,6 +76,7 @@ final class TestServer: Sendable {
         json: Any? = nil, body: Data? = nil, headers: [String: String] = [:]
     ) async throws -> Reply {
         var request = URLRequest(url: URL(string: base + path)!)
+        request.timeoutInterval = 30  // a hung request fails the test instead of the run
         request.httpMethod = method
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let organization { request.setValue(organization, forHTTPHeaderField: "X-Organization-Id") }

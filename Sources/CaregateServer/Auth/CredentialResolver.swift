@@ -12,12 +12,16 @@ struct CredentialResolver: Sendable {
     }
 
     let grants: GrantStore
+    let oauth: OAuthStore
+    let tokens: TokenService
     let cache: CredentialCache
     /// The surfaces an API key is used on, in the order of ``Credential/effective``.
     let catalogs: [CompiledCatalog]
 
     func resolve(key presented: String, organizationID: String) async throws -> Outcome {
-        guard let lookupID = grants.lookupID(ofPresentedKey: presented) else { return .invalidKey }
+        guard let lookupID = grants.lookupID(ofPresentedKey: presented) else {
+            return try await resolve(token: presented, organizationID: organizationID)
+        }
         let presentedHash = grants.hash(presented)
         let cacheKey = CredentialCache.Key(lookupID: lookupID, organizationID: organizationID)
         if let cached = cache.get(cacheKey) {
@@ -34,14 +38,46 @@ struct CredentialResolver: Sendable {
               let installation = try await grants.installation(appID: app.id, organizationID: organizationID)
         else { return .notInstalled }
 
+        let credential = makeCredential(
+            id: key.id, hash: key.keyHash, expiresAt: key.expiresAt, app: app, organizationID: organizationID,
+            credentialScopes: key.scopes ?? installation.approvedScopes, grants: installation.approvedScopes, type: .apiKey)
+        cache.put(cacheKey, credential, ifEpoch: epoch)
+        return .ok(credential)
+    }
+
+    /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
+    /// its client active; effective = the token's scopes ∩ the clinic's grants ∩ declared.
+    func resolve(token: String, organizationID: String) async throws -> Outcome {
+        guard let claims = await tokens.verify(token) else { return .invalidKey }
+        if let bound = claims.org, bound != organizationID { return .notInstalled }
+        let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organizationID: organizationID)
+        if let cached = cache.get(cacheKey) { return .ok(cached) }
+        let epoch = cache.epoch
+        guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil,
+              let app = try await grants.app(client.appID)
+        else { return .invalidKey }
+        guard let installation = try await grants.installation(appID: app.id, organizationID: organizationID) else { return .notInstalled }
+        let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
+        let scopes = claims.scope.split(separator: " ").map(String.init)
+        let credential = makeCredential(
+            id: client.clientID, hash: "", expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
+            organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
+        cache.put(cacheKey, credential, ifEpoch: epoch)
+        return .ok(credential)
+    }
+
+    func makeCredential(
+        id: String, hash: String, expiresAt: Int64?, app: AppRecord, organizationID: String, credentialScopes: [String], grants approved: [String],
+        type: CredentialType
+    ) -> Credential {
         let effective = catalogs.map { catalog in
-            let credential = Self.known(key.scopes ?? installation.approvedScopes, in: catalog)
-            let granted = Self.known(installation.approvedScopes, in: catalog).intersection(Self.known(app.scopes, in: catalog))
-            return catalog.effectiveSet(credential: credential, grants: granted, credentialType: .apiKey)
+            let credential = Self.known(credentialScopes, in: catalog)
+            let granted = Self.known(approved, in: catalog).intersection(Self.known(app.scopes, in: catalog))
+            return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
         }
         let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
-        let credential = Credential(
-            keyID: key.id, keyHash: key.keyHash, expiresAt: key.expiresAt, appID: app.id, appSlug: app.slug,
+        return Credential(
+            keyID: id, keyHash: hash, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
             liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, scopeNames: names,
             meBody: names.map { scopes in
                 let data: JSONValue = [
@@ -51,8 +87,6 @@ struct CredentialResolver: Sendable {
                 ]
                 return (["code": "success", "data": data] as JSONValue).serialized()
             })
-        cache.put(cacheKey, credential, ifEpoch: epoch)
-        return .ok(credential)
     }
 
     /// The scopes of `names` that this catalog knows (v1 and v3 share keys, not every scope).

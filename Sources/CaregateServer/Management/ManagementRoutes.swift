@@ -17,7 +17,7 @@ struct ManagementRoutes: Sendable {
     static let routes: [(method: HTTPRequest.Method, path: String)] = [
         (.post, "/manage/developers"), (.post, "/manage/organizations"), (.post, "/manage/organizations/{orgId}/sample-data"),
         (.post, "/manage/apps"), (.get, "/manage/apps/{appId}"), (.post, "/manage/apps/{appId}/versions"),
-        (.post, "/manage/apps/{appId}/keys"), (.get, "/manage/apps/{appId}/keys"),
+        (.post, "/manage/apps/{appId}/keys"), (.get, "/manage/apps/{appId}/keys"), (.post, "/manage/apps/{appId}/oauth-clients"),
         (.post, "/manage/keys/{keyId}/rotate"), (.delete, "/manage/keys/{keyId}"),
         (.post, "/manage/installations"), (.get, "/manage/installations/{id}"), (.post, "/manage/installations/{id}/approve"),
         (.delete, "/manage/installations/{id}"), (.get, "/manage/audit"),
@@ -33,6 +33,7 @@ struct ManagementRoutes: Sendable {
         group.post("apps/:appId/versions") { request, context in try await self.createVersion(request, context) }
         group.post("apps/:appId/keys") { request, context in try await self.createKey(request, context) }
         group.get("apps/:appId/keys") { request, context in try await self.listKeys(request, context) }
+        group.post("apps/:appId/oauth-clients") { request, context in try await self.createOAuthClient(request, context) }
         group.post("keys/:keyId/rotate") { request, context in try await self.rotateKey(request, context) }
         group.delete("keys/:keyId") { request, context in try await self.revokeKey(request, context) }
         group.post("installations") { request, context in try await self.install(request, context) }
@@ -236,6 +237,41 @@ struct ManagementRoutes: Sendable {
         let principal = try await principal(request, allowed: [.developer])
         let app = try await ownApp(principal, try context.parameters.require("appId"))
         return JSONResponse.make(JSONValue.array(try await grants.keys(appID: app.id).map { keyJSON($0) }))
+    }
+
+    /// `{scopes, grantTypes, credentialType?, organizationId?}` → `{clientId, clientSecret}` (the secret is shown once).
+    func createOAuthClient(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        let principal = try await principal(request, allowed: [.developer])
+        let app = try await ownApp(principal, try context.parameters.require("appId"))
+        var request = request
+        let body = try await JSONInput(&request, allowed: ["scopes", "grantTypes", "credentialType", "organizationId", "redirectUris", "jwks"])
+        for unsupported in ["redirectUris", "jwks"] where body.has(unsupported) {
+            throw APIError.badRequest("field \"\(unsupported)\" is not supported yet (client_credentials with a client secret only)")
+        }
+        let grantTypes = try body.stringArray("grantTypes")!
+        guard !grantTypes.isEmpty, grantTypes.allSatisfy({ $0 == "client_credentials" }) else {
+            throw APIError.badRequest("field \"grantTypes\": only client_credentials is supported")
+        }
+        let typeName = try body.string("credentialType", max: 20, required: false) ?? "oauth2"
+        guard let credentialType = CredentialType(rawValue: typeName), credentialType == .oauth2 || credentialType == .serviceKey else {
+            throw APIError.badRequest("field \"credentialType\" must be oauth2 or service_key")
+        }
+        let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes", credentialType: credentialType)
+        try Self.subset(scopes, of: app.scopes, field: "scopes", what: "declared by the app")
+        var organization: String?
+        if let text = try body.string("organizationId", max: 40, required: false) {
+            guard let id = Identifier.organizationID(fromClientForm: text), try await grants.organization(id) != nil else {
+                throw APIError.badRequest("field \"organizationId\": no such organization")
+            }
+            organization = id
+        }
+        let (client, secret) = try await OAuthStore(grants: grants).createClient(
+            appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization, withSecret: true)
+        return JSONResponse.make([
+            "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(app.id),
+            "credentialType": .string(client.credentialType), "grantTypes": .array(grantTypes.map { .string($0) }),
+            "scopes": .array(scopes.map { .string($0) }), "organizationId": .optional(organization),
+        ] as JSONValue, status: .created)
     }
 
     func ownKey(_ principal: Principal, _ keyID: String) async throws -> APIKeyRecord {

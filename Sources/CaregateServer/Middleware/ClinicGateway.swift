@@ -89,9 +89,9 @@ struct ClinicGateway: RouterMiddleware {
         let credential: Credential
         switch try await resolver.resolve(key: key, organizationID: organizationID) {
         case .invalidKey:
-            throw APIError.unauthorized("Invalid, expired or revoked API key", invalidToken: true)
+            throw APIError.unauthorized("Invalid, expired or revoked credential", invalidToken: true)
         case .notInstalled:
-            throw APIError.unauthorized("This API key's app is not installed in organization \(organizationID)", invalidToken: true)
+            throw APIError.unauthorized("This credential's app is not installed in (or not bound to) organization \(organizationID)", invalidToken: true)
         case .ok(let found):
             credential = found
         }

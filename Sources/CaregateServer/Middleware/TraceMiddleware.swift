@@ -55,4 +55,5 @@ struct TraceMiddleware: RouterMiddleware {
 extension HTTPField.Name {
     static let traceID = HTTPField.Name("X-Trace-Id")!
     static let organizationID = HTTPField.Name("X-Organization-Id")!
+    static let pragma = HTTPField.Name("Pragma")!
 }

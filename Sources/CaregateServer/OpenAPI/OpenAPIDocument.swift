@@ -18,8 +18,21 @@ enum OpenAPIDocument {
         let errorResponse: JSONValue = ["description": "Error", "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]]]
         let jsonBody: JSONValue = ["required": true, "content": ["application/json": ["schema": ["type": "object"]]]]
 
-        for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (database reachable)"), ("/metrics", "Prometheus metrics"), ("/openapi.json", "This document")] {
+        for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (database reachable)"), ("/metrics", "Prometheus metrics"),
+                                ("/openapi.json", "This document"), ("/.well-known/jwks.json", "Public keys of the access-token signer"),
+                                ("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)")] {
             add("get", path, ["summary": .string(summary), "security": [], "responses": ["200": ["description": "OK"]]])
+        }
+        for path in ["/oauth2/token", "/api/2.0/oauth2/token"] {
+            add("post", path, [
+                "summary": "Token endpoint: client_credentials with client_secret_basic or client_secret_post (RFC 6749)",
+                "tags": ["oauth"], "security": [],
+                "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": ["type": "object", "properties": [
+                    "grant_type": ["type": "string"], "scope": ["type": "string"], "client_id": ["type": "string"], "client_secret": ["type": "string"],
+                ]]]]],
+                "responses": ["200": ["description": "access_token, token_type, expires_in, scope"], "400": ["description": "RFC 6749 error"],
+                              "401": ["description": "invalid_client"]],
+            ])
         }
         for route in ManagementRoutes.routes {
             let method = route.method.rawValue.lowercased()
@@ -85,6 +98,7 @@ enum OpenAPIDocument {
         "POST /manage/apps/{appId}/versions": "Add an app version {scopes}; it becomes live (developer)",
         "POST /manage/apps/{appId}/keys": "Create an API key {name, environment, scopes?, expiresAt?}; the key is shown once (developer)",
         "GET /manage/apps/{appId}/keys": "List an app's keys, masked (developer)",
+        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?}; the secret is shown once (developer)",
         "POST /manage/keys/{keyId}/rotate": "Rotate a key {graceSeconds?}; the old key stops after the grace (developer)",
         "DELETE /manage/keys/{keyId}": "Revoke a key at once (developer)",
         "POST /manage/installations": "Install an app {appId, scopes?} (clinic admin)",

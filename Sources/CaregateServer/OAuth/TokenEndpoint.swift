@@ -1,0 +1,137 @@
+import CaregateStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Scopes
+
+/// `POST /oauth2/token` (and `/api/2.0/oauth2/token/` for the practice API): the
+/// `client_credentials` grant with a client secret (HTTP Basic or in the body), RFC 6749
+/// error answers, signed JWT access tokens.
+struct TokenEndpoint: Sendable {
+    let grants: GrantStore
+    let oauth: OAuthStore
+    let tokens: TokenService
+    let catalogs: [String: CompiledCatalog]
+
+    struct OAuthError: Error {
+        var status: HTTPResponse.Status = .badRequest
+        var error: String
+        var description: String
+        var basicChallenge = false
+    }
+
+    static let maxBodyBytes = 16 * 1024
+
+    func handle(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        do {
+            return try await token(request)
+        } catch let e as OAuthError {
+            var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"]
+            if e.basicChallenge { headers[.wwwAuthenticate] = #"Basic realm="caregate""# }
+            let body: JSONValue = ["error": .string(e.error), "error_description": .string(e.description)]
+            return Response(status: e.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serialized())))
+        }
+    }
+
+    private func token(_ request: Request) async throws -> Response {
+        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/x-www-form-urlencoded") else {
+            throw OAuthError(error: "invalid_request", description: "the body must be application/x-www-form-urlencoded")
+        }
+        var request = request
+        guard let body = try? await request.collectBody(upTo: Self.maxBodyBytes) else {
+            throw OAuthError(error: "invalid_request", description: "the body may be at most \(Self.maxBodyBytes) bytes")
+        }
+        var form: [String: String] = [:]
+        for (name, value) in QueryItems.parse(String(buffer: body)) {
+            guard form[name] == nil else { throw OAuthError(error: "invalid_request", description: "parameter \(Validate.safe(name)) is repeated") }
+            form[name] = value
+        }
+
+        // Client authentication: HTTP Basic or client_secret_post, not both.
+        var clientID: String
+        var secret: String
+        var basic = false
+        if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("basic ") {
+            guard form["client_secret"] == nil else { throw OAuthError(error: "invalid_request", description: "use one client authentication method") }
+            guard let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+                  let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+            else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "malformed Basic credentials", basicChallenge: true) }
+            // RFC 6749 §2.3.1: both parts are form-urlencoded.
+            clientID = QueryItems.parse("a=" + pair[..<colon]).first?.value ?? ""
+            secret = QueryItems.parse("a=" + pair[pair.index(after: colon)...]).first?.value ?? ""
+            basic = true
+            if let bodyClient = form["client_id"], bodyClient != clientID {
+                throw OAuthError(error: "invalid_request", description: "client_id differs from the authenticated client")
+            }
+        } else if let id = form["client_id"], let bodySecret = form["client_secret"] {
+            clientID = id
+            secret = bodySecret
+        } else {
+            throw OAuthError(status: .unauthorized, error: "invalid_client", description: "client authentication is required", basicChallenge: true)
+        }
+        guard let client = try await oauth.client(clientID), client.revokedAt == nil, let stored = client.secretHash,
+              Secrets.constantTimeEquals(stored, grants.hash(secret))
+        else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "unknown client or wrong secret", basicChallenge: basic) }
+
+        guard let grantType = form["grant_type"] else { throw OAuthError(error: "invalid_request", description: "grant_type is required") }
+        guard grantType == "client_credentials" else {
+            throw OAuthError(error: "unsupported_grant_type", description: "grant_type \(Validate.safe(grantType)) is not supported")
+        }
+        guard client.grantTypes.contains(grantType) else {
+            throw OAuthError(error: "unauthorized_client", description: "this client may not use \(grantType)")
+        }
+        guard let app = try await grants.app(client.appID) else { throw OAuthError(error: "invalid_client", description: "the client's app is gone") }
+        let surfaceCatalogs = app.surface.hasPrefix("marketplace-")
+            ? ["marketplace-v3", "marketplace-v1"].compactMap { catalogs[$0] } : [catalogs[app.surface]].compactMap { $0 }
+        let credentialType = CredentialType(rawValue: client.credentialType) ?? .oauth2
+
+        // Scopes: space-separated; none asked → the surface's global scope, or everything the client may have.
+        var requested: [String]
+        if let text = form["scope"] {
+            do {
+                requested = try ScopeList.parse(text).map(\.description)
+            } catch {
+                throw OAuthError(error: "invalid_scope", description: error.description)
+            }
+            if requested.isEmpty { throw OAuthError(error: "invalid_scope", description: "scope is empty") }
+        } else if let global = surfaceCatalogs.first?.globalScope {
+            requested = [global]
+        } else {
+            requested = client.scopes
+        }
+        for catalog in surfaceCatalogs where catalog.globalScope != nil {
+            do {
+                _ = try catalog.resolve(names: requested, credentialType: credentialType)
+            } catch {
+                throw OAuthError(error: "invalid_scope", description: error.description)
+            }
+        }
+        for name in requested {
+            var known = false
+            var problem = "unknown scope \"\(Validate.safe(name))\""
+            for catalog in surfaceCatalogs {
+                do {
+                    let asked = try catalog.resolve(names: [name], credentialType: credentialType)
+                    let allowed = CredentialResolver.known(client.scopes, in: catalog)
+                    guard asked.isSubset(of: allowed) else {
+                        problem = "scope \"\(name)\" is not allowed for this client"
+                        continue
+                    }
+                    known = true
+                    break
+                } catch {
+                    problem = error.description
+                }
+            }
+            if !known { throw OAuthError(error: "invalid_scope", description: problem) }
+        }
+        let scope = requested.joined(separator: " ")
+        let issued = try await tokens.issue(clientID: client.clientID, scope: scope, organizationID: client.organizationID)
+        let answer: JSONValue = [
+            "access_token": .string(issued.token), "token_type": "Bearer", "expires_in": .int(TokenService.lifetime), "scope": .string(scope),
+        ]
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"],
+            body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import SQLKit
+
+/// A registered OAuth 2.0 client of an app.
+public struct OAuthClientRecord: Sendable, Equatable {
+    public var clientID: String
+    public var appID: String
+    public var secretHash: String?
+    /// `oauth2` or `service_key` (the catalog's credential types).
+    public var credentialType: String
+    public var grantTypes: [String]
+    /// The most the client may ask for.
+    public var scopes: [String]
+    /// When set, the client's tokens act for this clinic only.
+    public var organizationID: String?
+    public var revokedAt: Int64?
+}
+
+/// A token-signing key (the private key as PEM; only the public part is ever published).
+public struct SigningKeyRecord: Sendable, Equatable {
+    public var kid: String
+    public var algorithm: String
+    public var privatePEM: String
+    public var createdAt: Int64
+    public var retiredAt: Int64?
+}
+
+/// OAuth clients, signing keys and revoked token ids.
+public struct OAuthStore: Sendable {
+    public let grants: GrantStore
+    public init(grants: GrantStore) { self.grants = grants }
+    var sql: any SQLDatabase { grants.database.sql }
+
+    /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
+    public func createClient(
+        appID: String, credentialType: String, grantTypes: [String], scopes: [String], organizationID: String?, withSecret: Bool
+    ) async throws -> (OAuthClientRecord, secret: String?) {
+        let clientID = "cli_" + Secrets.randomHex(bytes: 16)
+        let secret = withSecret ? "cs_" + Secrets.randomBase62(43) : nil
+        let record = OAuthClientRecord(
+            clientID: clientID, appID: appID, secretHash: secret.map(grants.hash), credentialType: credentialType,
+            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil)
+        try await sql.raw("""
+            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at)
+            VALUES (\(bind: clientID), \(bind: appID), \(bind: record.secretHash), \(bind: credentialType), \(bind: grantTypes.stored),
+                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()))
+            """).run()
+        return (record, secret)
+    }
+
+    public func client(_ clientID: String) async throws -> OAuthClientRecord? {
+        guard clientID.utf8.count <= 64,
+              let row = try await sql.raw("""
+                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at
+                FROM oauth_clients WHERE client_id = \(bind: clientID)
+                """).first()
+        else { return nil }
+        return OAuthClientRecord(
+            clientID: try row.decode(column: "client_id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
+            secretHash: try row.decode(column: "secret_hash", as: String?.self),
+            credentialType: try row.decode(column: "credential_type", as: String.self),
+            grantTypes: [String](stored: try row.decode(column: "grant_types", as: String.self)),
+            scopes: [String](stored: try row.decode(column: "scopes", as: String.self)),
+            organizationID: try row.decode(column: "organization_id", as: String?.self),
+            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
+    }
+
+    /// The signing keys, newest first; `generate` makes one (as PEM) when there is none yet.
+    /// Several instances starting at once agree: the first insert wins, all read it back.
+    public func signingKeys(generate: @Sendable () -> (kid: String, pem: String)) async throws -> [SigningKeyRecord] {
+        func load() async throws -> [SigningKeyRecord] {
+            try await sql.raw("SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid").all().map { row in
+                SigningKeyRecord(
+                    kid: try row.decode(column: "kid", as: String.self), algorithm: try row.decode(column: "algorithm", as: String.self),
+                    privatePEM: try row.decode(column: "private_pem", as: String.self), createdAt: try row.decode(column: "created_at", as: Int64.self),
+                    retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
+            }
+        }
+        let existing = try await load()
+        if !existing.isEmpty { return existing }
+        let key = generate()
+        try await grants.database.transaction { db in
+            if try await db.raw("SELECT kid FROM signing_keys").first() == nil {
+                try await db.raw("INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: key.kid), 'ES256', \(bind: key.pem), \(bind: Clock.millis()))").run()
+            }
+        }
+        return try await load()
+    }
+
+    public func revoke(jti: String, expiresAt: Int64) async throws {
+        try await sql.raw("""
+            INSERT INTO revoked_tokens (jti, expires_at) VALUES (\(bind: jti), \(bind: expiresAt)) ON CONFLICT (jti) DO NOTHING
+            """).run()
+        try await grants.database.transaction { db in try await grants.bump(db) }
+    }
+
+    public func isRevoked(jti: String) async throws -> Bool {
+        try await sql.raw("SELECT jti FROM revoked_tokens WHERE jti = \(bind: jti)").first() != nil
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+/// OAuth 2.0 client_credentials: token endpoint, JWT access tokens, JWKS, bearer tokens on /v3.
+@Suite("OAuth client credentials")
+struct OAuthTests {
+    static func form(_ s: TestServer, _ body: String, path: String = "/oauth2/token", basic: (String, String)? = nil) async throws -> TestServer.Reply {
+        var headers = ["Content-Type": "application/x-www-form-urlencoded"]
+        if let (id, secret) = basic { headers["Authorization"] = "Basic " + Data("\(id):\(secret)".utf8).base64EncodedString() }
+        return try await s.request("POST", path, body: Data(body.utf8), headers: headers)
+    }
+
+    static func curl(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["--max-time", "10"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return output
+    }
+
+    static func client(_ s: TestServer, dev: String, app: String, scopes: [String], extra: [String: Any] = [:]) async throws -> (id: String, secret: String) {
+        var body: [String: Any] = ["scopes": scopes, "grantTypes": ["client_credentials"]]
+        for (k, v) in extra { body[k] = v }
+        let reply = try await s.request("POST", "/manage/apps/\(app)/oauth-clients", token: dev, json: body)
+        try expectStatus(reply, 201)
+        return (reply.json!.string("clientId"), reply.json!.string("clientSecret"))
+    }
+
+    @Test("client_credentials: tokens work on /v3 with the clinic's grants; RFC 6749 errors", arguments: Backend.allCases)
+    func clientCredentials(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 2)
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients", "read:bills", "read:claims"])
+            _ = try await s.install(app: app.id, clinic: clinic, scopes: ["read:patients", "read:claims"])
+            let client = try await Self.client(s, dev: dev.token, app: app.id, scopes: ["read:patients", "read:bills"])
+
+            let issued = try await Self.form(s, "grant_type=client_credentials&scope=read:patients+read:bills", basic: (client.id, client.secret))
+            try expectStatus(issued, 200)
+            #expect(issued.header("Cache-Control") == "no-store")
+            #expect(issued.json?.string("token_type") == "Bearer")
+            #expect(issued.json?["expires_in"] as? Int == 3600)
+            #expect(issued.json?.string("scope") == "read:patients read:bills")
+            let token = issued.json!.string("access_token")
+            // Token ∩ clinic grants: patients yes, bills (not approved) no, claims (not in the token) no.
+            #expect(try await s.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
+            let bills = try await s.request("GET", "/v3/bills", token: token, organization: clinic.uuid)
+            #expect(bills.status == 403)
+            #expect(bills.json?.string("message") == "Insufficient scope. Required: read:bills")
+            #expect(try await s.status("GET", "/v3/claims", key: token, clinic: clinic) == 403)
+            // client_secret_post and %20 work too.
+            let posted = try await Self.form(s, "grant_type=client_credentials&scope=read:patients%20read:bills&client_id=\(client.id)&client_secret=\(client.secret)")
+            try expectStatus(posted, 200)
+
+            // Errors.
+            // (curl: URLSession on Linux waits forever on a Basic challenge it cannot answer.)
+            let wrongSecret = try Self.curl(["-s", "-i", "-u", "\(client.id):nope", "-d", "grant_type=client_credentials", s.base + "/oauth2/token"])
+            #expect(wrongSecret.hasPrefix("HTTP/1.1 401"))
+            #expect(wrongSecret.contains(#"{"error":"invalid_client""#))
+            #expect(wrongSecret.contains(#"WWW-Authenticate: Basic realm="caregate""#))
+            let wrongBody = try await Self.form(s, "grant_type=client_credentials&client_id=\(client.id)&client_secret=nope")
+            #expect(wrongBody.status == 401)
+            #expect(wrongBody.json?.string("error") == "invalid_client")
+            let grant = try await Self.form(s, "grant_type=password&username=a&password=b", basic: (client.id, client.secret))
+            #expect(grant.status == 400 && grant.json?.string("error") == "unsupported_grant_type")
+            let noGrant = try await Self.form(s, "scope=read:patients", basic: (client.id, client.secret))
+            #expect(noGrant.json?.string("error") == "invalid_request")
+            let notAllowed = try await Self.form(s, "grant_type=client_credentials&scope=read:claims", basic: (client.id, client.secret))
+            #expect(notAllowed.status == 400)
+            #expect(notAllowed.json?.string("error") == "invalid_scope")
+            #expect(notAllowed.json?.string("error_description").contains("read:claims") == true)
+            let unknown = try await Self.form(s, "grant_type=client_credentials&scope=read:everything", basic: (client.id, client.secret))
+            #expect(unknown.json?.string("error") == "invalid_scope")
+            #expect(unknown.json?.string("error_description").contains("read:everything") == true)
+            let json = try await s.request("POST", "/oauth2/token", json: ["grant_type": "client_credentials"])
+            #expect(json.status == 400 && json.json?.string("error") == "invalid_request")
+
+            // A tampered token is refused.
+            let tampered = String(token.dropLast(2)) + (token.hasSuffix("AA") ? "BB" : "AA")
+            #expect(try await s.status("GET", "/v3/patients", key: tampered, clinic: clinic) == 401)
+        }
+    }
+
+    @Test("practice API: no scope means apiv2; apiv2 with a specific scope and read-only writes are invalid_scope")
+    func practiceRules() async throws {
+        try await withServer(.sqlite) { s in
+            let dev = try await s.createDeveloper()
+            let slug = "pa-" + UUID().uuidString.prefix(8).lowercased()
+            let app = try await s.request("POST", "/manage/apps", token: dev.token,
+                                          json: ["slug": slug, "name": "pa", "surface": "practice-api", "scopes": ["apiv2", "system/patients.read", "system/languages.read"]])
+            try expectStatus(app, 201)
+            let client = try await Self.client(s, dev: dev.token, app: app.json!.string("id"), scopes: ["apiv2", "system/patients.read", "system/languages.read"])
+            let none = try await Self.form(s, "grant_type=client_credentials", path: "/api/2.0/oauth2/token/", basic: (client.id, client.secret))
+            try expectStatus(none, 200)
+            #expect(none.json?.string("scope") == "apiv2")
+            let combined = try await Self.form(s, "grant_type=client_credentials&scope=apiv2+system/patients.read", path: "/api/2.0/oauth2/token/", basic: (client.id, client.secret))
+            #expect(combined.json?.string("error") == "invalid_scope")
+            #expect(combined.json?.string("error_description").contains("apiv2") == true)
+            let readOnly = try await Self.form(s, "grant_type=client_credentials&scope=system/languages.write", path: "/api/2.0/oauth2/token/", basic: (client.id, client.secret))
+            #expect(readOnly.json?.string("error") == "invalid_scope")
+            #expect(readOnly.json?.string("error_description").contains("system/languages.write") == true)
+            let specific = try await Self.form(s, "grant_type=client_credentials&scope=system/patients.read", path: "/api/2.0/oauth2/token/", basic: (client.id, client.secret))
+            #expect(specific.json?.string("scope") == "system/patients.read")
+        }
+    }
+
+    @Test("credential types: a service-key scope cannot go to an API-key-only client, and vice versa at issue time")
+    func credentialTypes() async throws {
+        try await withServer(.sqlite) { s in
+            let dev = try await s.createDeveloper()
+            let slug = "pl-" + UUID().uuidString.prefix(8).lowercased()
+            let app = try await s.request("POST", "/manage/apps", token: dev.token,
+                                          json: ["slug": slug, "name": "pl", "surface": "platform", "scopes": ["identity.merge", "cms.identity.match", "patient/*.read"]])
+            try expectStatus(app, 201)
+            let appID = app.json!.string("id")
+            // identity.merge on an API key: refused when the key is created.
+            let key = try await s.request("POST", "/manage/apps/\(appID)/keys", token: dev.token, json: ["name": "k", "environment": "prd", "scopes": ["identity.merge"]])
+            #expect(key.status == 400)
+            #expect(key.json?.string("message").contains("API Key") == true)
+            // A SMART-only scope on an OAuth client: refused when the client is registered.
+            let smart = try await s.request("POST", "/manage/apps/\(appID)/oauth-clients", token: dev.token,
+                                            json: ["scopes": ["patient/*.read"], "grantTypes": ["client_credentials"]])
+            #expect(smart.status == 400)
+            _ = try await Self.client(s, dev: dev.token, app: appID, scopes: ["identity.merge"], extra: ["credentialType": "service_key"])
+        }
+    }
+
+    @Test("tokens verify against /.well-known/jwks.json with an independent JWT library (joserfc)")
+    func jwks() async throws {
+        try await withServer(.sqlite) { s in
+            let dev = try await s.createDeveloper()
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            let client = try await Self.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
+            let token = try await Self.form(s, "grant_type=client_credentials", basic: (client.id, client.secret)).json!.string("access_token")
+            let keys = try await s.request("GET", "/.well-known/jwks.json")
+            try expectStatus(keys, 200)
+            let metadata = try await s.request("GET", "/.well-known/oauth-authorization-server")
+            #expect(metadata.json?.string("token_endpoint") == metadata.json!.string("issuer") + "/oauth2/token")
+            let script = """
+            import json, sys
+            from joserfc import jwt
+            from joserfc.jwk import KeySet
+            keys = KeySet.import_key_set(json.loads(sys.argv[1]))
+            token = jwt.decode(sys.argv[2], keys, algorithms=["ES256"])
+            print(json.dumps({"typ": token.header.get("typ"), "sub": token.claims["sub"], "scope": token.claims["scope"], "aud": token.claims["aud"]}))
+            """
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", script, keys.text, token]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "joserfc: \(output)")
+            let decoded = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any]
+            #expect(decoded?["typ"] as? String == "at+jwt")
+            #expect(decoded?["sub"] as? String == client.id)
+            #expect(decoded?["scope"] as? String == "read:patients")
+        }
+    }
+}
