@@ -131,6 +131,8 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "SQLite file path or postgres://… URL (default: $DATABASE_URL, else caregate.sqlite).") var database: String?
     @OptionGroup var catalogs: CatalogOptions
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: "Issuer (iss) of access tokens: the server's public URL (default $CAREGATE_ISSUER, else http://<host>:<port>).")
+    var issuer: String?
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -141,6 +143,7 @@ struct ServerArguments: ParsableArguments {
         if let directory = catalogs.directory { options.catalogDirectory = URL(fileURLWithPath: directory) }
         options.adminToken = environment["CAREGATE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         options.secret = environment["CAREGATE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        options.issuer = issuer ?? environment["CAREGATE_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
         return options
     }
 
