@@ -113,8 +113,12 @@ public final class CaregateServer: Sendable {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
         let catalogsBySurface = Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
-        let tokenEndpoint = TokenEndpoint(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface)
+        let cache = self.cache
+        let tokenEndpoint = TokenEndpoint(
+            grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface, onRevoke: { cache.invalidateAll() })
         router.post("oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
+        router.post("oauth2/introspect") { request, context in try await tokenEndpoint.introspect(request, context) }
+        router.post("oauth2/revoke") { request, context in try await tokenEndpoint.revoke(request, context) }
         router.post("api/2.0/oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
         let jwks = tokens.jwks.serialized()
         router.get(".well-known/jwks.json") { _, _ in
@@ -123,6 +127,7 @@ public final class CaregateServer: Sendable {
         let issuer = tokens.issuer
         let metadata: JSONValue = [
             "issuer": .string(issuer), "token_endpoint": .string(issuer + "/oauth2/token"), "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
+            "introspection_endpoint": .string(issuer + "/oauth2/introspect"), "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
             "grant_types_supported": ["client_credentials"], "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [], "scopes_supported": .array(Array(Set(catalogs.flatMap { $0.scopes.map(\.name) })).sorted().map { .string($0) }),
         ]

@@ -165,3 +165,59 @@ struct OAuthTests {
         }
     }
 }
+
+@Suite("OAuth introspection and revocation")
+struct OAuthLifecycleTests {
+    @Test("introspection (RFC 7662) and revocation (RFC 7009); a revoked token is refused on the next request", arguments: Backend.allCases)
+    func introspectAndRevoke(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            _ = try await s.install(app: app.id, clinic: clinic)
+            let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
+            let other = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
+            let post = { (body: String) in "\(body)&client_id=\(client.id)&client_secret=\(client.secret)" }
+            let token = try await OAuthTests.form(s, post("grant_type=client_credentials")).json!.string("access_token")
+            #expect(try await s.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
+
+            let active = try await OAuthTests.form(s, post("token=\(token)"), path: "/oauth2/introspect")
+            try expectStatus(active, 200)
+            #expect(active.json?["active"] as? Bool == true)
+            #expect(active.json?.string("scope") == "read:patients")
+            #expect(active.json?.string("client_id") == client.id)
+            #expect(active.json?["exp"] as? Int != nil)
+            // Another client may not introspect it; garbage is inactive; both answer only {"active":false}.
+            let foreign = try await OAuthTests.form(s, "token=\(token)&client_id=\(other.id)&client_secret=\(other.secret)", path: "/oauth2/introspect")
+            #expect(foreign.text == #"{"active":false}"#)
+            #expect(try await OAuthTests.form(s, post("token=garbage"), path: "/oauth2/introspect").text == #"{"active":false}"#)
+            // Introspection needs client authentication.
+            #expect(try await OAuthTests.form(s, "token=\(token)&client_id=\(client.id)&client_secret=nope", path: "/oauth2/introspect").status == 401)
+
+            // Revocation: 200 for unknown tokens too; the revoked token stops on the next request.
+            #expect(try await OAuthTests.form(s, post("token=unknown"), path: "/oauth2/revoke").status == 200)
+            #expect(try await OAuthTests.form(s, post("token=\(token)"), path: "/oauth2/revoke").status == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: token, clinic: clinic) == 401)
+            #expect(try await OAuthTests.form(s, post("token=\(token)"), path: "/oauth2/introspect").text == #"{"active":false}"#)
+            // A fresh token of the same client still works.
+            let fresh = try await OAuthTests.form(s, post("grant_type=client_credentials")).json!.string("access_token")
+            #expect(try await s.status("GET", "/v3/patients", key: fresh, clinic: clinic) == 200)
+        }
+    }
+
+    @Test("a token of a clinic-bound client works only in that clinic")
+    func boundClient() async throws {
+        try await withServer(.sqlite) { s in
+            let dev = try await s.createDeveloper()
+            let a = try await s.createClinic(patients: 1)
+            let b = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            _ = try await s.install(app: app.id, clinic: a)
+            _ = try await s.install(app: app.id, clinic: b)
+            let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"], extra: ["organizationId": a.uuid])
+            let token = try await OAuthTests.form(s, "grant_type=client_credentials&client_id=\(client.id)&client_secret=\(client.secret)").json!.string("access_token")
+            #expect(try await s.status("GET", "/v3/patients", key: token, clinic: a) == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: token, clinic: b) == 401)
+        }
+    }
+}

@@ -12,6 +12,8 @@ struct TokenEndpoint: Sendable {
     let oauth: OAuthStore
     let tokens: TokenService
     let catalogs: [String: CompiledCatalog]
+    /// Called after a revocation (drops cached credentials on this instance at once).
+    let onRevoke: @Sendable () -> Void
 
     struct OAuthError: Error {
         var status: HTTPResponse.Status = .badRequest
@@ -23,21 +25,67 @@ struct TokenEndpoint: Sendable {
     static let maxBodyBytes = 16 * 1024
 
     func handle(_ request: Request, _ context: CaregateContext) async throws -> Response {
-        do {
-            return try await token(request)
-        } catch let e as OAuthError {
-            var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"]
-            if e.basicChallenge { headers[.wwwAuthenticate] = #"Basic realm="caregate""# }
-            let body: JSONValue = ["error": .string(e.error), "error_description": .string(e.description)]
-            return Response(status: e.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serialized())))
+        try await respond(request, token)
+    }
+
+    /// RFC 7662: a client may introspect the tokens issued to it; anything else is `{"active":false}`.
+    func introspect(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        try await respond(request) { request in
+            var request = request
+            let form = try await form(&request)
+            let client = try await authenticate(request, form)
+            guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
+            guard let claims = await tokens.verify(token), claims.client_id == client.clientID,
+                  try await !oauth.isRevoked(jti: claims.jti.value)
+            else { return Self.json(["active": false]) }
+            var answer: JSONValue = [
+                "active": true, "scope": .string(claims.scope), "client_id": .string(claims.client_id), "token_type": "Bearer",
+                "exp": .int(Int64(claims.exp.value.timeIntervalSince1970)), "iat": .int(Int64(claims.iat.value.timeIntervalSince1970)),
+                "sub": .string(claims.sub.value), "aud": .string(TokenService.audience), "iss": .string(claims.iss.value),
+                "jti": .string(claims.jti.value),
+            ]
+            if let org = claims.org { answer.set("org", .string(org)) }
+            return Self.json(answer)
         }
     }
 
-    private func token(_ request: Request) async throws -> Response {
+    /// RFC 7009: 200 whether or not the token was known; a client revokes only its own tokens.
+    func revoke(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        try await respond(request) { request in
+            var request = request
+            let form = try await form(&request)
+            let client = try await authenticate(request, form)
+            guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
+            if let claims = await tokens.verify(token), claims.client_id == client.clientID {
+                try await oauth.revoke(jti: claims.jti.value, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000))
+                onRevoke()
+            }
+            return Response(status: .ok, headers: [.cacheControl: "no-store"])
+        }
+    }
+
+    static func json(_ value: JSONValue) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"],
+                 body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+
+    /// Runs one of the endpoints with RFC 6749 error answers.
+    func respond(_ request: Request, _ body: (Request) async throws -> Response) async throws -> Response {
+        do {
+            return try await body(request)
+        } catch let e as OAuthError {
+            var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"]
+            if e.basicChallenge { headers[.wwwAuthenticate] = #"Basic realm="caregate""# }
+            let answer: JSONValue = ["error": .string(e.error), "error_description": .string(e.description)]
+            return Response(status: e.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
+        }
+    }
+
+    /// The form body: `application/x-www-form-urlencoded`, at most 16 KiB, no repeated parameter.
+    func form(_ request: inout Request) async throws -> [String: String] {
         guard let type = request.headers[.contentType], type.lowercased().hasPrefix("application/x-www-form-urlencoded") else {
             throw OAuthError(error: "invalid_request", description: "the body must be application/x-www-form-urlencoded")
         }
-        var request = request
         guard let body = try? await request.collectBody(upTo: Self.maxBodyBytes) else {
             throw OAuthError(error: "invalid_request", description: "the body may be at most \(Self.maxBodyBytes) bytes")
         }
@@ -46,8 +94,12 @@ struct TokenEndpoint: Sendable {
             guard form[name] == nil else { throw OAuthError(error: "invalid_request", description: "parameter \(Validate.safe(name)) is repeated") }
             form[name] = value
         }
+        return form
+    }
 
-        // Client authentication: HTTP Basic or client_secret_post, not both.
+    /// Client authentication: HTTP Basic or client_secret_post, not both; the secret is
+    /// compared as a keyed hash in constant time.
+    func authenticate(_ request: Request, _ form: [String: String]) async throws -> OAuthClientRecord {
         var clientID: String
         var secret: String
         var basic = false
@@ -72,6 +124,13 @@ struct TokenEndpoint: Sendable {
         guard let client = try await oauth.client(clientID), client.revokedAt == nil, let stored = client.secretHash,
               Secrets.constantTimeEquals(stored, grants.hash(secret))
         else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "unknown client or wrong secret", basicChallenge: basic) }
+        return client
+    }
+
+    private func token(_ request: Request) async throws -> Response {
+        var request = request
+        let form = try await form(&request)
+        let client = try await authenticate(request, form)
 
         guard let grantType = form["grant_type"] else { throw OAuthError(error: "invalid_request", description: "grant_type is required") }
         guard grantType == "client_credentials" else {

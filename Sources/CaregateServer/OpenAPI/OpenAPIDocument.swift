@@ -34,6 +34,16 @@ enum OpenAPIDocument {
                               "401": ["description": "invalid_client"]],
             ])
         }
+        for (path, summary) in [("/oauth2/introspect", "Token introspection (RFC 7662); client-authenticated"),
+                                ("/oauth2/revoke", "Token revocation (RFC 7009); client-authenticated")] {
+            add("post", path, [
+                "summary": .string(summary), "tags": ["oauth"], "security": [],
+                "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": ["type": "object", "properties": [
+                    "token": ["type": "string"], "token_type_hint": ["type": "string"],
+                ]]]]],
+                "responses": ["200": ["description": "OK"], "400": ["description": "RFC 6749 error"], "401": ["description": "invalid_client"]],
+            ])
+        }
         for route in ManagementRoutes.routes {
             let method = route.method.rawValue.lowercased()
             var operation: JSONValue = [
