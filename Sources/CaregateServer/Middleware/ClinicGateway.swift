@@ -23,7 +23,6 @@ struct ClinicGateway: RouterMiddleware {
     let resolver: CredentialResolver
     let store: ClinicStore
     let audit: AuditWriter
-    let handlers: [String: ClinicHandler]
 
     init(catalogs: [CompiledCatalog], resolver: CredentialResolver, store: ClinicStore, audit: AuditWriter) {
         surfaces = catalogs.enumerated().compactMap { i, catalog in
@@ -37,7 +36,6 @@ struct ClinicGateway: RouterMiddleware {
         self.store = store
         self.audit = audit
         let handlers = ClinicRoutes.handlers()
-        self.handlers = handlers
         for i in surfaces.indices {
             let prefix = surfaces[i].prefix
             surfaces[i].handlers = surfaces[i].catalog.routes.map { route in
