@@ -11,15 +11,7 @@ struct OAuthTests {
     }
 
     static func curl(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["--max-time", "10"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return output
+        try runProgram("/usr/bin/curl", ["--max-time", "10"] + arguments).output
     }
 
     static func client(_ s: TestServer, dev: String, app: String, scopes: [String], extra: [String: Any] = [:]) async throws -> (id: String, secret: String) {
@@ -148,16 +140,8 @@ struct OAuthTests {
             token = jwt.decode(sys.argv[2], keys, algorithms=["ES256"])
             print(json.dumps({"typ": token.header.get("typ"), "sub": token.claims["sub"], "scope": token.claims["scope"], "aud": token.claims["aud"]}))
             """
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", script, keys.text, token]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "joserfc: \(output)")
+            let (status, output) = try runProgram("/usr/bin/env", ["python3", "-c", script, keys.text, token])
+            #expect(status == 0, "joserfc: \(output)")
             let decoded = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any]
             #expect(decoded?["typ"] as? String == "at+jwt")
             #expect(decoded?["sub"] as? String == client.id)

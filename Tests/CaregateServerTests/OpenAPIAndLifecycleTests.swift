@@ -42,16 +42,9 @@ struct OpenAPIAndLifecycleTests {
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-openapi-\(UUID().uuidString).json")
             try reply.body.write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "openapi-spec-validator: \(output)")
+            let (status, output) = try runProgram(
+                "/usr/bin/env", ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path])
+            #expect(status == 0, "openapi-spec-validator: \(output)")
             #expect(output.contains("valid"))
         }
     }
@@ -84,16 +77,7 @@ struct OpenAPIAndLifecycleTests {
         let commands = text.split(separator: "\n").filter { $0.hasPrefix("curl ") }.map(String.init)
         #expect(commands.count == 4)
         var outputs: [String] = []
-        for command in commands {
-            let shell = Process()
-            shell.executableURL = URL(fileURLWithPath: "/bin/sh")
-            shell.arguments = ["-c", command]
-            let pipe = Pipe()
-            shell.standardOutput = pipe
-            try shell.run()
-            outputs.append(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
-            shell.waitUntilExit()
-        }
+        for command in commands { outputs.append(try runProgram("/bin/sh", ["-c", command]).output) }
         guard outputs.count == 4 else { return }
         #expect(outputs[0].hasPrefix(#"{"code":"success","data":{"app":{"id":"app_"#))
         #expect(outputs[0].contains(#""read:encounters""#))

@@ -175,3 +175,17 @@ func withServer(_ backend: Backend, _ body: (TestServer) async throws -> Void) a
     }
     await server.stop()
 }
+
+/// Runs a program to completion and returns its exit status and output (stdout and stderr).
+func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}

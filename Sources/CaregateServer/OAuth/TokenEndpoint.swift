@@ -31,12 +31,8 @@ struct TokenEndpoint: Sendable {
     /// RFC 7662: a client may introspect the tokens issued to it; anything else is `{"active":false}`.
     func introspect(_ request: Request, _ context: CaregateContext) async throws -> Response {
         try await respond(request) { request in
-            var request = request
-            let form = try await form(&request)
-            let client = try await authenticate(request, form)
-            guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
-            guard let claims = await tokens.verify(token), claims.client_id == client.clientID,
-                  try await !oauth.isRevoked(jti: claims.jti.value)
+            let claims = try await ownToken(request)
+            guard let claims, try await !oauth.isRevoked(jti: claims.jti.value)
             else { return Self.json(["active": false]) }
             var answer: JSONValue = [
                 "active": true, "scope": .string(claims.scope), "client_id": .string(claims.client_id), "token_type": "Bearer",
@@ -52,16 +48,23 @@ struct TokenEndpoint: Sendable {
     /// RFC 7009: 200 whether or not the token was known; a client revokes only its own tokens.
     func revoke(_ request: Request, _ context: CaregateContext) async throws -> Response {
         try await respond(request) { request in
-            var request = request
-            let form = try await form(&request)
-            let client = try await authenticate(request, form)
-            guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
-            if let claims = await tokens.verify(token), claims.client_id == client.clientID {
+            if let claims = try await ownToken(request) {
                 try await oauth.revoke(jti: claims.jti.value, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000))
                 onRevoke()
             }
             return Response(status: .ok, headers: [.cacheControl: "no-store"])
         }
+    }
+
+    /// Introspection and revocation: the authenticated client's `token` parameter, when it is a
+    /// valid token issued to that client (`nil` otherwise: such tokens are not its business).
+    private func ownToken(_ request: Request) async throws -> AccessTokenClaims? {
+        var request = request
+        let form = try await form(&request)
+        let client = try await authenticate(request, form)
+        guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
+        guard let claims = await tokens.verify(token), claims.client_id == client.clientID else { return nil }
+        return claims
     }
 
     static func json(_ value: JSONValue) -> Response {
