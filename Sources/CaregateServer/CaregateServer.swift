@@ -73,6 +73,10 @@ public final class CaregateServer: Sendable {
         Self.bootstrapMetrics()
     }
 
+    /// The `iss` of access tokens and the base of the token endpoint URL that client
+    /// assertions must name as `aud` (with `--port 0`, set `issuer` to the real address).
+    public var issuer: String { tokens.issuer }
+
     /// The port the server listens on, once it does.
     public func port() async -> Int? { await listening.wait() }
 

@@ -14,6 +14,10 @@ enum Migrations {
     static let all: [Migration] = [
         Migration(version: 1, name: "grant chain, audit and clinic data", statements: schemaV1),
         Migration(version: 2, name: "OAuth clients, signing keys, revoked tokens", statements: schemaV2),
+        Migration(version: 3, name: "client JWKS and used assertion ids (RFC 7523)", statements: { _ in [
+            "ALTER TABLE oauth_clients ADD COLUMN jwks TEXT",
+            "CREATE TABLE used_assertions (jti TEXT NOT NULL, client_id TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (client_id, jti))",
+        ] }),
     ]
 
     static var latest: Int { all.map(\.version).max() ?? 0 }

@@ -14,6 +14,8 @@ public struct OAuthClientRecord: Sendable, Equatable {
     /// When set, the client's tokens act for this clinic only.
     public var organizationID: String?
     public var revokedAt: Int64?
+    /// The client's public keys (JWKS JSON) for `private_key_jwt` authentication.
+    public var jwks: String?
 }
 
 /// A token-signing key (the private key as PEM; only the public part is ever published).
@@ -33,17 +35,18 @@ public struct OAuthStore: Sendable {
 
     /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
     public func createClient(
-        appID: String, credentialType: String, grantTypes: [String], scopes: [String], organizationID: String?, withSecret: Bool
+        appID: String, credentialType: String, grantTypes: [String], scopes: [String], organizationID: String?, withSecret: Bool,
+        jwks: String? = nil
     ) async throws -> (OAuthClientRecord, secret: String?) {
         let clientID = "cli_" + Secrets.randomHex(bytes: 16)
         let secret = withSecret ? "cs_" + Secrets.randomBase62(43) : nil
         let record = OAuthClientRecord(
             clientID: clientID, appID: appID, secretHash: secret.map(grants.hash), credentialType: credentialType,
-            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil)
+            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil, jwks: jwks)
         try await sql.raw("""
-            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at)
+            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at, jwks)
             VALUES (\(bind: clientID), \(bind: appID), \(bind: record.secretHash), \(bind: credentialType), \(bind: grantTypes.stored),
-                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()))
+                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()), \(bind: jwks))
             """).run()
         return (record, secret)
     }
@@ -51,7 +54,7 @@ public struct OAuthStore: Sendable {
     public func client(_ clientID: String) async throws -> OAuthClientRecord? {
         guard clientID.utf8.count <= 64,
               let row = try await sql.raw("""
-                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at
+                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks
                 FROM oauth_clients WHERE client_id = \(bind: clientID)
                 """).first()
         else { return nil }
@@ -62,7 +65,19 @@ public struct OAuthStore: Sendable {
             grantTypes: [String](stored: try row.decode(column: "grant_types", as: String.self)),
             scopes: [String](stored: try row.decode(column: "scopes", as: String.self)),
             organizationID: try row.decode(column: "organization_id", as: String?.self),
-            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
+            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self), jwks: try row.decode(column: "jwks", as: String?.self))
+    }
+
+    /// Records an assertion id; `false` when the client already used it (a replay).
+    public func useAssertion(jti: String, clientID: String, expiresAt: Int64) async throws -> Bool {
+        try await grants.database.transaction { db in
+            if try await db.raw("SELECT jti FROM used_assertions WHERE client_id = \(bind: clientID) AND jti = \(bind: jti)").first() != nil {
+                return false
+            }
+            try await db.raw("DELETE FROM used_assertions WHERE expires_at < \(bind: Clock.millis() - 60_000)").run()
+            try await db.raw("INSERT INTO used_assertions (jti, client_id, expires_at) VALUES (\(bind: jti), \(bind: clientID), \(bind: expiresAt))").run()
+            return true
+        }
     }
 
     /// The signing keys, newest first; `generate` makes one (as PEM) when there is none yet.

@@ -205,3 +205,71 @@ struct OAuthLifecycleTests {
         }
     }
 }
+
+/// private_key_jwt (RFC 7523, SMART backend services) with keys and assertions made by joserfc.
+@Suite("OAuth client assertions")
+struct ClientAssertionTests {
+    static let python = """
+    import json, sys, time
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, RSAKey, import_key
+    if sys.argv[1] == "keys":
+        es = ECKey.generate_key("P-384", parameters={"kid": "es-1", "alg": "ES384", "use": "sig"}, private=True)
+        rs = RSAKey.generate_key(2048, parameters={"kid": "rs-1", "alg": "RS384", "use": "sig"}, private=True)
+        print(json.dumps({"public": {"keys": [es.as_dict(private=False), rs.as_dict(private=False)]},
+                          "es": es.as_dict(private=True), "rs": rs.as_dict(private=True)}))
+    else:
+        key = import_key(json.loads(sys.argv[2]))
+        claims = json.loads(sys.argv[4])
+        claims["exp"] = int(time.time()) + claims.pop("expiresIn")
+        print(jwt.encode({"alg": sys.argv[3], "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[sys.argv[3]]))
+    """
+
+    static func python(_ arguments: [String]) throws -> String {
+        let (status, output) = try runProgram("/usr/bin/env", ["python3", "-c", python] + arguments)
+        guard status == 0 else { throw TestSetupError("joserfc: \(output)") }
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("private_key_jwt: RS384 and ES384 accepted; replay, wrong aud, long exp and unknown keys refused")
+    func assertions() async throws {
+        try await withServer(.sqlite) { s in
+            let keys = try #require(try JSONSerialization.jsonObject(with: Data(try Self.python(["keys"]).utf8)) as? [String: Any])
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            _ = try await s.install(app: app.id, clinic: clinic)
+            let registered = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                 json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwks": keys["public"]!])
+            try expectStatus(registered, 201)
+            #expect(registered.json?["clientSecret"] is NSNull)
+            #expect(registered.json?.string("tokenEndpointAuthMethod") == "private_key_jwt")
+            let clientID = registered.json!.string("clientId")
+            let audience = s.server.issuer + "/oauth2/token"
+            func assertion(_ key: String, _ alg: String, aud: String = audience, expiresIn: Int = 120, jti: String = UUID().uuidString, iss: String? = nil) throws -> String {
+                let privateKey = String(decoding: try JSONSerialization.data(withJSONObject: keys[key]!), as: UTF8.self)
+                let claims: [String: Any] = ["iss": iss ?? clientID, "sub": clientID, "aud": aud, "jti": jti, "expiresIn": expiresIn]
+                return try Self.python(["sign", privateKey, alg, String(decoding: try JSONSerialization.data(withJSONObject: claims), as: UTF8.self)])
+            }
+            func token(_ jwt: String) async throws -> TestServer.Reply {
+                try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
+            }
+            let es = try assertion("es", "ES384")
+            let issued = try await token(es)
+            try expectStatus(issued, 200)
+            #expect(try await s.status("GET", "/v3/patients", key: issued.json!.string("access_token"), clinic: clinic) == 200)
+            try expectStatus(try await token(try assertion("rs", "RS384")), 200)
+
+            let replay = try await token(es)
+            #expect(replay.status == 401)
+            #expect(replay.json?.string("error") == "invalid_client")
+            #expect(replay.json?.string("error_description").contains("already used") == true)
+            #expect(try await token(try assertion("es", "ES384", aud: "https://elsewhere.example/oauth2/token")).json?.string("error") == "invalid_client")
+            #expect(try await token(try assertion("es", "ES384", expiresIn: 600)).json?.string("error_description").contains("5 minutes") == true)
+            #expect(try await token(try assertion("es", "ES384", expiresIn: -30)).status == 401)
+            #expect(try await token(try assertion("es", "ES384", iss: "cli_00000000000000000000000000000000")).status == 401)
+            let wrongType = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=jwt&client_assertion=\(es)")
+            #expect(wrongType.json?.string("error") == "invalid_request")
+        }
+    }
+}

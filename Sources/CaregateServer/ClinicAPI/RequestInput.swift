@@ -92,6 +92,8 @@ struct JSONInput {
 
     func has(_ name: String) -> Bool { object[name] != nil }
 
+    func value(_ name: String) -> JSONInputValue? { object[name] }
+
     private func value(_ name: String, required: Bool) throws -> JSONInputValue? {
         guard let raw = object[name], !(raw.isNull) else {
             if required { throw APIError.badRequest("field \"\(name)\" is required") }
@@ -147,6 +149,30 @@ struct JSONInput {
 
 extension JSONInputValue {
     var isNull: Bool { if case .null = self { true } else { false } }
+
+    /// JSON text again (keys sorted), or `nil` for values with fractions.
+    func jsonText() -> String? {
+        func convert(_ v: JSONInputValue) -> JSONValue? {
+            switch v {
+            case .null: return .null
+            case .bool(let b): return .bool(b)
+            case .int(let i): return .int(i)
+            case .double: return nil
+            case .string(let s): return .string(s)
+            case .array(let items):
+                let converted = items.compactMap(convert)
+                return converted.count == items.count ? .array(converted) : nil
+            case .object(let o):
+                var pairs: [(String, JSONValue)] = []
+                for key in o.keys.sorted() {
+                    guard let c = convert(o[key]!) else { return nil }
+                    pairs.append((key, c))
+                }
+                return .object(pairs)
+            }
+        }
+        return convert(self).map { String(decoding: $0.serialized(), as: UTF8.self) }
+    }
 }
 
 enum Validate {

@@ -2,6 +2,7 @@ import CaregateStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import JWTKit
 import Scopes
 
 /// The management API of SPEC §5: operator, developer and clinic-admin calls.
@@ -245,8 +246,19 @@ struct ManagementRoutes: Sendable {
         let app = try await ownApp(principal, try context.parameters.require("appId"))
         var request = request
         let body = try await JSONInput(&request, allowed: ["scopes", "grantTypes", "credentialType", "organizationId", "redirectUris", "jwks"])
-        for unsupported in ["redirectUris", "jwks"] where body.has(unsupported) {
-            throw APIError.badRequest("field \"\(unsupported)\" is not supported yet (client_credentials with a client secret only)")
+        if body.has("redirectUris") {
+            throw APIError.badRequest("field \"redirectUris\" is not supported yet (client_credentials only)")
+        }
+        // A client with a JWKS authenticates with private_key_jwt (RFC 7523) and gets no secret.
+        var jwks: String?
+        if let value = body.value("jwks") {
+            guard let text = value.jsonText(), text.utf8.count <= 16 * 1024 else {
+                throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set (at most 16 KiB)")
+            }
+            guard case .object(let set) = value, case .array(let keys)? = set["keys"], !keys.isEmpty,
+                  (try? await JWTKeyCollection().add(jwksJSON: text)) != nil
+            else { throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set with usable RSA or EC keys, each with a kid") }
+            jwks = text
         }
         let grantTypes = try body.stringArray("grantTypes")!
         guard !grantTypes.isEmpty, grantTypes.allSatisfy({ $0 == "client_credentials" }) else {
@@ -266,11 +278,13 @@ struct ManagementRoutes: Sendable {
             organization = id
         }
         let (client, secret) = try await OAuthStore(grants: grants).createClient(
-            appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization, withSecret: true)
+            appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
+            withSecret: jwks == nil, jwks: jwks)
         return JSONResponse.make([
             "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(app.id),
             "credentialType": .string(client.credentialType), "grantTypes": .array(grantTypes.map { .string($0) }),
             "scopes": .array(scopes.map { .string($0) }), "organizationId": .optional(organization),
+            "tokenEndpointAuthMethod": .string(jwks == nil ? "client_secret_basic" : "private_key_jwt"),
         ] as JSONValue, status: .created)
     }
 

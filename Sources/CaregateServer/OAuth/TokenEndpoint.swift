@@ -2,6 +2,7 @@ import CaregateStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import JWTKit
 import Scopes
 
 /// `POST /oauth2/token` (and `/api/2.0/oauth2/token/` for the practice API): the
@@ -118,6 +119,8 @@ struct TokenEndpoint: Sendable {
             if let bodyClient = form["client_id"], bodyClient != clientID {
                 throw OAuthError(error: "invalid_request", description: "client_id differs from the authenticated client")
             }
+        } else if form["client_assertion_type"] != nil || form["client_assertion"] != nil {
+            return try await authenticateAssertion(request, form)
         } else if let id = form["client_id"], let bodySecret = form["client_secret"] {
             clientID = id
             secret = bodySecret
@@ -128,6 +131,51 @@ struct TokenEndpoint: Sendable {
               Secrets.constantTimeEquals(stored, grants.hash(secret))
         else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "unknown client or wrong secret", basicChallenge: basic) }
         return client
+    }
+
+    static let assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+    /// RFC 7523 / SMART backend services: a JWT signed with one of the client's registered
+    /// keys (RS384 or ES384, `kid` required), `iss` = `sub` = client id, `aud` = this token
+    /// endpoint's URL, `exp` at most five minutes ahead, `jti` never seen before.
+    func authenticateAssertion(_ request: Request, _ form: [String: String]) async throws -> OAuthClientRecord {
+        func refuse(_ why: String) -> OAuthError { OAuthError(status: .unauthorized, error: "invalid_client", description: why) }
+        guard form["client_assertion_type"] == Self.assertionType else {
+            throw OAuthError(error: "invalid_request", description: "client_assertion_type must be \(Self.assertionType)")
+        }
+        guard let assertion = form["client_assertion"], assertion.utf8.count <= 8192 else {
+            throw OAuthError(error: "invalid_request", description: "client_assertion is required")
+        }
+        guard let header = TokenService.header(of: assertion) else { throw refuse("the assertion is not a JWT") }
+        guard let alg = header["alg"] as? String, alg == "RS384" || alg == "ES384" else { throw refuse("the assertion must be signed with RS384 or ES384") }
+        guard header["kid"] is String else { throw refuse("the assertion header needs a kid") }
+        guard let unverified = try? JSONDecoder().decode(AssertionPeek.self, from: Self.payloadData(of: assertion)),
+              let client = try await oauth.client(unverified.iss), client.revokedAt == nil, let jwks = client.jwks
+        else { throw refuse("unknown client") }
+        if let id = form["client_id"], id != client.clientID { throw OAuthError(error: "invalid_request", description: "client_id differs from the assertion's issuer") }
+        let keys = JWTKeyCollection()
+        guard (try? await keys.add(jwksJSON: jwks)) != nil,
+              let claims = try? await keys.verify(assertion, as: ClientAssertionClaims.self)
+        else { throw refuse("the assertion's signature, key or expiry is not valid") }
+        guard claims.iss.value == client.clientID, claims.sub.value == client.clientID else { throw refuse("iss and sub must both be the client id") }
+        let tokenURL = tokens.issuer + request.uri.path
+        guard claims.aud.value.contains(tokenURL) else { throw refuse("aud must be \(tokenURL)") }
+        let expiry = claims.exp.value.timeIntervalSinceNow
+        guard expiry <= 300 else { throw refuse("exp may be at most 5 minutes ahead") }
+        guard try await oauth.useAssertion(jti: claims.jti.value, clientID: client.clientID, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000)) else {
+            throw refuse("this assertion (jti) was already used")
+        }
+        return client
+    }
+
+    struct AssertionPeek: Decodable { var iss: String }
+
+    static func payloadData(of token: String) -> Data {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return Data() }
+        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64) ?? Data()
     }
 
     private func token(_ request: Request) async throws -> Response {
@@ -195,5 +243,18 @@ struct TokenEndpoint: Sendable {
         return Response(
             status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"],
             body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
+    }
+}
+
+/// The claims of an RFC 7523 client assertion.
+struct ClientAssertionClaims: JWTPayload {
+    var iss: IssuerClaim
+    var sub: SubjectClaim
+    var aud: AudienceClaim
+    var exp: ExpirationClaim
+    var jti: IDClaim
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
     }
 }

@@ -108,7 +108,7 @@ enum OpenAPIDocument {
         "POST /manage/apps/{appId}/versions": "Add an app version {scopes}; it becomes live (developer)",
         "POST /manage/apps/{appId}/keys": "Create an API key {name, environment, scopes?, expiresAt?}; the key is shown once (developer)",
         "GET /manage/apps/{appId}/keys": "List an app's keys, masked (developer)",
-        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?}; the secret is shown once (developer)",
+        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?, jwks?}; the secret (no jwks) is shown once (developer)",
         "POST /manage/keys/{keyId}/rotate": "Rotate a key {graceSeconds?}; the old key stops after the grace (developer)",
         "DELETE /manage/keys/{keyId}": "Revoke a key at once (developer)",
         "POST /manage/installations": "Install an app {appId, scopes?} (clinic admin)",
