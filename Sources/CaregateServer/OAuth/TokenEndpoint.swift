@@ -149,7 +149,7 @@ struct TokenEndpoint: Sendable {
         guard let header = TokenService.header(of: assertion) else { throw refuse("the assertion is not a JWT") }
         guard let alg = header["alg"] as? String, alg == "RS384" || alg == "ES384" else { throw refuse("the assertion must be signed with RS384 or ES384") }
         guard header["kid"] is String else { throw refuse("the assertion header needs a kid") }
-        guard let unverified = try? JSONDecoder().decode(AssertionPeek.self, from: Self.payloadData(of: assertion)),
+        guard let payload = TokenService.segment(1, of: assertion), let unverified = try? JSONDecoder().decode(AssertionPeek.self, from: payload),
               let client = try await oauth.client(unverified.iss), client.revokedAt == nil, let jwks = client.jwks
         else { throw refuse("unknown client") }
         if let id = form["client_id"], id != client.clientID { throw OAuthError(error: "invalid_request", description: "client_id differs from the assertion's issuer") }
@@ -169,14 +169,6 @@ struct TokenEndpoint: Sendable {
     }
 
     struct AssertionPeek: Decodable { var iss: String }
-
-    static func payloadData(of token: String) -> Data {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return Data() }
-        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64) ?? Data()
-    }
 
     private func token(_ request: Request) async throws -> Response {
         var request = request

@@ -74,11 +74,17 @@ final class TokenService: Sendable {
         return claims
     }
 
+    /// A JWT's header, decoded without verifying anything.
     static func header(of token: String) -> [String: Any]? {
-        guard let first = token.split(separator: ".", omittingEmptySubsequences: false).first else { return nil }
-        var base64 = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        segment(0, of: token).flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] }
+    }
+
+    /// One dot-separated part of a compact JWT, base64url-decoded.
+    static func segment(_ index: Int, of token: String) -> Data? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return nil }
+        var base64 = parts[index].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
-        guard let data = Data(base64Encoded: base64) else { return nil }
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        return Data(base64Encoded: base64)
     }
 }
