@@ -47,8 +47,6 @@ struct AtomLayout: Sendable {
         return base < 0 ? nil : base
     }
 
-    var contexts: [ScopeContext] { ScopeContext.allCases.filter { self[contextBase: $0] != nil } }
-
     /// Atoms a grant of `context/resource.permissions` holds: a wildcard holds the letters
     /// of every resource type, known now or not (writes excepted on read-only types).
     func grantMask(context: ScopeContext, resource: Int, permissions: Permissions) -> ScopeSet.Bits {

@@ -12,8 +12,6 @@ struct Credential: Sendable {
     var organizationID: String
     /// The effective set on each served surface, by surface index.
     var effective: [ScopeSet]
-    /// The same sets as catalog scope names (what `/marketplace/me` answers).
-    var scopeNames: [[String]]
     /// `/marketplace/me`'s answer on each surface: it depends on nothing but the credential,
     /// so it is built once, when the credential is resolved.
     var meBody: [[UInt8]]

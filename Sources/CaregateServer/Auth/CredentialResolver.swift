@@ -78,7 +78,7 @@ struct CredentialResolver: Sendable {
         let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
         return Credential(
             keyID: id, keyHash: hash, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, scopeNames: names,
+            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
             meBody: names.map { scopes in
                 let data: JSONValue = [
                     "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],

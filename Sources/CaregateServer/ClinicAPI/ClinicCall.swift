@@ -10,8 +10,6 @@ struct ClinicCall {
     /// The surface's catalog and the credential's effective set on it.
     let catalog: CompiledCatalog
     let effective: ScopeSet
-    /// The effective set's scope names (computed once per cached credential).
-    let scopeNames: [String]
     /// The surface's `/marketplace/me` answer for this credential.
     let meBody: [UInt8]
     /// Decoded path segments (`["v3", "patients", "pat_…"]`); empty for routes without parameters.

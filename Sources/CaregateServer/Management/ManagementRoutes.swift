@@ -66,13 +66,6 @@ struct ManagementRoutes: Sendable {
         return app
     }
 
-    /// The catalogs an app's scopes are checked against: the marketplace surfaces share scopes.
-    func catalogs(forSurface surface: String) -> [CompiledCatalog] {
-        surface.hasPrefix("marketplace-")
-            ? ["marketplace-v3", "marketplace-v1"].compactMap { catalogs[$0] }
-            : [catalogs[surface]].compactMap { $0 }
-    }
-
     /// Every scope must exist on the app's surface (and, for a key, be one an API key may carry).
     func validateScopes(_ names: [String], surface: String, field: String, credentialType: CredentialType? = nil) throws -> [String] {
         guard names.count <= ScopeLimits.maxListEntries else { throw APIError.badRequest("\(field): at most \(ScopeLimits.maxListEntries) scopes") }
@@ -81,7 +74,7 @@ struct ManagementRoutes: Sendable {
         for name in names {
             var lastError: ScopeResolutionError?
             var known = false
-            for catalog in catalogs(forSurface: surface) {
+            for catalog in catalogs.catalogs(forAppSurface: surface) {
                 do {
                     _ = try catalog.resolve(names: [name], credentialType: credentialType)
                     known = true

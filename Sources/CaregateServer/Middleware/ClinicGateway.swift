@@ -117,7 +117,7 @@ struct ClinicGateway: RouterMiddleware {
             }
             var call = ClinicCall(
                 request: request, context: context, credential: credential, catalog: catalog, effective: effective,
-                scopeNames: credential.scopeNames[surface.index], meBody: credential.meBody[surface.index], segments: segments, store: store)
+                meBody: credential.meBody[surface.index], segments: segments, store: store)
             var response = try await handler(&call)
             if method == .head { response.body = .init() }
             return response

@@ -183,8 +183,7 @@ struct TokenEndpoint: Sendable {
             throw OAuthError(error: "unauthorized_client", description: "this client may not use \(grantType)")
         }
         guard let app = try await grants.app(client.appID) else { throw OAuthError(error: "invalid_client", description: "the client's app is gone") }
-        let surfaceCatalogs = app.surface.hasPrefix("marketplace-")
-            ? ["marketplace-v3", "marketplace-v1"].compactMap { catalogs[$0] } : [catalogs[app.surface]].compactMap { $0 }
+        let surfaceCatalogs = catalogs.catalogs(forAppSurface: app.surface)
         let credentialType = CredentialType(rawValue: client.credentialType) ?? .oauth2
 
         // Scopes: space-separated; none asked → the surface's global scope, or everything the client may have.
