@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-kit", from: "4.5.2"),
         .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The scope engine: grammar, catalogs, compiled scope sets, route table, decisions.
@@ -50,6 +51,7 @@ let package = Package(
                 "Scopes", "CaregateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -64,6 +66,14 @@ let package = Package(
                 "Scopes", "CaregateServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        // A small upstream HTTP server for gateway tests and load runs: answers every request
+        // with what reached it (method, path, query, headers, body length).
+        .executableTarget(
+            name: "caregate-echo-upstream",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")],
+            path: "Sources/EchoUpstream",
             swiftSettings: strict
         ),
         .testTarget(name: "ScopesTests", dependencies: ["Scopes"], exclude: ["Fixtures"], swiftSettings: strict),

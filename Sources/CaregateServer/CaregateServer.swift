@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 public import CaregateStore
 public import Foundation
 public import Hummingbird
@@ -22,6 +23,8 @@ public struct ServerOptions: Sendable {
     public var issuer: String?
     /// How often each instance looks for grant-chain changes made by other instances.
     public var changePollInterval: Duration = .milliseconds(250)
+    /// Gateway mode: surfaces enforced here and forwarded to these upstreams.
+    public var upstreams: [UpstreamConfiguration] = []
 
     public init() {}
 }
@@ -41,6 +44,8 @@ public final class CaregateServer: Sendable {
     let auditWriter: AuditWriter
     let tokens: TokenService
     let logger: Logger
+    /// The upstreams' HTTP client (connection pool), when gateway mode is on.
+    let upstreamClient: HTTPClient?
     private let listening = ListeningPort()
 
     public init(options: ServerOptions, logger: Logger) async throws {
@@ -50,6 +55,18 @@ public final class CaregateServer: Sendable {
             throw CatalogLoadError(file: "Catalogs", problems: ["no catalog directory found; set CAREGATE_CATALOGS or pass --catalogs"])
         }
         catalogs = try CatalogLoader.loadDirectory(directory)
+        for upstream in options.upstreams {
+            guard let catalog = catalogs.first(where: { $0.surface == upstream.surface }) else {
+                throw GatewayConfigurationError(
+                    "upstream for unknown surface \"\(upstream.surface)\" (known: \(catalogs.map(\.surface).joined(separator: ", ")))")
+            }
+            guard !catalog.surface.hasPrefix("marketplace-") else {
+                throw GatewayConfigurationError("\(upstream.surface) is served by Caregate itself; it cannot have an upstream")
+            }
+        }
+        guard Set(options.upstreams.map(\.surface)).count == options.upstreams.count else {
+            throw GatewayConfigurationError("a surface may have one upstream")
+        }
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)
         do {
@@ -70,6 +87,20 @@ public final class CaregateServer: Sendable {
         }
         cache = CredentialCache()
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
+        if options.upstreams.isEmpty {
+            upstreamClient = nil
+        } else {
+            var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
+            // A refused connection is a 502 now, not a retry until the deadline.
+            pool.retryConnectionEstablishment = false
+            upstreamClient = HTTPClient(
+                eventLoopGroupProvider: .singleton,
+                configuration: .init(
+                    redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
+            for upstream in options.upstreams {
+                logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
+            }
+        }
         Self.bootstrapMetrics()
     }
 
@@ -95,9 +126,12 @@ public final class CaregateServer: Sendable {
         let router = Router(context: CaregateContext.self)
         router.add(middleware: TraceMiddleware())
         router.add(middleware: MetricsMiddleware())
-        let marketplace = catalogs.filter { $0.surface.hasPrefix("marketplace-") }
-        let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: marketplace)
-        router.add(middleware: ClinicGateway(catalogs: marketplace, resolver: resolver, store: clinic, audit: auditWriter))
+        let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: catalogs)
+        router.add(middleware: ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter))
+        if let upstreamClient {
+            router.add(middleware: UpstreamGateway(
+                catalogs: catalogs, upstreams: options.upstreams, resolver: resolver, audit: auditWriter, client: upstreamClient))
+        }
 
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
         let database = self.database
@@ -112,7 +146,7 @@ public final class CaregateServer: Sendable {
         router.get("metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: Self.registry.emitToBuffer())))
         }
-        let document = JSONResponse.encode(OpenAPIDocument.build(catalogs: catalogs, version: Self.version))
+        let document = JSONResponse.encode(OpenAPIDocument.build(catalogs: catalogs, gatewaySurfaces: Set(options.upstreams.map(\.surface)), version: Self.version))
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
@@ -132,7 +166,8 @@ public final class CaregateServer: Sendable {
         let metadata: JSONValue = [
             "issuer": .string(issuer), "token_endpoint": .string(issuer + "/oauth2/token"), "jwks_uri": .string(issuer + "/.well-known/jwks.json"),
             "introspection_endpoint": .string(issuer + "/oauth2/introspect"), "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
-            "grant_types_supported": ["client_credentials"], "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["client_credentials"], "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "response_types_supported": [], "scopes_supported": .array(Array(Set(catalogs.flatMap { $0.scopes.map(\.name) })).sorted().map { .string($0) }),
         ]
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(metadata) }
@@ -188,9 +223,11 @@ public final class CaregateServer: Sendable {
         do {
             try await group.run()
         } catch {
+            try? await upstreamClient?.shutdown()
             await database.shutdown()
             throw error
         }
+        try? await upstreamClient?.shutdown()
         await database.shutdown()
     }
 }

@@ -196,10 +196,12 @@ private struct PooledSQLite: SQLiteDatabase {
 }
 
 /// A FIFO async lock: waiters suspend instead of blocking a thread.
-final class AsyncLock: Sendable {
+public final class AsyncLock: Sendable {
+    public init() {}
+
     private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
-    func withPermit<R: Sendable>(_ body: () async throws -> R) async throws -> R {
+    public func withPermit<R: Sendable>(_ body: () async throws -> R) async throws -> R {
         await acquire()
         defer { release() }
         return try await body()

@@ -75,5 +75,6 @@ public struct ScopeError: Error, Hashable, Sendable, CustomStringConvertible {
 public enum ScopeLimits {
     public static let maxScopeBytes = 256
     public static let maxListBytes = 8 * 1024
-    public static let maxListEntries = 100
+    /// Room for every scope of the largest shipped catalog (practice-api: 152) in one list.
+    public static let maxListEntries = 256
 }

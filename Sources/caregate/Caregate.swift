@@ -133,6 +133,12 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "Issuer (iss) of access tokens: the server's public URL (default $CAREGATE_ISSUER, else http://<host>:<port>).")
     var issuer: String?
+    @Option(name: .customLong("upstream"), help: ArgumentHelp(
+        "Gateway mode: enforce a surface and forward it to an upstream (repeatable).", valueName: "SURFACE=URL"))
+    var upstreams: [String] = []
+    @Option(help: ArgumentHelp(
+        "Gateway configuration file: {\"upstreams\": [{\"surface\", \"url\", \"timeoutSeconds\"?}]}.", valueName: "FILE"))
+    var gatewayConfig: String?
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -144,6 +150,12 @@ struct ServerArguments: ParsableArguments {
         options.adminToken = environment["CAREGATE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         options.secret = environment["CAREGATE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         options.issuer = issuer ?? environment["CAREGATE_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
+        do {
+            if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
+            options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
         return options
     }
 

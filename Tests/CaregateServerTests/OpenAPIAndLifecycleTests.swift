@@ -38,15 +38,19 @@ struct OpenAPIAndLifecycleTests {
             for (path, operations) in paths {
                 for method in operations.keys { #expect(served.contains("\(method) \(path)"), "\(method) \(path) is documented but not served") }
             }
-            // An independent validator (openapi-spec-validator, installed by scripts/test).
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-openapi-\(UUID().uuidString).json")
-            try reply.body.write(to: file)
-            defer { try? FileManager.default.removeItem(at: file) }
-            let (status, output) = try runProgram(
-                "/usr/bin/env", ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path])
-            #expect(status == 0, "openapi-spec-validator: \(output)")
-            #expect(output.contains("valid"))
+            try Self.validateOpenAPI(reply.body)
         }
+    }
+
+    /// Checks a document with an independent validator (openapi-spec-validator, installed by scripts/test).
+    static func validateOpenAPI(_ document: Data, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-openapi-\(UUID().uuidString).json")
+        try document.write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, output) = try runProgram(
+            "/usr/bin/env", ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path])
+        #expect(status == 0, "openapi-spec-validator: \(output)", sourceLocation: sourceLocation)
+        #expect(output.contains("valid"), sourceLocation: sourceLocation)
     }
 
     @Test("caregate demo: the printed curl commands work as printed")

@@ -40,13 +40,14 @@ final class TestServer: Sendable {
 
     static let adminToken = "test-operator-token-0123456789"
 
-    init(_ backend: Backend) async throws {
+    init(_ backend: Backend, configure: (inout ServerOptions) -> Void = { _ in }) async throws {
         var options = ServerOptions()
         options.port = 0
         options.database = try backend.location()
         options.catalogDirectory = catalogDirectory
         options.adminToken = Self.adminToken
         options.changePollInterval = .milliseconds(100)
+        configure(&options)
         var logger = Logger(label: "caregate-test")
         logger.logLevel = .critical
         let server = try await CaregateServer(options: options, logger: logger)
@@ -122,9 +123,10 @@ final class TestServer: Sendable {
         return clinic
     }
 
-    func createApp(developer: String, scopes: [String]) async throws -> (id: String, liveVersionId: String) {
+    func createApp(developer: String, scopes: [String], surface: String = "marketplace-v3") async throws -> (id: String, liveVersionId: String) {
         let slug = "app-" + UUID().uuidString.prefix(8).lowercased()
-        let reply = try await request("POST", "/manage/apps", token: developer, json: ["slug": slug, "name": "Test app", "scopes": scopes])
+        let reply = try await request(
+            "POST", "/manage/apps", token: developer, json: ["slug": slug, "name": "Test app", "scopes": scopes, "surface": surface])
         try expectStatus(reply, 201)
         return (reply.json!.string("id"), reply.json!.string("liveVersionId"))
     }
@@ -165,8 +167,10 @@ func expectStatus(_ reply: TestServer.Reply, _ status: Int, sourceLocation: Sour
 }
 
 /// Runs `body` against a fresh server on `backend`, then stops it.
-func withServer(_ backend: Backend, _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer(backend)
+func withServer(
+    _ backend: Backend, configure: (inout ServerOptions) -> Void = { _ in }, _ body: (TestServer) async throws -> Void
+) async throws {
+    let server = try await TestServer(backend, configure: configure)
     do {
         try await body(server)
     } catch {

@@ -102,16 +102,16 @@ struct ScopeGrammarTests {
         #expect(throws: ScopeError.self) { try ScopeList.parse("read:patients ") }
         let hundred = (0..<100).map { "read:s\($0)" }
         #expect(try ScopeList.parse(hundred.joined(separator: " ")).count == 100)
-        let tooMany = (0..<101).map { "read:s\($0)" }
+        let tooMany = (0..<257).map { "read:s\($0)" }
         do {
             _ = try ScopeList.parse(tooMany.joined(separator: " "))
             Issue.record("expected an error")
         } catch {
-            #expect(error.reason == .tooManyScopes(count: 101))
+            #expect(error.reason == .tooManyScopes(count: 257))
         }
         // The limit counts entries as sent, duplicates included.
-        #expect(throws: ScopeError(text: Array(repeating: "read:a", count: 101).joined(separator: " "), reason: .tooManyScopes(count: 101))) {
-            try ScopeList.parse(Array(repeating: "read:a", count: 101).joined(separator: " "))
+        #expect(throws: ScopeError(text: Array(repeating: "read:a", count: 257).joined(separator: " "), reason: .tooManyScopes(count: 257))) {
+            try ScopeList.parse(Array(repeating: "read:a", count: 257).joined(separator: " "))
         }
         let big = (0..<40).map { "read:" + String(repeating: "x", count: 200) + "\($0)" }.joined(separator: " ")
         #expect(big.utf8.count > 8192)

@@ -1,4 +1,5 @@
 import CaregateStore
+import Hummingbird
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -28,8 +29,16 @@ final class AuditWriter: Service, Sendable {
         if !accepted { dropped.withLock { $0 += 1 } }
     }
 
+    /// One flush at a time, so that a flush returns only once everything recorded before
+    /// it is in the database, even when the background flush had already taken it.
+    private let flushing = AsyncLock()
+
     /// Writes everything buffered so far.
     func flush() async {
+        _ = try? await flushing.withPermit { await writeBuffered() }
+    }
+
+    private func writeBuffered() async {
         let events = buffer.withLock { events in
             let taken = events
             events.removeAll(keepingCapacity: true)
@@ -54,5 +63,31 @@ final class AuditWriter: Service, Sendable {
         await flush()
         let lost = dropped.withLock { $0 }
         if lost > 0 { logger.warning("audit events dropped under overload", metadata: ["count": "\(lost)"]) }
+    }
+}
+
+extension AuditWriter {
+    /// Runs one enforced request and records its decision, whatever the outcome: `body`
+    /// fills in the credential, route, scope and decision; the status is the answer's.
+    func recording(
+        _ request: Request, _ context: CaregateContext, _ body: (inout AuditEvent) async throws -> Response
+    ) async throws -> Response {
+        var event = AuditEvent(
+            at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: request.method.rawValue, route: nil,
+            path: String(request.uri.path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: context.traceID)
+        do {
+            let response = try await body(&event)
+            event.status = response.status.code
+            record(event)
+            return response
+        } catch let error as APIError {
+            event.status = error.status.code
+            record(event)
+            throw error
+        } catch {
+            event.status = 500
+            record(event)
+            throw error
+        }
     }
 }

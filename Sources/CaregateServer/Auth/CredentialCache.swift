@@ -1,20 +1,25 @@
 import Scopes
 import Synchronization
 
-/// What an API key may do in one clinic, as computed from the grant chain.
+/// What a credential (API key or access token) may do in one clinic, as computed from the grant chain.
 struct Credential: Sendable {
+    /// The key id (`key_…`) or the OAuth client id (`cli_…`).
     var keyID: String
+    var type: CredentialType
     var keyHash: String
     var expiresAt: Int64?
     var appID: String
     var appSlug: String
     var liveVersionID: String
     var organizationID: String
-    /// The effective set on each served surface, by surface index.
+    /// The effective set on each served surface, by surface index (empty on the surfaces
+    /// that are not the app's).
     var effective: [ScopeSet]
-    /// `/marketplace/me`'s answer on each surface: it depends on nothing but the credential,
-    /// so it is built once, when the credential is resolved.
+    /// `/marketplace/me`'s answer on each marketplace surface (empty elsewhere): it depends on
+    /// nothing but the credential, so it is built once, when the credential is resolved.
     var meBody: [[UInt8]]
+    /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
+    var scopeHeader: [String]
 }
 
 /// Resolved credentials by (key lookup id, clinic), so that the hot path does no

@@ -2,26 +2,31 @@ import CaregateStore
 import Crypto
 import Scopes
 
-/// API key + clinic → what the key may do there: cached, verified in constant time on
-/// every request, expiry checked on every request (rotation grace ends on time).
+/// API key or access token + clinic → what the credential may do there: cached, verified in
+/// constant time on every request, expiry checked on every request (rotation grace ends on time).
 struct CredentialResolver: Sendable {
     enum Outcome: Sendable {
         case ok(Credential)
         case invalidKey
         case notInstalled
+        /// The credential does not name a clinic and the request did not either.
+        case organizationRequired
     }
 
     let grants: GrantStore
     let oauth: OAuthStore
     let tokens: TokenService
     let cache: CredentialCache
-    /// The surfaces an API key is used on, in the order of ``Credential/effective``.
+    /// Every served surface, in the order of ``Credential/effective``.
     let catalogs: [CompiledCatalog]
 
-    func resolve(key presented: String, organizationID: String) async throws -> Outcome {
+    /// `organizationID` is the caller's `X-Organization-Id`; it may be absent only for an
+    /// access token whose client is bound to a clinic.
+    func resolve(key presented: String, organizationID: String?) async throws -> Outcome {
         guard let lookupID = grants.lookupID(ofPresentedKey: presented) else {
             return try await resolve(token: presented, organizationID: organizationID)
         }
+        guard let organizationID else { return .organizationRequired }
         let presentedHash = grants.hash(presented)
         let cacheKey = CredentialCache.Key(lookupID: lookupID, organizationID: organizationID)
         if let cached = cache.get(cacheKey) {
@@ -47,9 +52,10 @@ struct CredentialResolver: Sendable {
 
     /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
     /// its client active; effective = the token's scopes ∩ the clinic's grants ∩ declared.
-    func resolve(token: String, organizationID: String) async throws -> Outcome {
+    func resolve(token: String, organizationID requested: String?) async throws -> Outcome {
         guard let claims = await tokens.verify(token) else { return .invalidKey }
-        if let bound = claims.org, bound != organizationID { return .notInstalled }
+        if let bound = claims.org, let requested, bound != requested { return .notInstalled }
+        guard let organizationID = requested ?? claims.org else { return .organizationRequired }
         let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organizationID: organizationID)
         if let cached = cache.get(cacheKey) { return .ok(cached) }
         let epoch = cache.epoch
@@ -70,23 +76,34 @@ struct CredentialResolver: Sendable {
         id: String, hash: String, expiresAt: Int64?, app: AppRecord, organizationID: String, credentialScopes: [String], grants approved: [String],
         type: CredentialType
     ) -> Credential {
+        // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
+        // must not open the practice API, whose grammar happens to accept it.
+        let appSurfaces = Set(Self.surfaces(ofApp: app.surface))
         let effective = catalogs.map { catalog in
+            guard appSurfaces.contains(catalog.surface) else { return ScopeSet.empty }
             let credential = Self.known(credentialScopes, in: catalog)
             let granted = Self.known(approved, in: catalog).intersection(Self.known(app.scopes, in: catalog))
             return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
         }
         let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
         return Credential(
-            keyID: id, keyHash: hash, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
+            keyID: id, type: type, keyHash: hash, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
             liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
-            meBody: names.map { scopes in
+            meBody: zip(catalogs, names).map { catalog, scopes in
+                guard catalog.surface.hasPrefix("marketplace-") else { return [] }
                 let data: JSONValue = [
                     "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],
                     "organization": ["id": .string(organizationID)],
                     "scopes": .array(scopes.map { .string($0) }),
                 ]
                 return (["code": "success", "data": data] as JSONValue).serialized()
-            })
+            },
+            scopeHeader: names.map { $0.joined(separator: " ") })
+    }
+
+    /// The surfaces whose scopes an app of `surface` holds (the marketplace surfaces share apps).
+    static func surfaces(ofApp surface: String) -> [String] {
+        surface.hasPrefix("marketplace-") ? ["marketplace-v3", "marketplace-v1"] : [surface]
     }
 
     /// The scopes of `names` that this catalog knows (v1 and v3 share keys, not every scope).

@@ -20,10 +20,11 @@ struct ClinicGateway: RouterMiddleware {
     }
 
     private(set) var surfaces: [Surface]
-    let resolver: CredentialResolver
+    let authenticator: RequestAuthenticator
     let store: ClinicStore
     let audit: AuditWriter
 
+    /// `catalogs` are all served surfaces, in the resolver's order; the marketplace ones are this gateway's.
     init(catalogs: [CompiledCatalog], resolver: CredentialResolver, store: ClinicStore, audit: AuditWriter) {
         surfaces = catalogs.enumerated().compactMap { i, catalog in
             switch catalog.surface {
@@ -32,7 +33,7 @@ struct ClinicGateway: RouterMiddleware {
             default: nil
             }
         }
-        self.resolver = resolver
+        authenticator = RequestAuthenticator(resolver: resolver)
         self.store = store
         self.audit = audit
         let handlers = ClinicRoutes.handlers()
@@ -49,52 +50,11 @@ struct ClinicGateway: RouterMiddleware {
         guard let surface = surfaces.first(where: { path == $0.prefix || path.hasPrefix($0.prefix + "/") }) else {
             return try await next(request, context)
         }
-        var event = AuditEvent(
-            at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: request.method.rawValue, route: nil,
-            path: String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: context.traceID)
-        do {
-            let response = try await enforce(request, context, surface, &event)
-            event.status = response.status.code
-            audit.record(event)
-            return response
-        } catch let error as APIError {
-            event.status = error.status.code
-            audit.record(event)
-            throw error
-        } catch {
-            event.status = 500
-            audit.record(event)
-            throw error
-        }
+        return try await audit.recording(request, context) { event in try await enforce(request, context, surface, &event) }
     }
 
     private func enforce(_ request: Request, _ context: Context, _ surface: Surface, _ event: inout AuditEvent) async throws -> Response {
-        // 1. Credential: Bearer API key (never in the query string) and the clinic.
-        guard let authorization = request.headers[.authorization] else {
-            throw APIError.unauthorized("Missing credential: send Authorization: Bearer <API key>", invalidToken: false)
-        }
-        guard authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
-            throw APIError.unauthorized("Authorization must use the Bearer scheme", invalidToken: true)
-        }
-        let key = String(authorization.dropFirst(7))
-        guard let organizationHeader = request.headers[.organizationID] else {
-            throw APIError.badRequest("X-Organization-Id header is required")
-        }
-        guard let organizationID = Identifier.organizationID(fromClientForm: organizationHeader) else {
-            throw APIError.badRequest("X-Organization-Id must be an organization id (org_<32 hex> or its UUID form)")
-        }
-        event.organizationID = organizationID
-        let credential: Credential
-        switch try await resolver.resolve(key: key, organizationID: organizationID) {
-        case .invalidKey:
-            throw APIError.unauthorized("Invalid, expired or revoked credential", invalidToken: true)
-        case .notInstalled:
-            throw APIError.unauthorized("This credential's app is not installed in (or not bound to) organization \(organizationID)", invalidToken: true)
-        case .ok(let found):
-            credential = found
-        }
-        event.appID = credential.appID
-        event.keyID = credential.keyID
+        let credential = try await authenticator.authenticate(request, &event)
 
         // 2. Route requirement.
         let effective = credential.effective[surface.index]
@@ -102,7 +62,8 @@ struct ClinicGateway: RouterMiddleware {
         guard let method = Scopes.HTTPMethod(request.method.rawValue) else {
             throw APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed")
         }
-        switch catalog.decide(effective, method: method, path: request.uri.path, query: request.uri.query) {
+        let decision = catalog.decide(effective, method: method, path: request.uri.path, query: request.uri.query)
+        switch decision {
         case .allowed(let route):
             let info = catalog.routes[route.index]
             event.route = info.template
@@ -125,12 +86,8 @@ struct ClinicGateway: RouterMiddleware {
             event.route = catalog.routes[route.index].template
             event.requiredScope = required
             throw APIError.insufficientScope(required)
-        case .notFound:
-            throw APIError.notFound("No route \(request.method.rawValue) \(Validate.safe(request.uri.path))")
-        case .methodNotAllowed:
-            throw APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed on this path")
-        case .invalidPath(let error):
-            throw APIError.badRequest("Invalid path: \(error)")
+        case .notFound, .methodNotAllowed, .invalidPath:
+            throw APIError.refusal(decision, request)
         }
     }
 }

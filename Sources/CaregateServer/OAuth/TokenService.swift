@@ -1,6 +1,7 @@
 import CaregateStore
 import Foundation
 import JWTKit
+import Synchronization
 
 /// Claims of a Caregate access token (RFC 9068).
 struct AccessTokenClaims: JWTPayload, Equatable {
@@ -32,6 +33,10 @@ final class TokenService: Sendable {
     let kid: String
     /// `/.well-known/jwks.json`: every key's public part.
     let jwks: JSONValue
+    /// Tokens whose signature was already checked, so that the hot path verifies each token
+    /// once (expiry is still checked on every use). Bounded; emptied when full.
+    private let verified = Mutex<[String: AccessTokenClaims]>([:])
+    static let verifiedCapacity = 50_000
 
     init(oauth: OAuthStore, issuer: String) async throws {
         let records = try await oauth.signingKeys {
@@ -54,7 +59,8 @@ final class TokenService: Sendable {
     }
 
     func issue(clientID: String, scope: String, organizationID: String?) async throws -> (token: String, claims: AccessTokenClaims) {
-        let now = Date()
+        // Whole seconds: NumericDate may carry fractions, but some verifiers expect integers.
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
             iss: .init(value: issuer), sub: .init(value: clientID), aud: .init(value: [Self.audience]),
             exp: .init(value: now.addingTimeInterval(TimeInterval(Self.lifetime))), iat: .init(value: now),
@@ -67,6 +73,18 @@ final class TokenService: Sendable {
 
     /// The claims of a valid token of ours: signature, `typ: at+jwt`, issuer, audience and expiry checked.
     func verify(_ token: String) async -> AccessTokenClaims? {
+        if let known = verified.withLock({ $0[token] }) {
+            return known.exp.value > Date() ? known : nil
+        }
+        guard let claims = await verifySignature(token) else { return nil }
+        verified.withLock { cache in
+            if cache.count >= Self.verifiedCapacity { cache.removeAll(keepingCapacity: true) }
+            cache[token] = claims
+        }
+        return claims
+    }
+
+    private func verifySignature(_ token: String) async -> AccessTokenClaims? {
         guard token.utf8.count <= 4096, let header = Self.header(of: token),
               header["typ"] as? String == "at+jwt", header["alg"] as? String == "ES256"
         else { return nil }

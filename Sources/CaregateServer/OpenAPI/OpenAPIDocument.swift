@@ -5,7 +5,8 @@ import Scopes
 /// The OpenAPI 3.1 document of the whole HTTP surface, built from the same lists that
 /// register the routes: the management routes and the catalogs' route tables.
 enum OpenAPIDocument {
-    static func build(catalogs: [CompiledCatalog], version: String) -> JSONValue {
+    /// `gatewaySurfaces`: the surfaces forwarded to upstreams (their routes are served too).
+    static func build(catalogs: [CompiledCatalog], gatewaySurfaces: Set<String> = [], version: String) -> JSONValue {
         var paths: [(String, [(String, JSONValue)])] = []
         func add(_ method: String, _ path: String, _ operation: JSONValue) {
             if let i = paths.firstIndex(where: { $0.0 == path }) { paths[i].1.append((method, operation)) } else { paths.append((path, [(method, operation)])) }
@@ -81,6 +82,30 @@ enum OpenAPIDocument {
                 add(route.method.description.lowercased(), route.path, operation)
             }
         }
+        for catalog in catalogs where gatewaySurfaces.contains(catalog.surface) {
+            for route in catalog.routes where !route.isPublic {
+                let path = documentedPath(route.path)
+                var operation: JSONValue = [
+                    "summary": .string(route.description ?? route.template),
+                    "description": .string("Gateway route (forwarded to the \(catalog.surface) upstream). Required scope: \(route.requirement)"),
+                    "tags": .string(catalog.surface).asArray,
+                    "x-required-scope": .string(route.requirement),
+                    "security": [["credential": []]],
+                    "parameters": .array(parameters(path) + [
+                        ["name": "X-Organization-Id", "in": "header", "required": false, "schema": ["type": "string"],
+                         "description": "The clinic (not needed with a token of a clinic-bound client)"],
+                    ]),
+                    "responses": [
+                        "200": ["description": "The upstream's answer, passed through"], "401": errorResponse, "403": errorResponse,
+                        "404": errorResponse, "502": errorResponse, "504": errorResponse,
+                    ],
+                ]
+                if route.method == .post || route.method == .put || route.method == .patch {
+                    operation.set("requestBody", ["content": ["*/*": ["schema": [:] as JSONValue]]])
+                }
+                add(route.method.description.lowercased(), path, operation)
+            }
+        }
         return [
             "openapi": "3.1.0",
             "info": ["title": "Caregate", "version": .string(version),
@@ -90,6 +115,7 @@ enum OpenAPIDocument {
                 "securitySchemes": [
                     "apiKey": ["type": "http", "scheme": "bearer", "description": "API key (<prefix>_<env>_ak_…) with X-Organization-Id"],
                     "managementToken": ["type": "http", "scheme": "bearer", "description": "Operator, developer or clinic-admin token"],
+                    "credential": ["type": "http", "scheme": "bearer", "description": "API key or OAuth 2.0 access token"],
                 ],
                 "schemas": [
                     "Error": ["type": "object", "required": ["code", "message", "trace_id"],
@@ -97,6 +123,11 @@ enum OpenAPIDocument {
                 ],
             ],
         ]
+    }
+
+    /// A route template as an OpenAPI path: a trailing `*` (any deeper path) becomes `{rest}`.
+    static func documentedPath(_ template: String) -> String {
+        template.split(separator: "/", omittingEmptySubsequences: false).map { $0 == "*" ? "{rest}" : String($0) }.joined(separator: "/")
     }
 
     static let managementSummaries: [String: String] = [

@@ -1,6 +1,7 @@
 public import HTTPTypes
 import CaregateStore
 public import Hummingbird
+import Scopes
 
 /// Every error answer's body: `{"code": …, "message": …, "trace_id": …}` (SPEC §2).
 public struct APIError: Error, Sendable {
@@ -27,11 +28,21 @@ public struct APIError: Error, Sendable {
         return APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: challenge])
     }
 
-    /// 403 with the seed's message and an RFC 6750 challenge naming the scope.
-    public static func insufficientScope(_ scope: String) -> APIError {
+    /// 403 with the seed's message and an RFC 6750 challenge naming the scope; `detail`
+    /// (a sentence) says why a credential cannot hold it, when that is the reason.
+    public static func insufficientScope(_ scope: String, detail: String? = nil) -> APIError {
         APIError(
-            .forbidden, "forbidden", "Insufficient scope. Required: \(scope)",
+            .forbidden, "forbidden", "Insufficient scope. Required: \(scope)" + (detail.map { ". " + $0 } ?? ""),
             headers: [.wwwAuthenticate: #"Bearer realm="caregate", error="insufficient_scope", scope="\#(scope)""#])
+    }
+
+    /// The answer to a request that matched no route, a route without this method, or a bad path.
+    static func refusal(_ decision: Decision, _ request: Request) -> APIError {
+        switch decision {
+        case .methodNotAllowed: APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed on this path")
+        case .invalidPath(let error): .badRequest("Invalid path: \(error)")
+        default: .notFound("No route \(request.method.rawValue) \(Validate.safe(request.uri.path))")
+        }
     }
 
     func response(traceID: String) -> Response {

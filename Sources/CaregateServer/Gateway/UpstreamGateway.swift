@@ -1,0 +1,144 @@
+import AsyncHTTPClient
+import CaregateStore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Scopes
+
+/// Gateway mode: enforcement in front of services Caregate does not host (the practice API
+/// of seed 004, the product routes of seed 003). For a request on a gateway surface:
+/// authenticate → effective scopes (cached) → `decide` on the surface's route table →
+/// forward to the upstream without the caller's credential, with identity headers the
+/// upstream can trust → audit. The upstream's answer (its errors included) streams back
+/// unchanged; an unreachable upstream is a 502, a slow one a 504, both in our error shape.
+struct UpstreamGateway: RouterMiddleware {
+    typealias Context = CaregateContext
+
+    struct Surface: Sendable {
+        var catalog: CompiledCatalog
+        /// Index of the catalog in ``Credential/effective``.
+        var index: Int
+        var upstream: UpstreamConfiguration
+        /// Whether some route of the catalog is public (then Caregate serves it itself).
+        var hasPublicRoutes: Bool
+    }
+
+    /// Path prefixes (`/api/2.0`, `/fhir/R4`, …) → surface, longest first.
+    private let prefixes: [(prefix: String, surface: Int)]
+    private let surfaces: [Surface]
+    let authenticator: RequestAuthenticator
+    let audit: AuditWriter
+    let client: HTTPClient
+
+    /// `catalogs` are all served surfaces, in the resolver's order.
+    init(catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], resolver: CredentialResolver, audit: AuditWriter, client: HTTPClient) {
+        var surfaces: [Surface] = []
+        var prefixes: [(String, Int)] = []
+        for upstream in upstreams {
+            guard let index = catalogs.firstIndex(where: { $0.surface == upstream.surface }) else { continue }
+            let catalog = catalogs[index]
+            surfaces.append(Surface(catalog: catalog, index: index, upstream: upstream, hasPublicRoutes: catalog.routes.contains(where: \.isPublic)))
+            for prefix in Self.prefixes(of: catalog) { prefixes.append((prefix, surfaces.count - 1)) }
+        }
+        self.surfaces = surfaces
+        self.prefixes = prefixes.sorted { $0.0.count > $1.0.count }
+        authenticator = RequestAuthenticator(resolver: resolver)
+        self.audit = audit
+        self.client = client
+    }
+
+    /// The leading literal segments (at most two) of each route: the paths a surface owns.
+    static func prefixes(of catalog: CompiledCatalog) -> Set<String> {
+        Set(catalog.routes.compactMap { route in
+            let literal = route.path.split(separator: "/").prefix { !$0.contains("{") && !$0.contains("*") }.prefix(2)
+            return literal.isEmpty ? nil : "/" + literal.joined(separator: "/")
+        })
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard let match = prefixes.first(where: { path.hasPrefix($0.prefix) && (path.count == $0.prefix.count || path.dropFirst($0.prefix.count).first == "/") })
+        else { return try await next(request, context) }
+        let surface = surfaces[match.surface]
+        guard let method = Scopes.HTTPMethod(request.method.rawValue) else {
+            throw APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed")
+        }
+        // Public routes (the practice API's token endpoint) are Caregate's own.
+        if surface.hasPublicRoutes, case .allowed(let route) = surface.catalog.decide(.empty, method: method, path: path, query: request.uri.query),
+           surface.catalog.routes[route.index].isPublic {
+            return try await next(request, context)
+        }
+        return try await audit.recording(request, context) { event in try await enforce(request, context, method, surface, &event) }
+    }
+
+    private func enforce(_ request: Request, _ context: Context, _ method: Scopes.HTTPMethod, _ surface: Surface, _ event: inout AuditEvent) async throws -> Response {
+        let credential = try await authenticator.authenticate(request, &event)
+        let catalog = surface.catalog
+        let decision = catalog.decide(credential.effective[surface.index], method: method, path: request.uri.path, query: request.uri.query)
+        switch decision {
+        case .allowed(let route):
+            let info = catalog.routes[route.index]
+            event.route = info.template
+            event.requiredScope = info.isPublic ? nil : info.requirement
+            event.decision = "allowed"
+            return try await forward(request, context, credential, surface)
+        case .insufficientScope(let route, let required):
+            event.route = catalog.routes[route.index].template
+            event.requiredScope = required
+            if let scope = catalog.scope(named: required), !scope.credentialTypes.contains(credential.type) {
+                throw APIError.insufficientScope(
+                    required,
+                    detail: "A credential of type \(credential.type.rawValue) cannot carry \(required) (allowed: \(scope.credentialTypes.map(\.rawValue).joined(separator: ", "))).")
+            }
+            throw APIError.insufficientScope(required)
+        case .notFound, .methodNotAllowed, .invalidPath:
+            throw APIError.refusal(decision, request)
+        }
+    }
+
+    /// Headers that belong to one connection (RFC 9110 §7.6.1) and never cross a proxy.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host",
+    ]
+
+    private func forward(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) async throws -> Response {
+        var outbound = HTTPClientRequest(url: surface.upstream.base + request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
+        outbound.method = .init(rawValue: request.method.rawValue)
+        // The caller's credential and anything claiming to be our identity headers stay here.
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-") { continue }
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outbound.headers.add(name: "X-Caregate-Client", value: credential.keyID)
+        outbound.headers.add(name: "X-Caregate-App", value: credential.appID)
+        outbound.headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
+        outbound.headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
+        outbound.headers.add(name: "X-Caregate-Scopes", value: credential.scopeHeader[surface.index])
+        outbound.headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
+        if let length = request.headers[.contentLength].flatMap(Int64.init) {
+            outbound.body = .stream(request.body, length: .known(length))
+        } else if request.headers[.transferEncoding] != nil {
+            outbound.body = .stream(request.body, length: .unknown)
+        }
+
+        let upstream: HTTPClientResponse
+        do {
+            upstream = try await client.execute(outbound, deadline: .now() + .milliseconds(Int64(surface.upstream.timeoutSeconds * 1000)))
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .getConnectionFromPoolTimeout {
+            throw APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface.catalog.surface) did not answer within \(surface.upstream.timeoutSeconds) s")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            context.logger.warning("upstream unreachable", metadata: ["surface": "\(surface.catalog.surface)", "error": "\(error)"])
+            throw APIError(.badGateway, "bad_gateway", "The upstream of \(surface.catalog.surface) is unavailable")
+        }
+        var headers = HTTPFields()
+        for (name, value) in upstream.headers where !Self.hopByHop.contains(name.lowercased()) {
+            if let fieldName = HTTPField.Name(name) { headers.append(HTTPField(name: fieldName, value: value)) }
+        }
+        return Response(status: .init(code: Int(upstream.status.code)), headers: headers, body: ResponseBody(asyncSequence: upstream.body))
+    }
+}
