@@ -83,6 +83,7 @@ let package = Package(
                 "Scopes", "CaregateServer", "CaregateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
     ],
