@@ -2,9 +2,12 @@
 // It answers every request with what reached it, so a test can see exactly what the
 // gateway forwarded:
 //   {"method","path","query","headers":[[name, value], …],"bodyBytes","bodyText"}
-// Two request headers steer it (they travel through the gateway like any other header):
+// Request headers steer it (they travel through the gateway like any other header):
 //   X-Echo-Status: <code>    answer with that status (the upstream's own errors)
 //   X-Echo-Delay-Ms: <ms>    wait that long before answering (gateway timeouts)
+//   X-Echo-Page: <n>         answer like a practice-API list endpoint instead: a page of n
+//                            patient records, JSON-encoded on every request (load runs use
+//                            it as a representative upstream)
 // Usage: caregate-echo-upstream [--host 127.0.0.1] [--port 0]
 // It prints "listening on <port>" once it accepts connections.
 import Foundation
@@ -43,6 +46,40 @@ func quoted(_ text: some StringProtocol) -> String {
     return out + "\""
 }
 
+/// One record of a list page, shaped like the practice API's patients.
+struct Patient: Codable {
+    var id: Int
+    var first_name: String
+    var last_name: String
+    var date_of_birth: String
+    var email: String
+    var phone: String
+    var address: String
+    var city: String
+    var state: String
+    var zip_code: String
+    var chart_id: String
+    var active: Bool
+}
+
+struct Page: Codable {
+    var count: Int
+    var next: String?
+    var previous: String?
+    var results: [Patient]
+}
+
+func page(size: Int) throws -> ByteBuffer {
+    let names = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John"]
+    let results = (0..<size).map { i in
+        Patient(
+            id: 1000 + i, first_name: names[i % names.count], last_name: names[(i * 3 + 1) % names.count] + "son",
+            date_of_birth: "19\(50 + i % 50)-0\(1 + i % 9)-1\(i % 10)", email: "patient\(i)@example.com", phone: "555-01\(10 + i % 90)",
+            address: "\(i + 1) Main Street", city: "Springfield", state: "IL", zip_code: "627\(10 + i % 90)", chart_id: "CH\(100_000 + i)", active: i % 7 != 0)
+    }
+    return ByteBuffer(bytes: try JSONEncoder().encode(Page(count: 10_000, next: "/api/2.0/patients/?page=2", previous: nil, results: results)))
+}
+
 struct Echo: HTTPResponder {
     typealias Context = BasicRequestContext
 
@@ -53,6 +90,9 @@ struct Echo: HTTPResponder {
             try await Task.sleep(for: .milliseconds(min(delay, 60_000)))
         }
         let status = request.headers[HTTPField.Name("X-Echo-Status")!].flatMap(Int.init).map { HTTPResponse.Status(code: $0) } ?? .ok
+        if let size = request.headers[HTTPField.Name("X-Echo-Page")!].flatMap(Int.init), (1...1000).contains(size) {
+            return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: try page(size: size)))
+        }
         var headers: [String] = []
         for field in request.headers {
             headers.append("[\(quoted(field.name.canonicalName)),\(quoted(field.value))]")

@@ -97,6 +97,9 @@ struct UpstreamGateway: RouterMiddleware {
         }
     }
 
+    /// Answers up to this size are buffered rather than streamed.
+    static let bufferedResponseLimit = 256 * 1024
+
     /// Headers that belong to one connection (RFC 9110 §7.6.1) and never cross a proxy.
     static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -139,6 +142,13 @@ struct UpstreamGateway: RouterMiddleware {
         for (name, value) in upstream.headers where !Self.hopByHop.contains(name.lowercased()) {
             if let fieldName = HTTPField.Name(name) { headers.append(HTTPField(name: fieldName, value: value)) }
         }
-        return Response(status: .init(code: Int(upstream.status.code)), headers: headers, body: ResponseBody(asyncSequence: upstream.body))
+        let status = HTTPResponse.Status(code: Int(upstream.status.code))
+        // A small answer of known length is read whole and written in one go (far fewer hops
+        // between the two connections); anything else streams through as it arrives.
+        if let length = upstream.headers.first(name: "content-length").flatMap(Int.init), length <= Self.bufferedResponseLimit {
+            let body = try await upstream.body.collect(upTo: length)
+            return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        }
+        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: upstream.body))
     }
 }
