@@ -23,6 +23,8 @@ public struct ServerOptions: Sendable {
     public var issuer: String?
     /// How often each instance looks for grant-chain changes made by other instances.
     public var changePollInterval: Duration = .milliseconds(250)
+    /// A client JWKS URL is refetched for an unknown `kid` at most this often.
+    public var jwksRefetchInterval: Duration = .seconds(30)
     /// Gateway mode: surfaces enforced here and forwarded to these upstreams.
     public var upstreams: [UpstreamConfiguration] = []
 
@@ -44,8 +46,9 @@ public final class CaregateServer: Sendable {
     let auditWriter: AuditWriter
     let tokens: TokenService
     let logger: Logger
-    /// The upstreams' HTTP client (connection pool), when gateway mode is on.
-    let upstreamClient: HTTPClient?
+    /// Outbound HTTP (pooled connections): gateway upstreams and clients' JWKS URLs.
+    let httpClient: HTTPClient
+    let clientKeySets: ClientKeySets
     private let listening = ListeningPort()
 
     public init(options: ServerOptions, logger: Logger) async throws {
@@ -87,19 +90,15 @@ public final class CaregateServer: Sendable {
         }
         cache = CredentialCache()
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
-        if options.upstreams.isEmpty {
-            upstreamClient = nil
-        } else {
-            var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
-            // A refused connection is a 502 now, not a retry until the deadline.
-            pool.retryConnectionEstablishment = false
-            upstreamClient = HTTPClient(
-                eventLoopGroupProvider: .singleton,
-                configuration: .init(
-                    redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
-            for upstream in options.upstreams {
-                logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
-            }
+        var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
+        // A refused connection is a 502 now, not a retry until the deadline.
+        pool.retryConnectionEstablishment = false
+        httpClient = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
+        clientKeySets = ClientKeySets(client: httpClient, minimumRefetchInterval: options.jwksRefetchInterval)
+        for upstream in options.upstreams {
+            logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
         }
         Self.bootstrapMetrics()
     }
@@ -128,9 +127,9 @@ public final class CaregateServer: Sendable {
         router.add(middleware: MetricsMiddleware())
         let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: catalogs)
         router.add(middleware: ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter))
-        if let upstreamClient {
+        if !options.upstreams.isEmpty {
             router.add(middleware: UpstreamGateway(
-                catalogs: catalogs, upstreams: options.upstreams, resolver: resolver, audit: auditWriter, client: upstreamClient))
+                catalogs: catalogs, upstreams: options.upstreams, resolver: resolver, audit: auditWriter, client: httpClient))
         }
 
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
@@ -153,7 +152,8 @@ public final class CaregateServer: Sendable {
         let catalogsBySurface = Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
         let cache = self.cache
         let tokenEndpoint = TokenEndpoint(
-            grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface, onRevoke: { cache.invalidateAll() })
+            grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface, keySets: clientKeySets,
+            onRevoke: { cache.invalidateAll() })
         router.post("oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
         router.post("oauth2/introspect") { request, context in try await tokenEndpoint.introspect(request, context) }
         router.post("oauth2/revoke") { request, context in try await tokenEndpoint.revoke(request, context) }
@@ -223,11 +223,11 @@ public final class CaregateServer: Sendable {
         do {
             try await group.run()
         } catch {
-            try? await upstreamClient?.shutdown()
+            try? await httpClient.shutdown()
             await database.shutdown()
             throw error
         }
-        try? await upstreamClient?.shutdown()
+        try? await httpClient.shutdown()
         await database.shutdown()
     }
 }

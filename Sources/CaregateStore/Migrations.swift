@@ -18,6 +18,7 @@ enum Migrations {
             "ALTER TABLE oauth_clients ADD COLUMN jwks TEXT",
             "CREATE TABLE used_assertions (jti TEXT NOT NULL, client_id TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (client_id, jti))",
         ] }),
+        Migration(version: 4, name: "client JWKS by URL", statements: { _ in ["ALTER TABLE oauth_clients ADD COLUMN jwks_uri TEXT"] }),
     ]
 
     static var latest: Int { all.map(\.version).max() ?? 0 }

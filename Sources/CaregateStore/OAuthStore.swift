@@ -16,6 +16,8 @@ public struct OAuthClientRecord: Sendable, Equatable {
     public var revokedAt: Int64?
     /// The client's public keys (JWKS JSON) for `private_key_jwt` authentication.
     public var jwks: String?
+    /// Where the client publishes its JWKS instead (fetched and cached by the server).
+    public var jwksURI: String?
 }
 
 /// A token-signing key (the private key as PEM; only the public part is ever published).
@@ -36,17 +38,17 @@ public struct OAuthStore: Sendable {
     /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
     public func createClient(
         appID: String, credentialType: String, grantTypes: [String], scopes: [String], organizationID: String?, withSecret: Bool,
-        jwks: String? = nil
+        jwks: String? = nil, jwksURI: String? = nil
     ) async throws -> (OAuthClientRecord, secret: String?) {
         let clientID = "cli_" + Secrets.randomHex(bytes: 16)
         let secret = withSecret ? "cs_" + Secrets.randomBase62(43) : nil
         let record = OAuthClientRecord(
             clientID: clientID, appID: appID, secretHash: secret.map(grants.hash), credentialType: credentialType,
-            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil, jwks: jwks)
+            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil, jwks: jwks, jwksURI: jwksURI)
         try await sql.raw("""
-            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at, jwks)
+            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at, jwks, jwks_uri)
             VALUES (\(bind: clientID), \(bind: appID), \(bind: record.secretHash), \(bind: credentialType), \(bind: grantTypes.stored),
-                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()), \(bind: jwks))
+                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()), \(bind: jwks), \(bind: jwksURI))
             """).run()
         return (record, secret)
     }
@@ -54,7 +56,7 @@ public struct OAuthStore: Sendable {
     public func client(_ clientID: String) async throws -> OAuthClientRecord? {
         guard clientID.utf8.count <= 64,
               let row = try await sql.raw("""
-                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks
+                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks, jwks_uri
                 FROM oauth_clients WHERE client_id = \(bind: clientID)
                 """).first()
         else { return nil }
@@ -65,7 +67,8 @@ public struct OAuthStore: Sendable {
             grantTypes: [String](stored: try row.decode(column: "grant_types", as: String.self)),
             scopes: [String](stored: try row.decode(column: "scopes", as: String.self)),
             organizationID: try row.decode(column: "organization_id", as: String?.self),
-            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self), jwks: try row.decode(column: "jwks", as: String?.self))
+            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self), jwks: try row.decode(column: "jwks", as: String?.self),
+            jwksURI: try row.decode(column: "jwks_uri", as: String?.self))
     }
 
     /// Records an assertion id; `false` when the client already used it (a replay).

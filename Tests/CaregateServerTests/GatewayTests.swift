@@ -224,7 +224,7 @@ struct GatewayTests {
                 let path = route.path.replacingOccurrences(of: "/*", with: "/{rest}")
                 #expect(paths[path]?[route.method.description.lowercased()] != nil, "\(route.template) is not in /openapi.json")
             }
-            try OpenAPIAndLifecycleTests.validateOpenAPI(document.body)
+            try await OpenAPIAndLifecycleTests.validateOpenAPI(document.body)
 
             // Every decision is audited with its route and scope.
             let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)&decision=denied", token: s.operatorToken)

@@ -10,8 +10,8 @@ struct OAuthTests {
         return try await s.request("POST", path, body: Data(body.utf8), headers: headers)
     }
 
-    static func curl(_ arguments: [String]) throws -> String {
-        try runProgram("/usr/bin/curl", ["--max-time", "10"] + arguments).output
+    static func curl(_ arguments: [String]) async throws -> String {
+        try await runProgram("/usr/bin/curl", ["--max-time", "10"] + arguments).output
     }
 
     static func client(_ s: TestServer, dev: String, app: String, scopes: [String], extra: [String: Any] = [:]) async throws -> (id: String, secret: String) {
@@ -50,7 +50,7 @@ struct OAuthTests {
 
             // Errors.
             // (curl: URLSession on Linux waits forever on a Basic challenge it cannot answer.)
-            let wrongSecret = try Self.curl(["-s", "-i", "-u", "\(client.id):nope", "-d", "grant_type=client_credentials", s.base + "/oauth2/token"])
+            let wrongSecret = try await Self.curl(["-s", "-i", "-u", "\(client.id):nope", "-d", "grant_type=client_credentials", s.base + "/oauth2/token"])
             #expect(wrongSecret.hasPrefix("HTTP/1.1 401"))
             #expect(wrongSecret.contains(#"{"error":"invalid_client""#))
             #expect(wrongSecret.contains(#"WWW-Authenticate: Basic realm="caregate""#))
@@ -140,7 +140,7 @@ struct OAuthTests {
             token = jwt.decode(sys.argv[2], keys, algorithms=["ES256"])
             print(json.dumps({"typ": token.header.get("typ"), "sub": token.claims["sub"], "scope": token.claims["scope"], "aud": token.claims["aud"]}))
             """
-            let (status, output) = try runProgram("/usr/bin/env", ["python3", "-c", script, keys.text, token])
+            let (status, output) = try await runProgram("/usr/bin/env", ["python3", "-c", script, keys.text, token])
             #expect(status == 0, "joserfc: \(output)")
             let decoded = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any]
             #expect(decoded?["typ"] as? String == "at+jwt")
@@ -222,11 +222,23 @@ struct ClientAssertionTests {
         key = import_key(json.loads(sys.argv[2]))
         claims = json.loads(sys.argv[4])
         claims["exp"] = int(time.time()) + claims.pop("expiresIn")
-        print(jwt.encode({"alg": sys.argv[3], "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[sys.argv[3]]))
+        header = {"alg": sys.argv[3], "kid": key.kid, "typ": "JWT"} | claims.pop("header", {})
+        print(jwt.encode(header, claims, key, algorithms=[sys.argv[3]]))
     """
 
-    static func python(_ arguments: [String]) throws -> String {
-        let (status, output) = try runProgram("/usr/bin/env", ["python3", "-c", python] + arguments)
+    /// A client assertion signed with `key` (a private JWK); `claims` may carry `expiresIn`
+    /// (seconds to `exp`) and `header` (extra header fields).
+    static func assertion(_ key: Any, _ alg: String, claims: [String: Any]) async throws -> String {
+        let privateKey = String(decoding: try JSONSerialization.data(withJSONObject: key), as: UTF8.self)
+        return try await python(["sign", privateKey, alg, String(decoding: try JSONSerialization.data(withJSONObject: claims), as: UTF8.self)])
+    }
+
+    static func newKeys() async throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(try await python(["keys"]).utf8)) as? [String: Any])
+    }
+
+    static func python(_ arguments: [String]) async throws -> String {
+        let (status, output) = try await runProgram("/usr/bin/env", ["python3", "-c", python] + arguments)
         guard status == 0 else { throw TestSetupError("joserfc: \(output)") }
         return output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -234,7 +246,7 @@ struct ClientAssertionTests {
     @Test("private_key_jwt: RS384 and ES384 accepted; replay, wrong aud, long exp and unknown keys refused")
     func assertions() async throws {
         try await withServer(.sqlite) { s in
-            let keys = try #require(try JSONSerialization.jsonObject(with: Data(try Self.python(["keys"]).utf8)) as? [String: Any])
+            let keys = try await Self.newKeys()
             let dev = try await s.createDeveloper()
             let clinic = try await s.createClinic(patients: 1)
             let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
@@ -246,30 +258,146 @@ struct ClientAssertionTests {
             #expect(registered.json?.string("tokenEndpointAuthMethod") == "private_key_jwt")
             let clientID = registered.json!.string("clientId")
             let audience = s.server.issuer + "/oauth2/token"
-            func assertion(_ key: String, _ alg: String, aud: String = audience, expiresIn: Int = 120, jti: String = UUID().uuidString, iss: String? = nil) throws -> String {
-                let privateKey = String(decoding: try JSONSerialization.data(withJSONObject: keys[key]!), as: UTF8.self)
-                let claims: [String: Any] = ["iss": iss ?? clientID, "sub": clientID, "aud": aud, "jti": jti, "expiresIn": expiresIn]
-                return try Self.python(["sign", privateKey, alg, String(decoding: try JSONSerialization.data(withJSONObject: claims), as: UTF8.self)])
+            func assertion(_ key: String, _ alg: String, aud: String = audience, expiresIn: Int = 120, jti: String = UUID().uuidString, iss: String? = nil) async throws -> String {
+                try await Self.assertion(keys[key]!, alg, claims: ["iss": iss ?? clientID, "sub": clientID, "aud": aud, "jti": jti, "expiresIn": expiresIn])
             }
             func token(_ jwt: String) async throws -> TestServer.Reply {
                 try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
             }
-            let es = try assertion("es", "ES384")
+            let es = try await assertion("es", "ES384")
             let issued = try await token(es)
             try expectStatus(issued, 200)
             #expect(try await s.status("GET", "/v3/patients", key: issued.json!.string("access_token"), clinic: clinic) == 200)
-            try expectStatus(try await token(try assertion("rs", "RS384")), 200)
+            try expectStatus(try await token(try await assertion("rs", "RS384")), 200)
 
             let replay = try await token(es)
             #expect(replay.status == 401)
             #expect(replay.json?.string("error") == "invalid_client")
             #expect(replay.json?.string("error_description").contains("already used") == true)
-            #expect(try await token(try assertion("es", "ES384", aud: "https://elsewhere.example/oauth2/token")).json?.string("error") == "invalid_client")
-            #expect(try await token(try assertion("es", "ES384", expiresIn: 600)).json?.string("error_description").contains("5 minutes") == true)
-            #expect(try await token(try assertion("es", "ES384", expiresIn: -30)).status == 401)
-            #expect(try await token(try assertion("es", "ES384", iss: "cli_00000000000000000000000000000000")).status == 401)
+            #expect(try await token(try await assertion("es", "ES384", aud: "https://elsewhere.example/oauth2/token")).json?.string("error") == "invalid_client")
+            #expect(try await token(try await assertion("es", "ES384", expiresIn: 600)).json?.string("error_description").contains("5 minutes") == true)
+            #expect(try await token(try await assertion("es", "ES384", expiresIn: -30)).status == 401)
+            #expect(try await token(try await assertion("es", "ES384", iss: "cli_00000000000000000000000000000000")).status == 401)
             let wrongType = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=jwt&client_assertion=\(es)")
             #expect(wrongType.json?.string("error") == "invalid_request")
+        }
+    }
+}
+
+/// A static file server on loopback (Python's http.server) that counts the requests it serves.
+final class FileServer: Sendable {
+    let directory: URL
+    let port: Int
+    private let process: Process
+    private let log: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-files-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        log = directory.appendingPathComponent("requests.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", directory.path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        var text = ""
+        while !text.contains("\n") {
+            let data = out.fileHandleForReading.availableData
+            guard !data.isEmpty else { throw TestSetupError("http.server exited") }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        // "Serving HTTP on 127.0.0.1 port 43123 (http://127.0.0.1:43123/) ..."
+        guard let range = text.range(of: "port "), let port = Int(text[range.upperBound...].prefix { $0.isNumber }) else {
+            process.terminate()
+            throw TestSetupError("http.server said \(text)")
+        }
+        self.port = port
+        self.process = process
+    }
+
+    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }
+
+    func write(_ name: String, json: Any) throws {
+        try JSONSerialization.data(withJSONObject: json).write(to: directory.appendingPathComponent(name), options: .atomic)
+    }
+
+    /// How many GET requests for `name` it has served.
+    func requests(_ name: String) throws -> Int {
+        try String(contentsOf: log, encoding: .utf8).components(separatedBy: "\"GET /\(name) ").count - 1
+    }
+
+    func stop() {
+        // SIGKILL: the test runner's children may inherit an ignored SIGTERM.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("OAuth client JWKS by URL")
+struct ClientJWKSURLTests {
+    @Test("private_key_jwt with keys fetched from the client's jwksUri: cached, refetched for a new kid, jku checked")
+    func jwksByURL() async throws {
+        let files = try FileServer()
+        defer { files.stop() }
+        let keys = try await ClientAssertionTests.newKeys()
+        let publicKeys = try #require((keys["public"] as? [String: Any])?["keys"] as? [[String: Any]])
+        // The client publishes its EC key first; the RSA key comes with a later rotation.
+        try files.write("jwks.json", json: ["keys": publicKeys.filter { $0["kid"] as? String == "es-1" }])
+        try await withServer(.sqlite, configure: { $0.jwksRefetchInterval = .zero }) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            _ = try await s.install(app: app.id, clinic: clinic)
+            // Only https (or http on loopback) URLs, and not together with inline keys.
+            for bad in ["http://example.com/jwks.json", "ftp://127.0.0.1/jwks.json", "https://u@example.com/jwks.json"] {
+                let refused = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                  json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": bad])
+                #expect(refused.status == 400 && refused.text.contains("jwksUri"), "\(bad)")
+            }
+            let registered = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                 json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": files.url("jwks.json")])
+            try expectStatus(registered, 201)
+            #expect(registered.json?["clientSecret"] is NSNull)
+            #expect(registered.json?.string("tokenEndpointAuthMethod") == "private_key_jwt")
+            let clientID = registered.json!.string("clientId")
+            let audience = s.server.issuer + "/oauth2/token"
+            func token(_ key: String, _ alg: String, header: [String: Any] = [:]) async throws -> TestServer.Reply {
+                let jwt = try await ClientAssertionTests.assertion(keys[key]!, alg, claims: [
+                    "iss": clientID, "sub": clientID, "aud": audience, "jti": UUID().uuidString, "expiresIn": 120, "header": header,
+                ])
+                return try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
+            }
+
+            try expectStatus(try await token("es", "ES384"), 200)
+            try expectStatus(try await token("es", "ES384"), 200)
+            #expect(try files.requests("jwks.json") == 1, "a known kid is served from the cache")
+            // jku may only name the registered URL.
+            try expectStatus(try await token("es", "ES384", header: ["jku": files.url("jwks.json")]), 200)
+            let elsewhere = try await token("es", "ES384", header: ["jku": "https://attacker.example/jwks.json"])
+            #expect(elsewhere.status == 401 && elsewhere.json?.string("error") == "invalid_client")
+            #expect(elsewhere.json?.string("error_description").contains("jku") == true)
+            // The client rotates to its RSA key: the unknown kid makes the server fetch again.
+            try files.write("jwks.json", json: ["keys": publicKeys.filter { $0["kid"] as? String == "rs-1" }])
+            let rotated = try await token("rs", "RS384")
+            try expectStatus(rotated, 200)
+            #expect(try files.requests("jwks.json") == 2)
+            #expect(try await s.status("GET", "/v3/patients", key: rotated.json!.string("access_token"), clinic: clinic) == 200)
+            // The retired EC key no longer verifies.
+            #expect(try await token("es", "ES384").status == 401)
+
+            // A URL that cannot be fetched: invalid_client naming the problem.
+            let unreachable = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                  json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": files.url("missing.json")])
+            let missingID = unreachable.json!.string("clientId")
+            let jwt = try await ClientAssertionTests.assertion(keys["es"]!, "ES384", claims: [
+                "iss": missingID, "sub": missingID, "aud": audience, "jti": UUID().uuidString, "expiresIn": 120,
+            ])
+            let refused = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
+            #expect(refused.status == 401 && refused.json?.string("error_description").contains("JWKS URL answered 404") == true, "\(refused.text)")
         }
     }
 }

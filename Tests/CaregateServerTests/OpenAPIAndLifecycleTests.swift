@@ -38,16 +38,16 @@ struct OpenAPIAndLifecycleTests {
             for (path, operations) in paths {
                 for method in operations.keys { #expect(served.contains("\(method) \(path)"), "\(method) \(path) is documented but not served") }
             }
-            try Self.validateOpenAPI(reply.body)
+            try await Self.validateOpenAPI(reply.body)
         }
     }
 
     /// Checks a document with an independent validator (openapi-spec-validator, installed by scripts/test).
-    static func validateOpenAPI(_ document: Data, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func validateOpenAPI(_ document: Data, sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-openapi-\(UUID().uuidString).json")
         try document.write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let (status, output) = try runProgram(
+        let (status, output) = try await runProgram(
             "/usr/bin/env", ["python3", "-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')", file.path])
         #expect(status == 0, "openapi-spec-validator: \(output)", sourceLocation: sourceLocation)
         #expect(output.contains("valid"), sourceLocation: sourceLocation)
@@ -81,7 +81,7 @@ struct OpenAPIAndLifecycleTests {
         let commands = text.split(separator: "\n").filter { $0.hasPrefix("curl ") }.map(String.init)
         #expect(commands.count == 4)
         var outputs: [String] = []
-        for command in commands { outputs.append(try runProgram("/bin/sh", ["-c", command]).output) }
+        for command in commands { outputs.append(try await runProgram("/bin/sh", ["-c", command]).output) }
         guard outputs.count == 4 else { return }
         #expect(outputs[0].hasPrefix(#"{"code":"success","data":{"app":{"id":"app_"#))
         #expect(outputs[0].contains(#""read:encounters""#))

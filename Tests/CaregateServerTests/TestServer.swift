@@ -181,15 +181,22 @@ func withServer(
 }
 
 /// Runs a program to completion and returns its exit status and output (stdout and stderr).
-func runProgram(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+/// It waits on a thread of its own: blocking a thread of the cooperative pool would starve
+/// the server under test, which runs on that pool in this process.
+func runProgram(_ executable: String, _ arguments: [String], in directory: URL? = nil) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
     try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
+    return await withCheckedContinuation { continuation in
+        Thread {
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            continuation.resume(returning: (process.terminationStatus, output))
+        }.start()
+    }
 }

@@ -20,7 +20,7 @@ struct ThirdPartyClientTests {
             let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["system/patients.read"], extra: ["organizationId": clinic.id])
 
             let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/authlib_client.py").path
-            let (status, output) = try runProgram(
+            let (status, output) = try await runProgram(
                 "/usr/bin/env", ["python3", script, s.base, s.server.issuer, dev.token, app.id, clinic.id, client.id, client.secret])
             try #require(status == 0, "authlib_client.py failed: \(output)")
             let line = try #require(output.split(separator: "\n").last)

@@ -238,7 +238,7 @@ struct ManagementRoutes: Sendable {
         let principal = try await principal(request, allowed: [.developer])
         let app = try await ownApp(principal, try context.parameters.require("appId"))
         var request = request
-        let body = try await JSONInput(&request, allowed: ["scopes", "grantTypes", "credentialType", "organizationId", "redirectUris", "jwks"])
+        let body = try await JSONInput(&request, allowed: ["scopes", "grantTypes", "credentialType", "organizationId", "redirectUris", "jwks", "jwksUri"])
         if body.has("redirectUris") {
             throw APIError.badRequest("field \"redirectUris\" is not supported yet (client_credentials only)")
         }
@@ -252,6 +252,14 @@ struct ManagementRoutes: Sendable {
                   (try? await JWTKeyCollection().add(jwksJSON: text)) != nil
             else { throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set with usable RSA or EC keys, each with a kid") }
             jwks = text
+        }
+        // …or a URL where the client publishes them (fetched and cached; see ClientKeySets).
+        let jwksURI = try body.string("jwksUri", max: 2048, required: false)
+        if let jwksURI {
+            guard jwks == nil else { throw APIError.badRequest("give \"jwks\" or \"jwksUri\", not both") }
+            guard Self.isAcceptableJWKSURL(jwksURI) else {
+                throw APIError.badRequest("field \"jwksUri\" must be an https URL (http only on a loopback host), without user, query or fragment")
+            }
         }
         let grantTypes = try body.stringArray("grantTypes")!
         guard !grantTypes.isEmpty, grantTypes.allSatisfy({ $0 == "client_credentials" }) else {
@@ -272,13 +280,22 @@ struct ManagementRoutes: Sendable {
         }
         let (client, secret) = try await OAuthStore(grants: grants).createClient(
             appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
-            withSecret: jwks == nil, jwks: jwks)
+            withSecret: jwks == nil && jwksURI == nil, jwks: jwks, jwksURI: jwksURI)
         return JSONResponse.make([
             "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(app.id),
             "credentialType": .string(client.credentialType), "grantTypes": .array(grantTypes.map { .string($0) }),
             "scopes": .array(scopes.map { .string($0) }), "organizationId": .optional(organization),
-            "tokenEndpointAuthMethod": .string(jwks == nil ? "client_secret_basic" : "private_key_jwt"),
+            "jwksUri": .optional(jwksURI),
+            "tokenEndpointAuthMethod": .string(jwks == nil && jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
         ] as JSONValue, status: .created)
+    }
+
+    /// Keys are fetched from this URL, so it must be https, except on the loopback interface.
+    static func isAcceptableJWKSURL(_ text: String) -> Bool {
+        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty,
+              url.user == nil, url.query == nil, url.fragment == nil
+        else { return false }
+        return scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host))
     }
 
     func ownKey(_ principal: Principal, _ keyID: String) async throws -> APIKeyRecord {

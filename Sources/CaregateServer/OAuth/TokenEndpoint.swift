@@ -13,6 +13,8 @@ struct TokenEndpoint: Sendable {
     let oauth: OAuthStore
     let tokens: TokenService
     let catalogs: [String: CompiledCatalog]
+    /// JWK Sets of clients registered with a `jwksUri`.
+    let keySets: ClientKeySets
     /// Called after a revocation (drops cached credentials on this instance at once).
     let onRevoke: @Sendable () -> Void
 
@@ -148,10 +150,26 @@ struct TokenEndpoint: Sendable {
         }
         guard let header = TokenService.header(of: assertion) else { throw refuse("the assertion is not a JWT") }
         guard let alg = header["alg"] as? String, alg == "RS384" || alg == "ES384" else { throw refuse("the assertion must be signed with RS384 or ES384") }
-        guard header["kid"] is String else { throw refuse("the assertion header needs a kid") }
+        guard let kid = header["kid"] as? String else { throw refuse("the assertion header needs a kid") }
         guard let payload = TokenService.segment(1, of: assertion), let unverified = try? JSONDecoder().decode(AssertionPeek.self, from: payload),
-              let client = try await oauth.client(unverified.iss), client.revokedAt == nil, let jwks = client.jwks
+              let client = try await oauth.client(unverified.iss), client.revokedAt == nil
         else { throw refuse("unknown client") }
+        // The keys: registered inline, or fetched from the registered URL — never from a URL
+        // the assertion names (`jku` must be that registered URL).
+        let jwks: String
+        if let inline = client.jwks {
+            guard header["jku"] == nil else { throw refuse("jku is not allowed: this client registered its keys inline") }
+            jwks = inline
+        } else if let url = client.jwksURI {
+            if let jku = header["jku"] { guard jku as? String == url else { throw refuse("jku must be the registered JWKS URL") } }
+            do {
+                jwks = try await keySets.keySet(url: url, kid: kid)
+            } catch {
+                throw refuse("\(error)")
+            }
+        } else {
+            throw refuse("this client has no registered keys (it authenticates with its secret)")
+        }
         if let id = form["client_id"], id != client.clientID { throw OAuthError(error: "invalid_request", description: "client_id differs from the assertion's issuer") }
         let keys = JWTKeyCollection()
         guard (try? await keys.add(jwksJSON: jwks)) != nil,

@@ -1,0 +1,102 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Synchronization
+
+/// The JWK Sets that OAuth clients publish at a URL (SMART backend services, `jwksUri`),
+/// for `private_key_jwt`. A set is fetched with a timeout and a size limit and cached for
+/// its `Cache-Control: max-age` (kept between 5 minutes and an hour; 5 minutes without
+/// one). An assertion signed with a `kid` the cached set lacks triggers one refetch, at
+/// most every 30 s per URL, so a client that rotated its keys is picked up at once while a
+/// flood of unknown kids is not a flood of fetches. When a fetch fails, the last good set
+/// is used until it is an hour old.
+final class ClientKeySets: Sendable {
+    struct FetchError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private struct Entry {
+        var json: String
+        var kids: Set<String>
+        var fetchedAt: ContinuousClock.Instant
+        var maxAge: Duration
+    }
+
+    static let maxBytes = 64 * 1024
+    static let timeout: TimeAmount = .seconds(5)
+    static let defaultMaxAge: Duration = .seconds(300)
+    static let staleLimit: Duration = .seconds(3600)
+
+    private let client: HTTPClient
+    /// Unknown-kid refetches of one URL happen at most this often.
+    let minimumRefetchInterval: Duration
+    private let entries = Mutex<[String: Entry]>([:])
+    /// How many fetches were made (tests check the caching policy with it).
+    private let fetches = Mutex(0)
+
+    init(client: HTTPClient, minimumRefetchInterval: Duration = .seconds(30)) {
+        self.client = client
+        self.minimumRefetchInterval = minimumRefetchInterval
+    }
+
+    var fetchCount: Int { fetches.withLock { $0 } }
+
+    /// The JWKS JSON published at `url` that should hold `kid`.
+    func keySet(url: String, kid: String) async throws -> String {
+        let now = ContinuousClock.now
+        let cached = entries.withLock { $0[url] }
+        if let cached {
+            let fresh = now - cached.fetchedAt < cached.maxAge
+            if fresh && cached.kids.contains(kid) { return cached.json }
+            // Fresh but without this kid: refetch, unless we just did.
+            if fresh && now - cached.fetchedAt < minimumRefetchInterval { return cached.json }
+        }
+        do {
+            let entry = try await fetch(url)
+            entries.withLock { $0[url] = entry }
+            return entry.json
+        } catch {
+            if let cached, now - cached.fetchedAt < Self.staleLimit { return cached.json }
+            throw error
+        }
+    }
+
+    private func fetch(_ url: String) async throws -> Entry {
+        fetches.withLock { $0 += 1 }
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/json")
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: Self.timeout)
+        } catch {
+            throw FetchError(description: "cannot fetch the client's JWKS from \(url)")
+        }
+        guard response.status == .ok else {
+            throw FetchError(description: "the client's JWKS URL answered \(response.status.code)")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await response.body.collect(upTo: Self.maxBytes)
+        } catch {
+            throw FetchError(description: "the client's JWKS is larger than \(Self.maxBytes) bytes")
+        }
+        let json = String(buffer: body)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], let keys = object["keys"] as? [[String: Any]]
+        else { throw FetchError(description: "the client's JWKS URL did not answer a JSON Web Key Set") }
+        return Entry(
+            json: json, kids: Set(keys.compactMap { $0["kid"] as? String }), fetchedAt: .now,
+            maxAge: Self.maxAge(response.headers.first(name: "cache-control")))
+    }
+
+    /// `max-age` of a Cache-Control header, kept between 5 minutes and an hour.
+    static func maxAge(_ cacheControl: String?) -> Duration {
+        guard let cacheControl else { return defaultMaxAge }
+        for directive in cacheControl.split(separator: ",") {
+            let parts = directive.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "max-age", let seconds = Int(parts[1]) {
+                return .seconds(min(max(seconds, 300), 3600))
+            }
+        }
+        return defaultMaxAge
+    }
+}
