@@ -23,6 +23,8 @@ public struct ServerOptions: Sendable {
     public var issuer: String?
     /// How often each instance looks for grant-chain changes made by other instances.
     public var changePollInterval: Duration = .milliseconds(250)
+    /// The algorithm of token-signing keys generated from now on (at first start and on rotation).
+    public var tokenAlgorithm: TokenAlgorithm = .es256
     /// A client JWKS URL is refetched for an unknown `kid` at most this often.
     public var jwksRefetchInterval: Duration = .seconds(30)
     /// Gateway mode: surfaces enforced here and forwarded to these upstreams.
@@ -83,7 +85,8 @@ public final class CaregateServer: Sendable {
         self.database = database
         clinic = ClinicStore(database: database)
         do {
-            tokens = try await TokenService(oauth: OAuthStore(grants: grants), issuer: options.issuer ?? "http://\(options.host):\(options.port)")
+            tokens = try await TokenService(
+                oauth: OAuthStore(grants: grants), issuer: options.issuer ?? "http://\(options.host):\(options.port)", algorithm: options.tokenAlgorithm)
         } catch {
             await database.shutdown()
             throw error
@@ -158,9 +161,9 @@ public final class CaregateServer: Sendable {
         router.post("oauth2/introspect") { request, context in try await tokenEndpoint.introspect(request, context) }
         router.post("oauth2/revoke") { request, context in try await tokenEndpoint.revoke(request, context) }
         router.post("api/2.0/oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
-        let jwks = tokens.jwks.serialized()
+        let tokens = self.tokens
         router.get(".well-known/jwks.json") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: jwks)))
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: tokens.current.jwks)))
         }
         let issuer = tokens.issuer
         let metadata: JSONValue = [
@@ -172,7 +175,7 @@ public final class CaregateServer: Sendable {
         ]
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(metadata) }
         ManagementRoutes(
-            grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache,
+            grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache, tokens: tokens,
             catalogs: Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
         ).register(on: router)
         return router
@@ -201,6 +204,7 @@ public final class CaregateServer: Sendable {
             logger: logger)
         let grants = self.grants
         let cache = self.cache
+        let tokens = self.tokens
         let lastGeneration = Mutex<Int64>(-1)
         let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
             let generation = try await grants.generation()
@@ -208,7 +212,10 @@ public final class CaregateServer: Sendable {
                 defer { last = generation }
                 return last != generation
             }
-            if changed { cache.invalidateAll() }
+            if changed {
+                cache.invalidateAll()
+                try await tokens.reload()
+            }
         }
         let clinic = self.clinic
         let outbox = PollingService(name: "email outbox", interval: .seconds(1), logger: logger) {

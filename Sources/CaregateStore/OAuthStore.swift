@@ -22,6 +22,14 @@ public struct OAuthClientRecord: Sendable, Equatable {
 
 /// A token-signing key (the private key as PEM; only the public part is ever published).
 public struct SigningKeyRecord: Sendable, Equatable {
+    public init(kid: String, algorithm: String, privatePEM: String, createdAt: Int64, retiredAt: Int64?) {
+        self.kid = kid
+        self.algorithm = algorithm
+        self.privatePEM = privatePEM
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+    }
+
     public var kid: String
     public var algorithm: String
     public var privatePEM: String
@@ -83,26 +91,43 @@ public struct OAuthStore: Sendable {
         }
     }
 
-    /// The signing keys, newest first; `generate` makes one (as PEM) when there is none yet.
-    /// Several instances starting at once agree: the first insert wins, all read it back.
-    public func signingKeys(generate: @Sendable () -> (kid: String, pem: String)) async throws -> [SigningKeyRecord] {
-        func load() async throws -> [SigningKeyRecord] {
-            try await sql.raw("SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid").all().map { row in
-                SigningKeyRecord(
-                    kid: try row.decode(column: "kid", as: String.self), algorithm: try row.decode(column: "algorithm", as: String.self),
-                    privatePEM: try row.decode(column: "private_pem", as: String.self), createdAt: try row.decode(column: "created_at", as: Int64.self),
-                    retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
-            }
+    /// Every signing key, newest first.
+    public func allSigningKeys() async throws -> [SigningKeyRecord] {
+        try await sql.raw("SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid").all().map { row in
+            SigningKeyRecord(
+                kid: try row.decode(column: "kid", as: String.self), algorithm: try row.decode(column: "algorithm", as: String.self),
+                privatePEM: try row.decode(column: "private_pem", as: String.self), createdAt: try row.decode(column: "created_at", as: Int64.self),
+                retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
         }
-        let existing = try await load()
+    }
+
+    /// The signing keys, newest first; `generate` makes one when there is none yet.
+    /// Several instances starting at once agree: the first insert wins, all read it back.
+    public func signingKeys(generate: @Sendable () throws -> SigningKeyRecord) async throws -> [SigningKeyRecord] {
+        let existing = try await allSigningKeys()
         if !existing.isEmpty { return existing }
-        let key = generate()
+        let key = try generate()
         try await grants.database.transaction { db in
             if try await db.raw("SELECT kid FROM signing_keys").first() == nil {
-                try await db.raw("INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: key.kid), 'ES256', \(bind: key.pem), \(bind: Clock.millis()))").run()
+                try await insert(key, db)
             }
         }
-        return try await load()
+        return try await allSigningKeys()
+    }
+
+    /// Retires every current signing key and adds `key`; other instances reload on the change.
+    public func rotateSigningKey(to key: SigningKeyRecord) async throws {
+        try await grants.database.transaction { db in
+            try await db.raw("UPDATE signing_keys SET retired_at = \(bind: Clock.millis()) WHERE retired_at IS NULL").run()
+            try await insert(key, db)
+            try await grants.bump(db)
+        }
+    }
+
+    private func insert(_ key: SigningKeyRecord, _ db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: key.kid), \(bind: key.algorithm), \(bind: key.privatePEM), \(bind: key.createdAt))
+            """).run()
     }
 
     public func revoke(jti: String, expiresAt: Int64) async throws {

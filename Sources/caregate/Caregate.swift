@@ -133,6 +133,7 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "Issuer (iss) of access tokens: the server's public URL (default $CAREGATE_ISSUER, else http://<host>:<port>).")
     var issuer: String?
+    @Option(help: "Algorithm of token-signing keys generated from now on: ES256 or RS256.") var tokenAlgorithm = "ES256"
     @Option(name: .customLong("upstream"), help: ArgumentHelp(
         "Gateway mode: enforce a surface and forward it to an upstream (repeatable).", valueName: "SURFACE=URL"))
     var upstreams: [String] = []
@@ -150,6 +151,10 @@ struct ServerArguments: ParsableArguments {
         options.adminToken = environment["CAREGATE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         options.secret = environment["CAREGATE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         options.issuer = issuer ?? environment["CAREGATE_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let algorithm = TokenAlgorithm(rawValue: tokenAlgorithm.uppercased()) else {
+            throw ValidationError("--token-algorithm must be ES256 or RS256")
+        }
+        options.tokenAlgorithm = algorithm
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

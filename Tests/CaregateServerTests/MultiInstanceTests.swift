@@ -24,6 +24,18 @@ struct MultiInstanceTests {
         // The key is revoked on instance A: B refuses it within a second.
         try expectStatus(try await a.request("DELETE", "/manage/keys/\(key.id)", token: dev.token), 204)
         #expect(try await Self.within(.seconds(1)) { try await b.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 401 })
+
+        // The token-signing key is rotated on instance A: within a second B publishes the new
+        // key and signs with it.
+        let rotated = try await a.request("POST", "/manage/signing-keys/rotate", token: a.operatorToken)
+        try expectStatus(rotated, 201)
+        let newKid = rotated.json!.string("kid")
+        #expect(try await Self.within(.seconds(1)) { try await b.request("GET", "/.well-known/jwks.json").text.contains(newKid) })
+        let client = try await OAuthTests.client(a, dev: dev.token, app: app.id, scopes: ["read:patients"])
+        let token = try await OAuthTests.form(b, "grant_type=client_credentials", basic: (client.id, client.secret)).json!.string("access_token")
+        let header = try #require(String(token.split(separator: ".")[0]).base64URLDecodedJSON)
+        #expect(header["kid"] as? String == newKid)
+        #expect(try await a.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
         await a.stop()
         await b.stop()
     }
@@ -36,5 +48,14 @@ struct MultiInstanceTests {
             try await Task.sleep(for: .milliseconds(20))
         }
         return try await condition()
+    }
+}
+
+extension String {
+    /// A base64url-encoded JSON object (a JWT segment), decoded.
+    var base64URLDecodedJSON: [String: Any]? {
+        var text = replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while text.count % 4 != 0 { text += "=" }
+        return Data(base64Encoded: text).flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] }
     }
 }

@@ -1,3 +1,4 @@
+import CaregateServer
 import Foundation
 import Testing
 
@@ -121,15 +122,18 @@ struct OAuthTests {
         }
     }
 
-    @Test("tokens verify against /.well-known/jwks.json with an independent JWT library (joserfc)")
-    func jwks() async throws {
-        try await withServer(.sqlite) { s in
+    @Test("tokens verify against /.well-known/jwks.json with an independent JWT library (joserfc), before and after a key rotation",
+          arguments: TokenAlgorithm.allCases)
+    func jwks(_ algorithm: TokenAlgorithm) async throws {
+        try await withServer(.sqlite, configure: { $0.tokenAlgorithm = algorithm }) { s in
             let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1)
             let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            _ = try await s.install(app: app.id, clinic: clinic)
             let client = try await Self.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
-            let token = try await Self.form(s, "grant_type=client_credentials", basic: (client.id, client.secret)).json!.string("access_token")
-            let keys = try await s.request("GET", "/.well-known/jwks.json")
-            try expectStatus(keys, 200)
+            func issue() async throws -> String {
+                try await Self.form(s, "grant_type=client_credentials", basic: (client.id, client.secret)).json!.string("access_token")
+            }
             let metadata = try await s.request("GET", "/.well-known/oauth-authorization-server")
             #expect(metadata.json?.string("token_endpoint") == metadata.json!.string("issuer") + "/oauth2/token")
             let script = """
@@ -137,15 +141,42 @@ struct OAuthTests {
             from joserfc import jwt
             from joserfc.jwk import KeySet
             keys = KeySet.import_key_set(json.loads(sys.argv[1]))
-            token = jwt.decode(sys.argv[2], keys, algorithms=["ES256"])
-            print(json.dumps({"typ": token.header.get("typ"), "sub": token.claims["sub"], "scope": token.claims["scope"], "aud": token.claims["aud"]}))
+            out = []
+            for token in sys.argv[2:]:
+                t = jwt.decode(token, keys, algorithms=["ES256", "RS256"])
+                out.append({"alg": t.header["alg"], "kid": t.header["kid"], "typ": t.header.get("typ"), "sub": t.claims["sub"], "scope": t.claims["scope"]})
+            print(json.dumps(out))
             """
-            let (status, output) = try await runProgram("/usr/bin/env", ["python3", "-c", script, keys.text, token])
-            #expect(status == 0, "joserfc: \(output)")
-            let decoded = (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any]
-            #expect(decoded?["typ"] as? String == "at+jwt")
-            #expect(decoded?["sub"] as? String == client.id)
-            #expect(decoded?["scope"] as? String == "read:patients")
+            func verify(_ tokens: [String]) async throws -> [[String: Any]] {
+                let keys = try await s.request("GET", "/.well-known/jwks.json")
+                try expectStatus(keys, 200)
+                let (status, output) = try await runProgram("/usr/bin/env", ["python3", "-c", script, keys.text] + tokens)
+                #expect(status == 0, "joserfc: \(output)")
+                return (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [[String: Any]] ?? []
+            }
+
+            let first = try await issue()
+            let before = try await verify([first])
+            #expect(before.first?["alg"] as? String == algorithm.rawValue)
+            #expect(before.first?["typ"] as? String == "at+jwt" && before.first?["sub"] as? String == client.id)
+            #expect(before.first?["scope"] as? String == "read:patients")
+
+            // Rotation (operator only): new tokens use the new key; the old key stays published
+            // and its tokens keep working until they expire.
+            #expect(try await s.request("POST", "/manage/signing-keys/rotate", token: dev.token).status == 403)
+            let rotated = try await s.request("POST", "/manage/signing-keys/rotate", token: s.operatorToken)
+            try expectStatus(rotated, 201)
+            #expect(rotated.json?.string("retired") == before.first?["kid"] as? String)
+            let second = try await issue()
+            let after = try await verify([first, second])
+            #expect(after.count == 2)
+            #expect(after.last?["kid"] as? String == rotated.json?.string("kid"))
+            #expect(after.first?["kid"] as? String != after.last?["kid"] as? String)
+            #expect(try await s.status("GET", "/v3/patients", key: first, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: second, clinic: clinic) == 200)
+            let listed = try await s.request("GET", "/manage/signing-keys", token: s.operatorToken)
+            #expect(listed.json?.array("data").count == 2)
+            #expect(listed.json?.array("data").filter { $0["signing"] as? Bool == true }.map { $0.string("kid") } == [rotated.json!.string("kid")])
         }
     }
 }

@@ -12,6 +12,7 @@ struct ManagementRoutes: Sendable {
     let audit: AuditStore
     let auditWriter: AuditWriter
     let cache: CredentialCache
+    let tokens: TokenService
     let catalogs: [String: CompiledCatalog]
 
     /// Every management route, as registered (the OpenAPI document is checked against this).
@@ -22,6 +23,7 @@ struct ManagementRoutes: Sendable {
         (.post, "/manage/keys/{keyId}/rotate"), (.delete, "/manage/keys/{keyId}"),
         (.post, "/manage/installations"), (.get, "/manage/installations/{id}"), (.post, "/manage/installations/{id}/approve"),
         (.delete, "/manage/installations/{id}"), (.get, "/manage/audit"),
+        (.get, "/manage/signing-keys"), (.post, "/manage/signing-keys/rotate"),
     ]
 
     func register(on router: Router<CaregateContext>) {
@@ -42,6 +44,30 @@ struct ManagementRoutes: Sendable {
         group.post("installations/:id/approve") { request, context in try await self.approve(request, context) }
         group.delete("installations/:id") { request, context in try await self.uninstall(request, context) }
         group.get("audit") { request, context in try await self.auditPage(request, context) }
+        group.get("signing-keys") { request, context in try await self.signingKeys(request, context) }
+        group.post("signing-keys/rotate") { request, context in try await self.rotateSigningKey(request, context) }
+    }
+
+    // MARK: Token-signing keys (operator)
+
+    /// The published keys: the one that signs, and retired ones still verifying unexpired tokens.
+    func signingKeys(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator])
+        let current = tokens.current
+        let keys: [JSONValue] = current.algorithms.keys.sorted().map { kid in
+            ["kid": .string(kid), "algorithm": .string(current.algorithms[kid]!), "signing": .bool(kid == current.kid)]
+        }
+        return JSONResponse.make(["code": "success", "data": .array(keys)] as JSONValue)
+    }
+
+    /// Retires the signing key and signs with a new one; the old public key stays published
+    /// until the tokens it signed have expired.
+    func rotateSigningKey(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator])
+        let previous = tokens.current.kid
+        let key = try await tokens.rotate()
+        return JSONResponse.make(
+            ["kid": .string(key.kid), "algorithm": .string(key.algorithm), "retired": .string(previous)] as JSONValue, status: .created)
     }
 
     // MARK: Authentication

@@ -1,7 +1,26 @@
 import CaregateStore
+import CryptoExtras
 import Foundation
 import JWTKit
 import Synchronization
+
+enum TokenKeyError: Error, CustomStringConvertible {
+    case noSigningKey
+    case unknownAlgorithm(String)
+
+    var description: String {
+        switch self {
+        case .noSigningKey: "no token-signing key in the database"
+        case .unknownAlgorithm(let name): "a token-signing key uses an unknown algorithm \(name)"
+        }
+    }
+}
+
+extension Data {
+    var base64URLEncoded: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+}
 
 /// Claims of a Caregate access token (RFC 9068).
 struct AccessTokenClaims: JWTPayload, Equatable {
@@ -22,40 +41,105 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     }
 }
 
-/// Signs and verifies access tokens with the server's ES256 key (generated at first start,
-/// kept in the database so that every instance signs with the same key).
+/// The algorithm of the token-signing keys the server generates.
+public enum TokenAlgorithm: String, Sendable, CaseIterable {
+    case es256 = "ES256"
+    case rs256 = "RS256"
+}
+
+/// Signs and verifies access tokens. The signing keys live in the database so that every
+/// instance signs with the same key: one is generated at first start (ES256 by default,
+/// RS256 on request); a rotation retires it and signs with a new one, and a retired key
+/// stays published at `/.well-known/jwks.json` (and keeps verifying) until every token it
+/// signed has expired. Instances pick a rotation up with the other grant-chain changes.
 final class TokenService: Sendable {
     static let audience = "caregate"
     static let lifetime: Int64 = 3600
 
+    struct Published: Sendable {
+        /// The key that signs new tokens.
+        var kid: String
+        /// kid → algorithm of every key that may still verify a token.
+        var algorithms: [String: String]
+        /// `/.well-known/jwks.json`.
+        var jwks: [UInt8]
+    }
+
     let issuer: String
-    let keys: JWTKeyCollection
-    let kid: String
-    /// `/.well-known/jwks.json`: every key's public part.
-    let jwks: JSONValue
+    let algorithm: TokenAlgorithm
+    private let oauth: OAuthStore
+    private let keys = JWTKeyCollection()
+    private let published: Mutex<Published>
     /// Tokens whose signature was already checked, so that the hot path verifies each token
     /// once (expiry is still checked on every use). Bounded; emptied when full.
     private let verified = Mutex<[String: AccessTokenClaims]>([:])
     static let verifiedCapacity = 50_000
 
-    init(oauth: OAuthStore, issuer: String) async throws {
-        let records = try await oauth.signingKeys {
-            let key = ES256PrivateKey()
-            return ("es256-" + Secrets.randomHex(bytes: 8), key.pemRepresentation)
-        }
+    init(oauth: OAuthStore, issuer: String, algorithm: TokenAlgorithm = .es256) async throws {
+        self.oauth = oauth
         self.issuer = issuer
-        keys = JWTKeyCollection()
-        var published: [JSONValue] = []
-        for record in records {
-            let key = try ES256PrivateKey(pem: record.privatePEM)
-            await keys.add(ecdsa: key, kid: JWKIdentifier(string: record.kid))
-            if let parameters = key.parameters {
-                published.append(["kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": .string(record.kid),
-                                  "x": .string(parameters.x), "y": .string(parameters.y)])
-            }
+        self.algorithm = algorithm
+        published = Mutex(Published(kid: "", algorithms: [:], jwks: []))
+        let records = try await oauth.signingKeys { try Self.generate(algorithm) }
+        try await load(records)
+    }
+
+    /// The current signing key's id and every published public key.
+    var current: Published { published.withLock { $0 } }
+
+    /// A new private key as PEM.
+    static func generate(_ algorithm: TokenAlgorithm) throws -> SigningKeyRecord {
+        let pem: String = switch algorithm {
+        case .es256: ES256PrivateKey().pemRepresentation
+        case .rs256: try Insecure.RSA.PrivateKey(backing: _RSA.Signing.PrivateKey(keySize: .bits2048)).pemRepresentation
         }
-        kid = records[0].kid
-        jwks = ["keys": .array(published)]
+        return SigningKeyRecord(
+            kid: algorithm.rawValue.lowercased() + "-" + Secrets.randomHex(bytes: 8), algorithm: algorithm.rawValue, privatePEM: pem,
+            createdAt: Clock.millis(), retiredAt: nil)
+    }
+
+    /// Retires the signing key and signs with a new one (of the configured algorithm).
+    func rotate() async throws -> SigningKeyRecord {
+        let key = try Self.generate(algorithm)
+        try await oauth.rotateSigningKey(to: key)
+        try await reload()
+        return key
+    }
+
+    /// Reads the keys again (another instance may have rotated).
+    func reload() async throws {
+        try await load(try await oauth.allSigningKeys())
+    }
+
+    private func load(_ records: [SigningKeyRecord]) async throws {
+        let now = Clock.millis()
+        // A retired key verifies (and is published) until its last token has expired.
+        let live = records.filter { record in record.retiredAt.map { $0 + (Self.lifetime + 60) * 1000 > now } ?? true }
+        guard let signing = live.first(where: { $0.retiredAt == nil }) else { throw TokenKeyError.noSigningKey }
+        var algorithms: [String: String] = [:]
+        var publicKeys: [JSONValue] = []
+        for record in live {
+            let kid = JWKIdentifier(string: record.kid)
+            switch record.algorithm {
+            case TokenAlgorithm.es256.rawValue:
+                let key = try ES256PrivateKey(pem: record.privatePEM)
+                await keys.add(ecdsa: key, kid: kid)
+                guard let parameters = key.parameters else { continue }
+                publicKeys.append(["kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": .string(record.kid),
+                                   "x": .string(parameters.x), "y": .string(parameters.y)])
+            case TokenAlgorithm.rs256.rawValue:
+                let key = try Insecure.RSA.PrivateKey(pem: record.privatePEM)
+                await keys.add(rsa: key, digestAlgorithm: .sha256, kid: kid)
+                let (modulus, exponent) = try key.publicKey.getKeyPrimitives()
+                publicKeys.append(["kty": "RSA", "use": "sig", "alg": "RS256", "kid": .string(record.kid),
+                                   "n": .string(modulus.base64URLEncoded), "e": .string(exponent.base64URLEncoded)])
+            default:
+                throw TokenKeyError.unknownAlgorithm(record.algorithm)
+            }
+            algorithms[record.kid] = record.algorithm
+        }
+        let state = Published(kid: signing.kid, algorithms: algorithms, jwks: (["keys": .array(publicKeys)] as JSONValue).serialized())
+        published.withLock { $0 = state }
     }
 
     func issue(clientID: String, scope: String, organizationID: String?) async throws -> (token: String, claims: AccessTokenClaims) {
@@ -67,7 +151,7 @@ final class TokenService: Sendable {
             jti: .init(value: "at_" + Secrets.randomHex(bytes: 16)), client_id: clientID, scope: scope, org: organizationID)
         var header = JWTHeader()
         header.typ = "at+jwt"
-        let token = try await keys.sign(claims, kid: JWKIdentifier(string: kid), header: header)
+        let token = try await keys.sign(claims, kid: JWKIdentifier(string: current.kid), header: header)
         return (token, claims)
     }
 
@@ -85,8 +169,9 @@ final class TokenService: Sendable {
     }
 
     private func verifySignature(_ token: String) async -> AccessTokenClaims? {
-        guard token.utf8.count <= 4096, let header = Self.header(of: token),
-              header["typ"] as? String == "at+jwt", header["alg"] as? String == "ES256"
+        // Only our own kinds of keys, each with its own algorithm (never `none`, never HS*).
+        guard token.utf8.count <= 4096, let header = Self.header(of: token), header["typ"] as? String == "at+jwt",
+              let kid = header["kid"] as? String, let alg = header["alg"] as? String, current.algorithms[kid] == alg
         else { return nil }
         guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self), claims.iss.value == issuer else { return nil }
         return claims

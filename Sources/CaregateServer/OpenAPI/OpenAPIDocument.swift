@@ -139,13 +139,15 @@ enum OpenAPIDocument {
         "POST /manage/apps/{appId}/versions": "Add an app version {scopes}; it becomes live (developer)",
         "POST /manage/apps/{appId}/keys": "Create an API key {name, environment, scopes?, expiresAt?}; the key is shown once (developer)",
         "GET /manage/apps/{appId}/keys": "List an app's keys, masked (developer)",
-        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?, jwks?}; the secret (no jwks) is shown once (developer)",
+        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?, jwks? or jwksUri?}; the secret (no keys) is shown once (developer)",
         "POST /manage/keys/{keyId}/rotate": "Rotate a key {graceSeconds?}; the old key stops after the grace (developer)",
         "DELETE /manage/keys/{keyId}": "Revoke a key at once (developer)",
         "POST /manage/installations": "Install an app {appId, scopes?} (clinic admin)",
         "GET /manage/installations/{id}": "Get an installation with the live version's scopes (clinic admin)",
         "POST /manage/installations/{id}/approve": "Re-approve against the live version {scopes} (clinic admin)",
         "DELETE /manage/installations/{id}": "Uninstall: every credential loses this clinic at once (clinic admin)",
+        "GET /manage/signing-keys": "Token-signing keys still published, and which one signs (operator)",
+        "POST /manage/signing-keys/rotate": "Rotate the token-signing key; the old public key stays published until its tokens expire (operator)",
         "GET /manage/audit": "Audit log ?organizationId&appId&decision&limit&cursor (operator; clinic admin: own clinic)",
     ]
 }
