@@ -174,6 +174,20 @@ public final class CaregateServer: Sendable {
             "response_types_supported": [], "scopes_supported": .array(Array(Set(catalogs.flatMap { $0.scopes.map(\.name) })).sorted().map { .string($0) }),
         ]
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(metadata) }
+        // SMART App Launch 2.x discovery, for what is offered today: backend services
+        // (client_credentials with an asymmetric or symmetric client) and v1/v2 scopes.
+        let smart: JSONValue = [
+            "issuer": .string(issuer), "jwks_uri": .string(issuer + "/.well-known/jwks.json"), "token_endpoint": .string(issuer + "/oauth2/token"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "introspection_endpoint": .string(issuer + "/oauth2/introspect"), "revocation_endpoint": .string(issuer + "/oauth2/revoke"),
+            "scopes_supported": .array(Array(Set(catalogs.flatMap { $0.scopes.map(\.name) }.filter { $0.contains("/") })).sorted().map { .string($0) }),
+            "response_types_supported": [],
+            "capabilities": ["client-confidential-asymmetric", "client-confidential-symmetric", "permission-v1", "permission-v2"],
+            "code_challenge_methods_supported": ["S256"],
+        ]
+        router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(smart) }
         ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache, tokens: tokens,
             catalogs: Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })

@@ -136,6 +136,15 @@ struct OAuthTests {
             }
             let metadata = try await s.request("GET", "/.well-known/oauth-authorization-server")
             #expect(metadata.json?.string("token_endpoint") == metadata.json!.string("issuer") + "/oauth2/token")
+            // SMART discovery: the required fields, absolute URLs, S256 and never plain.
+            let smart = try #require(try await s.request("GET", "/.well-known/smart-configuration").json)
+            #expect(smart.string("token_endpoint") == metadata.json!.string("token_endpoint"))
+            #expect(smart.string("jwks_uri").hasPrefix("http") && smart.strings("grant_types_supported") == ["client_credentials"])
+            #expect(smart.strings("code_challenge_methods_supported") == ["S256"])
+            #expect(smart.strings("token_endpoint_auth_methods_supported").contains("private_key_jwt"))
+            #expect(Set(smart.strings("token_endpoint_auth_signing_alg_values_supported")) == ["RS384", "ES384"])
+            #expect(smart.strings("capabilities").contains("client-confidential-asymmetric"))
+            #expect(smart.strings("scopes_supported").contains("system/patients.read"))
             let script = """
             import json, sys
             from joserfc import jwt

@@ -21,7 +21,8 @@ enum OpenAPIDocument {
 
         for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (database reachable)"), ("/metrics", "Prometheus metrics"),
                                 ("/openapi.json", "This document"), ("/.well-known/jwks.json", "Public keys of the access-token signer"),
-                                ("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)")] {
+                                ("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)"),
+                                ("/.well-known/smart-configuration", "SMART on FHIR configuration (backend services)")] {
             add("get", path, ["summary": .string(summary), "security": [], "responses": ["200": ["description": "OK"]]])
         }
         for path in ["/oauth2/token", "/api/2.0/oauth2/token"] {
