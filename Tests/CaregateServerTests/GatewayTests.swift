@@ -148,6 +148,11 @@ struct GatewayTests {
                 let reply = try await s.request(method, path, token: token)
                 #expect(reply.status == 200 && Echoed(reply)?.path == path, "apiv2: \(method) \(path) → \(reply.status)")
             }
+            // Paths that could mean something else upstream are refused, never forwarded.
+            for tricky in ["/api/2.0/patients/%2E%2E/allergies/", "/api/2.0/patients/1%2F..%2F..%2Fallergies", "/api/2.0/patients/./1"] {
+                let reply = try await s.request("GET", tricky, token: token)
+                #expect(reply.status == 400 && reply.json?.string("code") == "bad_request", "\(tricky) → \(reply.status)")
+            }
             // The refusals of seed 004 at the token endpoint.
             for (scope, named) in [("apiv2+system/patients.read", "apiv2"), ("system/zz_unknown.read", "system/zz_unknown.read")] {
                 let refused = try await Self.token(s, client: client, scope: scope)
