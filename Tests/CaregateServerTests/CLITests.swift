@@ -3,11 +3,7 @@ import Testing
 
 /// Runs the built `caregate` executable, as a user would.
 func caregate(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate")
-    let candidates = [binary, repositoryRoot.appendingPathComponent(".build/debug/caregate")]
-    guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: binary.path])
-    }
+    let executable = try builtProduct("caregate")
     return try await runProgram(executable.path, arguments, in: repositoryRoot)
 }
 

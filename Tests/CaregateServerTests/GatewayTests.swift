@@ -10,26 +10,11 @@ final class EchoUpstream: Sendable {
     private let process: Mutex<Process?>
 
     init() throws {
-        let built = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate-echo-upstream")
-        let candidates = [built, repositoryRoot.appendingPathComponent(".build/debug/caregate-echo-upstream")]
-        guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw TestSetupError("caregate-echo-upstream is not built (swift build --build-tests builds it)")
-        }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["--port", "0"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        var output = ""
-        while !output.contains("\n") {
-            let data = pipe.fileHandleForReading.availableData
-            guard !data.isEmpty else { throw TestSetupError("echo upstream exited: \(output)") }
-            output += String(decoding: data, as: UTF8.self)
-        }
-        guard let line = output.split(separator: "\n").first, line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
-            process.terminate()
-            throw TestSetupError("echo upstream said \(output)")
+        let executable = try builtProduct("caregate-echo-upstream")
+        let (process, line) = try startHelper(executable, ["--port", "0"])
+        guard line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
+            stopHelper(process)
+            throw TestSetupError("echo upstream said \(line)")
         }
         self.port = port
         self.process = Mutex(process)
@@ -39,8 +24,7 @@ final class EchoUpstream: Sendable {
 
     func stop() {
         process.withLock { process in
-            process?.terminate()
-            process?.waitUntilExit()
+            process.map(stopHelper)
             process = nil
         }
     }

@@ -336,23 +336,13 @@ final class FileServer: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         log = directory.appendingPathComponent("requests.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", directory.path]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-        var text = ""
-        while !text.contains("\n") {
-            let data = out.fileHandleForReading.availableData
-            guard !data.isEmpty else { throw TestSetupError("http.server exited") }
-            text += String(decoding: data, as: UTF8.self)
-        }
+        let (process, line) = try startHelper(
+            URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", directory.path],
+            standardError: try FileHandle(forWritingTo: log))
         // "Serving HTTP on 127.0.0.1 port 43123 (http://127.0.0.1:43123/) ..."
-        guard let range = text.range(of: "port "), let port = Int(text[range.upperBound...].prefix { $0.isNumber }) else {
-            process.terminate()
-            throw TestSetupError("http.server said \(text)")
+        guard let range = line.range(of: "port "), let port = Int(line[range.upperBound...].prefix { $0.isNumber }) else {
+            stopHelper(process)
+            throw TestSetupError("http.server said \(line)")
         }
         self.port = port
         self.process = process
@@ -370,9 +360,7 @@ final class FileServer: Sendable {
     }
 
     func stop() {
-        // SIGKILL: the test runner's children may inherit an ignored SIGTERM.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        stopHelper(process)
         try? FileManager.default.removeItem(at: directory)
     }
 }

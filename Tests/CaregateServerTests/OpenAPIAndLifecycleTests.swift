@@ -57,9 +57,8 @@ struct OpenAPIAndLifecycleTests {
     func demo() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate")
         let process = Process()
-        process.executableURL = FileManager.default.isExecutableFile(atPath: binary.path) ? binary : repositoryRoot.appendingPathComponent(".build/debug/caregate")
+        process.executableURL = try builtProduct("caregate")
         process.arguments = ["demo", "--port", "0", "--patients", "5", "--database", dir.appendingPathComponent("demo.sqlite").path, "--log-level", "error"]
         process.currentDirectoryURL = repositoryRoot
         let out = Pipe()
@@ -118,9 +117,8 @@ struct ShutdownTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("shutdown.sqlite").path
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("caregate")
         let process = Process()
-        process.executableURL = FileManager.default.isExecutableFile(atPath: binary.path) ? binary : repositoryRoot.appendingPathComponent(".build/debug/caregate")
+        process.executableURL = try builtProduct("caregate")
         process.arguments = ["demo", "--port", "0", "--patients", "2", "--database", database, "--log-level", "error"]
         process.currentDirectoryURL = repositoryRoot
         let out = Pipe()

@@ -200,3 +200,40 @@ func runProgram(_ executable: String, _ arguments: [String], in directory: URL? 
         }.start()
     }
 }
+
+/// Starts a helper process that keeps running (an upstream, a file server) and returns it
+/// with the first line it prints on standard output, which announces where it listens.
+func startHelper(_ executable: URL, _ arguments: [String], standardError: FileHandle? = nil) throws -> (process: Process, firstLine: String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe()
+    process.standardOutput = out
+    if let standardError { process.standardError = standardError }
+    try process.run()
+    var text = ""
+    while !text.contains("\n") {
+        let data = out.fileHandleForReading.availableData
+        guard !data.isEmpty else { throw TestSetupError("\(executable.lastPathComponent) exited: \(text)") }
+        text += String(decoding: data, as: UTF8.self)
+    }
+    return (process, String(text.prefix { $0 != "\n" }))
+}
+
+/// Stops a helper for good (SIGKILL: the test runner's children may inherit an ignored SIGTERM).
+func stopHelper(_ process: Process) {
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+}
+
+/// An executable of this package, built beside the test bundle (or in `.build/debug`).
+func builtProduct(_ name: String) throws -> URL {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name),
+        repositoryRoot.appendingPathComponent(".build/debug/\(name)"),
+    ]
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw TestSetupError("\(name) is not built (swift build --build-tests builds it)")
+    }
+    return found
+}
