@@ -242,6 +242,11 @@ struct OAuthLifecycleTests {
             let token = try await OAuthTests.form(s, "grant_type=client_credentials&client_id=\(client.id)&client_secret=\(client.secret)").json!.string("access_token")
             #expect(try await s.status("GET", "/v3/patients", key: token, clinic: a) == 200)
             #expect(try await s.status("GET", "/v3/patients", key: token, clinic: b) == 401)
+            // The token names its clinic, so the header may be left out; an API key still needs it.
+            #expect(try await s.request("GET", "/v3/patients", token: token).status == 200)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            let missing = try await s.request("GET", "/v3/patients", token: key.key)
+            #expect(missing.status == 400 && missing.json?.string("message") == "X-Organization-Id header is required")
         }
     }
 }
