@@ -177,6 +177,9 @@ struct GatewayTests {
             #expect(echoed.values("X-Caregate-Trace-Id") == [match.header("X-Trace-Id")!])
             #expect(echoed.values("Authorization").isEmpty && echoed.values("X-Organization-Id").isEmpty)
             #expect(echoed.values("Content-Type") == ["application/json"])
+            #expect(echoed.values("X-Forwarded-For") == ["127.0.0.1"])
+            let proxied = try await s.request("POST", "/api/identity/match", token: key.key, organization: clinic.uuid, headers: ["X-Forwarded-For": "203.0.113.7"])
+            #expect(Echoed(proxied)?.values("X-Forwarded-For") == ["203.0.113.7, 127.0.0.1"])
 
             let merge = try await s.request("POST", "/api/identity/merge", token: key.key, organization: clinic.uuid)
             #expect(merge.status == 403)

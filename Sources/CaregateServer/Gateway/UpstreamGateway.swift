@@ -121,6 +121,11 @@ struct UpstreamGateway: RouterMiddleware {
         outbound.headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
         outbound.headers.add(name: "X-Caregate-Scopes", value: credential.scopeHeader[surface.index])
         outbound.headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
+        // Who called, as proxies say it: appended to what earlier proxies wrote.
+        if let caller = context.remoteIP {
+            let earlier = request.headers[values: .xForwardedFor].joined(separator: ", ")
+            outbound.headers.replaceOrAdd(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
+        }
         if let length = request.headers[.contentLength].flatMap(Int64.init) {
             outbound.body = .stream(request.body, length: .known(length))
         } else if request.headers[.transferEncoding] != nil {

@@ -56,4 +56,5 @@ extension HTTPField.Name {
     static let traceID = HTTPField.Name("X-Trace-Id")!
     static let organizationID = HTTPField.Name("X-Organization-Id")!
     static let pragma = HTTPField.Name("Pragma")!
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
