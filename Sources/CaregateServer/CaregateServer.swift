@@ -51,6 +51,8 @@ public final class CaregateServer: Sendable {
     /// Outbound HTTP (pooled connections): gateway upstreams and clients' JWKS URLs.
     let httpClient: HTTPClient
     let clientKeySets: ClientKeySets
+    /// Keep-alive connections to plain-http upstreams, by surface.
+    let upstreamPools: [String: UpstreamConnectionPool]
     private let listening = ListeningPort()
 
     public init(options: ServerOptions, logger: Logger) async throws {
@@ -100,9 +102,12 @@ public final class CaregateServer: Sendable {
             eventLoopGroupProvider: .singleton,
             configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
         clientKeySets = ClientKeySets(client: httpClient, minimumRefetchInterval: options.jwksRefetchInterval)
+        var pools: [String: UpstreamConnectionPool] = [:]
         for upstream in options.upstreams {
+            pools[upstream.surface] = UpstreamConnectionPool(upstream: upstream, bufferLimit: UpstreamGateway.bufferedResponseLimit)
             logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
         }
+        upstreamPools = pools
         Self.bootstrapMetrics()
     }
 
@@ -132,7 +137,7 @@ public final class CaregateServer: Sendable {
         router.add(middleware: ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter))
         if !options.upstreams.isEmpty {
             router.add(middleware: UpstreamGateway(
-                catalogs: catalogs, upstreams: options.upstreams, resolver: resolver, audit: auditWriter, client: httpClient))
+                catalogs: catalogs, upstreams: options.upstreams, pools: upstreamPools, resolver: resolver, audit: auditWriter, client: httpClient))
         }
 
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
@@ -244,10 +249,12 @@ public final class CaregateServer: Sendable {
         do {
             try await group.run()
         } catch {
+            for pool in upstreamPools.values { pool.shutdown() }
             try? await httpClient.shutdown()
             await database.shutdown()
             throw error
         }
+        for pool in upstreamPools.values { pool.shutdown() }
         try? await httpClient.shutdown()
         await database.shutdown()
     }

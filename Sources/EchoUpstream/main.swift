@@ -1,10 +1,12 @@
 // caregate-echo-upstream: the upstream that gateway tests and load runs put behind Caregate.
 // It answers every request with what reached it, so a test can see exactly what the
 // gateway forwarded:
-//   {"method","path","query","headers":[[name, value], …],"bodyBytes","bodyText"}
+//   {"method","authority","path","query","headers":[[name, value], …],"bodyBytes","bodyText"}
 // Request headers steer it (they travel through the gateway like any other header):
 //   X-Echo-Status: <code>    answer with that status (the upstream's own errors)
 //   X-Echo-Delay-Ms: <ms>    wait that long before answering (gateway timeouts)
+//   X-Echo-Bytes: <n>        answer n bytes of "x" instead (with X-Echo-Chunked: 1, chunked,
+//                            in 64 KiB pieces; otherwise with a Content-Length)
 //   X-Echo-Page: <n>         answer like a practice-API list endpoint instead: a page of n
 //                            patient records, JSON-encoded on every request (load runs use
 //                            it as a representative upstream)
@@ -90,6 +92,23 @@ struct Echo: HTTPResponder {
             try await Task.sleep(for: .milliseconds(min(delay, 60_000)))
         }
         let status = request.headers[HTTPField.Name("X-Echo-Status")!].flatMap(Int.init).map { HTTPResponse.Status(code: $0) } ?? .ok
+        if let count = request.headers[HTTPField.Name("X-Echo-Bytes")!].flatMap(Int.init), (0...256 * 1024 * 1024).contains(count) {
+            if request.headers[HTTPField.Name("X-Echo-Chunked")!] == "1" {
+                let piece = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64 * 1024)
+                let pieces = AsyncStream<ByteBuffer> { continuation in
+                    var left = count
+                    while left > 0 {
+                        continuation.yield(left >= piece.readableBytes ? piece : piece.getSlice(at: 0, length: left)!)
+                        left -= piece.readableBytes
+                    }
+                    continuation.finish()
+                }
+                return Response(status: status, headers: [.contentType: "application/octet-stream"], body: ResponseBody(asyncSequence: pieces))
+            }
+            return Response(
+                status: status, headers: [.contentType: "application/octet-stream"],
+                body: .init(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "x"), count: count)))
+        }
         if let size = request.headers[HTTPField.Name("X-Echo-Page")!].flatMap(Int.init), (1...1000).contains(size) {
             return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: try page(size: size)))
         }
@@ -99,7 +118,7 @@ struct Echo: HTTPResponder {
         }
         let text = String(decoding: body.readableBytesView.prefix(4096), as: UTF8.self)
         let json = """
-            {"method":\(quoted(request.method.rawValue)),"path":\(quoted(request.uri.path)),"query":\(quoted(request.uri.query ?? "")),\
+            {"method":\(quoted(request.method.rawValue)),"authority":\(quoted(request.head.authority ?? "")),"path":\(quoted(request.uri.path)),"query":\(quoted(request.uri.query ?? "")),\
             "headers":[\(headers.joined(separator: ","))],"bodyBytes":\(body.readableBytes),"bodyText":\(quoted(text))}
             """
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))

@@ -35,6 +35,8 @@ final class EchoUpstream: Sendable {
 /// What the echo upstream saw.
 struct Echoed {
     var method: String
+    /// The Host header as the upstream received it.
+    var authority: String
     var path: String
     var query: String
     var headers: [(name: String, value: String)]
@@ -44,6 +46,7 @@ struct Echoed {
     init?(_ reply: TestServer.Reply) {
         guard let json = reply.json, let method = json["method"] as? String, let pairs = json["headers"] as? [[String]] else { return nil }
         self.method = method
+        authority = json.string("authority")
         path = json.string("path")
         query = json.string("query")
         headers = pairs.map { ($0[0], $0[1]) }
@@ -204,6 +207,31 @@ struct GatewayTests {
             let big = Data(repeating: 0x61, count: 5 * 1024 * 1024)
             let streamed = try await s.request("POST", "/api/identity/match", token: key.key, organization: clinic.uuid, body: big)
             #expect(streamed.status == 200 && Echoed(streamed)?.bodyBytes == big.count)
+            // Large answers stream back whole, with a length or chunked; HEAD and DELETE pass.
+            for chunked in ["0", "1"] {
+                let large = try await s.request(
+                    "POST", "/api/identity/match", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Bytes": "3145728", "X-Echo-Chunked": chunked])
+                #expect(large.status == 200 && large.body.count == 3_145_728 && large.body.allSatisfy { $0 == UInt8(ascii: "x") }, "chunked=\(chunked)")
+            }
+            let readApp = try await s.createApp(developer: dev.token, scopes: ["cms.shl.resolve"], surface: "platform")
+            _ = try await s.install(app: readApp.id, clinic: clinic)
+            let readKey = try await s.createKey(developer: dev.token, app: readApp.id, scopes: nil)
+            for chunked in ["0", "1"] {
+                let large = try await s.request(
+                    "GET", "/beacon/shl/abc", token: readKey.key, organization: clinic.uuid, headers: ["X-Echo-Bytes": "3145728", "X-Echo-Chunked": chunked])
+                #expect(large.status == 200 && large.body.count == 3_145_728, "GET chunked=\(chunked): \(large.status) \(large.body.count)")
+            }
+            let small = try await s.request("GET", "/beacon/shl/abc?x=1", token: readKey.key, organization: clinic.uuid)
+            #expect(small.status == 200 && Echoed(small)?.path == "/base/beacon/shl/abc" && Echoed(small)?.query == "x=1")
+            #expect(Echoed(small)?.authority == "127.0.0.1:\(upstream.port)")
+            let head = try await s.request("HEAD", "/beacon/shl/abc", token: readKey.key, organization: clinic.uuid)
+            #expect(head.status == 200 && head.body.isEmpty)
+            // Many requests in a row reuse the pooled connections and stay correct.
+            for i in 0..<50 {
+                let reply = try await s.request("GET", "/beacon/shl/n\(i)", token: readKey.key, organization: clinic.uuid)
+                #expect(Echoed(reply)?.path == "/base/beacon/shl/n\(i)")
+            }
+
             // Unknown routes of the surface: 404 after authentication, 401 before.
             #expect(try await s.request("GET", "/prime/v1/nothing-here", token: key.key, organization: clinic.uuid).status == 404)
             #expect(try await s.request("GET", "/prime/v1/nothing-here").status == 401)

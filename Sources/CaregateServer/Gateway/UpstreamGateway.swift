@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import CaregateStore
 import HTTPTypes
 import Hummingbird
@@ -22,6 +23,11 @@ struct UpstreamGateway: RouterMiddleware {
         var upstream: UpstreamConfiguration
         /// Whether some route of the catalog is public (then Caregate serves it itself).
         var hasPublicRoutes: Bool
+        /// Bodiless requests to a plain-http upstream go through this pool (cheaper than
+        /// async-http-client); everything else through async-http-client, streaming.
+        var pool: UpstreamConnectionPool?
+        /// The upstream URL's path, put before the request's.
+        var basePath: String
     }
 
     /// Path prefixes (`/api/2.0`, `/fhir/R4`, …) → surface, longest first.
@@ -32,13 +38,19 @@ struct UpstreamGateway: RouterMiddleware {
     let client: HTTPClient
 
     /// `catalogs` are all served surfaces, in the resolver's order.
-    init(catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], resolver: CredentialResolver, audit: AuditWriter, client: HTTPClient) {
+    init(
+        catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], pools: [String: UpstreamConnectionPool], resolver: CredentialResolver,
+        audit: AuditWriter, client: HTTPClient
+    ) {
         var surfaces: [Surface] = []
         var prefixes: [(String, Int)] = []
         for upstream in upstreams {
             guard let index = catalogs.firstIndex(where: { $0.surface == upstream.surface }) else { continue }
             let catalog = catalogs[index]
-            surfaces.append(Surface(catalog: catalog, index: index, upstream: upstream, hasPublicRoutes: catalog.routes.contains(where: \.isPublic)))
+            let path = URLComponents(string: upstream.url)?.path ?? ""
+            surfaces.append(Surface(
+                catalog: catalog, index: index, upstream: upstream, hasPublicRoutes: catalog.routes.contains(where: \.isPublic),
+                pool: pools[upstream.surface], basePath: path.hasSuffix("/") ? String(path.dropLast()) : path))
             for prefix in Self.prefixes(of: catalog) { prefixes.append((prefix, surfaces.count - 1)) }
         }
         self.surfaces = surfaces
@@ -106,54 +118,98 @@ struct UpstreamGateway: RouterMiddleware {
         "transfer-encoding", "upgrade", "host",
     ]
 
-    private func forward(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) async throws -> Response {
-        var outbound = HTTPClientRequest(url: surface.upstream.base + request.uri.path + (request.uri.query.map { "?" + $0 } ?? ""))
-        outbound.method = .init(rawValue: request.method.rawValue)
-        // The caller's credential and anything claiming to be our identity headers stay here.
+    /// The request's headers as the upstream gets them: without the caller's credential,
+    /// connection headers and anything claiming to be ours; with our identity headers.
+    private func outboundHeaders(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) -> HTTPHeaders {
+        var headers = HTTPHeaders()
         for field in request.headers {
             let name = field.name.canonicalName
             if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-") { continue }
-            outbound.headers.add(name: field.name.rawName, value: field.value)
+            headers.add(name: field.name.rawName, value: field.value)
         }
-        outbound.headers.add(name: "X-Caregate-Client", value: credential.keyID)
-        outbound.headers.add(name: "X-Caregate-App", value: credential.appID)
-        outbound.headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
-        outbound.headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
-        outbound.headers.add(name: "X-Caregate-Scopes", value: credential.scopeHeader[surface.index])
-        outbound.headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
+        headers.add(name: "X-Caregate-Client", value: credential.keyID)
+        headers.add(name: "X-Caregate-App", value: credential.appID)
+        headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
+        headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
+        headers.add(name: "X-Caregate-Scopes", value: credential.scopeHeader[surface.index])
+        headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
         // Who called, as proxies say it: appended to what earlier proxies wrote.
         if let caller = context.remoteIP {
             let earlier = request.headers[values: .xForwardedFor].joined(separator: ", ")
-            outbound.headers.replaceOrAdd(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
+            headers.replaceOrAdd(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
         }
+        return headers
+    }
+
+    /// The upstream's answer headers, without the ones that belong to its connection.
+    private static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers where !hopByHop.contains(name.lowercased()) {
+            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+        }
+        return fields
+    }
+
+    private func forward(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) async throws -> Response {
+        let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+        let headers = outboundHeaders(request, context, credential, surface)
+        let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false || request.headers[.transferEncoding] != nil
+        if let pool = surface.pool, !hasBody, [.get, .head, .delete, .options].contains(request.method) {
+            var head = HTTPRequestHead(version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: surface.basePath + target, headers: headers)
+            head.headers.replaceOrAdd(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
+            let answer: UpstreamConnectionPool.Answer
+            do {
+                answer = try await pool.execute(head, timeout: .milliseconds(Int64(surface.upstream.timeoutSeconds * 1000)))
+            } catch .timeout {
+                throw timeoutError(surface)
+            } catch {
+                context.logger.warning("upstream unreachable", metadata: ["surface": "\(surface.catalog.surface)", "error": "\(error)"])
+                throw unavailableError(surface)
+            }
+            let status = HTTPResponse.Status(code: Int(answer.head.status.code))
+            switch answer {
+            case .buffered(let head, let body):
+                return Response(status: status, headers: Self.answerHeaders(head.headers), body: .init(byteBuffer: body))
+            case .streaming(let head, let body):
+                return Response(status: status, headers: Self.answerHeaders(head.headers), body: ResponseBody(asyncSequence: body))
+            }
+        }
+
+        var outbound = HTTPClientRequest(url: surface.upstream.base + target)
+        outbound.method = .init(rawValue: request.method.rawValue)
+        outbound.headers = headers
         if let length = request.headers[.contentLength].flatMap(Int64.init) {
             outbound.body = .stream(request.body, length: .known(length))
         } else if request.headers[.transferEncoding] != nil {
             outbound.body = .stream(request.body, length: .unknown)
         }
-
         let upstream: HTTPClientResponse
         do {
             upstream = try await client.execute(outbound, deadline: .now() + .milliseconds(Int64(surface.upstream.timeoutSeconds * 1000)))
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .getConnectionFromPoolTimeout {
-            throw APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface.catalog.surface) did not answer within \(surface.upstream.timeoutSeconds) s")
+            throw timeoutError(surface)
         } catch is CancellationError {
             throw CancellationError()
         } catch {
             context.logger.warning("upstream unreachable", metadata: ["surface": "\(surface.catalog.surface)", "error": "\(error)"])
-            throw APIError(.badGateway, "bad_gateway", "The upstream of \(surface.catalog.surface) is unavailable")
-        }
-        var headers = HTTPFields()
-        for (name, value) in upstream.headers where !Self.hopByHop.contains(name.lowercased()) {
-            if let fieldName = HTTPField.Name(name) { headers.append(HTTPField(name: fieldName, value: value)) }
+            throw unavailableError(surface)
         }
         let status = HTTPResponse.Status(code: Int(upstream.status.code))
+        let answerHeaders = Self.answerHeaders(upstream.headers)
         // A small answer of known length is read whole and written in one go (far fewer hops
         // between the two connections); anything else streams through as it arrives.
         if let length = upstream.headers.first(name: "content-length").flatMap(Int.init), length <= Self.bufferedResponseLimit {
             let body = try await upstream.body.collect(upTo: length)
-            return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+            return Response(status: status, headers: answerHeaders, body: .init(byteBuffer: body))
         }
-        return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: upstream.body))
+        return Response(status: status, headers: answerHeaders, body: ResponseBody(asyncSequence: upstream.body))
+    }
+
+    private func timeoutError(_ surface: Surface) -> APIError {
+        APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface.catalog.surface) did not answer within \(surface.upstream.timeoutSeconds) s")
+    }
+
+    private func unavailableError(_ surface: Surface) -> APIError {
+        APIError(.badGateway, "bad_gateway", "The upstream of \(surface.catalog.surface) is unavailable")
     }
 }
