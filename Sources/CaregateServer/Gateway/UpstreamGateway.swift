@@ -157,6 +157,7 @@ struct UpstreamGateway: RouterMiddleware {
         if let pool = surface.pool, !hasBody, [.get, .head, .delete, .options].contains(request.method) {
             var head = HTTPRequestHead(version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: surface.basePath + target, headers: headers)
             head.headers.replaceOrAdd(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
+            head.headers.remove(name: "Expect")  // nothing to send after a 100 Continue
             let answer: UpstreamConnectionPool.Answer
             do {
                 answer = try await pool.execute(head, timeout: .milliseconds(Int64(surface.upstream.timeoutSeconds * 1000)))
