@@ -99,20 +99,23 @@ struct GatewayTests {
                 let isRead = scope.hasSuffix(".read")
                 let base = "/api/2.0/\(resource)"
                 for path in [base + "/", base + "/17", base + "/17/policies/3/card-images"] {
-                    for method in ["GET", "POST", "PATCH", "DELETE"] {
+                    for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
                         let reply = try await s.request(method, path + "?page=2", token: token)
                         let isCollection = path == base + "/"
-                        let routeExists = !(method == "POST" && path == base + "/17") && !(method != "GET" && method != "POST" && isCollection)
+                        let isReadMethod = method == "GET" || method == "HEAD"
+                        let routeExists = !(method == "POST" && path == base + "/17") && !(!isReadMethod && method != "POST" && isCollection)
                         if !routeExists {
                             #expect(reply.status == 405, "\(method) \(path)")
-                        } else if isRead == (method == "GET") {
+                        } else if isRead == isReadMethod {
                             // Allowed: the upstream saw exactly this request and who made it.
                             #expect(reply.status == 200, "\(scope) should open \(method) \(path): \(reply.text.prefix(200))")
+                            guard method != "HEAD" else { continue }
                             let echoed = Echoed(reply)
                             #expect(echoed?.method == method && echoed?.path == path && echoed?.query == "page=2")
                             #expect(echoed?.values("X-Caregate-Scopes") == [scope])
                             #expect(echoed?.values("Authorization") == [])
                         } else if reply.status == 403 {
+                            guard method != "HEAD" else { continue }
                             #expect(reply.json?.string("message") == "Insufficient scope. Required: system/\(resource).\(isRead ? "write" : "read")")
                             #expect(reply.header("WWW-Authenticate")?.contains("insufficient_scope") == true)
                         } else {
