@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import Foundation
 import CaregateStore
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -11,8 +11,9 @@ import Scopes
 /// of seed 004, the product routes of seed 003). For a request on a gateway surface:
 /// authenticate → effective scopes (cached) → `decide` on the surface's route table →
 /// forward to the upstream without the caller's credential, with identity headers the
-/// upstream can trust → audit. The upstream's answer (its errors included) streams back
-/// unchanged; an unreachable upstream is a 502, a slow one a 504, both in our error shape.
+/// upstream can trust → audit. The upstream's answer (its errors included) goes back
+/// unchanged, small ones whole and large ones streamed; an unreachable upstream is a 502,
+/// a slow one a 504, both in our error shape.
 struct UpstreamGateway: RouterMiddleware {
     typealias Context = CaregateContext
 
