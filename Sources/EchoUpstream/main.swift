@@ -6,7 +6,8 @@
 //   X-Echo-Status: <code>    answer with that status (the upstream's own errors)
 //   X-Echo-Delay-Ms: <ms>    wait that long before answering (gateway timeouts)
 //   X-Echo-Bytes: <n>        answer n bytes of "x" instead (with X-Echo-Chunked: 1, chunked,
-//                            in 64 KiB pieces; otherwise with a Content-Length)
+//                            in 64 KiB pieces, X-Echo-Pause-Ms apart; otherwise with a
+//                            Content-Length)
 //   X-Echo-Page: <n>         answer like a practice-API list endpoint instead: a page of n
 //                            patient records, JSON-encoded on every request (load runs use
 //                            it as a representative upstream)
@@ -95,13 +96,18 @@ struct Echo: HTTPResponder {
         if let count = request.headers[HTTPField.Name("X-Echo-Bytes")!].flatMap(Int.init), (0...256 * 1024 * 1024).contains(count) {
             if request.headers[HTTPField.Name("X-Echo-Chunked")!] == "1" {
                 let piece = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64 * 1024)
+                let pause = request.headers[HTTPField.Name("X-Echo-Pause-Ms")!].flatMap(Int.init) ?? 0
                 let pieces = AsyncStream<ByteBuffer> { continuation in
-                    var left = count
-                    while left > 0 {
-                        continuation.yield(left >= piece.readableBytes ? piece : piece.getSlice(at: 0, length: left)!)
-                        left -= piece.readableBytes
+                    let producer = Task {
+                        var left = count
+                        while left > 0 {
+                            continuation.yield(left >= piece.readableBytes ? piece : piece.getSlice(at: 0, length: left)!)
+                            left -= piece.readableBytes
+                            if pause > 0, left > 0 { try? await Task.sleep(for: .milliseconds(min(pause, 60_000))) }
+                        }
+                        continuation.finish()
                     }
-                    continuation.finish()
+                    continuation.onTermination = { _ in producer.cancel() }
                 }
                 return Response(status: status, headers: [.contentType: "application/octet-stream"], body: ResponseBody(asyncSequence: pieces))
             }

@@ -256,7 +256,7 @@ struct GatewayTests {
         }
     }
 
-    @Test("an upstream that is down answers 502, one that is too slow 504, in the error shape")
+    @Test("an upstream that is down answers 502, one that is too slow 504, in the error shape; a stalled body is cut")
     func upstreamFailures() async throws {
         let slow = try EchoUpstream()
         defer { slow.stop() }
@@ -287,6 +287,19 @@ struct GatewayTests {
             let late = try await s.request("GET", "/api/2.0/patients/", token: token, headers: ["X-Echo-Delay-Ms": "3000"])
             #expect(late.status == 504)
             #expect(late.json?.string("code") == "gateway_timeout")
+            // An upstream that falls silent in the middle of a streamed body is given up: the
+            // answer ends short instead of hanging.
+            var stalled: TestServer.Reply?
+            let started = ContinuousClock.now
+            do {
+                stalled = try await s.request(
+                    "GET", "/api/2.0/patients/", token: token, headers: ["X-Echo-Bytes": "1048576", "X-Echo-Chunked": "1", "X-Echo-Pause-Ms": "4000"])
+            } catch {
+                stalled = nil  // the connection was cut mid-body: what a client sees
+            }
+            #expect((stalled?.body.count ?? 0) < 1_048_576)
+            // Cut after about the 0.5 s limit, long before the 30 s client timeout or the 60 s stream.
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 }

@@ -8,7 +8,8 @@ public struct UpstreamConfiguration: Sendable, Equatable, Decodable {
     public var surface: String
     /// `http(s)://host[:port][/base-path]`: the request's path and query are appended.
     public var url: String
-    /// How long the upstream may take to answer with its status line and headers (504 after).
+    /// How long the upstream may take to answer with its status line and headers (504 after),
+    /// and how long it may fall silent while a body streams (the answer is cut off after).
     public var timeoutSeconds: Double
 
     public init(surface: String, url: String, timeoutSeconds: Double = 30) throws(GatewayConfigurationError) {

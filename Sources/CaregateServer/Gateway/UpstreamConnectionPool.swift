@@ -129,7 +129,7 @@ final class UpstreamConnectionPool: Sendable {
         let channel = connection.channel
         let promise = channel.eventLoop.makePromise(of: Answer.self)
         channel.eventLoop.execute {
-            connection.handler.value.begin(promise: promise, isHead: head.method == .HEAD) { [self] reusable in
+            connection.handler.value.begin(promise: promise, isHead: head.method == .HEAD, silenceLimit: timeout) { [self] reusable in
                 finished(connection, reusable: reusable)
             }
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -182,15 +182,20 @@ final class AnswerHandler: ChannelInboundHandler {
     private var keepAlive = false
     private var onFinish: ((Bool) -> Void)?
     private var context: ChannelHandlerContext?
+    /// While a body streams and the caller wants more, the upstream may stay silent this long.
+    private var silenceLimit: TimeAmount = .seconds(30)
+    private var silenceCheck: RepeatedTask?
+    private var heardSinceCheck = false
 
     init(bufferLimit: Int) { self.bufferLimit = bufferLimit }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func begin(promise: EventLoopPromise<UpstreamConnectionPool.Answer>, isHead: Bool, onFinish: @escaping (Bool) -> Void) {
+    func begin(promise: EventLoopPromise<UpstreamConnectionPool.Answer>, isHead: Bool, silenceLimit: TimeAmount, onFinish: @escaping (Bool) -> Void) {
         self.promise = promise
         self.isHead = isHead
+        self.silenceLimit = silenceLimit
         self.onFinish = onFinish
         state = .awaitingHead
     }
@@ -208,12 +213,14 @@ final class AnswerHandler: ChannelInboundHandler {
                     delegate: BodyDemand(handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
                 state = .streaming(body.source, demand: true)
                 succeed(.streaming(head, body.sequence))
+                watchForSilence(context)
             }
         case (.body(var part), .buffering(let head, var buffer)):
             state = .idle  // drop the buffer's second reference before writing to it
             buffer.writeBuffer(&part)
             state = .buffering(head, buffer)
         case (.body(let part), .streaming(let source, _)):
+            heardSinceCheck = true
             state = .streaming(source, demand: source.yield(part) == .produceMore)
         case (.end, .buffering(let head, let buffer)):
             state = .idle
@@ -279,7 +286,29 @@ final class AnswerHandler: ChannelInboundHandler {
         finish(reusable: false)
     }
 
+    /// An upstream that stops sending in the middle of a body (while the caller is waiting
+    /// for it) is given up after `silenceLimit`: the caller's answer ends with an error.
+    private func watchForSilence(_ context: ChannelHandlerContext) {
+        heardSinceCheck = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        silenceCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: silenceLimit, delay: silenceLimit) { _ in
+            handler.value.checkSilence()
+        }
+    }
+
+    private func checkSilence() {
+        guard case .streaming(_, demand: true) = state else { return }
+        if heardSinceCheck {
+            heardSinceCheck = false
+        } else {
+            fail(.timeout)
+            context?.close(promise: nil)
+        }
+    }
+
     private func finish(reusable: Bool) {
+        silenceCheck?.cancel()
+        silenceCheck = nil
         let onFinish = self.onFinish
         self.onFinish = nil
         onFinish?(reusable)
