@@ -225,13 +225,14 @@ struct TokenEndpoint: Sendable {
                 throw OAuthError(error: "invalid_scope", description: error.description)
             }
         }
+        // What the client may have, per catalog: resolved once, not once per requested scope.
+        let allowedSets = surfaceCatalogs.map { CredentialResolver.known(client.scopes, in: $0) }
         for name in requested {
             var known = false
             var problem = "unknown scope \"\(Validate.safe(name))\""
-            for catalog in surfaceCatalogs {
+            for (catalog, allowed) in zip(surfaceCatalogs, allowedSets) {
                 do {
                     let asked = try catalog.resolve(names: [name], credentialType: credentialType)
-                    let allowed = CredentialResolver.known(client.scopes, in: catalog)
                     guard asked.isSubset(of: allowed) else {
                         problem = "scope \"\(name)\" is not allowed for this client"
                         continue

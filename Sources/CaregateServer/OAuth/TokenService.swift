@@ -116,6 +116,9 @@ final class TokenService: Sendable {
         // A retired key verifies (and is published) until its last token has expired.
         let live = records.filter { record in record.retiredAt.map { $0 + (Self.lifetime + 60) * 1000 > now } ?? true }
         guard let signing = live.first(where: { $0.retiredAt == nil }) else { throw TokenKeyError.noSigningKey }
+        // Every grant-chain change triggers a reload; parse keys only when the live set moved.
+        let known = current
+        if known.kid == signing.kid, Set(known.algorithms.keys) == Set(live.map(\.kid)) { return }
         var algorithms: [String: String] = [:]
         var publicKeys: [JSONValue] = []
         for record in live {
