@@ -162,10 +162,7 @@ struct GatewayTests {
         let upstream = try EchoUpstream()
         defer { upstream.stop() }
         try await withServer(backend, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url + "/base")] }) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 0)
-            let app = try await s.createApp(developer: dev.token, scopes: ["cms.identity.match", "identity.merge"], surface: "platform")
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.identity.match", "identity.merge"], surface: "platform", patients: 0)
             // A key that inherits the app's scopes: identity.merge cannot travel on an API key.
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
 

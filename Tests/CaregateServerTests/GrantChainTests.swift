@@ -7,10 +7,7 @@ struct GrantChainTests {
     @Test("effective = key ∩ installation grants; /me answers in the seed's shape", arguments: Backend.allCases)
     func intersection(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients", "read:bills", "read:encounters", "read:claims", "read:marketplace"])
-            _ = try await s.install(app: app.id, clinic: clinic, scopes: ["read:patients", "read:claims", "read:marketplace"])
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients", "read:bills", "read:encounters", "read:claims", "read:marketplace"], approving: ["read:patients", "read:claims", "read:marketplace"])
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: ["read:patients", "read:bills"])
             let me = try await s.request("GET", "/v3/marketplace/me", token: key.key, organization: clinic.uuid)
             try expectStatus(me, 200)
@@ -33,10 +30,7 @@ struct GrantChainTests {
     @Test("a key without a selection inherits the clinic's approvals, now and later; /v1 and /v3 share the restriction", arguments: Backend.allCases)
     func inheritance(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients", "read:bills", "read:marketplace"])
-            let installation = try await s.install(app: app.id, clinic: clinic, scopes: ["read:patients", "read:marketplace"])
+            let (dev, clinic, app, installation) = try await s.installedApp(scopes: ["read:patients", "read:bills", "read:marketplace"], approving: ["read:patients", "read:marketplace"])
             let inheriting = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             let restricted = try await s.createKey(developer: dev.token, app: app.id, scopes: ["read:patients"])
             #expect(try await s.status("GET", "/v1/patients", key: inheriting.key, clinic: clinic) == 200)
@@ -56,10 +50,7 @@ struct GrantChainTests {
     @Test("a new app version's extra scopes are not effective before the clinic re-approves", arguments: Backend.allCases)
     func reapproval(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            let installation = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, installation) = try await s.installedApp(scopes: ["read:patients"])
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             let version = try await s.request("POST", "/manage/apps/\(app.id)/versions", token: dev.token, json: ["scopes": ["read:patients", "read:claims"]])
             try expectStatus(version, 201)
@@ -85,10 +76,7 @@ struct GrantChainTests {
     @Test("uninstall: every credential loses that clinic at once", arguments: Backend.allCases)
     func uninstall(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            let installation = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, installation) = try await s.installedApp(scopes: ["read:patients"])
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)
             try expectStatus(try await s.request("DELETE", "/manage/installations/\(installation)", token: clinic.adminToken), 204)
@@ -101,10 +89,7 @@ struct GrantChainTests {
     @Test("revocation is effective on the next request", arguments: Backend.allCases)
     func revocation(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"])
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)  // now cached
             try expectStatus(try await s.request("DELETE", "/manage/keys/\(key.id)", token: dev.token), 204)
@@ -117,10 +102,7 @@ struct GrantChainTests {
     @Test("rotation: the old key works during the grace and stops after it", arguments: Backend.allCases)
     func rotation(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"])
             let old = try await s.createKey(developer: dev.token, app: app.id, scopes: ["read:patients"])
             let rotated = try await s.request("POST", "/manage/keys/\(old.id)/rotate", token: dev.token, json: ["graceSeconds": 3600])
             try expectStatus(rotated, 201)

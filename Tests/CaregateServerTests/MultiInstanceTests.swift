@@ -8,10 +8,7 @@ struct MultiInstanceTests {
         let a = try await TestServer(.postgres)
         let b = try await TestServer(.postgres)
         defer { Task { await a.stop(); await b.stop() } }
-        let dev = try await a.createDeveloper()
-        let clinic = try await a.createClinic(patients: 1)
-        let app = try await a.createApp(developer: dev.token, scopes: ["read:patients", "read:providers"])
-        let installation = try await a.install(app: app.id, clinic: clinic)
+        let (dev, clinic, app, installation) = try await a.installedApp(scopes: ["read:patients", "read:providers"], patients: 1)
         let key = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
         // Instance B serves the key (and caches it).
         #expect(try await b.status("GET", "/v3/providers", key: key.key, clinic: clinic) == 200)

@@ -26,10 +26,7 @@ struct OAuthTests {
     @Test("client_credentials: tokens work on /v3 with the clinic's grants; RFC 6749 errors", arguments: Backend.allCases)
     func clientCredentials(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 2)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients", "read:bills", "read:claims"])
-            _ = try await s.install(app: app.id, clinic: clinic, scopes: ["read:patients", "read:claims"])
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients", "read:bills", "read:claims"], approving: ["read:patients", "read:claims"])
             let client = try await Self.client(s, dev: dev.token, app: app.id, scopes: ["read:patients", "read:bills"])
 
             let issued = try await Self.form(s, "grant_type=client_credentials&scope=read:patients+read:bills", basic: (client.id, client.secret))
@@ -126,10 +123,7 @@ struct OAuthTests {
           arguments: TokenAlgorithm.allCases)
     func jwks(_ algorithm: TokenAlgorithm) async throws {
         try await withServer(.sqlite, configure: { $0.tokenAlgorithm = algorithm }) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 1)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
             let client = try await Self.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
             func issue() async throws -> String {
                 try await Self.form(s, "grant_type=client_credentials", basic: (client.id, client.secret)).json!.string("access_token")
@@ -195,10 +189,7 @@ struct OAuthLifecycleTests {
     @Test("introspection (RFC 7662) and revocation (RFC 7009); a revoked token is refused on the next request", arguments: Backend.allCases)
     func introspectAndRevoke(_ backend: Backend) async throws {
         try await withServer(backend) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 1)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
             let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
             let other = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
             let post = { (body: String) in "\(body)&client_id=\(client.id)&client_secret=\(client.secret)" }
@@ -292,10 +283,7 @@ struct ClientAssertionTests {
     func assertions() async throws {
         try await withServer(.sqlite) { s in
             let keys = try await Self.newKeys()
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 1)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
             let registered = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
                                                  json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwks": keys["public"]!])
             try expectStatus(registered, 201)
@@ -340,7 +328,7 @@ final class FileServer: Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-files-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         log = directory.appendingPathComponent("requests.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let (process, line) = try startHelper(
             URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", directory.path],
             standardError: try FileHandle(forWritingTo: log))
@@ -381,10 +369,7 @@ struct ClientJWKSURLTests {
         // The client publishes its EC key first; the RSA key comes with a later rotation.
         try files.write("jwks.json", json: ["keys": publicKeys.filter { $0["kid"] as? String == "es-1" }])
         try await withServer(.sqlite, configure: { $0.jwksRefetchInterval = .zero }) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 1)
-            let app = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
             // Only https (or http on loopback) URLs, and not together with inline keys.
             for bad in ["http://example.com/jwks.json", "ftp://127.0.0.1/jwks.json", "https://u@example.com/jwks.json"] {
                 let refused = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,

@@ -139,6 +139,19 @@ final class TestServer: Sendable {
         return reply.json!.string("id")
     }
 
+    /// The usual start of a grant-chain test: a developer, a clinic with `patients` synthetic
+    /// patients, an app declaring `scopes` on `surface`, installed there approving `approving`
+    /// (all of the live version when `nil`).
+    func installedApp(
+        scopes: [String], approving: [String]? = nil, surface: String = "marketplace-v3", patients: Int = 2
+    ) async throws -> (developer: (id: String, token: String), clinic: Clinic, app: (id: String, liveVersionId: String), installation: String) {
+        let developer = try await createDeveloper()
+        let clinic = try await createClinic(patients: patients)
+        let app = try await createApp(developer: developer.token, scopes: scopes, surface: surface)
+        let installation = try await install(app: app.id, clinic: clinic, scopes: approving)
+        return (developer, clinic, app, installation)
+    }
+
     func createKey(developer: String, app: String, scopes: [String]?, environment: String = "prd") async throws -> (id: String, key: String) {
         var body: [String: Any] = ["name": "key", "environment": environment]
         if let scopes { body["scopes"] = scopes }

@@ -13,10 +13,7 @@ struct ThirdPartyClientTests {
         let upstream = try EchoUpstream()
         defer { upstream.stop() }
         try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "practice-api", url: upstream.url)] }) { s in
-            let dev = try await s.createDeveloper()
-            let clinic = try await s.createClinic(patients: 0)
-            let app = try await s.createApp(developer: dev.token, scopes: ["system/patients.read", "system/patients.write"], surface: "practice-api")
-            _ = try await s.install(app: app.id, clinic: clinic)
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["system/patients.read", "system/patients.write"], surface: "practice-api", patients: 0)
             let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["system/patients.read"], extra: ["organizationId": clinic.id])
 
             let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/authlib_client.py").path
