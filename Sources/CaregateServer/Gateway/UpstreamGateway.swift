@@ -71,7 +71,7 @@ struct UpstreamGateway: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        guard let match = prefixes.first(where: { path.hasPrefix($0.prefix) && (path.count == $0.prefix.count || path.dropFirst($0.prefix.count).first == "/") })
+        guard let match = prefixes.first(where: { path.isPath(under: $0.prefix) })
         else { return try await next(request, context) }
         let surface = surfaces[match.surface]
         guard let method = Scopes.HTTPMethod(request.method.rawValue) else {

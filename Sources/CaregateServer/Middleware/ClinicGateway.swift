@@ -47,7 +47,7 @@ struct ClinicGateway: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        guard let surface = surfaces.first(where: { path == $0.prefix || path.hasPrefix($0.prefix + "/") }) else {
+        guard let surface = surfaces.first(where: { path.isPath(under: $0.prefix) }) else {
             return try await next(request, context)
         }
         return try await audit.recording(request, context) { event in try await enforce(request, context, surface, &event) }

@@ -58,3 +58,13 @@ extension HTTPField.Name {
     static let pragma = HTTPField.Name("Pragma")!
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
+
+extension String {
+    /// Whether this request path is `prefix` or lies below it: `/v3` covers `/v3` and
+    /// `/v3/…`, not `/v30`. Compares bytes, allocates nothing (it runs on every request).
+    func isPath(under prefix: String) -> Bool {
+        guard hasPrefix(prefix) else { return false }
+        let rest = utf8.dropFirst(prefix.utf8.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+    }
+}
