@@ -196,7 +196,7 @@ public final class CaregateServer: Sendable {
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(smart) }
         ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache, tokens: tokens,
-            catalogs: Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
+            catalogs: catalogsBySurface
         ).register(on: router)
         return router
     }
