@@ -1,3 +1,4 @@
+import Foundation
 import SQLKit
 
 /// One decision of the enforcement middleware, as stored (never a secret: the key's id only).
@@ -15,7 +16,7 @@ public struct AuditEvent: Sendable, Equatable {
     public var status: Int
     public var traceID: String
 
-    /// `id` is left empty on the request path; ``AuditStore/insert(_:)`` assigns time-ordered ids.
+    /// `id` is left empty on the request path; the store gives each stored event its id.
     public init(
         at: Int64, organizationID: String?, appID: String?, keyID: String?, method: String, route: String?, path: String,
         requiredScope: String?, decision: String, status: Int, traceID: String
@@ -35,58 +36,212 @@ public struct AuditEvent: Sendable, Equatable {
     }
 }
 
+/// The audit log, stored in segments: one row per credential (clinic, app, key) per write,
+/// holding up to ``segmentSize`` of its events, in order, as a JSON array. A row per event
+/// made the log the most expensive part of an authorised request (three B-tree inserts of
+/// ~250 bytes each); a segment costs one insert per flush and credential, and it keeps every
+/// event whole (time, method, route, path, scope, decision, status, trace id).
+///
+/// An event's id is its segment's id (`aud_` + 29 time-ordered hex digits) followed by its
+/// position (4 hex digits), so ids sort as the log is read: newest segment first, and in a
+/// segment, the latest event first. Filters on clinic and app use the segment's indexed
+/// columns; the decision filter skips segments without such events.
 public struct AuditStore: Sendable {
     public let database: Database
     public init(database: Database) { self.database = database }
 
-    /// Inserts a batch as one JSON document per 1,000 events, unpacked by the database:
-    /// one bound value per statement instead of twelve per row (binding dominated the cost).
+    public static let segmentSize = 1_000
+    /// Whether `text` is an event id: `aud_` + 29 hex digits (segment) + 4 (position).
+    public static func isEventID(_ text: String) -> Bool {
+        let utf8 = text.utf8
+        return utf8.count == 37 && text.hasPrefix("aud_")
+            && utf8.dropFirst(4).allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+    }
+
+    /// Writes a batch (in the order recorded) in one transaction: nothing or everything.
     public func insert(_ events: [AuditEvent]) async throws {
-        for start in stride(from: 0, to: events.count, by: 1_000) {
-            let chunk = events[start..<min(start + 1_000, events.count)]
-            var bytes: [UInt8] = [UInt8(ascii: "[")]
-            bytes.reserveCapacity(chunk.count * 300)
-            for (i, e) in chunk.enumerated() {
-                if i > 0 { bytes.append(UInt8(ascii: ",")) }
-                JSONValue.array([.string(e.id.isEmpty ? Identifier.timeOrdered("aud", millis: e.at) : e.id), .int(e.at), .optional(e.organizationID), .optional(e.appID), .optional(e.keyID), .string(e.method),
-                                 .optional(e.route), .string(e.path), .optional(e.requiredScope), .string(e.decision), .int(Int64(e.status)),
-                                 .string(e.traceID)]).write(into: &bytes)
+        struct Credential: Hashable {
+            var organizationID: String?
+            var appID: String?
+            var keyID: String?
+        }
+        // Events by credential, in recorded order; consecutive events mostly share one, so
+        // the dictionary is consulted only when the credential changes.
+        var groups: [Credential: [Int]] = [:]
+        var order: [Credential] = []
+        var run: (credential: Credential, indices: [Int])?
+        func close() {
+            guard let current = run else { return }
+            if groups[current.credential] == nil { order.append(current.credential) }
+            groups[current.credential, default: []].append(contentsOf: current.indices)
+            run = nil
+        }
+        for i in events.indices {
+            if let current = run, current.credential.organizationID == events[i].organizationID, current.credential.appID == events[i].appID,
+               current.credential.keyID == events[i].keyID {
+                run!.indices.append(i)
+            } else {
+                close()
+                run = (Credential(organizationID: events[i].organizationID, appID: events[i].appID, keyID: events[i].keyID), [i])
             }
-            bytes.append(UInt8(ascii: "]"))
-            let document = String(decoding: bytes, as: UTF8.self)
-            let columns = "id, at, organization_id, app_id, key_id, method, route, path, required_scope, decision, status, trace_id"
-            switch database.dialect {
-            case .sqlite:
-                let fields = (0..<12).map { "json_extract(value, '$[\($0)]')" }.joined(separator: ", ")
-                try await database.sql.raw("INSERT INTO audit_events (\(unsafeRaw: columns)) SELECT \(unsafeRaw: fields) FROM json_each(\(bind: document))").run()
-            case .postgres:
-                let fields = (0..<12).map { i in i == 1 ? "(r->>1)::bigint" : i == 10 ? "(r->>10)::integer" : "r->>\(i)" }.joined(separator: ", ")
-                try await database.sql.raw("INSERT INTO audit_events (\(unsafeRaw: columns)) SELECT \(unsafeRaw: fields) FROM jsonb_array_elements(\(bind: document)::jsonb) AS r").run()
+        }
+        close()
+        var segments: [(id: String, firstAt: Int64, lastAt: Int64, credential: Credential, allowed: Int, denied: Int, events: String)] = []
+        var document: [UInt8] = []
+        for credential in order {
+            let indices = groups[credential]!
+            for start in stride(from: 0, to: indices.count, by: Self.segmentSize) {
+                let chunk = indices[start..<min(start + Self.segmentSize, indices.count)]
+                document.removeAll(keepingCapacity: true)
+                var allowed = 0
+                Self.writeEvents(events, chunk, into: &document, allowed: &allowed)
+                let first = events[chunk.first!].at, last = events[chunk.last!].at
+                // Named after its latest event, so that the segment holding the newest event comes first.
+                segments.append((Identifier.timeOrdered("aud", millis: last), first, last, credential, allowed, chunk.count - allowed,
+                                 String(decoding: document, as: UTF8.self)))
+            }
+        }
+        guard !segments.isEmpty else { return }
+        let rows = segments
+        try await database.transaction { db in
+            for s in rows {
+                try await db.raw("""
+                    INSERT INTO audit_segments (id, first_at, last_at, organization_id, app_id, key_id, allowed, denied, events)
+                    VALUES (\(bind: s.id), \(bind: s.firstAt), \(bind: s.lastAt), \(bind: s.credential.organizationID), \(bind: s.credential.appID),
+                    \(bind: s.credential.keyID), \(bind: s.allowed), \(bind: s.denied), \(bind: s.events))
+                    """).run()
             }
         }
     }
 
-    /// Newest first; `cursor` is the last id of the previous page.
-    public func page(organizationID: String?, appID: String?, decision: String?, limit: Int, cursor: String?) async throws -> (events: [AuditEvent], next: String?) {
-        var query: SQLQueryString = "SELECT id, at, organization_id, app_id, key_id, method, route, path, required_scope, decision, status, trace_id FROM audit_events WHERE 1 = 1"
-        if let organizationID { query += " AND organization_id = \(bind: organizationID)" }
-        if let appID { query += " AND app_id = \(bind: appID)" }
-        if let decision { query += " AND decision = \(bind: decision)" }
-        if let cursor { query += " AND id < \(bind: cursor)" }
-        query += " ORDER BY id DESC LIMIT \(literal: limit + 1)"
-        let rows = try await database.sql.raw(query).all()
-        var events: [AuditEvent] = []
-        for row in rows.prefix(limit) {
-            var event = AuditEvent(
-                at: try row.decode(column: "at", as: Int64.self), organizationID: try row.decode(column: "organization_id", as: String?.self),
-                appID: try row.decode(column: "app_id", as: String?.self), keyID: try row.decode(column: "key_id", as: String?.self),
-                method: try row.decode(column: "method", as: String.self), route: try row.decode(column: "route", as: String?.self),
-                path: try row.decode(column: "path", as: String.self), requiredScope: try row.decode(column: "required_scope", as: String?.self),
-                decision: try row.decode(column: "decision", as: String.self), status: try row.decode(column: "status", as: Int.self),
-                traceID: try row.decode(column: "trace_id", as: String.self))
-            event.id = try row.decode(column: "id", as: String.self)
-            events.append(event)
+    /// `[[at, method, route, path, requiredScope, decision, status, traceId], …]`, built
+    /// straight into bytes: no allocation per event.
+    static func writeEvents(_ events: [AuditEvent], _ indices: ArraySlice<Int>, into out: inout [UInt8], allowed: inout Int) {
+        func string(_ value: String?) {
+            if let value { JSONValue.writeString(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
         }
-        return (events, rows.count > limit ? events.last?.id : nil)
+        out.append(UInt8(ascii: "["))
+        // Fields are read in place: copying an event out of the array would retain each of its strings.
+        events.withUnsafeBufferPointer { events in
+            for i in indices {
+                if i != indices.first { out.append(UInt8(ascii: ",")) }
+                out.append(UInt8(ascii: "["))
+                out.append(contentsOf: String(events[i].at).utf8)
+                out.append(UInt8(ascii: ","))
+                string(events[i].method)
+                out.append(UInt8(ascii: ","))
+                string(events[i].route)
+                out.append(UInt8(ascii: ","))
+                string(events[i].path)
+                out.append(UInt8(ascii: ","))
+                string(events[i].requiredScope)
+                out.append(UInt8(ascii: ","))
+                string(events[i].decision)
+                out.append(UInt8(ascii: ","))
+                out.append(contentsOf: String(events[i].status).utf8)
+                out.append(UInt8(ascii: ","))
+                string(events[i].traceID)
+                out.append(UInt8(ascii: "]"))
+                if events[i].decision == "allowed" { allowed += 1 }
+            }
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    /// One stored event, as written by ``writeEvents(_:_:into:allowed:)``.
+    private struct StoredEvent: Decodable {
+        var at: Int64
+        var method: String
+        var route: String?
+        var path: String
+        var requiredScope: String?
+        var decision: String
+        var status: Int
+        var traceID: String
+
+        init(from decoder: any Decoder) throws {
+            var row = try decoder.unkeyedContainer()
+            at = try row.decode(Int64.self)
+            method = try row.decode(String.self)
+            route = try row.decodeIfPresent(String.self)
+            path = try row.decode(String.self)
+            requiredScope = try row.decodeIfPresent(String.self)
+            decision = try row.decode(String.self)
+            status = try row.decode(Int.self)
+            traceID = try row.decode(String.self)
+        }
+    }
+
+    /// Newest first; `cursor` is the last id of the previous page (see ``isEventID(_:)``).
+    public func page(organizationID: String?, appID: String?, decision: String?, limit: Int, cursor: String?) async throws -> (events: [AuditEvent], next: String?) {
+        var before: (segment: String, position: Int)?
+        if let cursor {
+            guard Self.isEventID(cursor), let position = Int(cursor.suffix(4), radix: 16) else {
+                throw StoreError.invalid("cursor is not a cursor of this list")
+            }
+            before = (String(cursor.dropLast(4)), position)
+        }
+        var events: [AuditEvent] = []
+        let batch = 20
+        var olderThan: String?
+        while events.count <= limit {
+            var query: SQLQueryString = "SELECT id, organization_id, app_id, key_id, events FROM audit_segments WHERE 1 = 1"
+            if let organizationID { query += " AND organization_id = \(bind: organizationID)" }
+            if let appID { query += " AND app_id = \(bind: appID)" }
+            if decision == "allowed" { query += " AND allowed > 0" }
+            if decision == "denied" { query += " AND denied > 0" }
+            if let olderThan {
+                query += " AND id < \(bind: olderThan)"
+            } else if let before {
+                query += " AND id <= \(bind: before.segment)"
+            }
+            query += " ORDER BY id DESC LIMIT \(literal: batch)"
+            let rows = try await database.sql.raw(query).all()
+            for row in rows {
+                let segment = try row.decode(column: "id", as: String.self)
+                olderThan = segment
+                let stored = try JSONDecoder().decode([StoredEvent].self, from: Data(try row.decode(column: "events", as: String.self).utf8))
+                var end = stored.count
+                if let before, before.segment == segment { end = min(end, before.position) }
+                let organizationID = try row.decode(column: "organization_id", as: String?.self)
+                let appID = try row.decode(column: "app_id", as: String?.self)
+                let keyID = try row.decode(column: "key_id", as: String?.self)
+                for position in stride(from: end - 1, through: 0, by: -1) where decision == nil || stored[position].decision == decision {
+                    let e = stored[position]
+                    var event = AuditEvent(
+                        at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
+                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID)
+                    event.id = segment + Self.hex4(position)
+                    events.append(event)
+                    if events.count > limit { break }
+                }
+                if events.count > limit { break }
+            }
+            if rows.count < batch { break }
+        }
+        let page = Array(events.prefix(limit))
+        return (page, events.count > limit ? page.last?.id : nil)
+    }
+
+    private static func hex4(_ value: Int) -> String {
+        var bytes: [UInt8] = []
+        Identifier.appendHex(UInt64(value), digits: 4, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// How many events the log holds (all of them, or one route's).
+    public func count(route: String? = nil) async throws -> Int {
+        var total = 0
+        var after = ""
+        while true {
+            let rows = try await database.sql.raw(
+                "SELECT id, events FROM audit_segments WHERE id > \(bind: after) ORDER BY id LIMIT 100").all()
+            for row in rows {
+                after = try row.decode(column: "id", as: String.self)
+                let stored = try JSONDecoder().decode([StoredEvent].self, from: Data(try row.decode(column: "events", as: String.self).utf8))
+                total += route.map { route in stored.count { $0.route == route } } ?? stored.count
+            }
+            if rows.count < 100 { return total }
+        }
     }
 }

@@ -23,44 +23,74 @@ public enum Identifier {
     /// per-process prefix and a counter (8 + 8 hex digits), so ids are sortable, unique
     /// across instances, and cost no system call on the request path.
     public static func timeOrdered(_ prefix: String, millis: Int64) -> String {
-        let count = counter.add(1, ordering: .relaxed).newValue
-        return "\(prefix)_" + fixedHex(UInt64(max(millis, 0)), digits: 13) + processTag + fixedHex(count, digits: 8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(prefix.utf8.count + 30)
+        appendTimeOrdered(prefix, millis: millis, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static let processTag = Secrets.randomHex(bytes: 4)
+    /// ``timeOrdered(_:millis:)`` written straight into `out` (the audit writer's bulk insert).
+    public static func appendTimeOrdered(_ prefix: String, millis: Int64, to out: inout [UInt8]) {
+        let count = counter.add(1, ordering: .relaxed).newValue
+        out.append(contentsOf: prefix.utf8)
+        out.append(UInt8(ascii: "_"))
+        appendHex(UInt64(max(millis, 0)), digits: 13, to: &out)
+        appendHex(processTag, digits: 8, to: &out)
+        appendHex(count, digits: 8, to: &out)
+    }
+
+    /// Random per process, so that two instances never make the same id in the same millisecond.
+    private static let processTag = UInt64(UInt32.random(in: .min ... .max))
     private static let counter = Atomic<UInt64>(0)
 
-    static func fixedHex(_ value: UInt64, digits: Int) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: UInt8(ascii: "0"), count: digits)
-        var v = value
+    /// The low `digits` hex digits of `value`, zero-padded.
+    static func appendHex(_ value: UInt64, digits: Int, to out: inout [UInt8]) {
         for i in stride(from: digits - 1, through: 0, by: -1) {
-            out[i] = hex[Int(v & 0xF)]
-            v >>= 4
+            out.append(hexDigits[Int((value >> (UInt64(i) * 4)) & 0xF)])
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
-    /// Byte-level: it runs on every request.
     public static func organizationID(fromClientForm text: String) -> String? {
+        OrganizationBits(clientForm: text)?.id
+    }
+
+    public static func uuidForm(ofOrganization id: String) -> String {
+        let hex = Array(id.dropFirst(4))
+        guard hex.count == 32 else { return id }
+        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
+    }
+}
+
+/// An organization id's 128 bits, read from either client form (`org_<32 hex>` or the UUID
+/// form, any letter case) without allocating: one value per clinic, however it was written,
+/// which makes it the credential cache's key.
+public struct OrganizationBits: Hashable, Sendable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init?(clientForm text: String) {
         var text = text
-        return text.withUTF8 { b -> String? in
-            var hex = [UInt8](repeating: 0, count: 36)
-            hex[0] = UInt8(ascii: "o"); hex[1] = UInt8(ascii: "r"); hex[2] = UInt8(ascii: "g"); hex[3] = UInt8(ascii: "_")
-            var n = 4
+        guard let bits = text.withUTF8({ b -> (UInt64, UInt64)? in
+            guard b.count == 36 else { return nil }
+            var high: UInt64 = 0, low: UInt64 = 0, n = 0
             func take(_ c: UInt8) -> Bool {
+                let nibble: UInt8
                 switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): hex[n] = c
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): hex[n] = c + 32
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = c - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = c - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = c - UInt8(ascii: "A") + 10
                 default: return false
                 }
+                if n < 16 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
                 n += 1
                 return true
             }
-            if b.count == 36 && b[0] == UInt8(ascii: "o") && b[1] == UInt8(ascii: "r") && b[2] == UInt8(ascii: "g") && b[3] == UInt8(ascii: "_") {
+            if b[0] == UInt8(ascii: "o") && b[1] == UInt8(ascii: "r") && b[2] == UInt8(ascii: "g") && b[3] == UInt8(ascii: "_") {
                 for i in 4..<36 where !take(b[i]) { return nil }
-            } else if b.count == 36 {
+            } else {
                 for i in 0..<36 {
                     if i == 8 || i == 13 || i == 18 || i == 23 {
                         if b[i] != UInt8(ascii: "-") { return nil }
@@ -68,17 +98,19 @@ public enum Identifier {
                         return nil
                     }
                 }
-            } else {
-                return nil
             }
-            return String(decoding: hex, as: UTF8.self)
-        }
+            return (high, low)
+        }) else { return nil }
+        (high, low) = bits
     }
 
-    public static func uuidForm(ofOrganization id: String) -> String {
-        let hex = Array(id.dropFirst(4))
-        guard hex.count == 32 else { return id }
-        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
+    /// The canonical id, `org_<32 lower-case hex>`.
+    public var id: String {
+        var bytes: [UInt8] = Array("org_".utf8)
+        bytes.reserveCapacity(36)
+        Identifier.appendHex(high, digits: 16, to: &bytes)
+        Identifier.appendHex(low, digits: 16, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -128,6 +160,36 @@ public enum Secrets {
     }
 
     /// Compares in time that depends only on the length, never on where the bytes differ.
+    /// `hex` decoded to bytes; nil unless it is lower-case hex of even length.
+    public static func bytes(fromHex hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return out
+    }
+
+    /// Compares a stored digest with a computed one in time independent of where they differ.
+    public static func constantTimeEquals(_ stored: [UInt8], _ computed: HashedAuthenticationCode<SHA256>) -> Bool {
+        computed.withUnsafeBytes { c in
+            guard stored.count == c.count else { return false }
+            var difference: UInt8 = 0
+            for i in 0..<c.count { difference |= stored[i] ^ c[i] }
+            return difference == 0
+        }
+    }
+
     public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
         return a.withUTF8 { x in

@@ -19,7 +19,31 @@ enum Migrations {
             "CREATE TABLE used_assertions (jti TEXT NOT NULL, client_id TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (client_id, jti))",
         ] }),
         Migration(version: 4, name: "client JWKS by URL", statements: { _ in ["ALTER TABLE oauth_clients ADD COLUMN jwks_uri TEXT"] }),
+        Migration(version: 5, name: "audit log in segments (one row per credential per write)", statements: auditSegments),
     ]
+
+    /// The audit log moves from a row per event to a row per credential and write (see
+    /// ``AuditStore``); each old event becomes a segment of one, its id + `0000`.
+    static func auditSegments(_ database: Database) -> [String] {
+        let event = "method, route, path, required_scope, decision, status, trace_id"
+        let events = database.dialect == .sqlite
+            ? "json_array(json_array(at, \(event)))"
+            : "json_build_array(json_build_array(at, \(event)))::text"
+        return [
+            """
+            CREATE TABLE audit_segments (id TEXT PRIMARY KEY, first_at BIGINT NOT NULL, last_at BIGINT NOT NULL, organization_id TEXT,
+              app_id TEXT, key_id TEXT, allowed INTEGER NOT NULL, denied INTEGER NOT NULL, events TEXT NOT NULL)
+            """,
+            "CREATE INDEX audit_segments_org ON audit_segments (organization_id, id)",
+            "CREATE INDEX audit_segments_app ON audit_segments (app_id, id)",
+            """
+            INSERT INTO audit_segments (id, first_at, last_at, organization_id, app_id, key_id, allowed, denied, events)
+            SELECT id, at, at, organization_id, app_id, key_id, CASE WHEN decision = 'allowed' THEN 1 ELSE 0 END,
+              CASE WHEN decision = 'allowed' THEN 0 ELSE 1 END, \(events) FROM audit_events
+            """,
+            "DROP TABLE audit_events",
+        ]
+    }
 
     static var latest: Int { all.map(\.version).max() ?? 0 }
 

@@ -444,7 +444,7 @@ struct ManagementRoutes: Sendable {
         let decision = query["decision"]
         if let decision, decision != "allowed" && decision != "denied" { throw APIError.badRequest("decision must be allowed or denied") }
         let cursor = query["cursor"]
-        if let cursor, cursor.wholeMatch(of: /aud_[0-9a-f]{29}/) == nil { throw APIError.badRequest("cursor is not a cursor of this list") }
+        if let cursor, !AuditStore.isEventID(cursor) { throw APIError.badRequest("cursor is not a cursor of this list") }
         await auditWriter.flush()
         let page = try await audit.page(
             organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, limit: try query.limit(), cursor: cursor)

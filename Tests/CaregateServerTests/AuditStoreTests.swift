@@ -1,0 +1,109 @@
+import CaregateServer
+import CaregateStore
+import Foundation
+import Logging
+import Testing
+
+/// The audit log's storage: segments per credential, read back as single events.
+@Suite("Audit store")
+struct AuditStoreTests {
+    static func event(_ organization: String, app: String?, key: String?, at: Int64, denied: Bool, trace: String) -> AuditEvent {
+        AuditEvent(
+            at: at, organizationID: organization, appID: app, keyID: key, method: "GET", route: denied ? "GET /v3/bills" : "GET /v3/patients",
+            path: denied ? "/v3/bills" : "/v3/patients/pat_\(trace.prefix(8))", requiredScope: denied ? "read:bills" : "read:patients",
+            decision: denied ? "denied" : "allowed", status: denied ? 403 : 200, traceID: trace)
+    }
+
+    @Test("every event comes back once, newest first, across credentials and segment boundaries; filters and cursors hold", arguments: Backend.allCases)
+    func pagesEveryEvent(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let store = AuditStore(database: s.server.database)
+            // Ids unique to this test: the PostgreSQL database is shared with other tests.
+            let clinic = Identifier.random("org"), otherClinic = Identifier.random("org")
+            let appA = Identifier.random("app"), appB = Identifier.random("app")
+            var written: [AuditEvent] = []
+            let start = Clock.millis()
+            // Credential A's events (more than two segments) interleaved with B's, in one write,
+            // plus an unauthenticated refusal (no app, no key).
+            for i in 0..<2_600 {
+                let useB = i % 4 == 3
+                written.append(Self.event(
+                    useB ? otherClinic : clinic, app: useB ? appB : appA, key: useB ? "key_b" : "key_a", at: start + Int64(i / 10), denied: i % 3 == 0,
+                    trace: UUID().uuidString.lowercased()))
+            }
+            written.append(Self.event(clinic, app: nil, key: nil, at: start + 260, denied: true, trace: UUID().uuidString.lowercased()))
+            try await store.insert(Array(written[..<2_000]))
+            try await store.insert(Array(written[2_000...]))
+
+            func all(organization: String?, app: String?, decision: String?, limit: Int) async throws -> [AuditEvent] {
+                var events: [AuditEvent] = []
+                var cursor: String?
+                repeat {
+                    let page = try await store.page(organizationID: organization, appID: app, decision: decision, limit: limit, cursor: cursor)
+                    #expect(page.events.count <= limit)
+                    events += page.events
+                    cursor = page.next
+                } while cursor != nil
+                return events
+            }
+            for (limit, decision) in [(200, nil), (1_000, nil), (37, "denied"), (500, "allowed")] as [(Int, String?)] {
+                let read = try await all(organization: clinic, app: nil, decision: decision, limit: limit)
+                let expected = written.filter { $0.organizationID == clinic && (decision == nil || $0.decision == decision) }
+                #expect(read.count == expected.count, "limit \(limit), decision \(decision ?? "any")")
+                #expect(Set(read.map(\.traceID)) == Set(expected.map(\.traceID)))
+                #expect(Set(read.map(\.id)).count == read.count)
+                #expect(zip(read, read.dropFirst()).allSatisfy { $0.id > $1.id }, "newest first, by id")
+                #expect(read.allSatisfy { AuditStore.isEventID($0.id) })
+            }
+            // Each event keeps its own fields; the credential's come from its segment.
+            let one = try #require(try await all(organization: clinic, app: nil, decision: nil, limit: 1_000).first { $0.traceID == written[5].traceID })
+            #expect(one.at == written[5].at && one.path == written[5].path && one.status == written[5].status && one.keyID == "key_a")
+            #expect(one.requiredScope == written[5].requiredScope && one.route == written[5].route && one.appID == appA)
+            let byApp = try await all(organization: nil, app: appB, decision: nil, limit: 200)
+            #expect(byApp.count == written.count { $0.appID == appB })
+            #expect(byApp.allSatisfy { $0.organizationID == otherClinic && $0.keyID == "key_b" })
+            let unauthenticated = try await all(organization: clinic, app: nil, decision: "denied", limit: 5).filter { $0.appID == nil }
+            #expect(unauthenticated.map(\.traceID) == [written.last!.traceID])
+            // A cursor that is not one of this list's ids is refused.
+            await #expect(throws: StoreError.self) {
+                _ = try await store.page(organizationID: clinic, appID: nil, decision: nil, limit: 5, cursor: "aud_xyz")
+            }
+        }
+    }
+
+    @Test("an audit log written a row per event (schema 4) is moved into segments, ids kept")
+    func migratesRowsPerEvent() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("old.sqlite").path
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        // A schema-4 database: the current schema with migration 5 undone and two old rows.
+        let current = try await Database.open(.sqlite(path: path), logger: logger)
+        try await current.sql.raw("DROP TABLE audit_segments").run()
+        try await current.sql.raw("DELETE FROM caregate_schema WHERE version = 5").run()
+        try await current.sql.raw("""
+            CREATE TABLE audit_events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, organization_id TEXT, app_id TEXT, key_id TEXT,
+              method TEXT NOT NULL, route TEXT, path TEXT NOT NULL, required_scope TEXT, decision TEXT NOT NULL, status INTEGER NOT NULL,
+              trace_id TEXT NOT NULL)
+            """).run()
+        let old = "aud_0019a2b3c4d5e0123456700000001"
+        try await current.sql.raw("""
+            INSERT INTO audit_events VALUES
+              (\(bind: old), 1700000000000, 'org_1', 'app_1', 'key_1', 'GET', 'GET /v3/bills', '/v3/bills', 'read:bills', 'denied', 403, 't-1'),
+              ('aud_0019a2b3c4d5f0123456700000002', 1700000000001, NULL, NULL, NULL, 'GET', NULL, '/v3/x', NULL, 'denied', 401, 't-2')
+            """).run()
+        await current.shutdown()
+
+        let migrated = try await Database.open(.sqlite(path: path), logger: logger)
+        let page = try await AuditStore(database: migrated).page(organizationID: "org_1", appID: nil, decision: "denied", limit: 10, cursor: nil)
+        let all = try await AuditStore(database: migrated).count()
+        await migrated.shutdown()
+        #expect(all == 2)
+        let event = try #require(page.events.first)
+        #expect(page.events.count == 1)
+        #expect(event.id == old + "0000")
+        #expect(event.at == 1_700_000_000_000 && event.appID == "app_1" && event.keyID == "key_1" && event.route == "GET /v3/bills")
+        #expect(event.requiredScope == "read:bills" && event.status == 403 && event.traceID == "t-1" && event.decision == "denied")
+    }
+}
