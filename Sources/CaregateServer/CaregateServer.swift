@@ -129,17 +129,24 @@ public final class CaregateServer: Sendable {
         }
     }
 
-    func makeRouter() -> Router<CaregateContext> {
-        let router = Router(context: CaregateContext.self)
-        router.add(middleware: TraceMiddleware())
-        router.add(middleware: MetricsMiddleware())
+    /// The whole HTTP surface: the middleware in front (see ``CaregateResponder``), then the router.
+    func makeResponder() -> CaregateResponder {
         let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: catalogs)
-        router.add(middleware: ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter))
+        var front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
+            TraceMiddleware(), MetricsMiddleware<CaregateContext>(),
+            ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter),
+        ]
         if !options.upstreams.isEmpty {
-            router.add(middleware: UpstreamGateway(
+            front.append(UpstreamGateway(
                 catalogs: catalogs, upstreams: options.upstreams, pools: upstreamPools, resolver: resolver, audit: auditWriter, client: httpClient))
         }
+        return CaregateResponder(front: front, router: makeRouter())
+    }
 
+    /// Caregate's own routes (everything but the enforced surfaces).
+    func makeRouter() -> Router<CaregateContext> {
+        let router = Router(context: CaregateContext.self)
+        router.add(middleware: RouterErrorMiddleware())
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
         let database = self.database
         router.get("readyz") { _, _ in
@@ -213,9 +220,8 @@ public final class CaregateServer: Sendable {
     /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,
     /// the audit log is flushed, then the database closes.
     public func run() async throws {
-        let router = makeRouter()
         let app = Application(
-            router: router,
+            responder: makeResponder(),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "caregate"),
             onServerRunning: { [listening, logger] channel in
                 listening.set(channel.localAddress?.port ?? 0)

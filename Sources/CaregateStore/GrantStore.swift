@@ -26,6 +26,14 @@ public struct GrantStore: Sendable {
         return Secrets.hex(mac.finalize())
     }
 
+    /// The same keyed hash as bytes, for the per-request comparison: no hex string is built.
+    public func digest(_ value: Substring) -> HashedAuthenticationCode<SHA256> {
+        var mac = hmac
+        var value = value
+        value.withUTF8 { mac.update(data: $0) }
+        return mac.finalize()
+    }
+
     var sql: any SQLDatabase { database.sql }
 
     /// The server secret behind every keyed hash: `CAREGATE_SECRET` when set (at least 32
@@ -269,7 +277,7 @@ public struct GrantStore: Sendable {
 
     /// The lookup id of a presented key, or `nil` when it is not shaped like one of ours
     /// (`<prefix>_<prd|sbx>_ak_<52 base62>`). Byte-level: it runs on every request.
-    public func lookupID(ofPresentedKey key: String) -> String? {
+    public func lookupID(ofPresentedKey key: Substring) -> String? {
         let prefixLength = keyPrefix.utf8.count
         var key = key
         return key.withUTF8 { b -> String? in

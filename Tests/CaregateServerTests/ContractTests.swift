@@ -63,6 +63,25 @@ struct ContractTests {
             let x = try await Self.setup(s)
             #expect(try await s.request("GET", "/v3/patients", token: x.key).status == 400)
             #expect(try await s.request("GET", "/v3/patients", token: x.key, organization: "not-an-org").status == 400)
+            // Both forms, in any letter case, name the same clinic: /me answers the canonical id every time.
+            for form in [x.clinic.uuid, x.clinic.uuid.uppercased(), x.clinic.id, "org_" + x.clinic.id.dropFirst(4).uppercased()] {
+                let me = try await s.request("GET", "/v3/marketplace/me", token: x.key, organization: form)
+                #expect(me.status == 200, "\(form)")
+                #expect(me.json?.object("data")?.object("organization")?.string("id") == x.clinic.id, "\(form)")
+            }
+            // /me is answered from the credential: HEAD has no body, and it takes no query parameters.
+            let head = try await s.request("HEAD", "/v3/marketplace/me", token: x.key, organization: x.clinic.uuid)
+            #expect(head.status == 200 && head.text.isEmpty && head.header("Content-Type") == "application/json")
+            let withQuery = try await s.request("GET", "/v3/marketplace/me?verbose=1", token: x.key, organization: x.clinic.uuid)
+            #expect(withQuery.status == 400)
+            #expect(withQuery.json?.string("message").contains(#"unknown query parameter "verbose""#) == true)
+            let v1 = try await s.request("GET", "/v1/marketplace/me?", token: x.key, organization: x.clinic.id)
+            #expect(v1.status == 200 && v1.json?.object("data")?.object("app")?.string("id") == x.app.id)
+            for malformed in [x.clinic.uuid.replacingOccurrences(of: "-", with: "_"), String(x.clinic.uuid.dropLast()) + "g", "ORG_" + x.clinic.id.dropFirst(4), x.clinic.id + "0"] {
+                let reply = try await s.request("GET", "/v3/marketplace/me", token: x.key, organization: malformed)
+                #expect(reply.status == 400, "\(malformed)")
+                #expect(reply.json?.string("message").contains("X-Organization-Id must be an organization id") == true, "\(malformed)")
+            }
             let other = try await s.createClinic(patients: 0)
             let refused = try await s.request("GET", "/v3/patients", token: x.key, organization: other.uuid)
             #expect(refused.status == 401)

@@ -20,10 +20,12 @@ final class AuditWriter: Service, Sendable {
         self.logger = logger
     }
 
-    func record(_ event: AuditEvent) {
+    func record(_ event: consuming AuditEvent) {
+        // Moved, not copied, into the buffer: an event holds a dozen references.
+        var pending = Optional(event)
         let accepted = buffer.withLock { events in
             guard events.count < limit else { return false }
-            events.append(event)
+            events.append(pending.take()!)
             return true
         }
         if !accepted { dropped.withLock { $0 += 1 } }
@@ -69,24 +71,25 @@ final class AuditWriter: Service, Sendable {
 extension AuditWriter {
     /// Runs one enforced request and records its decision, whatever the outcome: `body`
     /// fills in the credential, route, scope and decision; the status is the answer's.
+    /// `path` is the request's (at most 512 bytes of it are kept).
     func recording(
-        _ request: Request, _ context: CaregateContext, _ body: (inout AuditEvent) async throws -> Response
+        _ request: Request, path: String, _ context: CaregateContext, _ body: (inout AuditEvent) async throws -> Response
     ) async throws -> Response {
         var event = AuditEvent(
             at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: request.method.rawValue, route: nil,
-            path: String(request.uri.path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: context.traceID)
+            path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: context.traceID)
         do {
             let response = try await body(&event)
             event.status = response.status.code
-            record(event)
+            record(consume event)
             return response
         } catch let error as APIError {
             event.status = error.status.code
-            record(event)
+            record(consume event)
             throw error
         } catch {
             event.status = 500
-            record(event)
+            record(consume event)
             throw error
         }
     }

@@ -1,34 +1,55 @@
+import CaregateStore
+import NIOCore
 import Scopes
 import Synchronization
 
-/// What a credential (API key or access token) may do in one clinic, as computed from the grant chain.
-struct Credential: Sendable {
+/// What a credential (API key or access token) may do in one clinic, as computed from the
+/// grant chain. Immutable and shared: a request holds one reference, not a copy of each field.
+final class Credential: Sendable {
     /// The key id (`key_…`) or the OAuth client id (`cli_…`).
-    var keyID: String
-    var type: CredentialType
-    var keyHash: String
-    var expiresAt: Int64?
-    var appID: String
-    var appSlug: String
-    var liveVersionID: String
-    var organizationID: String
+    let keyID: String
+    let type: CredentialType
+    /// The key's stored HMAC-SHA-256, as bytes (empty for access tokens).
+    let keyDigest: [UInt8]
+    let expiresAt: Int64?
+    let appID: String
+    let appSlug: String
+    let liveVersionID: String
+    let organizationID: String
     /// The effective set on each served surface, by surface index (empty on the surfaces
     /// that are not the app's).
-    var effective: [ScopeSet]
+    let effective: [ScopeSet]
     /// `/marketplace/me`'s answer on each marketplace surface (empty elsewhere): it depends on
     /// nothing but the credential, so it is built once, when the credential is resolved.
-    var meBody: [[UInt8]]
+    let meBody: [ByteBuffer]
     /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
-    var scopeHeader: [String]
+    let scopeHeader: [String]
+
+    init(
+        keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
+        organizationID: String, effective: [ScopeSet], meBody: [ByteBuffer], scopeHeader: [String]
+    ) {
+        self.keyID = keyID
+        self.type = type
+        self.keyDigest = keyDigest
+        self.expiresAt = expiresAt
+        self.appID = appID
+        self.appSlug = appSlug
+        self.liveVersionID = liveVersionID
+        self.organizationID = organizationID
+        self.effective = effective
+        self.meBody = meBody
+        self.scopeHeader = scopeHeader
+    }
 }
 
-/// Resolved credentials by (key lookup id, clinic), so that the hot path does no
-/// database work. Any grant-chain change empties it; a resolution that started
-/// before the change is not stored (the epoch moved on).
+/// Resolved credentials by (key lookup id or token id, clinic), so that the hot path does no
+/// database work. Any grant-chain change empties it; a resolution that started before the
+/// change is not stored (the epoch moved on).
 final class CredentialCache: Sendable {
     struct Key: Hashable, Sendable {
         var lookupID: String
-        var organizationID: String
+        var organization: OrganizationBits
     }
 
     private struct State {

@@ -1,5 +1,6 @@
 import CaregateStore
 import Crypto
+import NIOCore
 import Scopes
 
 /// API key or access token + clinic → what the credential may do there: cached, verified in
@@ -11,6 +12,8 @@ struct CredentialResolver: Sendable {
         case notInstalled
         /// The credential does not name a clinic and the request did not either.
         case organizationRequired
+        /// `X-Organization-Id` is not an organization id in either accepted form.
+        case invalidOrganization
     }
 
     let grants: GrantStore
@@ -20,23 +23,26 @@ struct CredentialResolver: Sendable {
     /// Every served surface, in the order of ``Credential/effective``.
     let catalogs: [CompiledCatalog]
 
-    /// `organizationID` is the caller's `X-Organization-Id`; it may be absent only for an
-    /// access token whose client is bound to a clinic.
-    func resolve(key presented: String, organizationID: String?) async throws -> Outcome {
+    /// `organizationHeader` is the caller's `X-Organization-Id` as sent; it may be absent only
+    /// for an access token whose client is bound to a clinic. A cached API key costs a parse
+    /// of the header (no allocation), one keyed hash and one dictionary lookup.
+    func resolve(key presented: Substring, organizationHeader: String?) async throws -> Outcome {
         guard let lookupID = grants.lookupID(ofPresentedKey: presented) else {
-            return try await resolve(token: presented, organizationID: organizationID)
+            return try await resolve(token: String(presented), organizationHeader: organizationHeader)
         }
-        guard let organizationID else { return .organizationRequired }
-        let presentedHash = grants.hash(presented)
-        let cacheKey = CredentialCache.Key(lookupID: lookupID, organizationID: organizationID)
+        guard let organizationHeader else { return .organizationRequired }
+        guard let organization = OrganizationBits(clientForm: organizationHeader) else { return .invalidOrganization }
+        let presentedDigest = grants.digest(presented)
+        let cacheKey = CredentialCache.Key(lookupID: lookupID, organization: organization)
         if let cached = cache.get(cacheKey) {
-            guard Secrets.constantTimeEquals(cached.keyHash, presentedHash) else { return .invalidKey }
+            guard Secrets.constantTimeEquals(cached.keyDigest, presentedDigest) else { return .invalidKey }
             if let expiry = cached.expiresAt, expiry <= Clock.millis() { return .invalidKey }
             return .ok(cached)
         }
+        let organizationID = organization.id
         let epoch = cache.epoch
-        guard let key = try await grants.key(lookupID: lookupID),
-              Secrets.constantTimeEquals(key.keyHash, presentedHash), key.revokedAt == nil
+        guard let key = try await grants.key(lookupID: lookupID), let storedDigest = Secrets.bytes(fromHex: key.keyHash),
+              Secrets.constantTimeEquals(storedDigest, presentedDigest), key.revokedAt == nil
         else { return .invalidKey }
         if let expiry = key.expiresAt, expiry <= Clock.millis() { return .invalidKey }
         guard let app = try await grants.app(key.appID),
@@ -44,7 +50,7 @@ struct CredentialResolver: Sendable {
         else { return .notInstalled }
 
         let credential = makeCredential(
-            id: key.id, hash: key.keyHash, expiresAt: key.expiresAt, app: app, organizationID: organizationID,
+            id: key.id, digest: storedDigest, expiresAt: key.expiresAt, app: app, organizationID: organizationID,
             credentialScopes: key.scopes ?? installation.approvedScopes, grants: installation.approvedScopes, type: .apiKey)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
@@ -52,11 +58,22 @@ struct CredentialResolver: Sendable {
 
     /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
     /// its client active; effective = the token's scopes ∩ the clinic's grants ∩ declared.
-    func resolve(token: String, organizationID requested: String?) async throws -> Outcome {
+    func resolve(token: String, organizationHeader: String?) async throws -> Outcome {
+        var requested: OrganizationBits?
+        if let organizationHeader {
+            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return .invalidOrganization }
+            requested = bits
+        }
         guard let claims = await tokens.verify(token) else { return .invalidKey }
-        if let bound = claims.org, let requested, bound != requested { return .notInstalled }
-        guard let organizationID = requested ?? claims.org else { return .organizationRequired }
-        let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organizationID: organizationID)
+        var bound: OrganizationBits?
+        if let org = claims.org {
+            guard let bits = OrganizationBits(clientForm: org) else { return .invalidKey }
+            bound = bits
+        }
+        if let bound, let requested, bound != requested { return .notInstalled }
+        guard let organization = requested ?? bound else { return .organizationRequired }
+        let organizationID = organization.id
+        let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organization: organization)
         if let cached = cache.get(cacheKey) { return .ok(cached) }
         let epoch = cache.epoch
         guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil,
@@ -66,14 +83,14 @@ struct CredentialResolver: Sendable {
         let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
         let scopes = claims.scope.split(separator: " ").map(String.init)
         let credential = makeCredential(
-            id: client.clientID, hash: "", expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
+            id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
             organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
 
     func makeCredential(
-        id: String, hash: String, expiresAt: Int64?, app: AppRecord, organizationID: String, credentialScopes: [String], grants approved: [String],
+        id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, organizationID: String, credentialScopes: [String], grants approved: [String],
         type: CredentialType
     ) -> Credential {
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
@@ -87,16 +104,16 @@ struct CredentialResolver: Sendable {
         }
         let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
         return Credential(
-            keyID: id, type: type, keyHash: hash, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
+            keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
             liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
             meBody: zip(catalogs, names).map { catalog, scopes in
-                guard catalog.surface.hasPrefix("marketplace-") else { return [] }
+                guard catalog.surface.hasPrefix("marketplace-") else { return ByteBuffer() }
                 let data: JSONValue = [
                     "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],
                     "organization": ["id": .string(organizationID)],
                     "scopes": .array(scopes.map { .string($0) }),
                 ]
-                return (["code": "success", "data": data] as JSONValue).serialized()
+                return ByteBuffer(bytes: (["code": "success", "data": data] as JSONValue).serialized())
             },
             scopeHeader: names.map { $0.joined(separator: " ") })
     }

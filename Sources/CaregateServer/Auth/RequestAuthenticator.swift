@@ -9,34 +9,45 @@ struct RequestAuthenticator: Sendable {
     let resolver: CredentialResolver
 
     func authenticate(_ request: Request, _ event: inout AuditEvent) async throws -> Credential {
-        guard let authorization = request.headers[.authorization] else {
+        guard let authorization = request.headers.value(.authorization) else {
             throw APIError.unauthorized("Missing credential: send Authorization: Bearer <API key or access token>", invalidToken: false)
         }
-        guard authorization.count > 7, authorization.prefix(7).lowercased() == "bearer " else {
+        guard Self.hasBearerScheme(authorization) else {
             throw APIError.unauthorized("Authorization must use the Bearer scheme", invalidToken: true)
         }
-        let presented = String(authorization.dropFirst(7))
-        var organizationID: String?
-        if let header = request.headers[.organizationID] {
-            guard let id = Identifier.organizationID(fromClientForm: header) else {
-                throw APIError.badRequest("X-Organization-Id must be an organization id (org_<32 hex> or its UUID form)")
-            }
-            organizationID = id
-            event.organizationID = id
-        }
-        switch try await resolver.resolve(key: presented, organizationID: organizationID) {
-        case .invalidKey:
-            throw APIError.unauthorized("Invalid, expired or revoked credential", invalidToken: true)
-        case .organizationRequired:
-            throw APIError.badRequest("X-Organization-Id header is required")
-        case .notInstalled:
-            throw APIError.unauthorized(
-                "This credential's app is not installed in (or not bound to) organization \(organizationID ?? "?")", invalidToken: true)
+        let organizationHeader = request.headers.value(.organizationID)
+        switch try await resolver.resolve(key: authorization.dropFirst(7), organizationHeader: organizationHeader) {
         case .ok(let credential):
             event.organizationID = credential.organizationID
             event.appID = credential.appID
             event.keyID = credential.keyID
             return credential
+        case .invalidOrganization:
+            throw APIError.badRequest("X-Organization-Id must be an organization id (org_<32 hex> or its UUID form)")
+        case .organizationRequired:
+            throw APIError.badRequest("X-Organization-Id header is required")
+        case .invalidKey:
+            event.organizationID = organizationHeader.flatMap(Identifier.organizationID(fromClientForm:))
+            throw APIError.unauthorized("Invalid, expired or revoked credential", invalidToken: true)
+        case .notInstalled:
+            let organizationID = organizationHeader.flatMap(Identifier.organizationID(fromClientForm:))
+            event.organizationID = organizationID
+            throw APIError.unauthorized(
+                "This credential's app is not installed in (or not bound to) organization \(organizationID ?? "?")", invalidToken: true)
+        }
+    }
+
+    /// `Bearer ` in any letter case, followed by at least one character; compares bytes, allocates nothing.
+    static func hasBearerScheme(_ authorization: String) -> Bool {
+        var authorization = authorization
+        return authorization.withUTF8 { bytes in
+            guard bytes.count > 7 else { return false }
+            for (i, expected) in "bearer ".utf8.enumerated() {
+                let byte = bytes[i]
+                let lowered = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+                guard lowered == expected else { return false }
+            }
+            return true
         }
     }
 }

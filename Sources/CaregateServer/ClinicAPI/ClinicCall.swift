@@ -5,17 +5,15 @@ import Scopes
 /// One authorised call of the clinic data API, as a handler sees it.
 struct ClinicCall {
     var request: Request
-    let context: CaregateContext
     let credential: Credential
-    /// The surface's catalog and the credential's effective set on it.
-    let catalog: CompiledCatalog
-    let effective: ScopeSet
-    /// The surface's `/marketplace/me` answer for this credential.
-    let meBody: [UInt8]
+    let surface: ClinicGateway.Surface
     /// Decoded path segments (`["v3", "patients", "pat_…"]`); empty for routes without parameters.
     let segments: [String]
     let store: ClinicStore
     var organization: String { credential.organizationID }
+    /// The surface's catalog and the credential's effective set on it.
+    var catalog: CompiledCatalog { surface.catalog }
+    var effective: ScopeSet { credential.effective[surface.index] }
 
     /// A path id that must have the collection's prefix; a malformed one is simply not found.
     func pathID(_ i: Int, prefix: String) throws -> String {

@@ -72,10 +72,6 @@ enum ClinicRoutes {
         table["POST /inventory/products"] = { call in try await OtherWrites.createProduct(&call) }
         table["PUT /inventory/products/{id}"] = { call in try await OtherWrites.updateProduct(&call) }
         table["POST /inventory/changes"] = { call in try await OtherWrites.createInventoryChange(&call) }
-        table["GET /marketplace/me"] = { call in
-            if call.request.uri.query != nil { _ = try QueryInput(call.request.uri.query, allowed: []) }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: call.meBody)))
-        }
         return table
     }
 

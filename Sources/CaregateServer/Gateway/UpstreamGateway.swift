@@ -70,11 +70,11 @@ struct UpstreamGateway: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
+        let path = request.targetPath
         guard let match = prefixes.first(where: { path.isPath(under: $0.prefix) })
         else { return try await next(request, context) }
         let surface = surfaces[match.surface]
-        guard let method = Scopes.HTTPMethod(request.method.rawValue) else {
+        guard let method = Scopes.HTTPMethod(request.method) else {
             throw APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed")
         }
         // Public routes (the practice API's token endpoint) are Caregate's own.
@@ -82,13 +82,15 @@ struct UpstreamGateway: RouterMiddleware {
            surface.catalog.routes[route.index].isPublic {
             return try await next(request, context)
         }
-        return try await audit.recording(request, context) { event in try await enforce(request, context, method, surface, &event) }
+        return try await audit.recording(request, path: path, context) { event in try await enforce(request, path, context, method, surface, &event) }
     }
 
-    private func enforce(_ request: Request, _ context: Context, _ method: Scopes.HTTPMethod, _ surface: Surface, _ event: inout AuditEvent) async throws -> Response {
+    private func enforce(
+        _ request: Request, _ path: String, _ context: Context, _ method: Scopes.HTTPMethod, _ surface: Surface, _ event: inout AuditEvent
+    ) async throws -> Response {
         let credential = try await authenticator.authenticate(request, &event)
         let catalog = surface.catalog
-        let decision = catalog.decide(credential.effective[surface.index], method: method, path: request.uri.path, query: request.uri.query)
+        let decision = catalog.decide(credential.effective[surface.index], method: method, path: path, query: request.uri.query)
         switch decision {
         case .allowed(let route):
             let info = catalog.routes[route.index]

@@ -11,74 +11,83 @@ import Scopes
 struct ClinicGateway: RouterMiddleware {
     typealias Context = CaregateContext
 
-    struct Surface: Sendable {
-        var prefix: String
-        var catalog: CompiledCatalog
-        var index: Int
-        /// By route index: the handler, and whether it reads path parameters.
-        var handlers: [(handler: ClinicHandler?, usesSegments: Bool)] = []
+    /// A reference, so that finding a request's surface copies nothing.
+    final class Surface: Sendable {
+        let prefix: String
+        let catalog: CompiledCatalog
+        let index: Int
+        /// By route index: the handler (nil for a catalog route the API does not serve).
+        let handlers: [ClinicHandler?]
+        /// By route index: whether the handler reads path parameters.
+        let usesSegments: [Bool]
+        /// `GET …/marketplace/me`: answered from the credential, without a handler call.
+        let meRoute: Int?
+
+        init(prefix: String, catalog: CompiledCatalog, index: Int, handlers table: [String: ClinicHandler]) {
+            self.prefix = prefix
+            self.catalog = catalog
+            self.index = index
+            handlers = catalog.routes.map { table["\($0.method) \($0.path.dropFirst(prefix.count))"] }
+            usesSegments = catalog.routes.map { $0.path.contains("{") }
+            meRoute = catalog.routes.firstIndex { $0.method == .get && $0.path == prefix + "/marketplace/me" }
+        }
     }
 
-    private(set) var surfaces: [Surface]
+    let surfaces: [Surface]
     let authenticator: RequestAuthenticator
     let store: ClinicStore
     let audit: AuditWriter
 
     /// `catalogs` are all served surfaces, in the resolver's order; the marketplace ones are this gateway's.
     init(catalogs: [CompiledCatalog], resolver: CredentialResolver, store: ClinicStore, audit: AuditWriter) {
+        let handlers = ClinicRoutes.handlers()
         surfaces = catalogs.enumerated().compactMap { i, catalog in
             switch catalog.surface {
-            case "marketplace-v3": Surface(prefix: "/v3", catalog: catalog, index: i)
-            case "marketplace-v1": Surface(prefix: "/v1", catalog: catalog, index: i)
+            case "marketplace-v3": Surface(prefix: "/v3", catalog: catalog, index: i, handlers: handlers)
+            case "marketplace-v1": Surface(prefix: "/v1", catalog: catalog, index: i, handlers: handlers)
             default: nil
             }
         }
         authenticator = RequestAuthenticator(resolver: resolver)
         self.store = store
         self.audit = audit
-        let handlers = ClinicRoutes.handlers()
-        for i in surfaces.indices {
-            let prefix = surfaces[i].prefix
-            surfaces[i].handlers = surfaces[i].catalog.routes.map { route in
-                (handlers["\(route.method) \(route.path.dropFirst(prefix.count))"], route.path.contains("{"))
-            }
-        }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let path = request.uri.path
+        // Read once, and without a copy when the target has no query (see `targetPath`).
+        let path = request.targetPath
         guard let surface = surfaces.first(where: { path.isPath(under: $0.prefix) }) else {
             return try await next(request, context)
         }
-        return try await audit.recording(request, context) { event in try await enforce(request, context, surface, &event) }
+        return try await audit.recording(request, path: path, context) { event in try await enforce(request, path, context, surface, &event) }
     }
 
-    private func enforce(_ request: Request, _ context: Context, _ surface: Surface, _ event: inout AuditEvent) async throws -> Response {
+    private func enforce(_ request: Request, _ path: String, _ context: Context, _ surface: Surface, _ event: inout AuditEvent) async throws -> Response {
         let credential = try await authenticator.authenticate(request, &event)
 
         // 2. Route requirement.
-        let effective = credential.effective[surface.index]
         let catalog = surface.catalog
-        guard let method = Scopes.HTTPMethod(request.method.rawValue) else {
+        guard let method = Scopes.HTTPMethod(request.method) else {
             throw APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed")
         }
-        let decision = catalog.decide(effective, method: method, path: request.uri.path, query: request.uri.query)
+        let query = request.uri.query
+        let decision = catalog.decide(credential.effective[surface.index], method: method, path: path, query: query)
         switch decision {
         case .allowed(let route):
-            let info = catalog.routes[route.index]
-            event.route = info.template
-            event.requiredScope = info.isPublic ? nil : info.requirement
+            event.route = catalog.routes[route.index].template
+            event.requiredScope = catalog.routes[route.index].isPublic ? nil : catalog.routes[route.index].requirement
             event.decision = "allowed"
-            let entry = surface.handlers[route.index]
-            guard let handler = entry.handler else { throw APIError.notFound("Not found") }
+            if route.index == surface.meRoute {
+                if query != nil { _ = try QueryInput(query, allowed: []) }
+                return Response(status: .ok, headers: JSONResponse.headers, body: method == .head ? .init() : .init(byteBuffer: credential.meBody[surface.index]))
+            }
+            guard let handler = surface.handlers[route.index] else { throw APIError.notFound("Not found") }
             var segments: [String] = []
-            if entry.usesSegments {
-                guard case .success(let decoded) = RequestPath.segments(request.uri.path) else { throw APIError.badRequest("invalid path") }
+            if surface.usesSegments[route.index] {
+                guard case .success(let decoded) = RequestPath.segments(path) else { throw APIError.badRequest("invalid path") }
                 segments = decoded
             }
-            var call = ClinicCall(
-                request: request, context: context, credential: credential, catalog: catalog, effective: effective,
-                meBody: credential.meBody[surface.index], segments: segments, store: store)
+            var call = ClinicCall(request: request, credential: credential, surface: surface, segments: segments, store: store)
             var response = try await handler(&call)
             if method == .head { response.body = .init() }
             return response

@@ -58,7 +58,10 @@ public struct APIError: Error, Sendable {
 enum JSONResponse {
     static func encode(_ value: JSONValue) -> ByteBuffer { ByteBuffer(bytes: value.serialized()) }
 
+    /// `Content-Type: application/json`, built once (copy-on-write: a response adding a field copies it).
+    static let headers: HTTPFields = [.contentType: "application/json"]
+
     static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: encode(value)))
+        Response(status: status, headers: headers, body: .init(byteBuffer: encode(value)))
     }
 }
