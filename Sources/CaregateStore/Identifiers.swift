@@ -30,7 +30,7 @@ public enum Identifier {
     }
 
     /// ``timeOrdered(_:millis:)`` written straight into `out` (the audit writer's bulk insert).
-    public static func appendTimeOrdered(_ prefix: String, millis: Int64, to out: inout [UInt8]) {
+    static func appendTimeOrdered(_ prefix: String, millis: Int64, to out: inout [UInt8]) {
         let count = counter.add(1, ordering: .relaxed).newValue
         out.append(contentsOf: prefix.utf8)
         out.append(UInt8(ascii: "_"))

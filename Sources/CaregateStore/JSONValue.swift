@@ -116,7 +116,7 @@ extension JSONValue {
     private static let hex = Array("0123456789abcdef".utf8)
 
     /// `s` as a JSON string literal.
-    public static func writeString(_ s: String, into out: inout [UInt8]) {
+    static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
         var copy = s

@@ -32,3 +32,18 @@ struct CaregateResponder: HTTPResponder {
         }
     }
 }
+
+/// The router's own error shaping: Hummingbird's router answers errors thrown below it
+/// (a route's, or its not-found) in its own format before they could reach
+/// ``TraceMiddleware``; this, its first middleware, answers them in ours.
+struct RouterErrorMiddleware: RouterMiddleware {
+    typealias Context = CaregateContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            return TraceMiddleware.response(for: error, traceID: context.traceID, logger: context.logger)
+        }
+    }
+}
