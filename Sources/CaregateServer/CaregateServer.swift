@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 public import CaregateStore
 public import Foundation
-public import Hummingbird
+import Hummingbird
 public import Logging
 import Metrics
 import Prometheus

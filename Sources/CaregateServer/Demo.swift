@@ -1,4 +1,4 @@
-public import CaregateStore
+import CaregateStore
 import Foundation
 
 /// The demo clinic: a developer, a clinic, an installed app, two keys with different

@@ -1,6 +1,6 @@
 public import HTTPTypes
 import CaregateStore
-public import Hummingbird
+import Hummingbird
 import Scopes
 
 /// Every error answer's body: `{"code": …, "message": …, "trace_id": …}` (SPEC §2).
