@@ -50,8 +50,6 @@ public enum Identifier {
         }
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     /// `org_<32 hex>` ⇄ `7e2c8cfe-b7a9-4deb-986d-e7012589e72b`: clients send either form.
     public static func organizationID(fromClientForm text: String) -> String? {
         OrganizationBits(clientForm: text)?.id
@@ -77,13 +75,7 @@ public struct OrganizationBits: Hashable, Sendable {
             guard b.count == 36 else { return nil }
             var high: UInt64 = 0, low: UInt64 = 0, n = 0
             func take(_ c: UInt8) -> Bool {
-                let nibble: UInt8
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = c - UInt8(ascii: "0")
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = c - UInt8(ascii: "a") + 10
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = c - UInt8(ascii: "A") + 10
-                default: return false
-                }
+                guard let nibble = hexValue(c, upperCase: true) else { return false }
                 if n < 16 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
                 n += 1
                 return true
@@ -129,8 +121,6 @@ public enum Secrets {
 
     public static func randomHex(bytes: Int) -> String { hex(randomBytes(bytes)) }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     /// Lower-case hex, without Foundation formatting (it runs on every request).
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
         var out: [UInt8] = []
@@ -159,46 +149,47 @@ public enum Secrets {
         return value.withUTF8 { hex(HMAC<SHA256>.authenticationCode(for: $0, using: key)) }
     }
 
-    /// Compares in time that depends only on the length, never on where the bytes differ.
     /// `hex` decoded to bytes; nil unless it is lower-case hex of even length.
     public static func bytes(fromHex hex: String) -> [UInt8]? {
         let digits = Array(hex.utf8)
         guard digits.count % 2 == 0 else { return nil }
-        func value(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-            default: nil
-            }
-        }
         var out: [UInt8] = []
         out.reserveCapacity(digits.count / 2)
         for i in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+            guard let high = hexValue(digits[i], upperCase: false), let low = hexValue(digits[i + 1], upperCase: false) else { return nil }
             out.append(high << 4 | low)
         }
         return out
     }
 
-    /// Compares a stored digest with a computed one in time independent of where they differ.
-    public static func constantTimeEquals(_ stored: [UInt8], _ computed: HashedAuthenticationCode<SHA256>) -> Bool {
-        computed.withUnsafeBytes { c in
-            guard stored.count == c.count else { return false }
-            var difference: UInt8 = 0
-            for i in 0..<c.count { difference |= stored[i] ^ c[i] }
-            return difference == 0
-        }
-    }
-
+    /// Compares in time that depends only on the length, never on where the bytes differ.
     public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
-        return a.withUTF8 { x in
-            b.withUTF8 { y in
-                guard x.count == y.count else { return false }
-                var difference: UInt8 = 0
-                for i in 0..<x.count { difference |= x[i] ^ y[i] }
-                return difference == 0
-            }
-        }
+        return a.withUTF8 { x in b.withUTF8 { y in constantTimeEquals(UnsafeRawBufferPointer(x), UnsafeRawBufferPointer(y)) } }
+    }
+
+    /// A stored digest against a computed one, in the same way.
+    public static func constantTimeEquals(_ stored: [UInt8], _ computed: HashedAuthenticationCode<SHA256>) -> Bool {
+        stored.withUnsafeBytes { x in computed.withUnsafeBytes { y in constantTimeEquals(x, y) } }
+    }
+
+    private static func constantTimeEquals(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<x.count { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+}
+
+/// The lower-case hex alphabet, for every hex writer here.
+private let hexDigits = Array("0123456789abcdef".utf8)
+
+/// A hex digit's value (upper-case letters only when `upperCase`).
+private func hexValue(_ c: UInt8, upperCase: Bool) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F") where upperCase: c - UInt8(ascii: "A") + 10
+    default: nil
     }
 }
