@@ -1,6 +1,7 @@
 import CaregateStore
 import Hummingbird
 import Logging
+import Scopes
 import ServiceLifecycle
 import Synchronization
 
@@ -91,6 +92,24 @@ extension AuditWriter {
             event.status = 500
             record(consume event)
             throw error
+        }
+    }
+}
+
+extension AuditEvent {
+    /// What `decide` answered, as the log keeps it: the route and what it requires when
+    /// allowed, the route and the missing scope when refused for scope.
+    mutating func note(_ decision: Decision, in catalog: CompiledCatalog) {
+        switch decision {
+        case .allowed(let route):
+            self.route = catalog.routes[route.index].template
+            requiredScope = catalog.routes[route.index].isPublic ? nil : catalog.routes[route.index].requirement
+            self.decision = "allowed"
+        case .insufficientScope(let route, let required):
+            self.route = catalog.routes[route.index].template
+            requiredScope = required
+        case .notFound, .methodNotAllowed, .invalidPath:
+            break
         }
     }
 }

@@ -91,16 +91,11 @@ struct UpstreamGateway: RouterMiddleware {
         let credential = try await authenticator.authenticate(request, &event)
         let catalog = surface.catalog
         let decision = catalog.decide(credential.effective[surface.index], method: method, path: path, query: request.uri.query)
+        event.note(decision, in: catalog)
         switch decision {
-        case .allowed(let route):
-            let info = catalog.routes[route.index]
-            event.route = info.template
-            event.requiredScope = info.isPublic ? nil : info.requirement
-            event.decision = "allowed"
-            return try await forward(request, context, credential, surface)
-        case .insufficientScope(let route, let required):
-            event.route = catalog.routes[route.index].template
-            event.requiredScope = required
+        case .allowed:
+            return try await forward(request, path, context, credential, surface)
+        case .insufficientScope(_, let required):
             if let scope = catalog.scope(named: required), !scope.credentialTypes.contains(credential.type) {
                 throw APIError.insufficientScope(
                     required,
@@ -153,8 +148,8 @@ struct UpstreamGateway: RouterMiddleware {
         return fields
     }
 
-    private func forward(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) async throws -> Response {
-        let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+    private func forward(_ request: Request, _ path: String, _ context: Context, _ credential: Credential, _ surface: Surface) async throws -> Response {
+        let target = path + (request.uri.query.map { "?" + $0 } ?? "")
         let headers = outboundHeaders(request, context, credential, surface)
         let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false || request.headers[.transferEncoding] != nil
         if let pool = surface.pool, !hasBody, [.get, .head, .delete, .options].contains(request.method) {

@@ -72,28 +72,26 @@ struct ClinicGateway: RouterMiddleware {
         }
         let query = request.uri.query
         let decision = catalog.decide(credential.effective[surface.index], method: method, path: path, query: query)
+        event.note(decision, in: catalog)
         switch decision {
         case .allowed(let route):
-            event.route = catalog.routes[route.index].template
-            event.requiredScope = catalog.routes[route.index].isPublic ? nil : catalog.routes[route.index].requirement
-            event.decision = "allowed"
+            var response: Response
             if route.index == surface.meRoute {
                 if query != nil { _ = try QueryInput(query, allowed: []) }
-                return Response(status: .ok, headers: JSONResponse.headers, body: method == .head ? .init() : .init(byteBuffer: credential.meBody[surface.index]))
+                response = Response(status: .ok, headers: JSONResponse.headers, body: .init(byteBuffer: credential.meBody[surface.index]))
+            } else {
+                guard let handler = surface.handlers[route.index] else { throw APIError.notFound("Not found") }
+                var segments: [String] = []
+                if surface.usesSegments[route.index] {
+                    guard case .success(let decoded) = RequestPath.segments(path) else { throw APIError.badRequest("invalid path") }
+                    segments = decoded
+                }
+                var call = ClinicCall(request: request, credential: credential, surface: surface, segments: segments, store: store)
+                response = try await handler(&call)
             }
-            guard let handler = surface.handlers[route.index] else { throw APIError.notFound("Not found") }
-            var segments: [String] = []
-            if surface.usesSegments[route.index] {
-                guard case .success(let decoded) = RequestPath.segments(path) else { throw APIError.badRequest("invalid path") }
-                segments = decoded
-            }
-            var call = ClinicCall(request: request, credential: credential, surface: surface, segments: segments, store: store)
-            var response = try await handler(&call)
             if method == .head { response.body = .init() }
             return response
-        case .insufficientScope(let route, let required):
-            event.route = catalog.routes[route.index].template
-            event.requiredScope = required
+        case .insufficientScope(_, let required):
             throw APIError.insufficientScope(required)
         case .notFound, .methodNotAllowed, .invalidPath:
             throw APIError.refusal(decision, request)
