@@ -159,6 +159,11 @@ public struct AuditStore: Sendable {
         var status: Int
         var traceID: String
 
+        /// A segment row's events, in the order written.
+        static func all(in row: any SQLRow) throws -> [StoredEvent] {
+            try JSONDecoder().decode([StoredEvent].self, from: Data(try row.decode(column: "events", as: String.self).utf8))
+        }
+
         init(from decoder: any Decoder) throws {
             var row = try decoder.unkeyedContainer()
             at = try row.decode(Int64.self)
@@ -200,7 +205,7 @@ public struct AuditStore: Sendable {
             for row in rows {
                 let segment = try row.decode(column: "id", as: String.self)
                 olderThan = segment
-                let stored = try JSONDecoder().decode([StoredEvent].self, from: Data(try row.decode(column: "events", as: String.self).utf8))
+                let stored = try StoredEvent.all(in: row)
                 var end = stored.count
                 if let before, before.segment == segment { end = min(end, before.position) }
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
@@ -238,7 +243,7 @@ public struct AuditStore: Sendable {
                 "SELECT id, events FROM audit_segments WHERE id > \(bind: after) ORDER BY id LIMIT 100").all()
             for row in rows {
                 after = try row.decode(column: "id", as: String.self)
-                let stored = try JSONDecoder().decode([StoredEvent].self, from: Data(try row.decode(column: "events", as: String.self).utf8))
+                let stored = try StoredEvent.all(in: row)
                 total += route.map { route in stored.count { $0.route == route } } ?? stored.count
             }
             if rows.count < 100 { return total }
