@@ -148,14 +148,19 @@ struct CatalogCompiler {
         for (label, entry, _) in routeEntries {
             guard let (route, segments) = compileRoute(entry, label: label, pending: pending, index: index, knownMask: knownMask)
             else { continue }
-            if let existing = trie.insert(segments, method: route.method, route: compiledRoutes.count) {
-                problem(label, "duplicate route: same method and path shape as \(labels[existing])")
+            do {
+                try trie.insert(segments, method: route.method, route: compiledRoutes.count)
+            } catch {
+                switch error {
+                case .duplicate(let existing): problem(label, "duplicate route: same method and path shape as \(labels[existing])")
+                case .parameterKind: problem(label, "another route has a parameter of another type at the same position")
+                }
                 continue
             }
             labels.append(label)
             compiledRoutes.append(route)
             routeInfos.append(RouteInfo(
-                method: route.method, path: entry.path, isPublic: route.isPublic,
+                method: route.method, path: Self.displayPath(entry.path), isPublic: route.isPublic,
                 requirement: requirementText(route), description: entry.description))
         }
 
@@ -205,9 +210,9 @@ struct CatalogCompiler {
             problem("categories[\(i)]", c.isEmpty ? "empty category name" : "duplicate category \"\(c)\"")
         }
         if def.defaultCredentialTypes.isEmpty { problem("defaultCredentialTypes", "at least one credential type is required") }
-        for (i, type) in def.resourceTypes.enumerated() {
-            if (try? Scope(parsing: "system/\(type).read"))?.resourceScope?.resource != type {
-                problem("resourceTypes[\(i)]", "\"\(type)\" is not a valid resource type name")
+        for (key, names) in [("resourceTypes", def.resourceTypes), ("resourceTypeNames", def.resourceTypeNames)] {
+            for (i, type) in names.enumerated() where (try? Scope(parsing: "system/\(type).read"))?.resourceScope?.resource != type {
+                problem("\(key)[\(i)]", "\"\(type)\" is not a valid resource type name")
             }
         }
     }
@@ -347,9 +352,17 @@ struct CatalogCompiler {
             fastMask = clauses[0].alternatives[0].mask
         }
         let route = CompiledRoute(
-            method: method, template: "\(method) \(entry.path)", isPublic: entry.public, clauses: clauses,
+            method: method, template: "\(method) \(Self.displayPath(entry.path))", isPublic: entry.public, clauses: clauses,
             gates: gates, description: entry.description, fastMask: fastMask)
         return (route, segments)
+    }
+
+    /// A route's path as people and documents see it: `{ResourceType:resourceType}` → `{ResourceType}`.
+    static func displayPath(_ path: String) -> String {
+        let suffix = ":resourceType}"
+        return path.split(separator: "/", omittingEmptySubsequences: false).map { segment in
+            segment.hasPrefix("{") && segment.hasSuffix(suffix) ? segment.dropLast(suffix.count) + "}" : String(segment)
+        }.joined(separator: "/")
     }
 
     private mutating func templateSegments(_ path: String, label: String) -> [RouteTrie.Segment]? {
@@ -371,7 +384,16 @@ struct CatalogCompiler {
                 }
                 segments.append(.tail)
             } else if part.hasPrefix("{") && part.hasSuffix("}") && part.count > 2 {
-                let name = String(part.dropFirst().dropLast())
+                var name = String(part.dropFirst().dropLast())
+                var kind = ParameterKind.any
+                if let colon = name.firstIndex(of: ":") {
+                    guard name[name.index(after: colon)...] == "resourceType" else {
+                        problem(label, "parameter {\(name)}: the only parameter type is resourceType ({Name:resourceType})")
+                        return nil
+                    }
+                    kind = .resourceType
+                    name = String(name[..<colon])
+                }
                 if !name.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") }) {
                     problem(label, "parameter name \"\(name)\" must be letters, digits and _")
                     return nil
@@ -380,7 +402,7 @@ struct CatalogCompiler {
                     problem(label, "parameter {\(name)} appears twice")
                     return nil
                 }
-                segments.append(.param(name))
+                segments.append(.param(name, kind))
             } else {
                 let ok = !part.isEmpty && part != "." && part != ".."
                     && part.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !"%;?{}\\#".utf8.contains($0) }
@@ -409,7 +431,13 @@ struct CatalogCompiler {
                 let source: Alternative.Source
                 if parameter.hasPrefix("query.") && parameter.count > 6 {
                     source = .queryList(Array(parameter.dropFirst(6).utf8))
-                } else if let at = segments.firstIndex(of: .param(parameter)) {
+                } else if let at = segments.firstIndex(where: { if case .param(parameter, _) = $0 { true } else { false } }) {
+                    // An untyped parameter would let `$export` or any word pass as a type, and open
+                    // an operation with a resource scope.
+                    guard segments[at] == .param(parameter, .resourceType) else {
+                        problem(label, "\"\(text)\" takes a resource type from {\(parameter)}: declare it {\(parameter):resourceType} so that it cannot swallow an operation ($export) or a word that is not a type")
+                        return nil
+                    }
                     source = .pathSegment(at)
                 } else {
                     problem(label, "\"\(text)\" names {\(parameter)}, which is not a parameter of the path (or query.<name>)")
@@ -467,9 +495,11 @@ struct CatalogCompiler {
                 problem(p.label, "endpoint \"\(endpoint)\" must read \"METHOD /path\"")
                 continue
             }
-            // Fill parameters and * with a sample value, then ask the route table.
+            // Fill parameters and * with a sample value (a resource type name, which any
+            // parameter accepts), then ask the route table.
+            let value = Substring(def.resourceTypes.first ?? "Sample")
             let sample = parts[1].split(separator: "/", omittingEmptySubsequences: false).map { segment -> Substring in
-                segment == "*" || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? "sample" : segment
+                segment == "*" || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? value : segment
             }.joined(separator: "/")
             let decision = catalog.decide(ScopeSet(bits: set), method: String(parts[0]), target: sample)
             if !decision.isAllowed {

@@ -18,6 +18,10 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
     public var globalScope: String?
     /// FHIR resource types known to this surface's SMART scopes (besides the wildcard `*`).
     public var resourceTypes: [String]
+    /// Every name a `{Name:resourceType}` path parameter accepts (the FHIR resource types of the
+    /// surface's FHIR versions); `resourceTypes` are always accepted. When both are empty the
+    /// parameter accepts `^[A-Z][A-Za-z]+$`.
+    public var resourceTypeNames: [String]
     public var scopes: [ScopeEntry]
     /// REST resources whose `system/<name>.read|write` scopes and routes are generated.
     public var resources: ResourceRules?
@@ -26,9 +30,10 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
     public init(
         format: Int = 1, surface: String, title: String, sources: [String] = [],
         categories: [String], defaultCredentialTypes: [CredentialType],
-        globalScope: String? = nil, resourceTypes: [String] = [],
+        globalScope: String? = nil, resourceTypes: [String] = [], resourceTypeNames: [String] = [],
         scopes: [ScopeEntry], resources: ResourceRules? = nil, routes: [RouteEntry]
     ) {
+        self.resourceTypeNames = resourceTypeNames
         self.format = format
         self.surface = surface
         self.title = title
@@ -44,7 +49,7 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case format, surface, title, sources, categories, defaultCredentialTypes, globalScope
-        case resourceTypes, scopes, resources, routes
+        case resourceTypes, resourceTypeNames, scopes, resources, routes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -58,6 +63,7 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
         defaultCredentialTypes = try c.decode([CredentialType].self, forKey: .defaultCredentialTypes)
         globalScope = try c.decodeIfPresent(String.self, forKey: .globalScope)
         resourceTypes = try c.decodeIfPresent([String].self, forKey: .resourceTypes) ?? []
+        resourceTypeNames = try c.decodeIfPresent([String].self, forKey: .resourceTypeNames) ?? []
         scopes = try c.decodeIfPresent([ScopeEntry].self, forKey: .scopes) ?? []
         resources = try c.decodeIfPresent(ResourceRules.self, forKey: .resources)
         routes = try c.decodeIfPresent([RouteEntry].self, forKey: .routes) ?? []

@@ -52,7 +52,7 @@ public final class CompiledCatalog: Sendable {
         dependencies = p.dependencies
         globalEntry = p.globalEntry
         compiledRoutes = p.compiledRoutes
-        trie = p.trie.frozen()
+        trie = p.trie.frozen(resourceTypes: p.definition.resourceTypes + p.definition.resourceTypeNames)
         fastPath = p.compiledRoutes.map { route in
             if route.isPublic { return FastRoute(mask: .zero, kind: .publicRoute) }
             if let mask = route.fastMask { return FastRoute(mask: mask, kind: .singleMask) }

@@ -9,6 +9,10 @@
 /// - Empty segments (`//`) are refused. One trailing `/` is ignored: `/v3/patients/`
 ///   is `/v3/patients` (the practice API's own paths end in `/`).
 /// - `;` is refused (path parameters, which some servers strip, as in `..;/`).
+/// - A double encoding (`%25` followed by two hex digits, as in `%252e%252e`) is refused:
+///   an upstream that decodes once more would see another path than the one decided.
+/// - Decoded bytes must be well-formed UTF-8: overlong forms (`%c0%ae` for `.`), surrogates
+///   and stray continuation bytes are refused.
 /// - Raw bytes outside printable ASCII, and decoded control characters, are refused.
 /// - Literal segments match case-sensitively: `/V3/patients` is not `/v3/patients`.
 public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -21,6 +25,8 @@ public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
     case encodedSeparator
     case semicolon
     case invalidCharacter
+    case doubleEncoding
+    case invalidUTF8
 
     public var description: String {
         switch self {
@@ -33,6 +39,8 @@ public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
         case .encodedSeparator: "the path has an encoded / or \\"
         case .semicolon: "the path has a ; (path parameters are not accepted)"
         case .invalidCharacter: "the path has a character that must be percent-encoded or is not allowed"
+        case .doubleEncoding: "the path has a double percent-encoding (%25 followed by two hex digits)"
+        case .invalidUTF8: "the path's percent-encoded bytes are not well-formed UTF-8"
         }
     }
 }
@@ -65,6 +73,7 @@ public enum RequestPath {
             let start = written
             var rawDots = 0
             var rawOther = false
+            var nonASCII = false
             while i < length && path[i] != UInt8(ascii: "/") {
                 var byte = path[i]
                 switch byte {
@@ -77,6 +86,9 @@ public enum RequestPath {
                     case UInt8(ascii: "/"), UInt8(ascii: "\\"): return .failure(.encodedSeparator)
                     case UInt8(ascii: ";"): return .failure(.semicolon)
                     case 0..<0x20, 0x7F: return .failure(.invalidCharacter)
+                    case UInt8(ascii: "%"):
+                        if i + 2 < length, hex(path[i + 1]) != nil, hex(path[i + 2]) != nil { return .failure(.doubleEncoding) }
+                    case 0x80...: nonASCII = true
                     default: break
                     }
                 case UInt8(ascii: ";"): return .failure(.semicolon)
@@ -90,6 +102,7 @@ public enum RequestPath {
                 i += 1
             }
             if written == start { return .failure(.emptySegment) }
+            if nonASCII && !isWellFormedUTF8(UnsafeBufferPointer(rebasing: out[start..<written])) { return .failure(.invalidUTF8) }
             if !rawOther && rawDots <= 2 { return .failure(.dotSegment) }
             bounds[2 * segments] = start
             bounds[2 * segments + 1] = written
@@ -97,6 +110,31 @@ public enum RequestPath {
             i += 1
         }
         return .success(segments)
+    }
+
+    /// RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF.
+    static func isWellFormedUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            let lead = bytes[i]
+            let length: Int
+            var low: UInt8 = 0x80, high: UInt8 = 0xBF  // allowed range of the second byte
+            switch lead {
+            case 0x00...0x7F: i += 1; continue
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; low = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; high = 0x9F
+            case 0xF0: length = 4; low = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; high = 0x8F
+            default: return false
+            }
+            guard i + length <= bytes.count, (low...high).contains(bytes[i + 1]) else { return false }
+            for j in 2..<length where !(0x80...0xBF).contains(bytes[i + j]) { return false }
+            i += length
+        }
+        return true
     }
 
     @inline(__always) static func hex(_ c: UInt8) -> UInt8? {

@@ -42,32 +42,50 @@ struct CompiledRoute: Sendable {
     var fastMask: ScopeSet.Bits?
 }
 
+/// What a `{param}` segment accepts.
+enum ParameterKind: UInt8, Sendable {
+    /// Any segment that does not name an operation (`$export`).
+    case any
+    /// A resource type name: one of the catalog's `resourceTypes` (or, in a catalog that lists
+    /// none, `^[A-Z][A-Za-z]+$`), so that `$export`, `metadata` or `patient` never pass as a type.
+    case resourceType
+}
+
 /// Method + path segments → route, as a trie of literal segments, `{param}` and a final `*`.
 /// Literal segments are tried before parameters, parameters before `*`; the search
 /// backtracks so that `POST /fhir/R4/Observation` finds `POST /fhir/R4/{ResourceType}`
-/// when the literal `Observation` node has only `GET`.
+/// when the literal `Observation` node has only `GET`. A segment that starts with `$` (a FHIR
+/// operation) matches only a literal segment: never a parameter, never `*`.
 ///
 /// Built with ``insert(_:method:route:)``, then ``frozen()`` lays it out flat — plain
 /// integers and one byte pool — so that matching touches no reference counts.
 struct RouteTrie: Sendable {
     enum Segment: Hashable {
         case literal(String)
-        case param(String)
+        case param(String, ParameterKind)
         case tail
+    }
+
+    enum Conflict: Error {
+        /// A route with the same method and path shape is already there.
+        case duplicate(Int)
+        /// Another route has a parameter of another kind at the same position.
+        case parameterKind
     }
 
     private struct BuildNode {
         var literals: [[UInt8]] = []   // sorted
         var literalChildren: [Int] = []
         var param = -1
+        var paramKind = ParameterKind.any
         var tail = -1
         var routes = [Int32](repeating: -1, count: HTTPMethod.allCases.count)
     }
 
     private var building = [BuildNode()]
 
-    /// Inserts a route; returns the route already there for this method and shape, if any.
-    mutating func insert(_ segments: [Segment], method: HTTPMethod, route: Int) -> Int? {
+    /// Inserts a route, unless it conflicts with one already there.
+    mutating func insert(_ segments: [Segment], method: HTTPMethod, route: Int) throws(Conflict) {
         var node = 0
         for segment in segments {
             switch segment {
@@ -82,8 +100,13 @@ struct RouteTrie: Sendable {
                     building[node].literalChildren.insert(child, at: at)
                     node = child
                 }
-            case .param:
-                if building[node].param < 0 { building[node].param = newNode() }
+            case .param(_, let kind):
+                if building[node].param < 0 {
+                    building[node].param = newNode()
+                    building[node].paramKind = kind
+                } else if building[node].paramKind != kind {
+                    throw .parameterKind
+                }
                 node = building[node].param
             case .tail:
                 if building[node].tail < 0 { building[node].tail = newNode() }
@@ -91,9 +114,8 @@ struct RouteTrie: Sendable {
             }
         }
         let existing = building[node].routes[Int(method.rawValue)]
-        if existing >= 0 { return Int(existing) }
+        if existing >= 0 { throw .duplicate(Int(existing)) }
         building[node].routes[Int(method.rawValue)] = Int32(route)
-        return nil
     }
 
     private mutating func newNode() -> Int {
@@ -101,7 +123,8 @@ struct RouteTrie: Sendable {
         return building.count - 1
     }
 
-    func frozen() -> FrozenRouteTrie {
+    /// `resourceTypes`: what a ``ParameterKind/resourceType`` parameter accepts (empty: the pattern).
+    func frozen(resourceTypes: [String]) -> FrozenRouteTrie {
         var nodes: [FrozenRouteTrie.Node] = []
         var edges: [FrozenRouteTrie.Edge] = []
         var pool: [UInt8] = []
@@ -109,14 +132,20 @@ struct RouteTrie: Sendable {
         for node in building {
             nodes.append(FrozenRouteTrie.Node(
                 firstEdge: Int32(edges.count), edgeCount: Int32(node.literals.count),
-                param: Int32(node.param), tail: Int32(node.tail), hasRoutes: node.routes.contains { $0 >= 0 }))
+                param: Int32(node.param), paramKind: node.paramKind, tail: Int32(node.tail),
+                hasRoutes: node.routes.contains { $0 >= 0 }))
             for (key, child) in zip(node.literals, node.literalChildren) {
                 edges.append(FrozenRouteTrie.Edge(offset: Int32(pool.count), length: Int32(key.count), child: Int32(child)))
                 pool += key
             }
             routes += node.routes
         }
-        return FrozenRouteTrie(nodes: nodes, edges: edges, pool: pool, routes: routes)
+        var types: [FrozenRouteTrie.Edge] = []
+        for name in Set(resourceTypes.map { Array($0.utf8) }).sorted(by: { RouteTrie.compare($0, $1) < 0 }) {
+            types.append(FrozenRouteTrie.Edge(offset: Int32(pool.count), length: Int32(name.count), child: -1))
+            pool += name
+        }
+        return FrozenRouteTrie(nodes: nodes, edges: edges, pool: pool, routes: routes, resourceTypes: types)
     }
 
     static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
@@ -140,6 +169,7 @@ struct FrozenRouteTrie: Sendable {
         var firstEdge: Int32
         var edgeCount: Int32
         var param: Int32
+        var paramKind: ParameterKind
         var tail: Int32
         var hasRoutes: Bool
     }
@@ -155,6 +185,8 @@ struct FrozenRouteTrie: Sendable {
     let pool: [UInt8]
     /// `HTTPMethod.allCases.count` entries per node: the route index, or -1.
     let routes: [Int32]
+    /// The names a resource-type parameter accepts, sorted, in `pool` (empty: the pattern).
+    let resourceTypes: [Edge]
 
     /// Finds the route for `method` over the decoded segments. `pathMatched` tells,
     /// when no route is found, whether some route had this path with another method.
@@ -166,10 +198,12 @@ struct FrozenRouteTrie: Sendable {
             edges.withUnsafeBufferPointer { edges in
                 pool.withUnsafeBufferPointer { pool in
                     routes.withUnsafeBufferPointer { routes in
-                        let walker = Walker(
-                            nodes: nodes, edges: edges, pool: pool, routes: routes, method: Int(method.rawValue),
-                            isHead: method == .head, bytes: UnsafeBufferPointer(bytes), bounds: UnsafeBufferPointer(bounds), count: count)
-                        return walker.match(node: 0, segment: 0, pathMatched: &pathMatched)
+                        resourceTypes.withUnsafeBufferPointer { types in
+                            let walker = Walker(
+                                nodes: nodes, edges: edges, pool: pool, routes: routes, types: types, method: Int(method.rawValue),
+                                isHead: method == .head, bytes: UnsafeBufferPointer(bytes), bounds: UnsafeBufferPointer(bounds), count: count)
+                            return walker.match(node: 0, segment: 0, pathMatched: &pathMatched)
+                        }
                     }
                 }
             }
@@ -181,6 +215,7 @@ struct FrozenRouteTrie: Sendable {
         let edges: UnsafeBufferPointer<Edge>
         let pool: UnsafeBufferPointer<UInt8>
         let routes: UnsafeBufferPointer<Int32>
+        let types: UnsafeBufferPointer<Edge>
         let method: Int
         let isHead: Bool
         let bytes: UnsafeBufferPointer<UInt8>
@@ -205,12 +240,40 @@ struct FrozenRouteTrie: Sendable {
                 }
                 if order < 0 { low = mid + 1 } else { high = mid - 1 }
             }
-            if node.param >= 0 {
+            // An operation (`$export`) is never a parameter's value, nor part of a `*` tail.
+            if node.param >= 0 && !Self.isOperation(key) && (node.paramKind == .any || isResourceType(key)) {
                 let found = match(node: Int(node.param), segment: segment + 1, pathMatched: &pathMatched)
                 if found >= 0 { return found }
             }
-            if node.tail >= 0 { return route(Int(node.tail), nodes[Int(node.tail)], &pathMatched) }
+            if node.tail >= 0 && !(segment..<count).contains(where: { isOperation(segment: $0) }) {
+                return route(Int(node.tail), nodes[Int(node.tail)], &pathMatched)
+            }
             return -1
+        }
+
+        @inline(__always) static func isOperation(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+            !key.isEmpty && key[0] == UInt8(ascii: "$")
+        }
+
+        func isOperation(segment s: Int) -> Bool {
+            bounds[2 * s] < bounds[2 * s + 1] && bytes[bounds[2 * s]] == UInt8(ascii: "$")
+        }
+
+        func isResourceType(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+            if types.isEmpty {
+                // ^[A-Z][A-Za-z]+$
+                guard key.count >= 2, (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(key[0]) else { return false }
+                return key.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) }
+            }
+            var low = 0, high = types.count - 1
+            while low <= high {
+                let mid = (low + high) >> 1
+                let name = UnsafeBufferPointer(rebasing: pool[Int(types[mid].offset)..<Int(types[mid].offset + types[mid].length)])
+                let order = RouteTrie.compare(name, key)
+                if order == 0 { return true }
+                if order < 0 { low = mid + 1 } else { high = mid - 1 }
+            }
+            return false
         }
 
         @inline(__always) func route(_ index: Int, _ node: Node, _ pathMatched: inout Bool) -> Int {

@@ -60,7 +60,9 @@ struct PathRulesTests {
 
     @Test("percent-decoding happens once, before matching")
     func decodedOnce() {
-        #expect(RequestPath.segments("/v3/p%61tients/%2541") == .success(["v3", "patients", "%41"]))
+        #expect(RequestPath.segments("/v3/p%61tients/%25x41") == .success(["v3", "patients", "%x41"]))
+        // …and never twice: %2541 would become A for an upstream that decodes again (security review).
+        #expect(RequestPath.segments("/v3/p%61tients/%2541") == .failure(.doubleEncoding))
         // An encoded spelling reaches the same route, with the same scope.
         #expect(v3.decide("read:patients", "GET", "/v3/p%61tients").isAllowed)
         #expect(!v3.decide("read:bills", "GET", "/v3/p%61tients").isAllowed)
@@ -93,7 +95,8 @@ struct PathRulesTests {
         let platform = catalog("platform")
         #expect(platform.decide("cms.fhir.rest.write", "POST", "/fhir/R4/Observation").isAllowed)
         #expect(!platform.decide("cms.fhir.r4.read", "GET", "/fhir/R4/$export").isAllowed)
-        #expect(platform.decide("cms.fhir.r4.read", "GET", "/fhir/R4/%24export2").isAllowed)
+        // An operation is never a resource type, encoded or not (security review: $export2 passed as a type).
+        #expect(platform.decide("cms.fhir.r4.read", "GET", "/fhir/R4/%24export2") == .notFound)
     }
 
     @Test("the query string never changes the route")

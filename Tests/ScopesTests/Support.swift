@@ -30,10 +30,12 @@ extension CompiledCatalog {
     }
 }
 
-/// Replaces `{param}` and a final `*` with sample values.
+/// Replaces `{param}` and a final `*` with sample values (a resource type for `{ResourceType}`,
+/// which accepts type names only).
 func samplePath(_ template: String, sample: String = "x1") -> String {
     template.split(separator: "/", omittingEmptySubsequences: false).map { segment in
-        segment == "*" || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? sample : String(segment)
+        if segment == "{ResourceType}" { return "Patient" }
+        return segment == "*" || (segment.hasPrefix("{") && segment.hasSuffix("}")) ? sample : String(segment)
     }.joined(separator: "/")
 }
 
