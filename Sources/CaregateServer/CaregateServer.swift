@@ -29,6 +29,9 @@ public struct ServerOptions: Sendable {
     public var jwksRefetchInterval: Duration = .seconds(30)
     /// Gateway mode: surfaces enforced here and forwarded to these upstreams.
     public var upstreams: [UpstreamConfiguration] = []
+    /// Addresses of proxies in front of Caregate: only their `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` reach an upstream (extended with the caller); anyone else's are replaced.
+    public var trustedProxies: Set<String> = []
 
     public init() {}
 }
@@ -115,6 +118,10 @@ public final class CaregateServer: Sendable {
     /// assertions must name as `aud` (with `--port 0`, set `issuer` to the real address).
     public var issuer: String { tokens.issuer }
 
+    /// How many API key rows this instance has read from the database: once per lookup id (found
+    /// or not) until the next grant-chain change, however often a key is presented.
+    public var keyDatabaseLookups: Int { cache.databaseLookups }
+
     /// The port the server listens on, once it does.
     public func port() async -> Int? { await listening.wait() }
 
@@ -138,7 +145,8 @@ public final class CaregateServer: Sendable {
         ]
         if !options.upstreams.isEmpty {
             front.append(UpstreamGateway(
-                catalogs: catalogs, upstreams: options.upstreams, pools: upstreamPools, resolver: resolver, audit: auditWriter, client: httpClient))
+                catalogs: catalogs, upstreams: options.upstreams, pools: upstreamPools, resolver: resolver, audit: auditWriter, client: httpClient,
+                trustedProxies: options.trustedProxies))
         }
         return CaregateResponder(front: front, router: makeRouter())
     }
@@ -222,6 +230,7 @@ public final class CaregateServer: Sendable {
     public func run() async throws {
         let app = Application(
             responder: makeResponder(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ParserErrorHandler()])),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "caregate"),
             onServerRunning: { [listening, logger] channel in
                 listening.set(channel.localAddress?.port ?? 0)

@@ -1,7 +1,7 @@
 import CaregateStore
 import Foundation
 
-/// The demo clinic: a developer, a clinic, an installed app, two keys with different
+/// The demo clinic (a sandbox: its keys are `sbx` ones): a developer, a clinic, an installed app, two keys with different
 /// scopes and synthetic data — and curl commands that show an allowed call, a 403 and `/me`.
 public struct DemoSetup: Sendable {
     public var developerToken: String
@@ -21,7 +21,7 @@ public struct DemoSetup: Sendable {
     /// Creates the demo records through the same stores the management API uses.
     public static func create(on server: CaregateServer, patients: Int = 25) async throws -> DemoSetup {
         let (developer, developerToken) = try await server.grants.createDeveloper(name: "Demo Developer", email: "developer@demo.example")
-        let (organization, adminToken) = try await server.grants.createOrganization(name: "Demo Clinic")
+        let (organization, adminToken) = try await server.grants.createOrganization(name: "Demo Clinic", environment: "sbx")
         let slug = "demo-app-" + Secrets.randomHex(bytes: 3)
         let app = try await server.grants.createApp(
             developerID: developer.id, slug: slug, name: "Demo App", surface: "marketplace-v3", scopes: appScopes)

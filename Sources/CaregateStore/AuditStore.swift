@@ -15,13 +15,20 @@ public struct AuditEvent: Sendable, Equatable {
     public var decision: String
     public var status: Int
     public var traceID: String
+    /// Set on the tally of requests that failed before authentication: the peer they came
+    /// from (such requests are never filed under a clinic, and are not logged one by one).
+    public var peer: String?
+    /// How many requests this event stands for (1, or a peer's tally).
+    public var count: Int
 
     /// `id` is left empty on the request path; the store gives each stored event its id.
     public init(
         at: Int64, organizationID: String?, appID: String?, keyID: String?, method: String, route: String?, path: String,
-        requiredScope: String?, decision: String, status: Int, traceID: String
+        requiredScope: String?, decision: String, status: Int, traceID: String, peer: String? = nil, count: Int = 1
     ) {
         self.id = ""
+        self.peer = peer
+        self.count = count
         self.at = at
         self.organizationID = organizationID
         self.appID = appID
@@ -114,7 +121,7 @@ public struct AuditStore: Sendable {
         }
     }
 
-    /// `[[at, method, route, path, requiredScope, decision, status, traceId], …]`, built
+    /// `[[at, method, route, path, requiredScope, decision, status, traceId(, peer, count)], …]`, built
     /// straight into bytes: no allocation per event.
     static func writeEvents(_ events: [AuditEvent], _ indices: ArraySlice<Int>, into out: inout [UInt8], allowed: inout Int) {
         func string(_ value: String?) {
@@ -141,6 +148,12 @@ public struct AuditStore: Sendable {
                 out.append(contentsOf: String(events[i].status).utf8)
                 out.append(UInt8(ascii: ","))
                 string(events[i].traceID)
+                if let peer = events[i].peer {
+                    out.append(UInt8(ascii: ","))
+                    string(peer)
+                    out.append(UInt8(ascii: ","))
+                    out.append(contentsOf: String(events[i].count).utf8)
+                }
                 out.append(UInt8(ascii: "]"))
                 if events[i].decision == "allowed" { allowed += 1 }
             }
@@ -158,6 +171,8 @@ public struct AuditStore: Sendable {
         var decision: String
         var status: Int
         var traceID: String
+        var peer: String?
+        var count = 1
 
         /// A segment row's events, in the order written.
         static func all(in row: any SQLRow) throws -> [StoredEvent] {
@@ -174,6 +189,10 @@ public struct AuditStore: Sendable {
             decision = try row.decode(String.self)
             status = try row.decode(Int.self)
             traceID = try row.decode(String.self)
+            if !row.isAtEnd {
+                peer = try row.decodeIfPresent(String.self)
+                count = try row.decode(Int.self)
+            }
         }
     }
 
@@ -215,7 +234,8 @@ public struct AuditStore: Sendable {
                     let e = stored[position]
                     var event = AuditEvent(
                         at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
-                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID)
+                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID,
+                        peer: e.peer, count: e.count)
                     event.id = segment + Self.hex4(position)
                     events.append(event)
                     if events.count > limit { break }

@@ -8,6 +8,19 @@ public struct DeveloperRecord: Sendable, Equatable {
 public struct OrganizationRecord: Sendable, Equatable {
     public var id: String
     public var name: String
+    /// `prd`, or `sbx` for a test clinic with synthetic data: a key works only in clinics of its own environment.
+    public var environment: String
+}
+
+/// A management token as the operator sees it (never the token itself).
+public struct ManagementTokenRecord: Sendable, Equatable {
+    /// The token's non-secret id (its third `_`-separated part).
+    public var id: String
+    public var kind: Principal.Kind
+    public var subjectID: String
+    public var createdAt: Int64
+    public var expiresAt: Int64?
+    public var revokedAt: Int64?
 }
 
 /// Who a management token belongs to.

@@ -68,15 +68,76 @@ public struct GrantStore: Sendable {
 
     // MARK: Management tokens
 
-    func issueToken(kind: Principal.Kind, subject: String, db: any SQLDatabase) async throws -> String {
+    func issueToken(kind: Principal.Kind, subject: String, expiresAt: Int64? = nil, db: any SQLDatabase) async throws -> String {
         let tokenID = Secrets.randomHex(bytes: 8)
         let short = switch kind { case .operator: "op"; case .developer: "dev"; case .clinicAdmin: "org" }
         let token = "\(keyPrefix)_\(short)_\(tokenID)_\(Secrets.randomBase62(40))"
         try await db.raw("""
-            INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at)
-            VALUES (\(bind: tokenID), \(bind: hash(token)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()))
+            INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at, expires_at)
+            VALUES (\(bind: tokenID), \(bind: hash(token)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()), \(bind: expiresAt))
             """).run()
         return token
+    }
+
+    /// The id of a management token as issued (`cg_dev_<id>_<secret>`); `operator-configured`
+    /// for anything else (the operator token from `CAREGATE_ADMIN_TOKEN`).
+    public func tokenID(of token: String) -> String {
+        let parts = token.split(separator: "_")
+        return parts.count == 4 && parts[0] == Substring(keyPrefix) ? String(parts[2]) : "operator-configured"
+    }
+
+    /// A new token for the caller's principal, shown once; the presented one stops at once.
+    /// The operator token from `CAREGATE_ADMIN_TOKEN` is rotated by changing that variable.
+    public func rotateToken(_ presented: String, expiresAt: Int64?) async throws -> (token: String, record: ManagementTokenRecord)? {
+        guard let principal = try await authenticate(token: presented) else { return nil }
+        let oldID = tokenID(of: presented)
+        if oldID == "operator-configured" { throw StoreError.invalid("the operator token from CAREGATE_ADMIN_TOKEN is rotated by changing that variable") }
+        let token = try await database.transaction { db in
+            let updated = try await db.raw("""
+                UPDATE access_tokens SET revoked_at = \(bind: Clock.millis()) WHERE token_id = \(bind: oldID) AND revoked_at IS NULL RETURNING token_id
+                """).all()
+            guard !updated.isEmpty else { throw StoreError.conflict("this token was rotated or revoked already") }
+            return try await issueToken(kind: principal.kind, subject: principal.subjectID, expiresAt: expiresAt, db: db)
+        }
+        guard let record = try await managementToken(id: tokenID(of: token)) else { return nil }
+        return (token, record)
+    }
+
+    /// A new token for a developer or clinic (the operator's call), e.g. after revoking the old one.
+    public func issueToken(kind: Principal.Kind, subject: String, expiresAt: Int64?) async throws -> (token: String, record: ManagementTokenRecord) {
+        let token = try await issueToken(kind: kind, subject: subject, expiresAt: expiresAt, db: sql)
+        guard let record = try await managementToken(id: tokenID(of: token)) else { throw StoreError.notFound("token") }
+        return (token, record)
+    }
+
+    /// Ends a management token at once (every instance authenticates management calls against the database).
+    public func revokeManagementToken(id: String) async throws -> Bool {
+        try await !sql.raw("""
+            UPDATE access_tokens SET revoked_at = \(bind: Clock.millis()) WHERE token_id = \(bind: id) AND revoked_at IS NULL AND kind <> 'operator'
+            RETURNING token_id
+            """).all().isEmpty
+    }
+
+    private static let tokenColumns = "token_id, kind, subject_id, created_at, expires_at, revoked_at"
+
+    private func managementToken(from row: any SQLRow) throws -> ManagementTokenRecord? {
+        guard let kind = Principal.Kind(rawValue: try row.decode(column: "kind", as: String.self)) else { return nil }
+        return ManagementTokenRecord(
+            id: try row.decode(column: "token_id", as: String.self), kind: kind, subjectID: try row.decode(column: "subject_id", as: String.self),
+            createdAt: try row.decode(column: "created_at", as: Int64.self), expiresAt: try row.decode(column: "expires_at", as: Int64?.self),
+            revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
+    }
+
+    public func managementToken(id: String) async throws -> ManagementTokenRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.tokenColumns) FROM access_tokens WHERE token_id = \(bind: id)").first().flatMap(managementToken(from:))
+    }
+
+    /// The tokens of one developer or clinic (or all), newest first.
+    public func managementTokens(subjectID: String?) async throws -> [ManagementTokenRecord] {
+        var query: SQLQueryString = "SELECT \(unsafeRaw: Self.tokenColumns) FROM access_tokens WHERE kind <> 'operator'"
+        if let subjectID { query += " AND subject_id = \(bind: subjectID)" }
+        query += " ORDER BY created_at DESC, token_id"
+        return try await sql.raw(query).all().compactMap(managementToken(from:))
     }
 
     /// Stores the operator token from `CAREGATE_ADMIN_TOKEN` (hashed), or creates one when
@@ -98,17 +159,22 @@ public struct GrantStore: Sendable {
     }
 
     /// The principal a management token belongs to; `nil` for an unknown or wrong token.
+    /// Checked against the database on every call, so that a rotation, revocation or expiry
+    /// holds on every instance at once.
     public func authenticate(token: String) async throws -> Principal? {
         guard token.utf8.count <= 256 else { return nil }
-        let parts = token.split(separator: "_")
-        let tokenID = parts.count == 4 && parts[0] == Substring(keyPrefix) ? String(parts[2]) : "operator-configured"
-        guard let row = try await sql.raw("SELECT token_hash, kind, subject_id FROM access_tokens WHERE token_id = \(bind: tokenID)").first() else {
+        let tokenID = tokenID(of: token)
+        guard let row = try await sql.raw("""
+            SELECT token_hash, kind, subject_id, expires_at, revoked_at FROM access_tokens WHERE token_id = \(bind: tokenID)
+            """).first() else {
             return nil
         }
         let stored = try row.decode(column: "token_hash", as: String.self)
         guard Secrets.constantTimeEquals(stored, hash(token)),
-              let kind = Principal.Kind(rawValue: try row.decode(column: "kind", as: String.self))
+              let kind = Principal.Kind(rawValue: try row.decode(column: "kind", as: String.self)),
+              try row.decode(column: "revoked_at", as: Int64?.self) == nil
         else { return nil }
+        if let expiry = try row.decode(column: "expires_at", as: Int64?.self), expiry <= Clock.millis() { return nil }
         return Principal(kind: kind, subjectID: try row.decode(column: "subject_id", as: String.self))
     }
 
@@ -123,19 +189,33 @@ public struct GrantStore: Sendable {
         return (developer, token)
     }
 
-    public func createOrganization(name: String) async throws -> (OrganizationRecord, adminToken: String) {
+    public func createOrganization(name: String, environment: String = "prd") async throws -> (OrganizationRecord, adminToken: String) {
+        guard ["prd", "sbx"].contains(environment) else { throw StoreError.invalid("environment must be prd or sbx") }
         // A version-4 UUID underneath, so that the form clients send is a real UUID.
-        let organization = OrganizationRecord(id: "org_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), name: name)
+        let organization = OrganizationRecord(
+            id: "org_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""), name: name, environment: environment)
         let token = try await database.transaction { db in
-            try await db.raw("INSERT INTO organizations (id, name, created_at) VALUES (\(bind: organization.id), \(bind: name), \(bind: Clock.millis()))").run()
+            try await db.raw("""
+                INSERT INTO organizations (id, name, environment, created_at)
+                VALUES (\(bind: organization.id), \(bind: name), \(bind: environment), \(bind: Clock.millis()))
+                """).run()
             return try await issueToken(kind: .clinicAdmin, subject: organization.id, db: db)
         }
         return (organization, token)
     }
 
+    public func developer(_ id: String) async throws -> DeveloperRecord? {
+        guard let row = try await sql.raw("SELECT id, name, email FROM developers WHERE id = \(bind: id)").first() else { return nil }
+        return DeveloperRecord(
+            id: try row.decode(column: "id", as: String.self), name: try row.decode(column: "name", as: String.self),
+            email: try row.decode(column: "email", as: String.self))
+    }
+
     public func organization(_ id: String) async throws -> OrganizationRecord? {
-        guard let row = try await sql.raw("SELECT id, name FROM organizations WHERE id = \(bind: id)").first() else { return nil }
-        return OrganizationRecord(id: try row.decode(column: "id", as: String.self), name: try row.decode(column: "name", as: String.self))
+        guard let row = try await sql.raw("SELECT id, name, environment FROM organizations WHERE id = \(bind: id)").first() else { return nil }
+        return OrganizationRecord(
+            id: try row.decode(column: "id", as: String.self), name: try row.decode(column: "name", as: String.self),
+            environment: try row.decode(column: "environment", as: String.self))
     }
 
     // MARK: Apps and versions
@@ -332,8 +412,12 @@ public struct GrantStore: Sendable {
 
     /// A new key with the old one's name, environment and scopes; the old key keeps working
     /// until `now + grace` (never beyond its own expiry), then stops.
+    /// A key that was rotated already, revoked or has expired is not rotated again (409).
     public func rotate(keyID: String, graceSeconds: Int) async throws -> IssuedKey? {
-        guard let old = try await key(id: keyID), old.revokedAt == nil else { return nil }
+        guard let old = try await key(id: keyID) else { return nil }
+        if old.revokedAt != nil { throw StoreError.conflict("key \(keyID) is revoked") }
+        if let replacement = old.replacedBy { throw StoreError.conflict("key \(keyID) was rotated already (replaced by \(replacement))") }
+        if let expiry = old.expiresAt, expiry <= Clock.millis() { throw StoreError.conflict("key \(keyID) has expired") }
         let (text, lookupID, display) = newKey(environment: old.environment)
         let record = APIKeyRecord(
             id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: hash(text),

@@ -20,6 +20,11 @@ enum Migrations {
         ] }),
         Migration(version: 4, name: "client JWKS by URL", statements: { _ in ["ALTER TABLE oauth_clients ADD COLUMN jwks_uri TEXT"] }),
         Migration(version: 5, name: "audit log in segments (one row per credential per write)", statements: auditSegments),
+        Migration(version: 6, name: "clinic environments; management tokens that expire and can be revoked", statements: { _ in [
+            "ALTER TABLE organizations ADD COLUMN environment TEXT NOT NULL DEFAULT 'prd'",
+            "ALTER TABLE access_tokens ADD COLUMN expires_at BIGINT",
+            "ALTER TABLE access_tokens ADD COLUMN revoked_at BIGINT",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

@@ -140,6 +140,10 @@ struct ServerArguments: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Gateway configuration file: {\"upstreams\": [{\"surface\", \"url\", \"timeoutSeconds\"?}]}.", valueName: "FILE"))
     var gatewayConfig: String?
+    @Option(name: .customLong("trusted-proxy"), help: ArgumentHelp(
+        "Address of a proxy in front of Caregate whose X-Forwarded-For/-Proto the gateway keeps (repeatable; anyone else's are replaced).",
+        valueName: "IP"))
+    var trustedProxies: [String] = []
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -155,6 +159,10 @@ struct ServerArguments: ParsableArguments {
             throw ValidationError("--token-algorithm must be ES256 or RS256")
         }
         options.tokenAlgorithm = algorithm
+        for proxy in trustedProxies where proxy.isEmpty || !proxy.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) {
+            throw ValidationError("--trusted-proxy takes an IP address, got \"\(proxy)\"")
+        }
+        options.trustedProxies = Set(trustedProxies)
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

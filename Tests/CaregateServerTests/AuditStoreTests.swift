@@ -78,10 +78,13 @@ struct AuditStoreTests {
         let path = dir.appendingPathComponent("old.sqlite").path
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        // A schema-4 database: the current schema with migration 5 undone and two old rows.
+        // A schema-4 database: the current schema with migrations 5 and later undone and two old rows.
         let current = try await Database.open(.sqlite(path: path), logger: logger)
         try await current.sql.raw("DROP TABLE audit_segments").run()
-        try await current.sql.raw("DELETE FROM caregate_schema WHERE version = 5").run()
+        for column in ["organizations DROP COLUMN environment", "access_tokens DROP COLUMN expires_at", "access_tokens DROP COLUMN revoked_at"] {
+            try await current.sql.raw("ALTER TABLE \(unsafeRaw: column)").run()
+        }
+        try await current.sql.raw("DELETE FROM caregate_schema WHERE version >= 5").run()
         try await current.sql.raw("""
             CREATE TABLE audit_events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, organization_id TEXT, app_id TEXT, key_id TEXT,
               method TEXT NOT NULL, route TEXT, path TEXT NOT NULL, required_scope TEXT, decision TEXT NOT NULL, status INTEGER NOT NULL,

@@ -16,6 +16,20 @@ final class AuditWriter: Service, Sendable {
     let limit = 200_000
     private let dropped = Mutex(0)
 
+    /// Requests that failed before authentication, by peer: a tally each, written as one event
+    /// per peer and flush, never filed under a clinic and without the caller's path text, so
+    /// that an anonymous flood neither writes into a clinic's log nor grows the log per request.
+    private struct Tally {
+        var count: Int
+        var lastAt: Int64
+        var status: Int
+        var traceID: String
+    }
+    private let unauthenticated = Mutex<[String: Tally]>([:])
+    /// Peers tallied per flush; the rest share one tally under ``otherPeers``.
+    static let maxPeers = 1_000
+    static let otherPeers = "other"
+
     init(store: AuditStore, logger: Logger) {
         self.store = store
         self.logger = logger
@@ -41,7 +55,29 @@ final class AuditWriter: Service, Sendable {
         _ = try? await flushing.withPermit { await writeBuffered() }
     }
 
+    /// Counts one request that failed before authentication.
+    func recordUnauthenticated(peer: String, status: Int, traceID: String) {
+        let now = Clock.millis()
+        unauthenticated.withLock { tallies in
+            let key = tallies[peer] != nil || tallies.count < Self.maxPeers ? peer : Self.otherPeers
+            tallies[key, default: Tally(count: 0, lastAt: now, status: status, traceID: traceID)].count += 1
+            tallies[key]!.lastAt = now
+            tallies[key]!.status = status
+            tallies[key]!.traceID = traceID
+        }
+    }
+
     private func writeBuffered() async {
+        let tallies = unauthenticated.withLock { tallies in
+            let taken = tallies
+            tallies.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for (peer, tally) in tallies.sorted(by: { $0.key < $1.key }) {
+            record(AuditEvent(
+                at: tally.lastAt, organizationID: nil, appID: nil, keyID: nil, method: "*", route: nil, path: "", requiredScope: nil,
+                decision: "denied", status: tally.status, traceID: tally.traceID, peer: peer, count: tally.count))
+        }
         let events = buffer.withLock { events in
             let taken = events
             events.removeAll(keepingCapacity: true)
@@ -72,7 +108,8 @@ final class AuditWriter: Service, Sendable {
 extension AuditWriter {
     /// Runs one enforced request and records its decision, whatever the outcome: `body`
     /// fills in the credential, route, scope and decision; the status is the answer's.
-    /// `path` is the request's (at most 512 bytes of it are kept).
+    /// `path` is the request's (at most 512 bytes of it are kept). A request refused before
+    /// a credential was resolved is only counted for its peer (``recordUnauthenticated``).
     func recording(
         _ request: Request, path: String, _ context: CaregateContext, _ body: (inout AuditEvent) async throws -> Response
     ) async throws -> Response {
@@ -85,6 +122,10 @@ extension AuditWriter {
             record(consume event)
             return response
         } catch let error as APIError {
+            if event.keyID == nil {
+                recordUnauthenticated(peer: context.remoteIP ?? "unknown", status: error.status.code, traceID: context.traceID)
+                throw error
+            }
             event.status = error.status.code
             record(consume event)
             throw error

@@ -52,9 +52,18 @@ final class CredentialCache: Sendable {
         var organization: OrganizationBits
     }
 
+    /// An API key row as found by its lookup id, or its absence (with a digest nothing matches).
+    struct KeyLookup: Sendable {
+        var key: APIKeyRecord?
+        var digest: [UInt8]
+        static let absent = [UInt8](repeating: 0, count: 32)
+    }
+
     private struct State {
         var entries: [Key: Credential] = [:]
+        var keyLookups: [String: KeyLookup] = [:]
         var epoch: UInt64 = 0
+        var databaseLookups = 0
     }
 
     private let state = Mutex(State())
@@ -75,9 +84,25 @@ final class CredentialCache: Sendable {
         }
     }
 
+    func keyLookup(_ lookupID: String) -> KeyLookup? { state.withLock { $0.keyLookups[lookupID] } }
+
+    /// Stores what the database said about a lookup id (counted: see ``databaseLookups``).
+    func putKeyLookup(_ lookupID: String, _ lookup: KeyLookup, ifEpoch epoch: UInt64) {
+        state.withLock { state in
+            state.databaseLookups += 1
+            guard state.epoch == epoch else { return }
+            if state.keyLookups.count >= capacity { state.keyLookups.removeAll(keepingCapacity: true) }
+            state.keyLookups[lookupID] = lookup
+        }
+    }
+
+    /// How many API key rows were read from the database (each lookup id once per cache generation).
+    var databaseLookups: Int { state.withLock { $0.databaseLookups } }
+
     func invalidateAll() {
         state.withLock { state in
             state.entries.removeAll(keepingCapacity: true)
+            state.keyLookups.removeAll(keepingCapacity: true)
             state.epoch &+= 1
         }
     }

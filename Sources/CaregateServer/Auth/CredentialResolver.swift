@@ -41,12 +41,25 @@ struct CredentialResolver: Sendable {
         }
         let organizationID = organization.id
         let epoch = cache.epoch
-        guard let key = try await grants.key(lookupID: lookupID), let storedDigest = Secrets.bytes(fromHex: key.keyHash),
-              Secrets.constantTimeEquals(storedDigest, presentedDigest), key.revokedAt == nil
+        // The key row by lookup id, found or not, is cached too: an unknown id then costs what a
+        // wrong secret for a known one does (a lookup and a constant-time comparison), and
+        // repeating it costs no database query.
+        let lookup: CredentialCache.KeyLookup
+        if let known = cache.keyLookup(lookupID) {
+            lookup = known
+        } else {
+            let key = try await grants.key(lookupID: lookupID)
+            lookup = CredentialCache.KeyLookup(key: key, digest: key.flatMap { Secrets.bytes(fromHex: $0.keyHash) } ?? CredentialCache.KeyLookup.absent)
+            cache.putKeyLookup(lookupID, lookup, ifEpoch: epoch)
+        }
+        guard Secrets.constantTimeEquals(lookup.digest, presentedDigest), let key = lookup.key, key.revokedAt == nil
         else { return .invalidKey }
+        let storedDigest = lookup.digest
         if let expiry = key.expiresAt, expiry <= Clock.millis() { return .invalidKey }
+        // A sandbox key never reaches a production clinic (nor the reverse): answered as a clinic without the app.
         guard let app = try await grants.app(key.appID),
-              let installation = try await grants.installation(appID: app.id, organizationID: organizationID)
+              let installation = try await grants.installation(appID: app.id, organizationID: organizationID),
+              try await grants.organization(organizationID)?.environment == key.environment
         else { return .notInstalled }
 
         let credential = makeCredential(

@@ -26,12 +26,12 @@ struct RequestAuthenticator: Sendable {
             throw APIError.badRequest("X-Organization-Id must be an organization id (org_<32 hex> or its UUID form)")
         case .organizationRequired:
             throw APIError.badRequest("X-Organization-Id header is required")
+        // Neither failure is filed under the clinic the caller named: the request never
+        // authenticated there (the audit writer tallies it by peer instead).
         case .invalidKey:
-            event.organizationID = organizationHeader.flatMap(Identifier.organizationID(fromClientForm:))
             throw APIError.unauthorized("Invalid, expired or revoked credential", invalidToken: true)
         case .notInstalled:
             let organizationID = organizationHeader.flatMap(Identifier.organizationID(fromClientForm:))
-            event.organizationID = organizationID
             throw APIError.unauthorized(
                 "This credential's app is not installed in (or not bound to) organization \(organizationID ?? "?")", invalidToken: true)
         }

@@ -220,34 +220,76 @@ enum OtherWrites {
 }
 
 /// The one part of a `multipart/form-data` body that carries the file (field `file`).
+///
+/// The work is linear in the body whatever the boundary: the boundary is 1–70 characters
+/// of RFC 2046's set (anything else is a 400), delimiters are found with a Knuth–Morris–Pratt
+/// scan (no re-comparison at every offset), and a part's headers are at most 8 KiB.
 enum Multipart {
-    static func filePart(_ body: [UInt8], contentType: String) throws -> (String, [UInt8]) {
-        guard let boundaryParam = contentType.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { $0.hasPrefix("boundary=") }) else {
-            throw APIError.badRequest("multipart body without a boundary")
+    static let maxBoundary = 70
+    static let maxPartHeaderBytes = 8 * 1024
+
+    /// RFC 2046 §5.1.1: `bchars` (DIGIT / ALPHA / '()+_,-./:=? and space), not ending in a space.
+    static func boundary(of contentType: String) throws -> [UInt8] {
+        guard let parameter = contentType.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) })
+            .first(where: { $0.lowercased().hasPrefix("boundary=") })
+        else { throw APIError.badRequest("multipart body without a boundary") }
+        var value = Substring(parameter.dropFirst("boundary=".count))
+        if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = value.dropFirst().dropLast() }
+        let bytes = Array(value.utf8)
+        let allowed = Set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ".utf8)
+        guard (1...maxBoundary).contains(bytes.count), bytes.allSatisfy(allowed.contains), bytes.last != UInt8(ascii: " ") else {
+            throw APIError.badRequest("the multipart boundary must be 1 to \(maxBoundary) characters of RFC 2046 (letters, digits, '()+_,-./:=? and inner spaces)")
         }
-        let boundary = Array(("--" + boundaryParam.dropFirst("boundary=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))).utf8)
-        var parts: [ArraySlice<UInt8>] = []
-        var start: Int?
-        var i = 0
-        while i + boundary.count <= body.count {
-            if body[i..<(i + boundary.count)].elementsEqual(boundary) {
-                if let s = start { parts.append(body[s..<max(s, i - 2)]) }  // drop the CRLF before the boundary
-                i += boundary.count
-                if i + 2 <= body.count && body[i] == UInt8(ascii: "-") && body[i + 1] == UInt8(ascii: "-") { break }
-                i += 2  // CRLF after the boundary
-                start = i
-                continue
+        return bytes
+    }
+
+    /// Every start offset of `pattern` in `body`, in one pass (Knuth–Morris–Pratt).
+    static func occurrences(of pattern: [UInt8], in body: [UInt8]) -> [Int] {
+        var failure = [Int](repeating: 0, count: pattern.count)
+        var k = 0
+        for i in 1..<max(pattern.count, 1) {
+            while k > 0 && pattern[i] != pattern[k] { k = failure[k - 1] }
+            if pattern[i] == pattern[k] { k += 1 }
+            failure[i] = k
+        }
+        var found: [Int] = []
+        k = 0
+        for (i, byte) in body.enumerated() {
+            while k > 0 && byte != pattern[k] { k = failure[k - 1] }
+            if byte == pattern[k] { k += 1 }
+            if k == pattern.count {
+                found.append(i + 1 - pattern.count)
+                k = failure[k - 1]
             }
-            i += 1
         }
-        let separator: [UInt8] = [13, 10, 13, 10]
-        for part in parts {
-            guard let headerEnd = part.indices.first(where: { part[$0...].starts(with: separator) }) else { continue }
-            let headers = String(decoding: part[part.startIndex..<headerEnd], as: UTF8.self).lowercased()
+        return found
+    }
+
+    static func filePart(_ body: [UInt8], contentType: String) throws -> (String, [UInt8]) {
+        let delimiter = Array("--".utf8) + (try boundary(of: contentType))
+        // A delimiter starts the body or follows a CRLF; the CRLF belongs to the delimiter.
+        let starts = occurrences(of: delimiter, in: body).filter { $0 == 0 || ($0 >= 2 && body[$0 - 2] == 13 && body[$0 - 1] == 10) }
+        for (n, at) in starts.enumerated() {
+            var partStart = at + delimiter.count
+            if partStart + 2 <= body.count && body[partStart] == UInt8(ascii: "-") && body[partStart + 1] == UInt8(ascii: "-") { break }
+            partStart += 2  // the CRLF after the delimiter
+            guard n + 1 < starts.count else { break }  // a part ends where the next delimiter's CRLF begins
+            let partEnd = starts[n + 1] - 2
+            guard partStart <= partEnd else { continue }
+            let part = body[partStart..<partEnd]
+            let searchEnd = min(part.endIndex, part.startIndex + maxPartHeaderBytes)
+            var headerEnd: Int?
+            var i = part.startIndex
+            while i + 4 <= searchEnd {
+                if body[i] == 13 && body[i + 1] == 10 && body[i + 2] == 13 && body[i + 3] == 10 { headerEnd = i; break }
+                i += 1
+            }
+            guard let headerEnd else { continue }
+            let headers = String(decoding: body[partStart..<headerEnd], as: UTF8.self).lowercased()
             guard headers.contains("name=\"file\"") else { continue }
             let type = headers.split(separator: "\r\n").first { $0.hasPrefix("content-type:") }
                 .map { $0.dropFirst("content-type:".count).trimmingCharacters(in: .whitespaces) } ?? ""
-            return (type, Array(part[(headerEnd + 4)...]))
+            return (type, Array(body[(headerEnd + 4)..<partEnd]))
         }
         throw APIError.badRequest("multipart body without a \"file\" field")
     }

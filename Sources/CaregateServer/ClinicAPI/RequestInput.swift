@@ -65,6 +65,66 @@ enum JSONInputValue: Decodable {
     }
 }
 
+/// Finds a key that appears twice in one object of a (well-formed) JSON text, comparing keys
+/// after their escapes are decoded (`"a"` and `"\u0061"` are the same key). One pass.
+enum JSONDuplicateKeys {
+    static func first(in bytes: UnsafeRawBufferPointer) -> String? {
+        var stack: [Set<String>?] = []  // per open container: the keys seen (nil for an array)
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "{"): stack.append([])
+            case UInt8(ascii: "["): stack.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): _ = stack.popLast()
+            case UInt8(ascii: "\""):
+                var scalars = String.UnicodeScalarView()
+                var raw: [UInt8] = []
+                i += 1
+                while i < bytes.count && bytes[i] != UInt8(ascii: "\"") {
+                    if bytes[i] == UInt8(ascii: "\\"), i + 1 < bytes.count {
+                        if !raw.isEmpty { scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars); raw.removeAll() }
+                        i += 1
+                        switch bytes[i] {
+                        case UInt8(ascii: "u") where i + 4 < bytes.count:
+                            func unit(at k: Int) -> UInt32? {
+                                UInt32(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[k..<(k + 4)]), as: UTF8.self), radix: 16)
+                            }
+                            var value = unit(at: i + 1) ?? 0xFFFD
+                            i += 4
+                            // A surrogate pair (\ud83d\ude00) is one scalar.
+                            if (0xD800...0xDBFF).contains(value), i + 6 < bytes.count, bytes[i + 1] == UInt8(ascii: "\\"),
+                               bytes[i + 2] == UInt8(ascii: "u"), let low = unit(at: i + 3), (0xDC00...0xDFFF).contains(low) {
+                                value = 0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)
+                                i += 6
+                            }
+                            scalars.append(Unicode.Scalar(value) ?? "\u{FFFD}")
+                        case UInt8(ascii: "n"): scalars.append("\n")
+                        case UInt8(ascii: "t"): scalars.append("\t")
+                        case UInt8(ascii: "r"): scalars.append("\r")
+                        case UInt8(ascii: "b"): scalars.append("\u{8}")
+                        case UInt8(ascii: "f"): scalars.append("\u{C}")
+                        default: scalars.append(Unicode.Scalar(bytes[i]))
+                        }
+                    } else {
+                        raw.append(bytes[i])
+                    }
+                    i += 1
+                }
+                if !raw.isEmpty { scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars) }
+                var j = i + 1
+                while j < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[j]) { j += 1 }
+                if j < bytes.count, bytes[j] == UInt8(ascii: ":"), let last = stack.indices.last, stack[last] != nil {
+                    let key = String(scalars)
+                    if !stack[last]!.insert(key).inserted { return key }
+                }
+            default: break
+            }
+            i += 1
+        }
+        return nil
+    }
+}
+
 /// A JSON object body, read field by field with messages that name the field.
 struct JSONInput {
     private let object: [String: JSONInputValue]
@@ -83,6 +143,10 @@ struct JSONInput {
         }
         guard case .object(let object)? = try? JSONDecoder().decode(JSONInputValue.self, from: Data(buffer: buffer)) else {
             throw APIError.badRequest("the body must be a JSON object")
+        }
+        // The decoder keeps one of two equal keys silently; which one another parser keeps differs.
+        if let duplicate = buffer.withUnsafeReadableBytes({ JSONDuplicateKeys.first(in: $0) }) {
+            throw APIError.badRequest("field \"\(Validate.safe(duplicate))\" appears twice in one object")
         }
         for key in object.keys.sorted() where !allowed.contains(key) {
             throw APIError.badRequest("unknown field \"\(Validate.safe(key))\" (allowed: \(allowed.sorted().joined(separator: ", ")))")

@@ -37,11 +37,13 @@ struct UpstreamGateway: RouterMiddleware {
     let authenticator: RequestAuthenticator
     let audit: AuditWriter
     let client: HTTPClient
+    /// Peers (proxies in front of Caregate) whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    let trustedProxies: Set<String>
 
     /// `catalogs` are all served surfaces, in the resolver's order.
     init(
         catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], pools: [String: UpstreamConnectionPool], resolver: CredentialResolver,
-        audit: AuditWriter, client: HTTPClient
+        audit: AuditWriter, client: HTTPClient, trustedProxies: Set<String> = []
     ) {
         var surfaces: [Surface] = []
         var prefixes: [(String, Int)] = []
@@ -59,6 +61,7 @@ struct UpstreamGateway: RouterMiddleware {
         authenticator = RequestAuthenticator(resolver: resolver)
         self.audit = audit
         self.client = client
+        self.trustedProxies = trustedProxies
     }
 
     /// The leading literal segments (at most two) of each route: the paths a surface owns.
@@ -116,13 +119,28 @@ struct UpstreamGateway: RouterMiddleware {
         "transfer-encoding", "upgrade", "host",
     ]
 
+    /// Headers that would let a caller steer the upstream past the gate's decision: method
+    /// overrides (the gate decided the request's own method) and forwarding headers (set
+    /// below from Caregate's own view of the connection).
+    static let callerControlled: Set<String> = [
+        "x-http-method-override", "x-http-method", "x-method-override", "x-original-method",
+        "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-prefix",
+        "x-forwarded-server", "x-real-ip", "x-client-ip", "x-original-url", "x-rewrite-url",
+    ]
+
     /// The request's headers as the upstream gets them: without the caller's credential,
-    /// connection headers and anything claiming to be ours; with our identity headers.
+    /// connection headers, anything claiming to be ours (in any spelling: a name with `_` is
+    /// dropped whole, as nginx does, since CGI-style servers fold `X_Caregate_Scopes` into the
+    /// same variable as `X-Caregate-Scopes`), method overrides and forwarding headers; with our
+    /// identity headers and `X-Forwarded-For`/`X-Forwarded-Proto` as Caregate saw the call.
+    /// Only when the peer is a configured trusted proxy are its `X-Forwarded-*` kept (the
+    /// caller's address appended to its `X-Forwarded-For`).
     private func outboundHeaders(_ request: Request, _ context: Context, _ credential: Credential, _ surface: Surface) -> HTTPHeaders {
         var headers = HTTPHeaders()
         for field in request.headers {
             let name = field.name.canonicalName
-            if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-") { continue }
+            if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-")
+                || name.utf8.contains(UInt8(ascii: "_")) || Self.callerControlled.contains(name) { continue }
             headers.add(name: field.name.rawName, value: field.value)
         }
         headers.add(name: "X-Caregate-Client", value: credential.keyID)
@@ -131,10 +149,14 @@ struct UpstreamGateway: RouterMiddleware {
         headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
         headers.add(name: "X-Caregate-Scopes", value: credential.scopeHeader[surface.index])
         headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
-        // Who called, as proxies say it: appended to what earlier proxies wrote.
-        if let caller = context.remoteIP {
+        let caller = context.remoteIP ?? "unknown"
+        if trustedProxies.contains(caller) {
             let earlier = request.headers[values: .xForwardedFor].joined(separator: ", ")
-            headers.replaceOrAdd(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
+            headers.add(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
+            headers.add(name: "X-Forwarded-Proto", value: request.headers[values: .xForwardedProto].first ?? "http")
+        } else {
+            headers.add(name: "X-Forwarded-For", value: caller)
+            headers.add(name: "X-Forwarded-Proto", value: "http")
         }
         return headers
     }

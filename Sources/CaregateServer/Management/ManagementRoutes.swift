@@ -24,6 +24,7 @@ struct ManagementRoutes: Sendable {
         (.post, "/manage/installations"), (.get, "/manage/installations/{id}"), (.post, "/manage/installations/{id}/approve"),
         (.delete, "/manage/installations/{id}"), (.get, "/manage/audit"),
         (.get, "/manage/signing-keys"), (.post, "/manage/signing-keys/rotate"),
+        (.post, "/manage/tokens/rotate"), (.post, "/manage/tokens"), (.get, "/manage/tokens"), (.delete, "/manage/tokens/{tokenId}"),
     ]
 
     func register(on router: Router<CaregateContext>) {
@@ -46,6 +47,84 @@ struct ManagementRoutes: Sendable {
         group.get("audit") { request, context in try await self.auditPage(request, context) }
         group.get("signing-keys") { request, context in try await self.signingKeys(request, context) }
         group.post("signing-keys/rotate") { request, context in try await self.rotateSigningKey(request, context) }
+        group.post("tokens/rotate") { request, context in try await self.rotateToken(request, context) }
+        group.post("tokens") { request, context in try await self.issueToken(request, context) }
+        group.get("tokens") { request, context in try await self.listTokens(request, context) }
+        group.delete("tokens/:tokenId") { request, context in try await self.revokeToken(request, context) }
+    }
+
+    // MARK: Management tokens
+
+    /// `expiresAt` (ISO 8601, in the future) of a body, as milliseconds.
+    static func expiresAt(_ body: JSONInput) throws -> Int64? {
+        guard let text = try body.string("expiresAt", max: 40, required: false) else { return nil }
+        guard let date = ISO8601DateFormatter().date(from: text) else {
+            throw APIError.badRequest("field \"expiresAt\" must be an ISO 8601 date-time (2027-01-31T00:00:00Z)")
+        }
+        guard date > Date() else { throw APIError.badRequest("field \"expiresAt\" must be in the future") }
+        return Int64(date.timeIntervalSince1970 * 1000)
+    }
+
+    func tokenJSON(_ record: ManagementTokenRecord, token: String? = nil) -> JSONValue {
+        var value: JSONValue = [
+            "id": .string(record.id), "kind": .string(record.kind.rawValue), "subjectId": .string(record.subjectID),
+            "createdAt": .string(Self.iso8601(record.createdAt)), "expiresAt": .optional(record.expiresAt.map(Self.iso8601)),
+            "revokedAt": .optional(record.revokedAt.map(Self.iso8601)),
+        ]
+        if let token { value.set("token", .string(token)) }
+        return value
+    }
+
+    /// The caller's own token is replaced: the new one is shown once, the presented one stops at once.
+    func rotateToken(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator, .developer, .clinicAdmin])
+        var request = request
+        var expiresAt: Int64?
+        if request.headers[.contentType] != nil {
+            expiresAt = try Self.expiresAt(try await JSONInput(&request, allowed: ["expiresAt"]))
+        }
+        let presented = String(request.headers[.authorization]!.dropFirst(7))
+        guard let (token, record) = try await grants.rotateToken(presented, expiresAt: expiresAt) else {
+            throw APIError.unauthorized("Invalid management token", invalidToken: true)
+        }
+        return JSONResponse.make(tokenJSON(record, token: token), status: .created)
+    }
+
+    /// The operator issues a token for a developer (`dev_…`) or a clinic (`org_…`).
+    func issueToken(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator])
+        var request = request
+        let body = try await JSONInput(&request, allowed: ["subjectId", "expiresAt"])
+        let subject = try body.string("subjectId", max: 100)!
+        let kind: Principal.Kind
+        if Validate.isID(subject, prefix: "dev"), try await grants.developer(subject) != nil {
+            kind = .developer
+        } else if let organization = Identifier.organizationID(fromClientForm: subject), try await grants.organization(organization) != nil {
+            kind = .clinicAdmin
+        } else {
+            throw APIError.notFound("no developer or organization \"\(Validate.safe(subject))\"")
+        }
+        let subjectID = kind == .clinicAdmin ? Identifier.organizationID(fromClientForm: subject)! : subject
+        let (token, record) = try await grants.issueToken(kind: kind, subject: subjectID, expiresAt: try Self.expiresAt(body))
+        return JSONResponse.make(tokenJSON(record, token: token), status: .created)
+    }
+
+    func listTokens(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator])
+        let query = try QueryInput(request.uri.query, allowed: ["subjectId"])
+        let subject = query["subjectId"].map { Identifier.organizationID(fromClientForm: $0) ?? $0 }
+        let tokens = try await grants.managementTokens(subjectID: subject)
+        return JSONResponse.make(["code": "success", "data": .array(tokens.map { tokenJSON($0) })] as JSONValue)
+    }
+
+    /// The operator ends a developer's or clinic admin's token at once.
+    func revokeToken(_ request: Request, _ context: CaregateContext) async throws -> Response {
+        _ = try await principal(request, allowed: [.operator])
+        let id = try context.parameters.require("tokenId")
+        guard id.utf8.count == 16, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
+              try await grants.revokeManagementToken(id: id)
+        else { throw APIError.notFound("no active developer or clinic-admin token \"\(Validate.safe(id))\"") }
+        return Response(status: .noContent)
     }
 
     // MARK: Token-signing keys (operator)
@@ -140,12 +219,14 @@ struct ManagementRoutes: Sendable {
     func createOrganization(_ request: Request, _ context: CaregateContext) async throws -> Response {
         _ = try await principal(request, allowed: [.operator])
         var request = request
-        let body = try await JSONInput(&request, allowed: ["name"])
+        let body = try await JSONInput(&request, allowed: ["name", "environment"])
         let name = try body.string("name", max: 200)!
-        let (organization, token) = try await grants.createOrganization(name: name)
+        let environment = try body.string("environment", max: 3, required: false) ?? "prd"
+        guard ["prd", "sbx"].contains(environment) else { throw APIError.badRequest("field \"environment\" must be prd or sbx") }
+        let (organization, token) = try await grants.createOrganization(name: name, environment: environment)
         return JSONResponse.make([
             "id": .string(organization.id), "uuid": .string(Identifier.uuidForm(ofOrganization: organization.id)),
-            "name": .string(name), "adminToken": .string(token),
+            "name": .string(name), "environment": .string(environment), "adminToken": .string(token),
         ] as JSONValue, status: .created)
     }
 
@@ -241,14 +322,7 @@ struct ManagementRoutes: Sendable {
             try Self.subset(valid, of: app.scopes, field: "scopes", what: "declared by the app")
             scopes = valid
         }
-        var expiresAt: Int64?
-        if let text = try body.string("expiresAt", max: 40, required: false) {
-            guard let date = ISO8601DateFormatter().date(from: text) else {
-                throw APIError.badRequest("field \"expiresAt\" must be an ISO 8601 date-time (2027-01-31T00:00:00Z)")
-            }
-            guard date > Date() else { throw APIError.badRequest("field \"expiresAt\" must be in the future") }
-            expiresAt = Int64(date.timeIntervalSince1970 * 1000)
-        }
+        let expiresAt = try Self.expiresAt(body)
         let issued = try await grants.createKey(appID: app.id, name: name, environment: environment, scopes: scopes, expiresAt: expiresAt)
         return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
     }
@@ -277,6 +351,14 @@ struct ManagementRoutes: Sendable {
             guard case .object(let set) = value, case .array(let keys)? = set["keys"], !keys.isEmpty,
                   (try? await JWTKeyCollection().add(jwksJSON: text)) != nil
             else { throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set with usable RSA or EC keys, each with a kid") }
+            // A client registers public keys only: private members mean its private key has leaked to us.
+            for (i, key) in keys.enumerated() {
+                guard case .object(let members) = key else { continue }
+                let secret = members.keys.filter(ClientKeySets.privateMembers.contains).sorted()
+                if !secret.isEmpty {
+                    throw APIError.badRequest("field \"jwks\": keys[\(i)] holds private key material (\(secret.joined(separator: ", "))); register the public key only")
+                }
+            }
             jwks = text
         }
         // …or a URL where the client publishes them (fetched and cached; see ClientKeySets).
@@ -449,9 +531,14 @@ struct ManagementRoutes: Sendable {
         let page = try await audit.page(
             organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, limit: try query.limit(), cursor: cursor)
         let events: [JSONValue] = page.events.map { e in
-            ["id": .string(e.id), "at": .string(Self.iso8601(e.at)), "organizationId": .optional(e.organizationID), "appId": .optional(e.appID),
+            var event: JSONValue = ["id": .string(e.id), "at": .string(Self.iso8601(e.at)), "organizationId": .optional(e.organizationID), "appId": .optional(e.appID),
              "keyId": .optional(e.keyID), "method": .string(e.method), "route": .optional(e.route), "path": .string(e.path),
              "requiredScope": .optional(e.requiredScope), "decision": .string(e.decision), "status": .int(Int64(e.status)), "traceId": .string(e.traceID)]
+            if let peer = e.peer {
+                event.set("peer", .string(peer))
+                event.set("count", .int(Int64(e.count)))
+            }
+            return event
         }
         return JSONResponse.make(["code": "success", "data": .array(events), "nextCursor": .optional(page.next)] as JSONValue)
     }

@@ -1,3 +1,4 @@
+import CaregateStore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -16,6 +17,11 @@ struct TraceMiddleware: RouterMiddleware {
         context.logger[metadataKey: "trace_id"] = .string(traceID)
         var response: Response
         do {
+            // Only `chunked` is a transfer coding we read; anything else (`xchunked`, `gzip, chunked`)
+            // would leave the body's end to guesswork between us and an upstream.
+            for coding in request.headers[values: .transferEncoding] where coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
+                throw APIError.badRequest("Transfer-Encoding \"\(Validate.safe(coding))\" is not supported (only chunked)")
+            }
             response = try await next(request, context)
         } catch {
             response = Self.response(for: error, traceID: traceID, logger: context.logger)
@@ -39,6 +45,12 @@ struct TraceMiddleware: RouterMiddleware {
             }
             let message = error.body ?? (error.status.code == 404 ? "Not found" : error.status.reasonPhrase)
             return APIError(error.status, code, message, headers: error.headers).response(traceID: traceID)
+        case let error as StoreError:
+            return switch error {
+            case .conflict(let message): APIError.conflict(message).response(traceID: traceID)
+            case .invalid(let message): APIError.badRequest(message).response(traceID: traceID)
+            case .notFound(let message): APIError.notFound(message).response(traceID: traceID)
+            }
         case let error as DecodingError:
             return APIError.badRequest("invalid JSON body: \(describe(error))").response(traceID: traceID)
         default:

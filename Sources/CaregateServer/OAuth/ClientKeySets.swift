@@ -61,6 +61,9 @@ final class ClientKeySets: Sendable {
         }
     }
 
+    /// JWK members that only a private (or symmetric) key has (RFC 7517, RFC 7518 §6).
+    static let privateMembers: Set<String> = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+
     private func fetch(_ url: String) async throws -> Entry {
         fetches.withLock { $0 += 1 }
         var request = HTTPClientRequest(url: url)
@@ -83,6 +86,9 @@ final class ClientKeySets: Sendable {
         let json = String(buffer: body)
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], let keys = object["keys"] as? [[String: Any]]
         else { throw FetchError(description: "the client's JWKS URL did not answer a JSON Web Key Set") }
+        guard !keys.contains(where: { !Set($0.keys).isDisjoint(with: Self.privateMembers) }) else {
+            throw FetchError(description: "the client's JWKS holds private key material")
+        }
         return Entry(
             json: json, kids: Set(keys.compactMap { $0["kid"] as? String }), fetchedAt: .now,
             maxAge: Self.maxAge(response.headers.first(name: "cache-control")))

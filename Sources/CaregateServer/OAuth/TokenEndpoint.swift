@@ -109,8 +109,14 @@ struct TokenEndpoint: Sendable {
         var clientID: String
         var secret: String
         var basic = false
-        if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("basic ") {
-            guard form["client_secret"] == nil else { throw OAuthError(error: "invalid_request", description: "use one client authentication method") }
+        // RFC 6749 §2.3: one method per request. Counting them first means no assertion beside
+        // a Basic header is silently ignored (and its `jti` left unconsumed).
+        let hasBasic = request.headers[.authorization].map { $0.lowercased().hasPrefix("basic ") } ?? false
+        let methods = [hasBasic, form["client_secret"] != nil, form["client_assertion_type"] != nil || form["client_assertion"] != nil]
+        guard methods.filter({ $0 }).count <= 1 else {
+            throw OAuthError(error: "invalid_request", description: "use one client authentication method (HTTP Basic, client_secret or client_assertion)")
+        }
+        if hasBasic, let authorization = request.headers[.authorization] {
             guard let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
                   let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
             else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "malformed Basic credentials", basicChallenge: true) }

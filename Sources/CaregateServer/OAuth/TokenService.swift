@@ -35,9 +35,18 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     /// The clinic the token acts for, when its client is bound to one.
     var org: String?
 
+    /// Issued in the future, or not yet valid (`nbf`), is refused as well as expired; a minute of
+    /// clock skew between instances is tolerated.
+    var nbf: NotBeforeClaim?
+
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
         try aud.verifyIntendedAudience(includes: TokenService.audience)
+        let skew: TimeInterval = 60
+        guard iat.value <= Date().addingTimeInterval(skew), iat.value < exp.value else {
+            throw JWTError.claimVerificationFailure(failedClaim: iat, reason: "issued in the future")
+        }
+        try nbf?.verifyNotBefore(currentDate: Date().addingTimeInterval(skew))
     }
 }
 
@@ -172,8 +181,9 @@ final class TokenService: Sendable {
     }
 
     private func verifySignature(_ token: String) async -> AccessTokenClaims? {
-        // Only our own kinds of keys, each with its own algorithm (never `none`, never HS*).
-        guard token.utf8.count <= 4096, let header = Self.header(of: token), header["typ"] as? String == "at+jwt",
+        // Only our own kinds of keys, each with its own algorithm (never `none`, never HS*);
+        // `typ` as RFC 9068 §4 allows it, with or without the `application/` prefix.
+        guard token.utf8.count <= 4096, let header = Self.header(of: token), ["at+jwt", "application/at+jwt"].contains(header["typ"] as? String ?? ""),
               let kid = header["kid"] as? String, let alg = header["alg"] as? String, current.algorithms[kid] == alg
         else { return nil }
         guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self), claims.iss.value == issuer else { return nil }

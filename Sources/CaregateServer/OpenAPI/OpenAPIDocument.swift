@@ -133,7 +133,7 @@ enum OpenAPIDocument {
 
     static let managementSummaries: [String: String] = [
         "POST /manage/developers": "Create a developer (operator) → {id, token}",
-        "POST /manage/organizations": "Create an organization (operator) → {id, uuid, adminToken}",
+        "POST /manage/organizations": "Create an organization {name, environment?: prd|sbx} (operator) → {id, uuid, environment, adminToken}; a key works only in clinics of its own environment",
         "POST /manage/organizations/{orgId}/sample-data": "Generate synthetic clinic data {patients?} (operator)",
         "POST /manage/apps": "Create an app {slug, name, surface?, scopes} (developer)",
         "GET /manage/apps/{appId}": "Get an app (developer)",
@@ -149,6 +149,10 @@ enum OpenAPIDocument {
         "DELETE /manage/installations/{id}": "Uninstall: every credential loses this clinic at once (clinic admin)",
         "GET /manage/signing-keys": "Token-signing keys still published, and which one signs (operator)",
         "POST /manage/signing-keys/rotate": "Rotate the token-signing key; the old public key stays published until its tokens expire (operator)",
+        "POST /manage/tokens/rotate": "Replace the caller's management token {expiresAt?}: the new one is shown once, the presented one stops at once",
+        "POST /manage/tokens": "Issue a management token for a developer or clinic {subjectId, expiresAt?} (operator); shown once",
+        "GET /manage/tokens": "Developer and clinic-admin tokens ?subjectId, without the secrets (operator)",
+        "DELETE /manage/tokens/{tokenId}": "Revoke a developer's or clinic admin's token at once (operator)",
         "GET /manage/audit": "Audit log ?organizationId&appId&decision&limit&cursor (operator; clinic admin: own clinic)",
     ]
 }

@@ -7,6 +7,7 @@ extension HTTPField.Name {
     static let organizationID = HTTPField.Name("X-Organization-Id")!
     static let pragma = HTTPField.Name("Pragma")!
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let xForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
 }
 
 // Small readings of requests that run on every request, written not to allocate.
