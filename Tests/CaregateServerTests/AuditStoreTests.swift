@@ -80,22 +80,31 @@ struct AuditStoreTests {
         logger.logLevel = .critical
         // A schema-4 database: the current schema with migrations 5 and later undone and two old rows.
         let current = try await Database.open(.sqlite(path: path), logger: logger)
-        try await current.sql.raw("DROP TABLE audit_segments").run()
-        for column in ["organizations DROP COLUMN environment", "access_tokens DROP COLUMN expires_at", "access_tokens DROP COLUMN revoked_at"] {
-            try await current.sql.raw("ALTER TABLE \(unsafeRaw: column)").run()
-        }
-        try await current.sql.raw("DELETE FROM caregate_schema WHERE version >= 5").run()
-        try await current.sql.raw("""
-            CREATE TABLE audit_events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, organization_id TEXT, app_id TEXT, key_id TEXT,
-              method TEXT NOT NULL, route TEXT, path TEXT NOT NULL, required_scope TEXT, decision TEXT NOT NULL, status INTEGER NOT NULL,
-              trace_id TEXT NOT NULL)
-            """).run()
         let old = "aud_0019a2b3c4d5e0123456700000001"
-        try await current.sql.raw("""
-            INSERT INTO audit_events VALUES
-              (\(bind: old), 1700000000000, 'org_1', 'app_1', 'key_1', 'GET', 'GET /v3/bills', '/v3/bills', 'read:bills', 'denied', 403, 't-1'),
-              ('aud_0019a2b3c4d5f0123456700000002', 1700000000001, NULL, NULL, NULL, 'GET', NULL, '/v3/x', NULL, 'denied', 401, 't-2')
-            """).run()
+        // One transaction, so one connection: schema changes made on one pooled SQLite
+        // connection and read on another fail now and then (SQLITE_SCHEMA).
+        do {
+            try await current.transaction { db in
+                try await db.raw("DROP TABLE audit_segments").run()
+                for column in ["organizations DROP COLUMN environment", "access_tokens DROP COLUMN expires_at", "access_tokens DROP COLUMN revoked_at"] {
+                    try await db.raw("ALTER TABLE \(unsafeRaw: column)").run()
+                }
+                try await db.raw("DELETE FROM caregate_schema WHERE version >= 5").run()
+                try await db.raw("""
+                    CREATE TABLE audit_events (id TEXT PRIMARY KEY, at BIGINT NOT NULL, organization_id TEXT, app_id TEXT, key_id TEXT,
+                      method TEXT NOT NULL, route TEXT, path TEXT NOT NULL, required_scope TEXT, decision TEXT NOT NULL, status INTEGER NOT NULL,
+                      trace_id TEXT NOT NULL)
+                    """).run()
+                try await db.raw("""
+                    INSERT INTO audit_events VALUES
+                      (\(bind: old), 1700000000000, 'org_1', 'app_1', 'key_1', 'GET', 'GET /v3/bills', '/v3/bills', 'read:bills', 'denied', 403, 't-1'),
+                      ('aud_0019a2b3c4d5f0123456700000002', 1700000000001, NULL, NULL, NULL, 'GET', NULL, '/v3/x', NULL, 'denied', 401, 't-2')
+                    """).run()
+            }
+        } catch {
+            await current.shutdown()
+            throw error
+        }
         await current.shutdown()
 
         let migrated = try await Database.open(.sqlite(path: path), logger: logger)
