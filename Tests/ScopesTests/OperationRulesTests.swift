@@ -25,7 +25,7 @@ struct OperationRulesTests {
                 let segments = route.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
                 for (position, segment) in segments.enumerated() where segment == "*" || segment.hasPrefix("{") {
                     for operation in ["$export", "$import", "$everything", "$X"] {
-                        var probe = segments.map { $0 == "*" || $0.hasPrefix("{") ? ($0 == "{ResourceType}" ? "Patient" : "x1") : $0 }
+                        var probe = samplePath(route.path).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
                         probe[position] = operation
                         let path = probe.joined(separator: "/")
                         let decision = catalog.decide(all, method: route.method.description, target: path)

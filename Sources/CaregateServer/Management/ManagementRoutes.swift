@@ -97,14 +97,14 @@ struct ManagementRoutes: Sendable {
         let body = try await JSONInput(&request, allowed: ["subjectId", "expiresAt"])
         let subject = try body.string("subjectId", max: 100)!
         let kind: Principal.Kind
+        let subjectID: String
         if Validate.isID(subject, prefix: "dev"), try await grants.developer(subject) != nil {
-            kind = .developer
+            (kind, subjectID) = (.developer, subject)
         } else if let organization = Identifier.organizationID(fromClientForm: subject), try await grants.organization(organization) != nil {
-            kind = .clinicAdmin
+            (kind, subjectID) = (.clinicAdmin, organization)
         } else {
             throw APIError.notFound("no developer or organization \"\(Validate.safe(subject))\"")
         }
-        let subjectID = kind == .clinicAdmin ? Identifier.organizationID(fromClientForm: subject)! : subject
         let (token, record) = try await grants.issueToken(kind: kind, subject: subjectID, expiresAt: try Self.expiresAt(body))
         return JSONResponse.make(tokenJSON(record, token: token), status: .created)
     }
