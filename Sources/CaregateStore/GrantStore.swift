@@ -68,15 +68,18 @@ public struct GrantStore: Sendable {
 
     // MARK: Management tokens
 
-    func issueToken(kind: Principal.Kind, subject: String, expiresAt: Int64? = nil, db: any SQLDatabase) async throws -> String {
-        let tokenID = Secrets.randomHex(bytes: 8)
+    func issueToken(
+        kind: Principal.Kind, subject: String, expiresAt: Int64? = nil, db: any SQLDatabase
+    ) async throws -> (token: String, record: ManagementTokenRecord) {
+        let record = ManagementTokenRecord(
+            id: Secrets.randomHex(bytes: 8), kind: kind, subjectID: subject, createdAt: Clock.millis(), expiresAt: expiresAt, revokedAt: nil)
         let short = switch kind { case .operator: "op"; case .developer: "dev"; case .clinicAdmin: "org" }
-        let token = "\(keyPrefix)_\(short)_\(tokenID)_\(Secrets.randomBase62(40))"
+        let token = "\(keyPrefix)_\(short)_\(record.id)_\(Secrets.randomBase62(40))"
         try await db.raw("""
             INSERT INTO access_tokens (token_id, token_hash, kind, subject_id, created_at, expires_at)
-            VALUES (\(bind: tokenID), \(bind: hash(token)), \(bind: kind.rawValue), \(bind: subject), \(bind: Clock.millis()), \(bind: expiresAt))
+            VALUES (\(bind: record.id), \(bind: hash(token)), \(bind: kind.rawValue), \(bind: subject), \(bind: record.createdAt), \(bind: expiresAt))
             """).run()
-        return token
+        return (token, record)
     }
 
     /// The id of a management token as issued (`cg_dev_<id>_<secret>`); `operator-configured`
@@ -88,26 +91,24 @@ public struct GrantStore: Sendable {
 
     /// A new token for the caller's principal, shown once; the presented one stops at once.
     /// The operator token from `CAREGATE_ADMIN_TOKEN` is rotated by changing that variable.
-    public func rotateToken(_ presented: String, expiresAt: Int64?) async throws -> (token: String, record: ManagementTokenRecord)? {
-        guard let principal = try await authenticate(token: presented) else { return nil }
+    /// `principal` is what ``authenticate(token:)`` answered for `presented`.
+    public func rotateToken(
+        _ presented: String, of principal: Principal, expiresAt: Int64?
+    ) async throws -> (token: String, record: ManagementTokenRecord) {
         let oldID = tokenID(of: presented)
         if oldID == "operator-configured" { throw StoreError.invalid("the operator token from CAREGATE_ADMIN_TOKEN is rotated by changing that variable") }
-        let token = try await database.transaction { db in
+        return try await database.transaction { db in
             let updated = try await db.raw("""
                 UPDATE access_tokens SET revoked_at = \(bind: Clock.millis()) WHERE token_id = \(bind: oldID) AND revoked_at IS NULL RETURNING token_id
                 """).all()
             guard !updated.isEmpty else { throw StoreError.conflict("this token was rotated or revoked already") }
             return try await issueToken(kind: principal.kind, subject: principal.subjectID, expiresAt: expiresAt, db: db)
         }
-        guard let record = try await managementToken(id: tokenID(of: token)) else { return nil }
-        return (token, record)
     }
 
     /// A new token for a developer or clinic (the operator's call), e.g. after revoking the old one.
     public func issueToken(kind: Principal.Kind, subject: String, expiresAt: Int64?) async throws -> (token: String, record: ManagementTokenRecord) {
-        let token = try await issueToken(kind: kind, subject: subject, expiresAt: expiresAt, db: sql)
-        guard let record = try await managementToken(id: tokenID(of: token)) else { throw StoreError.notFound("token") }
-        return (token, record)
+        try await issueToken(kind: kind, subject: subject, expiresAt: expiresAt, db: sql)
     }
 
     /// Ends a management token at once (every instance authenticates management calls against the database).
@@ -126,10 +127,6 @@ public struct GrantStore: Sendable {
             id: try row.decode(column: "token_id", as: String.self), kind: kind, subjectID: try row.decode(column: "subject_id", as: String.self),
             createdAt: try row.decode(column: "created_at", as: Int64.self), expiresAt: try row.decode(column: "expires_at", as: Int64?.self),
             revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
-    }
-
-    public func managementToken(id: String) async throws -> ManagementTokenRecord? {
-        try await sql.raw("SELECT \(unsafeRaw: Self.tokenColumns) FROM access_tokens WHERE token_id = \(bind: id)").first().flatMap(managementToken(from:))
     }
 
     /// The tokens of one developer or clinic (or all), newest first.
@@ -155,7 +152,7 @@ public struct GrantStore: Sendable {
         }
         let existing = try await sql.raw("SELECT token_id FROM access_tokens WHERE kind = 'operator'").first()
         if existing != nil { return nil }
-        return try await issueToken(kind: .operator, subject: "", db: sql)
+        return try await issueToken(kind: .operator, subject: "", db: sql).token
     }
 
     /// The principal a management token belongs to; `nil` for an unknown or wrong token.
@@ -184,7 +181,7 @@ public struct GrantStore: Sendable {
         let developer = DeveloperRecord(id: Identifier.random("dev"), name: name, email: email)
         let token = try await database.transaction { db in
             try await db.raw("INSERT INTO developers (id, name, email, created_at) VALUES (\(bind: developer.id), \(bind: name), \(bind: email), \(bind: Clock.millis()))").run()
-            return try await issueToken(kind: .developer, subject: developer.id, db: db)
+            return try await issueToken(kind: .developer, subject: developer.id, db: db).token
         }
         return (developer, token)
     }
@@ -199,7 +196,7 @@ public struct GrantStore: Sendable {
                 INSERT INTO organizations (id, name, environment, created_at)
                 VALUES (\(bind: organization.id), \(bind: name), \(bind: environment), \(bind: Clock.millis()))
                 """).run()
-            return try await issueToken(kind: .clinicAdmin, subject: organization.id, db: db)
+            return try await issueToken(kind: .clinicAdmin, subject: organization.id, db: db).token
         }
         return (organization, token)
     }

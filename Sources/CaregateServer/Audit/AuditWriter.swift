@@ -60,10 +60,7 @@ final class AuditWriter: Service, Sendable {
         let now = Clock.millis()
         unauthenticated.withLock { tallies in
             let key = tallies[peer] != nil || tallies.count < Self.maxPeers ? peer : Self.otherPeers
-            tallies[key, default: Tally(count: 0, lastAt: now, status: status, traceID: traceID)].count += 1
-            tallies[key]!.lastAt = now
-            tallies[key]!.status = status
-            tallies[key]!.traceID = traceID
+            tallies[key] = Tally(count: (tallies[key]?.count ?? 0) + 1, lastAt: now, status: status, traceID: traceID)
         }
     }
 

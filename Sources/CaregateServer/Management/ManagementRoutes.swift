@@ -77,16 +77,14 @@ struct ManagementRoutes: Sendable {
 
     /// The caller's own token is replaced: the new one is shown once, the presented one stops at once.
     func rotateToken(_ request: Request, _ context: CaregateContext) async throws -> Response {
-        _ = try await principal(request, allowed: [.operator, .developer, .clinicAdmin])
+        let principal = try await principal(request, allowed: [.operator, .developer, .clinicAdmin])
         var request = request
         var expiresAt: Int64?
         if request.headers[.contentType] != nil {
             expiresAt = try Self.expiresAt(try await JSONInput(&request, allowed: ["expiresAt"]))
         }
-        let presented = String(request.headers[.authorization]!.dropFirst(7))
-        guard let (token, record) = try await grants.rotateToken(presented, expiresAt: expiresAt) else {
-            throw APIError.unauthorized("Invalid management token", invalidToken: true)
-        }
+        let presented = String(request.headers[.authorization]!.dropFirst(7))  // principal() read it
+        let (token, record) = try await grants.rotateToken(presented, of: principal, expiresAt: expiresAt)
         return JSONResponse.make(tokenJSON(record, token: token), status: .created)
     }
 
@@ -422,8 +420,9 @@ struct ManagementRoutes: Sendable {
             let body = try await JSONInput(&request, allowed: ["graceSeconds"])
             grace = try body.int("graceSeconds", range: 0...604_800, required: false) ?? 3600
         }
+        // nil: the key is gone (revoked, rotated and expired keys are StoreError.conflict, a 409).
         guard let issued = try await grants.rotate(keyID: key.id, graceSeconds: Int(grace)) else {
-            throw APIError.conflict("key \"\(key.id)\" is revoked and cannot be rotated")
+            throw APIError.notFound("no key \"\(key.id)\"")
         }
         cache.invalidateAll()
         return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
