@@ -42,12 +42,15 @@ public final class CaregateServer: Sendable {
 
     public let options: ServerOptions
     public let catalogs: [CompiledCatalog]
+    /// Every surface: what serves it, the prefixes it owns, which share apps.
+    let registry: SurfaceRegistry
     public let database: Database
     public let grants: GrantStore
     public let clinic: ClinicStore
     /// The operator token when it was generated at this start (print it once).
     public let generatedOperatorToken: String?
     let cache: CredentialCache
+    let oauth: OAuthStore
     let auditWriter: AuditWriter
     let tokens: TokenService
     let logger: Logger
@@ -65,18 +68,7 @@ public final class CaregateServer: Sendable {
             throw CatalogLoadError(file: "Catalogs", problems: ["no catalog directory found; set CAREGATE_CATALOGS or pass --catalogs"])
         }
         catalogs = try CatalogLoader.loadDirectory(directory)
-        for upstream in options.upstreams {
-            guard let catalog = catalogs.first(where: { $0.surface == upstream.surface }) else {
-                throw GatewayConfigurationError(
-                    "upstream for unknown surface \"\(upstream.surface)\" (known: \(catalogs.map(\.surface).joined(separator: ", ")))")
-            }
-            guard !catalog.surface.hasPrefix("marketplace-") else {
-                throw GatewayConfigurationError("\(upstream.surface) is served by Caregate itself; it cannot have an upstream")
-            }
-        }
-        guard Set(options.upstreams.map(\.surface)).count == options.upstreams.count else {
-            throw GatewayConfigurationError("a surface may have one upstream")
-        }
+        try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)
         do {
@@ -89,14 +81,19 @@ public final class CaregateServer: Sendable {
         }
         self.database = database
         clinic = ClinicStore(database: database)
+        oauth = OAuthStore(grants: grants)
         do {
             tokens = try await TokenService(
-                oauth: OAuthStore(grants: grants), issuer: options.issuer ?? "http://\(options.host):\(options.port)", algorithm: options.tokenAlgorithm)
+                oauth: oauth, issuer: options.issuer ?? "http://\(options.host):\(options.port)", algorithm: options.tokenAlgorithm)
         } catch {
             await database.shutdown()
             throw error
         }
-        cache = CredentialCache()
+        let cache = CredentialCache()
+        self.cache = cache
+        // The one place the cache learns of this instance's grant-chain changes (the change
+        // watcher in `run` covers the other instances').
+        grants.changes.listen { cache.invalidateAll() }
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
         var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
         // A refused connection is a 502 now, not a retry until the deadline.
@@ -107,10 +104,20 @@ public final class CaregateServer: Sendable {
         clientKeySets = ClientKeySets(client: httpClient, minimumRefetchInterval: options.jwksRefetchInterval)
         var pools: [String: UpstreamConnectionPool] = [:]
         for upstream in options.upstreams {
-            pools[upstream.surface] = UpstreamConnectionPool(upstream: upstream, bufferLimit: UpstreamGateway.bufferedResponseLimit)
+            pools[upstream.surface] = UpstreamConnectionPool(upstream: upstream, bufferLimit: UpstreamForwarder.bufferedResponseLimit)
             logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
         }
         upstreamPools = pools
+        let clinic = self.clinic
+        let client = httpClient
+        let trustedProxies = options.trustedProxies
+        registry = SurfaceRegistry(
+            catalogs: catalogs, upstreams: options.upstreams,
+            clinicAPI: { catalog, prefix in ClinicAPI(catalog: catalog, prefix: prefix, store: clinic) },
+            forwarder: { catalog, upstream in
+                UpstreamForwarder(
+                    surface: catalog.surface, upstream: upstream, pool: pools[upstream.surface], client: client, trustedProxies: trustedProxies)
+            })
         Self.bootstrapMetrics()
     }
 
@@ -138,23 +145,19 @@ public final class CaregateServer: Sendable {
 
     /// The whole HTTP surface: the middleware in front (see ``CaregateResponder``), then the router.
     func makeResponder() -> CaregateResponder {
-        let resolver = CredentialResolver(grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, cache: cache, catalogs: catalogs)
-        var front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
+        let resolver = CredentialResolver(grants: grants, oauth: oauth, tokens: tokens, cache: cache, registry: registry)
+        let front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
             TraceMiddleware(), MetricsMiddleware<CaregateContext>(),
-            ClinicGateway(catalogs: catalogs, resolver: resolver, store: clinic, audit: auditWriter),
+            EnforcementMiddleware(registry: registry, authenticator: RequestAuthenticator(resolver: resolver), audit: auditWriter),
         ]
-        if !options.upstreams.isEmpty {
-            front.append(UpstreamGateway(
-                catalogs: catalogs, upstreams: options.upstreams, pools: upstreamPools, resolver: resolver, audit: auditWriter, client: httpClient,
-                trustedProxies: options.trustedProxies))
-        }
         return CaregateResponder(front: front, router: makeRouter())
     }
 
     /// Caregate's own routes (everything but the enforced surfaces).
     func makeRouter() -> Router<CaregateContext> {
         let router = Router(context: CaregateContext.self)
-        router.add(middleware: RouterErrorMiddleware())
+        let methods = RouterMethods()
+        router.add(middleware: RouterErrorMiddleware(methods: methods))
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
         let database = self.database
         router.get("readyz") { _, _ in
@@ -168,15 +171,11 @@ public final class CaregateServer: Sendable {
         router.get("metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: Self.registry.emitToBuffer())))
         }
-        let document = JSONResponse.encode(OpenAPIDocument.build(catalogs: catalogs, gatewaySurfaces: Set(options.upstreams.map(\.surface)), version: Self.version))
+        let document = JSONResponse.encode(OpenAPIDocument.build(registry: registry, version: Self.version))
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
-        let catalogsBySurface = Dictionary(uniqueKeysWithValues: catalogs.map { ($0.surface, $0) })
-        let cache = self.cache
-        let tokenEndpoint = TokenEndpoint(
-            grants: grants, oauth: OAuthStore(grants: grants), tokens: tokens, catalogs: catalogsBySurface, keySets: clientKeySets,
-            onRevoke: { cache.invalidateAll() })
+        let tokenEndpoint = TokenEndpoint(grants: grants, oauth: oauth, tokens: tokens, registry: registry, keySets: clientKeySets)
         router.post("oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
         router.post("oauth2/introspect") { request, context in try await tokenEndpoint.introspect(request, context) }
         router.post("oauth2/revoke") { request, context in try await tokenEndpoint.revoke(request, context) }
@@ -210,19 +209,16 @@ public final class CaregateServer: Sendable {
         ]
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(smart) }
         ManagementRoutes(
-            grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, cache: cache, tokens: tokens,
-            catalogs: catalogsBySurface
+            grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, tokens: tokens, registry: registry,
+            oauth: oauth
         ).register(on: router)
+        methods.set(router.routes.map { ($0.method.rawValue, $0.path.description) })
         return router
     }
 
     /// Method and path of every route of the HTTP router (the clinic API's routes are the catalogs').
     public func routes() -> [(method: String, path: String)] {
-        makeRouter().routes.map { route in
-            // Hummingbird writes parameters as `:name`; OpenAPI as `{name}`.
-            let path = "/" + route.path.description.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
-            return (route.method.rawValue, path)
-        }
+        makeRouter().routes.map { ($0.method.rawValue, $0.path.description) }
     }
 
     /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,

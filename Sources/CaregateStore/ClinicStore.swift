@@ -327,7 +327,7 @@ public struct ClinicStore: Sendable {
 
     /// Records an inventory change and applies it to stock levels in the same transaction.
     /// Stock moves by an atomic `quantity = quantity + delta`, so concurrent changes never
-    /// lose an update. Throws `StoreError.notFound` naming an unknown product.
+    /// lose an update. Throws `StoreError.invalid` naming an unknown product.
     public func createInventoryChange(organization: String, reason: String, note: String, lines: [(productID: String, delta: Int64)]) async throws -> JSONValue {
         let id = Identifier.random("inv")
         try await database.transaction { db in
@@ -338,7 +338,7 @@ public struct ClinicStore: Sendable {
                 """).run()
             for (position, line) in lines.enumerated() {
                 guard try await db.raw("SELECT id FROM products WHERE organization_id = \(bind: organization) AND id = \(bind: line.productID)").first() != nil else {
-                    throw StoreError.notFound("lines[\(position)].productId: no product \"\(line.productID)\" in this organization")
+                    throw StoreError.invalid("lines[\(position)].productId: no product \"\(line.productID)\" in this organization")
                 }
                 try await db.raw("""
                     INSERT INTO inventory_change_lines (id, organization_id, change_id, product_id, quantity_delta, position)

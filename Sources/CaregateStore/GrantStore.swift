@@ -7,6 +7,8 @@ public struct GrantStore: Sendable {
     public let database: Database
     public let secret: SymmetricKey
     public let keyPrefix: String
+    /// Announces every grant-chain change this process commits (the credential cache listens).
+    public let changes = GrantChainChanges()
 
     /// HMAC state with the key already absorbed: each hash copies it instead of redoing the key schedule.
     private let hmac: HMAC<SHA256>
@@ -62,8 +64,16 @@ public struct GrantStore: Sendable {
         try await sql.raw("SELECT generation FROM caregate_changes WHERE id = 1").first(decodingColumn: "generation", as: Int64.self) ?? 0
     }
 
-    func bump(_ db: any SQLDatabase) async throws {
-        try await db.raw("UPDATE caregate_changes SET generation = generation + 1 WHERE id = 1").run()
+    /// Runs `body` in a transaction that moves the change counter, and tells this process's
+    /// listeners (``changes``) once it has committed; other instances see the counter move.
+    func change<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        let result = try await database.transaction { db in
+            let result = try await body(db)
+            try await db.raw("UPDATE caregate_changes SET generation = generation + 1 WHERE id = 1").run()
+            return result
+        }
+        changes.announce()
+        return result
     }
 
     // MARK: Management tokens
@@ -251,10 +261,9 @@ public struct GrantStore: Sendable {
     /// Adds a version and makes it live. Installations keep their approved grants until re-approved.
     public func createVersion(appID: String, scopes: [String]) async throws -> AppVersionRecord {
         let version = AppVersionRecord(id: Identifier.random("apv"), appID: appID, scopes: scopes)
-        try await database.transaction { db in
+        try await change { db in
             try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: version.id), \(bind: appID), \(bind: scopes.stored), \(bind: Clock.millis()))").run()
             try await db.raw("UPDATE apps SET live_version_id = \(bind: version.id) WHERE id = \(bind: appID)").run()
-            try await bump(db)
         }
         return version
     }
@@ -283,7 +292,7 @@ public struct GrantStore: Sendable {
         let record = InstallationRecord(
             id: Identifier.random("ins"), appID: appID, organizationID: organizationID, approvedVersionID: versionID,
             approvedScopes: scopes, status: "active")
-        try await database.transaction { db in
+        try await change { db in
             if try await db.raw("SELECT id FROM installations WHERE app_id = \(bind: appID) AND organization_id = \(bind: organizationID)").first() != nil {
                 throw StoreError.conflict("this app is already installed in this organization")
             }
@@ -292,7 +301,6 @@ public struct GrantStore: Sendable {
                 INSERT INTO installations (id, app_id, organization_id, approved_version_id, approved_scopes, status, created_at, updated_at)
                 VALUES (\(bind: record.id), \(bind: appID), \(bind: organizationID), \(bind: versionID), \(bind: scopes.stored), 'active', \(bind: now), \(bind: now))
                 """).run()
-            try await bump(db)
         }
         return record
     }
@@ -309,20 +317,18 @@ public struct GrantStore: Sendable {
     }
 
     public func approve(installationID: String, versionID: String, scopes: [String]) async throws -> InstallationRecord? {
-        try await database.transaction { db in
+        try await change { db in
             try await db.raw("""
                 UPDATE installations SET approved_version_id = \(bind: versionID), approved_scopes = \(bind: scopes.stored),
                 updated_at = \(bind: Clock.millis()) WHERE id = \(bind: installationID)
                 """).run()
-            try await bump(db)
         }
         return try await installation(installationID)
     }
 
     public func uninstall(installationID: String) async throws {
-        try await database.transaction { db in
+        try await change { db in
             try await db.raw("DELETE FROM installations WHERE id = \(bind: installationID)").run()
-            try await bump(db)
         }
     }
 
@@ -422,18 +428,16 @@ public struct GrantStore: Sendable {
             revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
         let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000
         let oldExpiry = min(old.expiresAt ?? .max, graceEnd)
-        try await database.transaction { db in
+        try await change { db in
             try await insert(record, db: db)
             try await db.raw("UPDATE api_keys SET expires_at = \(bind: oldExpiry), replaced_by = \(bind: record.id) WHERE id = \(bind: keyID)").run()
-            try await bump(db)
         }
         return IssuedKey(record: record, key: text)
     }
 
     public func revoke(keyID: String) async throws {
-        try await database.transaction { db in
+        try await change { db in
             try await db.raw("UPDATE api_keys SET revoked_at = \(bind: Clock.millis()) WHERE id = \(bind: keyID) AND revoked_at IS NULL").run()
-            try await bump(db)
         }
     }
 }

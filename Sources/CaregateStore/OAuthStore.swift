@@ -117,10 +117,9 @@ public struct OAuthStore: Sendable {
 
     /// Retires every current signing key and adds `key`; other instances reload on the change.
     public func rotateSigningKey(to key: SigningKeyRecord) async throws {
-        try await grants.database.transaction { db in
+        try await grants.change { db in
             try await db.raw("UPDATE signing_keys SET retired_at = \(bind: Clock.millis()) WHERE retired_at IS NULL").run()
             try await insert(key, db)
-            try await grants.bump(db)
         }
     }
 
@@ -134,7 +133,7 @@ public struct OAuthStore: Sendable {
         try await sql.raw("""
             INSERT INTO revoked_tokens (jti, expires_at) VALUES (\(bind: jti), \(bind: expiresAt)) ON CONFLICT (jti) DO NOTHING
             """).run()
-        try await grants.database.transaction { db in try await grants.bump(db) }
+        try await grants.change { _ in }
     }
 
     public func isRevoked(jti: String) async throws -> Bool {

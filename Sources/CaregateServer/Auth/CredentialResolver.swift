@@ -20,8 +20,8 @@ struct CredentialResolver: Sendable {
     let oauth: OAuthStore
     let tokens: TokenService
     let cache: CredentialCache
-    /// Every served surface, in the order of ``Credential/effective``.
-    let catalogs: [CompiledCatalog]
+    /// Every surface, in the order of ``Credential/effective``.
+    let registry: SurfaceRegistry
 
     /// `organizationHeader` is the caller's `X-Organization-Id` as sent; it may be absent only
     /// for an access token whose client is bound to a clinic. A cached API key costs a parse
@@ -108,19 +108,20 @@ struct CredentialResolver: Sendable {
     ) -> Credential {
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
         // must not open the practice API, whose grammar happens to accept it.
-        let appSurfaces = Set(Self.surfaces(ofApp: app.surface))
-        let effective = catalogs.map { catalog in
-            guard appSurfaces.contains(catalog.surface) else { return ScopeSet.empty }
+        let group = registry.surface(named: app.surface)?.group
+        let effective = registry.surfaces.map { surface in
+            guard surface.group == group else { return ScopeSet.empty }
+            let catalog = surface.catalog
             let credential = Self.known(credentialScopes, in: catalog)
             let granted = Self.known(approved, in: catalog).intersection(Self.known(app.scopes, in: catalog))
             return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
         }
-        let names = zip(catalogs, effective).map { $0.scopeNames(in: $1) }
+        let names = zip(registry.surfaces, effective).map { $0.catalog.scopeNames(in: $1) }
         return Credential(
             keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
             liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
-            meBody: zip(catalogs, names).map { catalog, scopes in
-                guard catalog.surface.hasPrefix("marketplace-") else { return ByteBuffer() }
+            meBody: zip(registry.surfaces, names).map { surface, scopes in
+                guard surface.answersMe else { return ByteBuffer() }
                 let data: JSONValue = [
                     "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],
                     "organization": ["id": .string(organizationID)],
@@ -129,11 +130,6 @@ struct CredentialResolver: Sendable {
                 return ByteBuffer(bytes: (["code": "success", "data": data] as JSONValue).serialized())
             },
             scopeHeader: names.map { $0.joined(separator: " ") })
-    }
-
-    /// The surfaces whose scopes an app of `surface` holds (the marketplace surfaces share apps).
-    static func surfaces(ofApp surface: String) -> [String] {
-        surface.hasPrefix("marketplace-") ? ["marketplace-v3", "marketplace-v1"] : [surface]
     }
 
     /// The scopes of `names` that this catalog knows (v1 and v3 share keys, not every scope).

@@ -6,7 +6,7 @@ import Scopes
 struct ClinicCall {
     var request: Request
     let credential: Credential
-    let surface: ClinicGateway.Surface
+    let surface: Surface
     /// Decoded path segments (`["v3", "patients", "pat_…"]`); empty for routes without parameters.
     let segments: [String]
     let store: ClinicStore

@@ -210,12 +210,9 @@ enum OtherWrites {
             }
             lines.append((product, delta))
         }
-        do {
-            let change = try await call.store.createInventoryChange(organization: call.organization, reason: reason, note: note, lines: lines)
-            return Success.response(change, status: .created)
-        } catch let error as StoreError {
-            throw APIError.badRequest(error.description)
-        }
+        // An unknown product is the store's StoreError.invalid (a 400, mapped in TraceMiddleware).
+        let change = try await call.store.createInventoryChange(organization: call.organization, reason: reason, note: note, lines: lines)
+        return Success.response(change, status: .created)
     }
 }
 

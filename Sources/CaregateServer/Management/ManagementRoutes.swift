@@ -11,9 +11,9 @@ struct ManagementRoutes: Sendable {
     let clinic: ClinicStore
     let audit: AuditStore
     let auditWriter: AuditWriter
-    let cache: CredentialCache
     let tokens: TokenService
-    let catalogs: [String: CompiledCatalog]
+    let registry: SurfaceRegistry
+    let oauth: OAuthStore
 
     /// Every management route, as registered (the OpenAPI document is checked against this).
     static let routes: [(method: HTTPRequest.Method, path: String)] = [
@@ -172,26 +172,10 @@ struct ManagementRoutes: Sendable {
     /// Every scope must exist on the app's surface (and, for a key, be one an API key may carry).
     func validateScopes(_ names: [String], surface: String, field: String, credentialType: CredentialType? = nil) throws -> [String] {
         guard names.count <= ScopeLimits.maxListEntries else { throw APIError.badRequest("\(field): at most \(ScopeLimits.maxListEntries) scopes") }
-        var seen = Set<String>()
-        var result: [String] = []
-        for name in names {
-            var lastError: ScopeResolutionError?
-            var known = false
-            for catalog in catalogs.catalogs(forAppSurface: surface) {
-                do {
-                    _ = try catalog.resolve(names: [name], credentialType: credentialType)
-                    known = true
-                    break
-                } catch {
-                    lastError = error
-                }
-            }
-            if !known {
-                throw APIError(.badRequest, "invalid_scope", "\(field): \(lastError?.description ?? "unknown scope \"\(Validate.safe(name))\"")")
-            }
-            if seen.insert(name).inserted { result.append(name) }
+        switch registry.validateScopes(names, ofApp: surface, credentialType: credentialType) {
+        case .success(let valid): return valid
+        case .failure(let refusal): throw APIError(.badRequest, "invalid_scope", "\(field): \(refusal.message)")
         }
-        return result
     }
 
     static func subset(_ names: [String], of allowed: [String], field: String, what: String) throws {
@@ -261,17 +245,14 @@ struct ManagementRoutes: Sendable {
             throw APIError.badRequest("field \"slug\" must be 3 to 40 lower-case letters, digits and -, starting with a letter")
         }
         let name = try body.string("name", max: 200)!
-        let surface = try body.string("surface", max: 40, required: false) ?? "marketplace-v3"
-        guard catalogs[surface] != nil else {
-            throw APIError.badRequest("field \"surface\": unknown surface \"\(Validate.safe(surface))\" (known: \(catalogs.keys.sorted().joined(separator: ", ")))")
+        let surface = try body.string("surface", max: 40, required: false) ?? SurfaceRegistry.defaultAppSurface
+        guard registry.surface(named: surface) != nil else {
+            throw APIError.badRequest(
+                "field \"surface\": unknown surface \"\(Validate.safe(surface))\" (known: \(registry.surfaces.map(\.name).sorted().joined(separator: ", ")))")
         }
         let scopes = try validateScopes(try body.stringArray("scopes")!, surface: surface, field: "scopes")
-        do {
-            let app = try await grants.createApp(developerID: principal.subjectID, slug: slug, name: name, surface: surface, scopes: scopes)
-            return JSONResponse.make(appJSON(app), status: .created)
-        } catch let error as StoreError {
-            throw APIError.conflict(error.description)
-        }
+        let app = try await grants.createApp(developerID: principal.subjectID, slug: slug, name: name, surface: surface, scopes: scopes)
+        return JSONResponse.make(appJSON(app), status: .created)
     }
 
     func getApp(_ request: Request, _ context: CaregateContext) async throws -> Response {
@@ -286,7 +267,6 @@ struct ManagementRoutes: Sendable {
         let body = try await JSONInput(&request, allowed: ["scopes"])
         let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes")
         let version = try await grants.createVersion(appID: app.id, scopes: scopes)
-        cache.invalidateAll()
         return JSONResponse.make(["id": .string(version.id), "appId": .string(app.id), "scopes": .array(scopes.map { .string($0) })] as JSONValue, status: .created)
     }
 
@@ -384,7 +364,7 @@ struct ManagementRoutes: Sendable {
             }
             organization = id
         }
-        let (client, secret) = try await OAuthStore(grants: grants).createClient(
+        let (client, secret) = try await oauth.createClient(
             appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
             withSecret: jwks == nil && jwksURI == nil, jwks: jwks, jwksURI: jwksURI)
         return JSONResponse.make([
@@ -424,7 +404,6 @@ struct ManagementRoutes: Sendable {
         guard let issued = try await grants.rotate(keyID: key.id, graceSeconds: Int(grace)) else {
             throw APIError.notFound("no key \"\(key.id)\"")
         }
-        cache.invalidateAll()
         return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
     }
 
@@ -432,7 +411,6 @@ struct ManagementRoutes: Sendable {
         let principal = try await principal(request, allowed: [.developer])
         let key = try await ownKey(principal, try context.parameters.require("keyId"))
         try await grants.revoke(keyID: key.id)
-        cache.invalidateAll()
         return Response(status: .noContent)
     }
 
@@ -458,13 +436,8 @@ struct ManagementRoutes: Sendable {
             try Self.subset(valid, of: app.scopes, field: "scopes", what: "requested by the app's live version")
             scopes = valid
         }
-        do {
-            let installation = try await grants.install(appID: app.id, organizationID: principal.subjectID, versionID: app.liveVersionID, scopes: scopes)
-            cache.invalidateAll()
-            return JSONResponse.make(installationJSON(installation), status: .created)
-        } catch let error as StoreError {
-            throw APIError.conflict(error.description)
-        }
+        let installation = try await grants.install(appID: app.id, organizationID: principal.subjectID, versionID: app.liveVersionID, scopes: scopes)
+        return JSONResponse.make(installationJSON(installation), status: .created)
     }
 
     func ownInstallation(_ principal: Principal, _ id: String) async throws -> InstallationRecord {
@@ -497,7 +470,6 @@ struct ManagementRoutes: Sendable {
         guard let updated = try await grants.approve(installationID: installation.id, versionID: app.liveVersionID, scopes: scopes) else {
             throw APIError.notFound("installation vanished")
         }
-        cache.invalidateAll()
         return JSONResponse.make(installationJSON(updated))
     }
 
@@ -505,7 +477,6 @@ struct ManagementRoutes: Sendable {
         let principal = try await principal(request, allowed: [.clinicAdmin])
         let installation = try await ownInstallation(principal, try context.parameters.require("id"))
         try await grants.uninstall(installationID: installation.id)
-        cache.invalidateAll()
         return Response(status: .noContent)
     }
 

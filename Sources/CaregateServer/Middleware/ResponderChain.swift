@@ -1,4 +1,5 @@
 import Hummingbird
+import Synchronization
 
 /// What every request goes through, in order: trace id → metrics → the clinic data API
 /// (`/v3`, `/v1`) → gateway surfaces → the router (management, OAuth, health, documents).
@@ -35,15 +36,44 @@ struct CaregateResponder: HTTPResponder {
 
 /// The router's own error shaping: Hummingbird's router answers errors thrown below it
 /// (a route's, or its not-found) in its own format before they could reach
-/// ``TraceMiddleware``; this, its first middleware, answers them in ours.
+/// ``TraceMiddleware``; this, its first middleware, answers them in ours. A path the router
+/// knows under other methods is a 405 with `Allow` (Hummingbird's router would say 404).
 struct RouterErrorMiddleware: RouterMiddleware {
     typealias Context = CaregateContext
+    let methods: RouterMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = methods.allowed(request.uri.path)
+            let refusal: any Error = allowed.isEmpty ? error : APIError.methodNotAllowed(request.method, allow: allowed)
+            return TraceMiddleware.response(for: refusal, traceID: context.traceID, logger: context.logger)
         } catch {
             return TraceMiddleware.response(for: error, traceID: context.traceID, logger: context.logger)
         }
+    }
+}
+
+/// The methods of each route of the router, filled in once its routes are registered.
+final class RouterMethods: Sendable {
+    private let routes = Mutex<[(method: String, segments: [Substring])]>([])
+
+    func set(_ routes: [(method: String, path: String)]) {
+        self.routes.withLock { $0 = routes.map { ($0.method, $0.path.split(separator: "/")) } }
+    }
+
+    /// The methods of the routes whose template matches `path` (`{name}` matches one segment), `HEAD` with `GET`.
+    func allowed(_ path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        var methods = routes.withLock { routes in
+            routes.filter { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
+            }.map(\.method)
+        }
+        if methods.contains("GET") { methods.append("HEAD") }
+        let order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        return Set(methods).sorted { (order.firstIndex(of: $0) ?? 99, $0) < (order.firstIndex(of: $1) ?? 99, $1) }
     }
 }

@@ -12,11 +12,9 @@ struct TokenEndpoint: Sendable {
     let grants: GrantStore
     let oauth: OAuthStore
     let tokens: TokenService
-    let catalogs: [String: CompiledCatalog]
+    let registry: SurfaceRegistry
     /// JWK Sets of clients registered with a `jwksUri`.
     let keySets: ClientKeySets
-    /// Called after a revocation (drops cached credentials on this instance at once).
-    let onRevoke: @Sendable () -> Void
 
     struct OAuthError: Error {
         var status: HTTPResponse.Status = .badRequest
@@ -53,7 +51,6 @@ struct TokenEndpoint: Sendable {
         try await respond(request) { request in
             if let claims = try await ownToken(request) {
                 try await oauth.revoke(jti: claims.jti.value, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000))
-                onRevoke()
             }
             return Response(status: .ok, headers: [.cacheControl: "no-store"])
         }
@@ -207,7 +204,7 @@ struct TokenEndpoint: Sendable {
             throw OAuthError(error: "unauthorized_client", description: "this client may not use \(grantType)")
         }
         guard let app = try await grants.app(client.appID) else { throw OAuthError(error: "invalid_client", description: "the client's app is gone") }
-        let surfaceCatalogs = catalogs.catalogs(forAppSurface: app.surface)
+        let surfaceCatalogs = registry.catalogs(ofApp: app.surface)
         let credentialType = CredentialType(rawValue: client.credentialType) ?? .oauth2
 
         // Scopes: space-separated; none asked → the surface's global scope, or everything the client may have.

@@ -5,8 +5,7 @@ import Scopes
 /// The OpenAPI 3.1 document of the whole HTTP surface, built from the same lists that
 /// register the routes: the management routes and the catalogs' route tables.
 enum OpenAPIDocument {
-    /// `gatewaySurfaces`: the surfaces forwarded to upstreams (their routes are served too).
-    static func build(catalogs: [CompiledCatalog], gatewaySurfaces: Set<String> = [], version: String) -> JSONValue {
+    static func build(registry: SurfaceRegistry, version: String) -> JSONValue {
         var paths: [(String, [(String, JSONValue)])] = []
         func add(_ method: String, _ path: String, _ operation: JSONValue) {
             if let i = paths.firstIndex(where: { $0.0 == path }) { paths[i].1.append((method, operation)) } else { paths.append((path, [(method, operation)])) }
@@ -60,7 +59,7 @@ enum OpenAPIDocument {
             if route.method == .post { operation.set("requestBody", jsonBody) }
             add(method, route.path, operation)
         }
-        for catalog in catalogs where catalog.surface.hasPrefix("marketplace-") {
+        for catalog in registry.clinicAPISurfaces.map(\.catalog) {
             for route in catalog.routes {
                 var responses: [(String, JSONValue)] = [
                     (route.method == .post ? "201" : (route.method == .delete ? "204" : "200"), ["description": "Success"]),
@@ -83,7 +82,7 @@ enum OpenAPIDocument {
                 add(route.method.description.lowercased(), route.path, operation)
             }
         }
-        for catalog in catalogs where gatewaySurfaces.contains(catalog.surface) {
+        for catalog in registry.gatewaySurfaces.map(\.catalog) {
             for route in catalog.routes where !route.isPublic {
                 let path = documentedPath(route.path)
                 var operation: JSONValue = [

@@ -1,6 +1,6 @@
 public import HTTPTypes
 import CaregateStore
-import Hummingbird
+public import Hummingbird
 import Scopes
 
 /// Every error answer's body: `{"code": …, "message": …, "trace_id": …}` (SPEC §2).
@@ -22,7 +22,7 @@ public struct APIError: Error, Sendable {
     public static func conflict(_ message: String) -> APIError { APIError(.conflict, "conflict", message) }
     public static func forbidden(_ message: String) -> APIError { APIError(.forbidden, "forbidden", message) }
 
-    /// 401 for a management call; the realm names the surface.
+    /// 401 with an RFC 6750 challenge (on every surface and the management API).
     public static func unauthorized(_ message: String, invalidToken: Bool) -> APIError {
         let challenge = invalidToken ? #"Bearer realm="caregate", error="invalid_token""# : #"Bearer realm="caregate""#
         return APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: challenge])
@@ -36,13 +36,19 @@ public struct APIError: Error, Sendable {
             headers: [.wwwAuthenticate: #"Bearer realm="caregate", error="insufficient_scope", scope="\#(scope)""#])
     }
 
-    /// The answer to a request that matched no route, a route without this method, or a bad path.
+    /// The answer to a request that matched no route, or a bad path.
     static func refusal(_ decision: Decision, _ request: Request) -> APIError {
         switch decision {
-        case .methodNotAllowed: APIError(.methodNotAllowed, "method_not_allowed", "Method \(request.method.rawValue) is not allowed on this path")
         case .invalidPath(let error): .badRequest("Invalid path: \(error)")
         default: .notFound("No route \(request.method.rawValue) \(Validate.safe(request.uri.path))")
         }
+    }
+
+    /// 405, with the `Allow` header RFC 9110 §15.5.6 asks for: the methods the path does answer.
+    static func methodNotAllowed(_ method: HTTPRequest.Method, allow: [String]) -> APIError {
+        APIError(
+            .methodNotAllowed, "method_not_allowed", "Method \(Validate.safe(method.rawValue)) is not allowed on this path",
+            headers: [.allow: allow.joined(separator: ", ")])
     }
 
     func response(traceID: String) -> Response {
@@ -63,5 +69,12 @@ enum JSONResponse {
 
     static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: headers, body: .init(byteBuffer: encode(value)))
+    }
+}
+
+/// So that Hummingbird's metrics file a refusal under its own status, not as a 500.
+extension APIError: HTTPResponseError {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        response(traceID: (context as? CaregateContext)?.traceID ?? "")
     }
 }

@@ -1,0 +1,159 @@
+import AsyncHTTPClient
+import CaregateStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Scopes
+
+/// The backend of a gateway surface: forwards an allowed request to the upstream without
+/// the caller's credential, with identity headers the upstream can trust. The upstream's
+/// answer (its errors included) goes back unchanged, small ones whole and large ones
+/// streamed; an unreachable upstream is a 502, a slow one a 504, both in our error shape.
+struct UpstreamForwarder: Sendable {
+    let surface: String
+    let upstream: UpstreamConfiguration
+    /// Bodiless requests to a plain-http upstream go through this pool (cheaper than
+    /// async-http-client); everything else through async-http-client, streaming.
+    let pool: UpstreamConnectionPool?
+    let client: HTTPClient
+    /// Peers (proxies in front of Caregate) whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    let trustedProxies: Set<String>
+    /// The upstream URL's path, put before the request's.
+    let basePath: String
+
+    init(surface: String, upstream: UpstreamConfiguration, pool: UpstreamConnectionPool?, client: HTTPClient, trustedProxies: Set<String>) {
+        self.surface = surface
+        self.upstream = upstream
+        self.pool = pool
+        self.client = client
+        self.trustedProxies = trustedProxies
+        let path = URLComponents(string: upstream.url)?.path ?? ""
+        basePath = path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+
+    /// Answers up to this size are buffered rather than streamed.
+    static let bufferedResponseLimit = 256 * 1024
+
+    /// Headers that belong to one connection (RFC 9110 §7.6.1) and never cross a proxy.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "host",
+    ]
+
+    /// Headers that would let a caller steer the upstream past the gate's decision: method
+    /// overrides (the gate decided the request's own method) and forwarding headers (set
+    /// below from Caregate's own view of the connection).
+    static let callerControlled: Set<String> = [
+        "x-http-method-override", "x-http-method", "x-method-override", "x-original-method",
+        "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-prefix",
+        "x-forwarded-server", "x-real-ip", "x-client-ip", "x-original-url", "x-rewrite-url",
+    ]
+
+    /// The request's headers as the upstream gets them: without the caller's credential,
+    /// connection headers, anything claiming to be ours (in any spelling: a name with `_` is
+    /// dropped whole, as nginx does, since CGI-style servers fold `X_Caregate_Scopes` into the
+    /// same variable as `X-Caregate-Scopes`), method overrides and forwarding headers; with our
+    /// identity headers and `X-Forwarded-For`/`X-Forwarded-Proto` as Caregate saw the call.
+    /// Only when the peer is a configured trusted proxy are its `X-Forwarded-*` kept (the
+    /// caller's address appended to its `X-Forwarded-For`).
+    private func outboundHeaders(_ request: Request, _ context: CaregateContext, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        for field in request.headers {
+            let name = field.name.canonicalName
+            if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-")
+                || name.utf8.contains(UInt8(ascii: "_")) || Self.callerControlled.contains(name) { continue }
+            headers.add(name: field.name.rawName, value: field.value)
+        }
+        headers.add(name: "X-Caregate-Client", value: credential.keyID)
+        headers.add(name: "X-Caregate-App", value: credential.appID)
+        headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
+        headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
+        headers.add(name: "X-Caregate-Scopes", value: scopeHeader)
+        headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
+        let caller = context.remoteIP ?? "unknown"
+        if trustedProxies.contains(caller) {
+            let earlier = request.headers[values: .xForwardedFor].joined(separator: ", ")
+            headers.add(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
+            headers.add(name: "X-Forwarded-Proto", value: request.headers[values: .xForwardedProto].first ?? "http")
+        } else {
+            headers.add(name: "X-Forwarded-For", value: caller)
+            headers.add(name: "X-Forwarded-Proto", value: "http")
+        }
+        return headers
+    }
+
+    /// The upstream's answer headers, without the ones that belong to its connection.
+    private static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in headers where !hopByHop.contains(name.lowercased()) {
+            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+        }
+        return fields
+    }
+
+    func forward(_ request: Request, path: String, context: CaregateContext, credential: Credential, scopeHeader: String) async throws -> Response {
+        let target = path + (request.uri.query.map { "?" + $0 } ?? "")
+        let headers = outboundHeaders(request, context, credential, scopeHeader)
+        let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false || request.headers[.transferEncoding] != nil
+        if let pool, !hasBody, [.get, .head, .delete, .options].contains(request.method) {
+            var head = HTTPRequestHead(version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: basePath + target, headers: headers)
+            head.headers.replaceOrAdd(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
+            head.headers.remove(name: "Expect")  // nothing to send after a 100 Continue
+            let answer: UpstreamConnectionPool.Answer
+            do {
+                answer = try await pool.execute(head, timeout: .milliseconds(Int64(upstream.timeoutSeconds * 1000)))
+            } catch .timeout {
+                throw timeoutError()
+            } catch {
+                context.logger.warning("upstream unreachable", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
+                throw unavailableError()
+            }
+            let status = HTTPResponse.Status(code: Int(answer.head.status.code))
+            switch answer {
+            case .buffered(let head, let body):
+                return Response(status: status, headers: Self.answerHeaders(head.headers), body: .init(byteBuffer: body))
+            case .streaming(let head, let body):
+                return Response(status: status, headers: Self.answerHeaders(head.headers), body: ResponseBody(asyncSequence: body))
+            }
+        }
+
+        var outbound = HTTPClientRequest(url: upstream.base + target)
+        outbound.method = .init(rawValue: request.method.rawValue)
+        outbound.headers = headers
+        if let length = request.headers[.contentLength].flatMap(Int64.init) {
+            outbound.body = .stream(request.body, length: .known(length))
+        } else if request.headers[.transferEncoding] != nil {
+            outbound.body = .stream(request.body, length: .unknown)
+        }
+        let reply: HTTPClientResponse
+        do {
+            reply = try await client.execute(outbound, deadline: .now() + .milliseconds(Int64(self.upstream.timeoutSeconds * 1000)))
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .getConnectionFromPoolTimeout {
+            throw timeoutError()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            context.logger.warning("upstream unreachable", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
+            throw unavailableError()
+        }
+        let status = HTTPResponse.Status(code: Int(reply.status.code))
+        let answerHeaders = Self.answerHeaders(reply.headers)
+        // A small answer of known length is read whole and written in one go (far fewer hops
+        // between the two connections); anything else streams through as it arrives.
+        if let length = reply.headers.first(name: "content-length").flatMap(Int.init), length <= Self.bufferedResponseLimit {
+            let body = try await reply.body.collect(upTo: length)
+            return Response(status: status, headers: answerHeaders, body: .init(byteBuffer: body))
+        }
+        return Response(status: status, headers: answerHeaders, body: ResponseBody(asyncSequence: reply.body))
+    }
+
+    private func timeoutError() -> APIError {
+        APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface) did not answer within \(self.upstream.timeoutSeconds) s")
+    }
+
+    private func unavailableError() -> APIError {
+        APIError(.badGateway, "bad_gateway", "The upstream of \(surface) is unavailable")
+    }
+}

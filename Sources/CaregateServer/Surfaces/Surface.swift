@@ -1,0 +1,74 @@
+import HTTPTypes
+import Scopes
+
+/// One protected surface: a catalog, the path prefixes it owns, and what answers the
+/// requests its catalog allows. Built once, by ``SurfaceRegistry``; a reference, so that
+/// finding a request's surface copies nothing.
+final class Surface: Sendable {
+    /// What answers an allowed request.
+    enum Backend: Sendable {
+        /// Caregate's own handlers (the clinic data API).
+        case clinicAPI(ClinicAPI)
+        /// An upstream service Caregate stands in front of (gateway mode).
+        case upstream(UpstreamForwarder)
+        /// Known to the grant chain (apps declare its scopes, keys carry them) but not served here.
+        case notServed
+    }
+
+    let catalog: CompiledCatalog
+    /// The index of this surface's effective set in ``Credential/effective``.
+    let index: Int
+    /// The surfaces with the same group share apps, keys and scopes (`/v3` and `/v1`).
+    let group: String
+    /// Path prefixes this surface owns (empty when it is not served).
+    let prefixes: [String]
+    let backend: Backend
+    /// Route templates by route index, as metrics and the audit log name them (`/v3/patients/{id}`).
+    let routeTemplates: [String]
+    /// A gateway surface's public routes (method, path without a trailing `/`): Caregate's own
+    /// router answers them without a credential (the practice API's token endpoint). On the
+    /// clinic data API a public route still needs a valid credential, only no scope
+    /// (`/v3/marketplace/me`).
+    private let routerRoutes: [(method: Scopes.HTTPMethod, path: Substring)]
+    /// Whether this surface's credentials get `/marketplace/me`'s body precomputed.
+    let answersMe: Bool
+
+    var name: String { catalog.surface }
+
+    init(catalog: CompiledCatalog, index: Int, group: String, prefixes: [String], backend: Backend) {
+        self.catalog = catalog
+        self.index = index
+        self.group = group
+        self.prefixes = prefixes
+        self.backend = backend
+        routeTemplates = catalog.routes.map(\.path)
+        if case .upstream = backend {
+            routerRoutes = catalog.routes.filter(\.isPublic).map { ($0.method, Self.withoutTrailingSlash($0.path[...])) }
+        } else {
+            routerRoutes = []
+        }
+        if case .clinicAPI(let api) = backend {
+            answersMe = api.meRoute != nil
+        } else {
+            answersMe = false
+        }
+    }
+
+    /// Whether Caregate's router answers this request itself (see ``routerRoutes``): an exact
+    /// match only, so that any other spelling of the path is enforced.
+    func isRouterRoute(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        guard !routerRoutes.isEmpty, let method = Scopes.HTTPMethod(method.rawValue) else { return false }
+        let path = Self.withoutTrailingSlash(path[...])
+        return routerRoutes.contains { $0.method == method && $0.path == path }
+    }
+
+    private static func withoutTrailingSlash(_ path: Substring) -> Substring {
+        path.count > 1 && path.hasSuffix("/") ? path.dropLast() : path
+    }
+
+    /// Why a credential of `type` cannot hold `scope`, when that is the reason it lacks it.
+    func credentialTypeLimit(_ scope: String, _ type: CredentialType) -> String? {
+        guard let definition = catalog.scope(named: scope), !definition.credentialTypes.contains(type) else { return nil }
+        return "A credential of type \(type.rawValue) cannot carry \(scope) (allowed: \(definition.credentialTypes.map(\.rawValue).joined(separator: ", ")))."
+    }
+}

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import Scopes
+
+/// Every surface Caregate knows, described once: which catalogs are served by the clinic
+/// data API, which stand in front of an upstream, which are only known to the grant chain,
+/// the path prefixes each owns, and which surfaces share apps. Nothing else in the server
+/// names a surface.
+struct SurfaceRegistry: Sendable {
+    /// The clinic data API's surfaces and their prefixes. They form one app group: an app of
+    /// either holds scopes on both, with the same keys (seeds 000–002).
+    static let clinicAPISurfaces: [(surface: String, prefix: String)] = [("marketplace-v3", "/v3"), ("marketplace-v1", "/v1")]
+    static let clinicAPIGroup = "marketplace"
+    /// The surface of an app created without one.
+    static let defaultAppSurface = "marketplace-v3"
+
+    /// In the order of ``Credential/effective``.
+    let surfaces: [Surface]
+    /// Path prefix → surface, longest prefix first.
+    private let prefixes: [(prefix: String, surface: Surface)]
+
+    /// - Throws: ``GatewayConfigurationError`` for an upstream of an unknown surface, of a
+    ///   surface Caregate serves itself, or a second upstream of one surface.
+    static func check(upstreams: [UpstreamConfiguration], catalogs: [CompiledCatalog]) throws(GatewayConfigurationError) {
+        for upstream in upstreams {
+            guard catalogs.contains(where: { $0.surface == upstream.surface }) else {
+                throw GatewayConfigurationError(
+                    "upstream for unknown surface \"\(upstream.surface)\" (known: \(catalogs.map(\.surface).joined(separator: ", ")))")
+            }
+            guard !clinicAPISurfaces.contains(where: { $0.surface == upstream.surface }) else {
+                throw GatewayConfigurationError("\(upstream.surface) is served by Caregate itself; it cannot have an upstream")
+            }
+        }
+        guard Set(upstreams.map(\.surface)).count == upstreams.count else { throw GatewayConfigurationError("a surface may have one upstream") }
+    }
+
+    /// `upstreams` must have passed ``check(upstreams:catalogs:)``.
+    init(
+        catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], clinicAPI: (CompiledCatalog, String) -> ClinicAPI,
+        forwarder: (CompiledCatalog, UpstreamConfiguration) -> UpstreamForwarder
+    ) {
+        let builtIn = Dictionary(uniqueKeysWithValues: Self.clinicAPISurfaces.map { ($0.surface, $0.prefix) })
+        surfaces = catalogs.enumerated().map { index, catalog in
+            if let prefix = builtIn[catalog.surface] {
+                return Surface(
+                    catalog: catalog, index: index, group: Self.clinicAPIGroup, prefixes: [prefix], backend: .clinicAPI(clinicAPI(catalog, prefix)))
+            }
+            if let upstream = upstreams.first(where: { $0.surface == catalog.surface }) {
+                return Surface(
+                    catalog: catalog, index: index, group: catalog.surface, prefixes: Self.ownedPrefixes(of: catalog).sorted(),
+                    backend: .upstream(forwarder(catalog, upstream)))
+            }
+            return Surface(catalog: catalog, index: index, group: catalog.surface, prefixes: [], backend: .notServed)
+        }
+        prefixes = surfaces.flatMap { surface in surface.prefixes.map { ($0, surface) } }.sorted { $0.prefix.count > $1.prefix.count }
+    }
+
+    /// The leading literal segments (at most two) of each route: the paths an upstream surface owns.
+    static func ownedPrefixes(of catalog: CompiledCatalog) -> Set<String> {
+        Set(catalog.routes.compactMap { route in
+            let literal = route.path.split(separator: "/").prefix { !$0.contains("{") && !$0.contains("*") }.prefix(2)
+            return literal.isEmpty ? nil : "/" + literal.joined(separator: "/")
+        })
+    }
+
+    /// The served surface that owns `path`, if any.
+    func surface(for path: String) -> Surface? {
+        prefixes.first { path.isPath(under: $0.prefix) }?.surface
+    }
+
+    func surface(named name: String) -> Surface? { surfaces.first { $0.name == name } }
+
+    /// The catalogs whose scopes an app of `appSurface` holds (an app of a clinic API surface holds both).
+    func catalogs(ofApp appSurface: String) -> [CompiledCatalog] {
+        guard let group = surface(named: appSurface)?.group else { return [] }
+        return surfaces.filter { $0.group == group }.map(\.catalog)
+    }
+
+    var catalogs: [CompiledCatalog] { surfaces.map(\.catalog) }
+
+    /// The surfaces forwarded to an upstream.
+    var gatewaySurfaces: [Surface] { surfaces.filter { if case .upstream = $0.backend { true } else { false } } }
+
+    /// The clinic data API's surfaces.
+    var clinicAPISurfaces: [Surface] { surfaces.filter { if case .clinicAPI = $0.backend { true } else { false } } }
+
+    /// Every name of `names` that some catalog of the app's group knows (a key of `/v3` and
+    /// `/v1` carries scopes of both), or why the first unknown one is refused.
+    /// - Returns: the names, de-duplicated in order.
+    func validateScopes(_ names: [String], ofApp appSurface: String, credentialType: CredentialType? = nil) -> Result<[String], ScopeRefusal> {
+        let catalogs = catalogs(ofApp: appSurface)
+        var seen = Set<String>()
+        var result: [String] = []
+        for name in names {
+            var lastError: ScopeResolutionError?
+            var known = false
+            for catalog in catalogs {
+                do {
+                    _ = try catalog.resolve(names: [name], credentialType: credentialType)
+                    known = true
+                    break
+                } catch {
+                    lastError = error
+                }
+            }
+            if !known { return .failure(ScopeRefusal(message: lastError?.description ?? "unknown scope \"\(Validate.safe(name))\"")) }
+            if seen.insert(name).inserted { result.append(name) }
+        }
+        return .success(result)
+    }
+}
+
+/// Why a scope list was refused, in words a client can act on.
+struct ScopeRefusal: Error {
+    var message: String
+}
