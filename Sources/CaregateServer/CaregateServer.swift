@@ -14,6 +14,7 @@ public struct ServerOptions: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var database: DatabaseLocation = .sqlite(path: "caregate.sqlite")
+    /// Catalogs that add surfaces to the built-in ones or replace them by surface (`--catalogs`).
     public var catalogDirectory: URL?
     /// `CAREGATE_ADMIN_TOKEN`: the operator token (stored hashed).
     public var adminToken: String?
@@ -64,10 +65,7 @@ public final class CaregateServer: Sendable {
     public init(options: ServerOptions, logger: Logger) async throws {
         self.options = options
         self.logger = logger
-        guard let directory = options.catalogDirectory ?? CatalogLoader.defaultDirectory() else {
-            throw CatalogLoadError(file: "Catalogs", problems: ["no catalog directory found; set CAREGATE_CATALOGS or pass --catalogs"])
-        }
-        catalogs = try CatalogLoader.loadDirectory(directory)
+        catalogs = try CatalogLoader.load(overriding: options.catalogDirectory ?? CatalogLoader.configuredDirectory())
         try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)

@@ -15,14 +15,13 @@ struct Caregate: AsyncParsableCommand {
 
 /// Where to find catalogs, shared by the commands.
 struct CatalogOptions: ParsableArguments {
-    @Option(name: .customLong("catalogs"), help: "Catalog directory (default: $CAREGATE_CATALOGS, ./Catalogs, or the repository's Catalogs/).")
+    @Option(
+        name: .customLong("catalogs"),
+        help: "A directory of catalogs that add surfaces to the built-in ones or replace them by surface (default: $CAREGATE_CATALOGS).")
     var directory: String?
 
     func load() throws -> [CompiledCatalog] {
-        guard let url = directory.map({ URL(fileURLWithPath: $0) }) ?? CatalogLoader.defaultDirectory() else {
-            throw ValidationError("no catalog directory found; pass --catalogs DIR or set CAREGATE_CATALOGS")
-        }
-        return try CatalogLoader.loadDirectory(url)
+        try CatalogLoader.load(overriding: directory.map { URL(fileURLWithPath: $0) } ?? CatalogLoader.configuredDirectory())
     }
 
     func load(surface: String) throws -> CompiledCatalog {

@@ -72,25 +72,36 @@ public enum CatalogLoader {
         return catalogs
     }
 
-    /// Where the shipped catalogs are: `$CAREGATE_CATALOGS`, `./Catalogs`, or the
-    /// repository's `Catalogs/` beside the build directory of this executable.
-    public static func defaultDirectory(executable: String = CommandLine.arguments[0]) -> URL? {
-        let fm = FileManager.default
-        var candidates: [URL] = []
-        if let env = ProcessInfo.processInfo.environment["CAREGATE_CATALOGS"], !env.isEmpty {
-            return URL(fileURLWithPath: env)
+    /// The shipped catalogs as the binary carries them (file name, JSON text), by file name.
+    public static var bundledFiles: [(name: String, json: String)] { BundledCatalogs.files }
+
+    /// The shipped catalogs, compiled.
+    public static func loadBundled() throws(CatalogLoadError) -> [CompiledCatalog] {
+        var catalogs: [CompiledCatalog] = []
+        for file in BundledCatalogs.files {
+            catalogs.append(try compile(Data(file.json.utf8), file: "(built-in) " + file.name))
         }
-        candidates.append(URL(fileURLWithPath: fm.currentDirectoryPath).appendingPathComponent("Catalogs"))
-        var dir = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<5 {
-            candidates.append(dir.appendingPathComponent("Catalogs"))
-            candidates.append(dir.appendingPathComponent("share/caregate/Catalogs"))
-            dir = dir.deletingLastPathComponent()
+        return catalogs
+    }
+
+    /// The shipped catalogs, then those of `directory` (when given): a catalog of the directory
+    /// replaces the shipped one of the same surface, or adds a surface.
+    public static func load(overriding directory: URL?) throws(CatalogLoadError) -> [CompiledCatalog] {
+        var catalogs = try loadBundled()
+        guard let directory else { return catalogs }
+        for catalog in try loadDirectory(directory) {
+            if let i = catalogs.firstIndex(where: { $0.surface == catalog.surface }) {
+                catalogs[i] = catalog
+            } else {
+                catalogs.append(catalog)
+            }
         }
-        return candidates.first { url in
-            var isDirectory: ObjCBool = false
-            return fm.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
-        }
+        return catalogs
+    }
+
+    /// `$CAREGATE_CATALOGS`, when set: a directory of catalogs that add to or override the shipped ones.
+    public static func configuredDirectory() -> URL? {
+        ProcessInfo.processInfo.environment["CAREGATE_CATALOGS"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
     }
 
     static func describe(_ error: DecodingError) -> String {
