@@ -45,19 +45,28 @@ enum OpenAPIDocument {
                 "responses": ["200": ["description": "OK"], "400": ["description": "RFC 6749 error"], "401": ["description": "invalid_client"]],
             ])
         }
-        for route in ManagementRoutes.routes {
-            let method = route.method.rawValue.lowercased()
-            var operation: JSONValue = [
-                "summary": .string(managementSummaries[route.method.rawValue + " " + route.path] ?? route.path),
-                "tags": ["management"], "security": [["managementToken": []]],
-                "parameters": .array(parameters(route.path)),
-                "responses": [
-                    route.method == .delete ? "204" : (route.method == .get || route.path.hasSuffix("/approve") ? "200" : "201"): ["description": "Success"],
-                    "400": errorResponse, "401": errorResponse, "403": errorResponse, "404": errorResponse,
-                ],
+        for operation in ManagementAPI.operations {
+            var responses: [(String, JSONValue)] = [
+                (String(operation.success.code), operation.response.map { ["description": "Success", "content": ["application/json": ["schema": Schema.ref($0).json]]] }
+                    ?? ["description": "Success"]),
+                ("400", errorResponse), ("401", errorResponse), ("403", errorResponse), ("404", errorResponse),
             ]
-            if route.method == .post { operation.set("requestBody", jsonBody) }
-            add(method, route.path, operation)
+            if operation.conflicts { responses.append(("409", errorResponse)) }
+            var parameters = parameters(operation.path)
+            for query in operation.query {
+                parameters.append(["name": .string(query.name), "in": "query", "required": false, "schema": query.schema.json, "description": .string(query.description)])
+            }
+            var document: JSONValue = [
+                "summary": .string(operation.summary), "tags": ["management"], "security": [["managementToken": []]],
+                "parameters": .array(parameters), "responses": .object(responses),
+            ]
+            if let body = operation.body {
+                responses.append(("413", errorResponse))
+                responses.append(("415", errorResponse))
+                document.set("responses", .object(responses))
+                document.set("requestBody", ["required": .bool(!body.optional), "content": ["application/json": ["schema": Schema.ref(body.name).json]]])
+            }
+            add(operation.method.rawValue.lowercased(), operation.path, document)
         }
         for catalog in registry.clinicAPISurfaces.map(\.catalog) {
             for route in catalog.routes {
@@ -117,10 +126,10 @@ enum OpenAPIDocument {
                     "managementToken": ["type": "http", "scheme": "bearer", "description": "Operator, developer or clinic-admin token"],
                     "credential": ["type": "http", "scheme": "bearer", "description": "API key or OAuth 2.0 access token"],
                 ],
-                "schemas": [
-                    "Error": ["type": "object", "required": ["code", "message", "trace_id"],
-                              "properties": ["code": ["type": "string"], "message": ["type": "string"], "trace_id": ["type": "string", "format": "uuid"]]],
-                ],
+                "schemas": .object([
+                    ("Error", ["type": "object", "required": ["code", "message", "trace_id"],
+                               "properties": ["code": ["type": "string"], "message": ["type": "string"], "trace_id": ["type": "string", "format": "uuid"]]]),
+                ] + ManagementAPI.schemas.map { ($0.0, $0.1.json) }),
             ],
         ]
     }
@@ -129,31 +138,6 @@ enum OpenAPIDocument {
     static func documentedPath(_ template: String) -> String {
         template.split(separator: "/", omittingEmptySubsequences: false).map { $0 == "*" ? "{rest}" : String($0) }.joined(separator: "/")
     }
-
-    static let managementSummaries: [String: String] = [
-        "POST /manage/developers": "Create a developer (operator) → {id, token}",
-        "POST /manage/organizations": "Create an organization {name, environment?: prd|sbx} (operator) → {id, uuid, environment, adminToken}; a key works only in clinics of its own environment",
-        "POST /manage/organizations/{orgId}/sample-data": "Generate synthetic clinic data {patients?} (operator)",
-        "POST /manage/apps": "Create an app {slug, name, surface?, scopes} (developer)",
-        "GET /manage/apps/{appId}": "Get an app (developer)",
-        "POST /manage/apps/{appId}/versions": "Add an app version {scopes}; it becomes live (developer)",
-        "POST /manage/apps/{appId}/keys": "Create an API key {name, environment, scopes?, expiresAt?}; the key is shown once (developer)",
-        "GET /manage/apps/{appId}/keys": "List an app's keys, masked (developer)",
-        "POST /manage/apps/{appId}/oauth-clients": "Register an OAuth client {scopes, grantTypes, credentialType?, organizationId?, jwks? or jwksUri?}; the secret (no keys) is shown once (developer)",
-        "POST /manage/keys/{keyId}/rotate": "Rotate a key {graceSeconds?}; the old key stops after the grace (developer)",
-        "DELETE /manage/keys/{keyId}": "Revoke a key at once (developer)",
-        "POST /manage/installations": "Install an app {appId, scopes?} (clinic admin)",
-        "GET /manage/installations/{id}": "Get an installation with the live version's scopes (clinic admin)",
-        "POST /manage/installations/{id}/approve": "Re-approve against the live version {scopes} (clinic admin)",
-        "DELETE /manage/installations/{id}": "Uninstall: every credential loses this clinic at once (clinic admin)",
-        "GET /manage/signing-keys": "Token-signing keys still published, and which one signs (operator)",
-        "POST /manage/signing-keys/rotate": "Rotate the token-signing key; the old public key stays published until its tokens expire (operator)",
-        "POST /manage/tokens/rotate": "Replace the caller's management token {expiresAt?}: the new one is shown once, the presented one stops at once",
-        "POST /manage/tokens": "Issue a management token for a developer or clinic {subjectId, expiresAt?} (operator); shown once",
-        "GET /manage/tokens": "Developer and clinic-admin tokens ?subjectId, without the secrets (operator)",
-        "DELETE /manage/tokens/{tokenId}": "Revoke a developer's or clinic admin's token at once (operator)",
-        "GET /manage/audit": "Audit log ?organizationId&appId&decision&limit&cursor (operator; clinic admin: own clinic)",
-    ]
 }
 
 extension JSONValue {

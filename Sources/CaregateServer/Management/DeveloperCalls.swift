@@ -1,0 +1,148 @@
+import CaregateStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JWTKit
+import Scopes
+
+/// A developer's calls: apps and versions, API keys, OAuth clients.
+extension ManagementRoutes {
+    func createApp(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let body = try await call.body()
+        let slug = try body.string("slug", max: 40)!
+        guard slug.wholeMatch(of: /[a-z][a-z0-9-]{2,39}/) != nil, !slug.hasSuffix("-") else {
+            throw APIError.badRequest("field \"slug\" must be 3 to 40 lower-case letters, digits and -, starting with a letter")
+        }
+        let name = try body.string("name", max: 200)!
+        let surface = try body.string("surface", max: 40, required: false) ?? SurfaceRegistry.defaultAppSurface
+        guard registry.surface(named: surface) != nil else {
+            throw APIError.badRequest(
+                "field \"surface\": unknown surface \"\(Validate.safe(surface))\" (known: \(registry.surfaces.map(\.name).sorted().joined(separator: ", ")))")
+        }
+        let scopes = try validateScopes(try body.stringArray("scopes")!, surface: surface, field: "scopes")
+        let app = try await grants.createApp(developerID: principal.subjectID, slug: slug, name: name, surface: surface, scopes: scopes)
+        return JSONResponse.make(appJSON(app), status: .created)
+    }
+
+    func getApp(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        return JSONResponse.make(appJSON(try await ownApp(principal, try call.parameter("appId"))))
+    }
+
+    func createVersion(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        let body = try await call.body()
+        let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes")
+        let version = try await grants.createVersion(appID: app.id, scopes: scopes)
+        return JSONResponse.make(["id": .string(version.id), "appId": .string(app.id), "scopes": .array(scopes.map { .string($0) })] as JSONValue, status: .created)
+    }
+
+    func createKey(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        let body = try await call.body()
+        let name = try body.string("name", max: 100)!
+        let environment = try body.string("environment", max: 3)!
+        guard environment == "prd" || environment == "sbx" else { throw APIError.badRequest("field \"environment\" must be prd or sbx") }
+        var scopes: [String]?
+        if let requested = try body.stringArray("scopes", required: false) {
+            let valid = try validateScopes(requested, surface: app.surface, field: "scopes", credentialType: .apiKey)
+            try Self.subset(valid, of: app.scopes, field: "scopes", what: "declared by the app")
+            scopes = valid
+        }
+        let expiresAt = try Self.expiresAt(body)
+        let issued = try await grants.createKey(appID: app.id, name: name, environment: environment, scopes: scopes, expiresAt: expiresAt)
+        return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
+    }
+
+    func listKeys(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        return JSONResponse.make(JSONValue.array(try await grants.keys(appID: app.id).map { keyJSON($0) }))
+    }
+
+    /// `{scopes, grantTypes, credentialType?, organizationId?}` → `{clientId, clientSecret}` (the secret is shown once).
+    func createOAuthClient(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        let body = try await call.body()
+        // A client with a JWKS authenticates with private_key_jwt (RFC 7523) and gets no secret.
+        var jwks: String?
+        if let value = body.value("jwks") {
+            guard let text = value.jsonText(), text.utf8.count <= 16 * 1024 else {
+                throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set (at most 16 KiB)")
+            }
+            guard case .object(let set) = value, case .array(let keys)? = set["keys"], !keys.isEmpty,
+                  (try? await JWTKeyCollection().add(jwksJSON: text)) != nil
+            else { throw APIError.badRequest("field \"jwks\" must be a JSON Web Key Set with usable RSA or EC keys, each with a kid") }
+            // A client registers public keys only: private members mean its private key has leaked to us.
+            for (i, key) in keys.enumerated() {
+                guard case .object(let members) = key else { continue }
+                let secret = members.keys.filter(ClientKeySets.privateMembers.contains).sorted()
+                if !secret.isEmpty {
+                    throw APIError.badRequest("field \"jwks\": keys[\(i)] holds private key material (\(secret.joined(separator: ", "))); register the public key only")
+                }
+            }
+            jwks = text
+        }
+        // …or a URL where the client publishes them (fetched and cached; see ClientKeySets).
+        let jwksURI = try body.string("jwksUri", max: 2048, required: false)
+        if let jwksURI {
+            guard jwks == nil else { throw APIError.badRequest("give \"jwks\" or \"jwksUri\", not both") }
+            guard Self.isAcceptableJWKSURL(jwksURI) else {
+                throw APIError.badRequest("field \"jwksUri\" must be an https URL (http only on a loopback host), without user, query or fragment")
+            }
+        }
+        let grantTypes = try body.stringArray("grantTypes")!
+        guard !grantTypes.isEmpty, grantTypes.allSatisfy({ $0 == "client_credentials" }) else {
+            throw APIError.badRequest("field \"grantTypes\": only client_credentials is supported")
+        }
+        let typeName = try body.string("credentialType", max: 20, required: false) ?? "oauth2"
+        guard let credentialType = CredentialType(rawValue: typeName), credentialType == .oauth2 || credentialType == .serviceKey else {
+            throw APIError.badRequest("field \"credentialType\" must be oauth2 or service_key")
+        }
+        let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes", credentialType: credentialType)
+        try Self.subset(scopes, of: app.scopes, field: "scopes", what: "declared by the app")
+        var organization: String?
+        if let text = try body.string("organizationId", max: 40, required: false) {
+            guard let id = Identifier.organizationID(fromClientForm: text), try await grants.organization(id) != nil else {
+                throw APIError.badRequest("field \"organizationId\": no such organization")
+            }
+            organization = id
+        }
+        let (client, secret) = try await oauth.createClient(
+            appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
+            withSecret: jwks == nil && jwksURI == nil, jwks: jwks, jwksURI: jwksURI)
+        return JSONResponse.make([
+            "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(app.id),
+            "credentialType": .string(client.credentialType), "grantTypes": .array(grantTypes.map { .string($0) }),
+            "scopes": .array(scopes.map { .string($0) }), "organizationId": .optional(organization),
+            "jwksUri": .optional(jwksURI),
+            "tokenEndpointAuthMethod": .string(jwks == nil && jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
+        ] as JSONValue, status: .created)
+    }
+
+    func rotateKey(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let key = try await ownKey(principal, try call.parameter("keyId"))
+        var grace: Int64 = 3600
+        if call.hasBody {
+            let body = try await call.body()
+            grace = try body.int("graceSeconds", range: 0...604_800, required: false) ?? 3600
+        }
+        // nil: the key is gone (revoked, rotated and expired keys are StoreError.conflict, a 409).
+        guard let issued = try await grants.rotate(keyID: key.id, graceSeconds: Int(grace)) else {
+            throw APIError.notFound("no key \"\(key.id)\"")
+        }
+        return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
+    }
+
+    func revokeKey(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let key = try await ownKey(principal, try call.parameter("keyId"))
+        try await grants.revoke(keyID: key.id)
+        return Response(status: .noContent)
+    }
+}

@@ -1,0 +1,178 @@
+import HTTPTypes
+
+/// The management API of SPEC §5, declared once: the router, the caller checks and the
+/// OpenAPI document are all built from this table.
+enum ManagementAPI {
+    static let operations: [ManagementOperation] = [
+        // Operator
+        .init(
+            method: .post, path: "/manage/developers", callers: [.operator], summary: "Create a developer (operator); the token is shown once",
+            body: .init(name: "NewDeveloper", schema: .object(
+                [("name", .string(minLength: 1, maxLength: 200)), ("email", .string(maxLength: 254, format: "email"))],
+                required: ["name", "email"], closed: true)),
+            success: .created, response: "Developer", handler: { try await $0.createDeveloper(&$1) }),
+        .init(
+            method: .post, path: "/manage/organizations", callers: [.operator],
+            summary: "Create an organization (operator); a key works only in clinics of its own environment; the admin token is shown once",
+            body: .init(name: "NewOrganization", schema: .object(
+                [("name", .string(minLength: 1, maxLength: 200)), ("environment", .oneOf(["prd", "sbx"]))], required: ["name"], closed: true)),
+            success: .created, response: "Organization", handler: { try await $0.createOrganization(&$1) }),
+        .init(
+            method: .post, path: "/manage/organizations/{orgId}/sample-data", callers: [.operator], summary: "Generate synthetic clinic data (operator)",
+            body: .init(name: "SampleDataRequest", schema: .object([("patients", .integer(minimum: 1, maximum: 10_000))], closed: true), optional: true),
+            success: .created, response: "SampleData", handler: { try await $0.sampleData(&$1) }),
+        .init(
+            method: .get, path: "/manage/signing-keys", callers: [.operator], summary: "Token-signing keys still published, and which one signs (operator)",
+            success: .ok, response: "SigningKeyList", handler: { try await $0.signingKeys(&$1) }),
+        .init(
+            method: .post, path: "/manage/signing-keys/rotate", callers: [.operator],
+            summary: "Rotate the token-signing key; the old public key stays published until its tokens expire (operator)",
+            success: .created, response: "SigningKeyRotation", handler: { try await $0.rotateSigningKey(&$1) }),
+        .init(
+            method: .post, path: "/manage/tokens/rotate", callers: [.operator, .developer, .clinicAdmin],
+            summary: "Replace the caller's management token: the new one is shown once, the presented one stops at once",
+            body: .init(name: "TokenRotation", schema: .object([("expiresAt", .dateTime)], closed: true), optional: true),
+            success: .created, response: "ManagementToken", conflicts: true, handler: { try await $0.rotateToken(&$1) }),
+        .init(
+            method: .post, path: "/manage/tokens", callers: [.operator],
+            summary: "Issue a management token for a developer (dev_…) or a clinic (org_…) (operator); shown once",
+            body: .init(name: "NewManagementToken", schema: .object(
+                [("subjectId", .string(minLength: 1, maxLength: 100)), ("expiresAt", .dateTime)], required: ["subjectId"], closed: true)),
+            success: .created, response: "ManagementToken", handler: { try await $0.issueToken(&$1) }),
+        .init(
+            method: .get, path: "/manage/tokens", callers: [.operator], summary: "Developer and clinic-admin tokens, without the secrets (operator)",
+            query: [.init(name: "subjectId", schema: .string(maxLength: 100), description: "Only the tokens of this developer or organization")],
+            success: .ok, response: "ManagementTokenList", handler: { try await $0.listTokens(&$1) }),
+        .init(
+            method: .delete, path: "/manage/tokens/{tokenId}", callers: [.operator], summary: "Revoke a developer's or clinic admin's token at once (operator)",
+            success: .noContent, handler: { try await $0.revokeToken(&$1) }),
+        // Developer
+        .init(
+            method: .post, path: "/manage/apps", callers: [.developer], summary: "Create an app declaring scopes on a surface (developer)",
+            body: .init(name: "NewApp", schema: .object(
+                [("slug", .string(minLength: 3, maxLength: 40, pattern: "^[a-z][a-z0-9-]{1,38}[a-z0-9]$")), ("name", .string(minLength: 1, maxLength: 200)),
+                 ("surface", .string(maxLength: 40)), ("scopes", .scopes)],
+                required: ["slug", "name", "scopes"], closed: true)),
+            success: .created, response: "App", conflicts: true, handler: { try await $0.createApp(&$1) }),
+        .init(
+            method: .get, path: "/manage/apps/{appId}", callers: [.developer], summary: "Get an app (developer)",
+            success: .ok, response: "App", handler: { try await $0.getApp(&$1) }),
+        .init(
+            method: .post, path: "/manage/apps/{appId}/versions", callers: [.developer], summary: "Add an app version; it becomes live (developer)",
+            body: .init(name: "NewAppVersion", schema: .object([("scopes", .scopes)], required: ["scopes"], closed: true)),
+            success: .created, response: "AppVersion", handler: { try await $0.createVersion(&$1) }),
+        .init(
+            method: .post, path: "/manage/apps/{appId}/keys", callers: [.developer],
+            summary: "Create an API key; without scopes it inherits the clinic's approved scopes; the key is shown once (developer)",
+            body: .init(name: "NewAPIKey", schema: .object(
+                [("name", .string(minLength: 1, maxLength: 100)), ("environment", .oneOf(["prd", "sbx"])), ("scopes", .scopes), ("expiresAt", .dateTime)],
+                required: ["name", "environment"], closed: true)),
+            success: .created, response: "APIKey", handler: { try await $0.createKey(&$1) }),
+        .init(
+            method: .get, path: "/manage/apps/{appId}/keys", callers: [.developer], summary: "List an app's keys, masked (developer)",
+            success: .ok, response: "APIKeyList", handler: { try await $0.listKeys(&$1) }),
+        .init(
+            method: .post, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
+            summary: "Register an OAuth 2.0 client: with jwks or jwksUri it authenticates with private_key_jwt, otherwise with a secret shown once (developer)",
+            body: .init(name: "NewOAuthClient", schema: .object(
+                [("scopes", .scopes), ("grantTypes", .array(.oneOf(["client_credentials"]), minItems: 1, maxItems: 4)),
+                 ("credentialType", .oneOf(["oauth2", "service_key"])), ("organizationId", .string(maxLength: 40)),
+                 ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri"))],
+                required: ["scopes", "grantTypes"], closed: true)),
+            success: .created, response: "OAuthClient", handler: { try await $0.createOAuthClient(&$1) }),
+        .init(
+            method: .post, path: "/manage/keys/{keyId}/rotate", callers: [.developer],
+            summary: "Rotate a key: a new key is shown once, the old one stops after the grace (developer)",
+            body: .init(name: "KeyRotation", schema: .object([("graceSeconds", .integer(minimum: 0, maximum: 604_800))], closed: true), optional: true),
+            success: .created, response: "APIKey", conflicts: true, handler: { try await $0.rotateKey(&$1) }),
+        .init(
+            method: .delete, path: "/manage/keys/{keyId}", callers: [.developer], summary: "Revoke a key at once (developer)",
+            success: .noContent, handler: { try await $0.revokeKey(&$1) }),
+        // Clinic admin
+        .init(
+            method: .post, path: "/manage/installations", callers: [.clinicAdmin],
+            summary: "Install an app, approving all or some of its live version's scopes (clinic admin)",
+            body: .init(name: "NewInstallation", schema: .object([("appId", .string(maxLength: 40)), ("scopes", .scopes)], required: ["appId"], closed: true)),
+            success: .created, response: "Installation", conflicts: true, handler: { try await $0.install(&$1) }),
+        .init(
+            method: .get, path: "/manage/installations/{id}", callers: [.clinicAdmin],
+            summary: "Get an installation with the live version's scopes (clinic admin)",
+            success: .ok, response: "Installation", handler: { try await $0.getInstallation(&$1) }),
+        .init(
+            method: .post, path: "/manage/installations/{id}/approve", callers: [.clinicAdmin],
+            summary: "Re-approve against the live version (clinic admin)",
+            body: .init(name: "Approval", schema: .object([("scopes", .scopes)], required: ["scopes"], closed: true)),
+            success: .ok, response: "Installation", handler: { try await $0.approve(&$1) }),
+        .init(
+            method: .delete, path: "/manage/installations/{id}", callers: [.clinicAdmin],
+            summary: "Uninstall: every credential loses this clinic at once (clinic admin)",
+            success: .noContent, handler: { try await $0.uninstall(&$1) }),
+        // Audit
+        .init(
+            method: .get, path: "/manage/audit", callers: [.operator, .clinicAdmin],
+            summary: "The audit log, newest first (operator; a clinic admin sees its own clinic's)",
+            query: [
+                .init(name: "organizationId", schema: .string(maxLength: 40), description: "org_<32 hex> or its UUID form"),
+                .init(name: "appId", schema: .string(pattern: "^app_[0-9a-f]{32}$"), description: "Only this app's requests"),
+                .init(name: "decision", schema: .oneOf(["allowed", "denied"]), description: "Only allowed or only denied requests"),
+                .init(name: "limit", schema: .integer(minimum: 1, maximum: 200), description: "Page size (default 50)"),
+                .init(name: "cursor", schema: .string(maxLength: 64), description: "nextCursor of the previous page"),
+            ],
+            success: .ok, response: "AuditPage", handler: { try await $0.auditPage(&$1) }),
+    ]
+}
+
+extension ManagementAPI {
+    /// The bodies the operations answer with, by name (the handlers build exactly these).
+    static let responseSchemas: [(String, Schema)] = [
+        ("Developer", .object(
+            [("id", .id), ("name", .text), ("email", .text), ("token", .text)], required: ["id", "name", "email", "token"])),
+        ("Organization", .object(
+            [("id", .id), ("uuid", .string(format: "uuid")), ("name", .text), ("environment", .oneOf(["prd", "sbx"])), ("adminToken", .text)],
+            required: ["id", "uuid", "name", "environment", "adminToken"])),
+        ("SampleData", .object([("organizationId", .id), ("created", .map(.integer(minimum: 0)))], required: ["organizationId", "created"])),
+        ("SigningKeyList", .object(
+            [("code", .oneOf(["success"])), ("data", .array(.object(
+                [("kid", .text), ("algorithm", .text), ("signing", .boolean)], required: ["kid", "algorithm", "signing"])))],
+            required: ["code", "data"])),
+        ("SigningKeyRotation", .object([("kid", .text), ("algorithm", .text), ("retired", .text)], required: ["kid", "algorithm", "retired"])),
+        ("ManagementToken", .object(
+            [("id", .text), ("kind", .oneOf(["operator", "developer", "clinic_admin"])), ("subjectId", .text), ("createdAt", .dateTime),
+             ("expiresAt", .nullable(.dateTime)), ("revokedAt", .nullable(.dateTime)), ("token", .text)],
+            required: ["id", "kind", "subjectId", "createdAt", "expiresAt", "revokedAt"])),
+        ("ManagementTokenList", .object([("code", .oneOf(["success"])), ("data", .array(.ref("ManagementToken")))], required: ["code", "data"])),
+        ("App", .object(
+            [("id", .id), ("slug", .text), ("name", .text), ("surface", .text), ("liveVersionId", .id), ("scopes", .array(.text))],
+            required: ["id", "slug", "name", "surface", "liveVersionId", "scopes"])),
+        ("AppVersion", .object([("id", .id), ("appId", .id), ("scopes", .array(.text))], required: ["id", "appId", "scopes"])),
+        ("APIKey", .object(
+            [("id", .id), ("appId", .id), ("name", .text), ("environment", .oneOf(["prd", "sbx"])), ("display", .text),
+             ("scopes", .nullable(.array(.text))), ("inheritsApprovedScopes", .boolean), ("expiresAt", .nullable(.dateTime)), ("revoked", .boolean),
+             ("replacedBy", .nullable(.id)), ("key", .text)],
+            required: ["id", "appId", "name", "environment", "display", "scopes", "inheritsApprovedScopes", "expiresAt", "revoked", "replacedBy"])),
+        ("APIKeyList", .array(.ref("APIKey"))),
+        ("OAuthClient", .object(
+            [("clientId", .text), ("clientSecret", .nullable(.text)), ("appId", .id), ("credentialType", .oneOf(["oauth2", "service_key"])),
+             ("grantTypes", .array(.text)), ("scopes", .array(.text)), ("organizationId", .nullable(.id)), ("jwksUri", .nullable(.text)),
+             ("tokenEndpointAuthMethod", .oneOf(["client_secret_basic", "private_key_jwt"]))],
+            required: ["clientId", "clientSecret", "appId", "credentialType", "grantTypes", "scopes", "organizationId", "jwksUri", "tokenEndpointAuthMethod"])),
+        ("Installation", .object(
+            [("id", .id), ("appId", .id), ("organizationId", .id), ("approvedVersionId", .id), ("approvedScopes", .array(.text)), ("status", .text),
+             ("liveVersionId", .id), ("liveVersionScopes", .array(.text))],
+            required: ["id", "appId", "organizationId", "approvedVersionId", "approvedScopes", "status"])),
+        ("AuditEvent", .object(
+            [("id", .text), ("at", .dateTime), ("organizationId", .nullable(.id)), ("appId", .nullable(.id)), ("keyId", .nullable(.text)),
+             ("method", .text), ("route", .nullable(.text)), ("path", .text), ("requiredScope", .nullable(.text)),
+             ("decision", .oneOf(["allowed", "denied"])), ("status", .integer(minimum: 0, maximum: 599)), ("traceId", .text),
+             ("peer", .text), ("count", .integer(minimum: 1))],
+            required: ["id", "at", "organizationId", "appId", "keyId", "method", "route", "path", "requiredScope", "decision", "status", "traceId"])),
+        ("AuditPage", .object(
+            [("code", .oneOf(["success"])), ("data", .array(.ref("AuditEvent"))), ("nextCursor", .nullable(.text))], required: ["code", "data", "nextCursor"])),
+        ("JWKS", .object([("keys", .array(.map(.any), minItems: 1, maxItems: 20))], required: ["keys"])),
+    ]
+
+    /// Every schema the management API names: request bodies and answers.
+    static var schemas: [(String, Schema)] {
+        operations.compactMap { $0.body.map { ($0.name, $0.schema) } } + responseSchemas
+    }
+}
