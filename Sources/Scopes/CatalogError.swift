@@ -30,13 +30,50 @@ public struct CatalogError: Error, Sendable, CustomStringConvertible {
 
 /// Why a requested scope cannot be granted. `scope` names the offending scope as written.
 public struct ScopeResolutionError: Error, Hashable, Sendable, CustomStringConvertible {
-    public enum Reason: Hashable, Sendable {
-        case syntax(ScopeError)
-        case unknown
-        case readOnlyResource(String)
-        case unknownResourceType(String)
-        case globalCombined(global: String)
-        case credentialType(CredentialType, allowed: [CredentialType])
+    /// Why the scope cannot be granted.
+    ///
+    /// A struct rather than an enum, so that a new reason is not a source-breaking change
+    /// for a server that switches over reasons: compare with `==`, or match the static
+    /// members in `case` patterns (`case .unknown:`) and keep a `default`.
+    public struct Reason: Hashable, Sendable {
+        enum Base: Hashable, Sendable {
+            case syntax(ScopeError)
+            case unknown
+            case readOnlyResource(String)
+            case unknownResourceType(String)
+            case globalCombined(global: String)
+            case credentialType(CredentialType, allowed: [CredentialType])
+        }
+
+        let base: Base
+        init(_ base: Base) { self.base = base }
+
+        /// The text is not a scope at all.
+        /// - Parameter error: The grammar's own error, which names the offending text and why.
+        /// - Returns: The reason, whose message is the grammar error's.
+        public static func syntax(_ error: ScopeError) -> Reason { Reason(.syntax(error)) }
+        /// A well-formed scope that this catalog does not have.
+        public static let unknown = Reason(.unknown)
+        /// A write scope on reference data, which only has `.read`.
+        /// - Parameter resource: The read-only resource type.
+        /// - Returns: The reason, carrying the resource type for the message.
+        public static func readOnlyResource(_ resource: String) -> Reason { Reason(.readOnlyResource(resource)) }
+        /// A resource scope naming a type that this catalog does not know.
+        /// - Parameter type: The resource type as written.
+        /// - Returns: The reason, carrying the type for the message.
+        public static func unknownResourceType(_ type: String) -> Reason { Reason(.unknownResourceType(type)) }
+        /// A scope requested together with the global scope, which must stand alone.
+        /// - Parameter global: The catalog's global scope.
+        /// - Returns: The reason, carrying the global scope for the message.
+        public static func globalCombined(global: String) -> Reason { Reason(.globalCombined(global: global)) }
+        /// A scope that a credential of this type may not carry.
+        /// - Parameters:
+        ///   - type: The credential type that asked for the scope.
+        ///   - allowed: The credential types that may carry it.
+        /// - Returns: The reason, carrying both for the message.
+        public static func credentialType(_ type: CredentialType, allowed: [CredentialType]) -> Reason {
+            Reason(.credentialType(type, allowed: allowed))
+        }
     }
 
     public var scope: String
@@ -48,7 +85,7 @@ public struct ScopeResolutionError: Error, Hashable, Sendable, CustomStringConve
     }
 
     public var description: String {
-        switch reason {
+        switch reason.base {
         case .syntax(let error): error.description
         case .unknown: "unknown scope \"\(scope)\""
         case .readOnlyResource(let resource):
