@@ -351,9 +351,7 @@ struct CatalogCompiler {
         if clauses.count == 1, gates.isEmpty, clauses[0].alternatives.count == 1, case .fixed = clauses[0].alternatives[0].source {
             fastMask = clauses[0].alternatives[0].mask
         }
-        let route = CompiledRoute(
-            method: method, template: "\(method) \(Self.displayPath(entry.path))", isPublic: entry.public, clauses: clauses,
-            gates: gates, description: entry.description, fastMask: fastMask)
+        let route = CompiledRoute(method: method, isPublic: entry.public, clauses: clauses, gates: gates, fastMask: fastMask)
         return (route, segments)
     }
 

@@ -81,7 +81,7 @@ public struct Permissions: OptionSet, Hashable, Sendable, CustomStringConvertibl
     public static let all: Permissions = [.create, .read, .update, .delete, .search]
 
     /// The letters in `cruds` order, paired with their permission.
-    public static let letters: [(letter: Character, permission: Permissions)] = [
+    static let letters: [(letter: Character, permission: Permissions)] = [
         ("c", .create), ("r", .read), ("u", .update), ("d", .delete), ("s", .search),
     ]
 
@@ -91,7 +91,7 @@ public struct Permissions: OptionSet, Hashable, Sendable, CustomStringConvertibl
     }
 
     /// The v1 word for this set, when there is one.
-    public var v1Word: String? {
+    var v1Word: String? {
         switch self {
         case .v1Read: "read"
         case .v1Write: "write"
@@ -123,15 +123,6 @@ public struct ResourceScope: Hashable, Sendable, CustomStringConvertible {
         self.permissions = permissions
         self.syntax = syntax
         self.constraints = constraints
-    }
-
-    public var isWildcard: Bool { resource == nil }
-
-    /// The same scope without its query constraints.
-    public var unconstrained: ResourceScope {
-        var copy = self
-        copy.constraints = []
-        return copy
     }
 
     public var description: String {

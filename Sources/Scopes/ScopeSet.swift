@@ -5,7 +5,8 @@
 /// same catalog. Wildcards, v1↔v2 equivalence, aliases and the global scope are
 /// already closed into the bits, so intersection is a bitwise AND.
 public struct ScopeSet: Hashable, Sendable {
-    public typealias Bits = SIMD8<UInt64>
+    /// One bit per permission atom; SIMD so that intersection and coverage are a few vector ops.
+    @usableFromInline typealias Bits = SIMD8<UInt64>
     /// How many permission atoms one catalog may have.
     public static let capacity = 512
 
@@ -74,9 +75,9 @@ public struct ScopeSet: Hashable, Sendable {
 }
 
 /// Atoms granted only to requests that carry every one of `constraints` in their query.
-public struct ConstrainedGrant: Hashable, Sendable {
+@usableFromInline struct ConstrainedGrant: Hashable, Sendable {
     @usableFromInline var mask: ScopeSet.Bits
-    public let constraints: Set<QueryConstraint>
+    let constraints: Set<QueryConstraint>
 
     @usableFromInline init(mask: ScopeSet.Bits, constraints: Set<QueryConstraint>) {
         self.mask = mask
