@@ -85,16 +85,17 @@ public final class CompiledCatalog: Sendable {
 
     /// Resolves a space-separated scope list (an OAuth `scope` parameter).
     public func resolve(_ list: String, credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
-        let scopes: [Scope]
-        do { scopes = try ScopeList.parse(list) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
-        return try resolve(scopes, credentialType: credentialType)
+        try resolve(Self.parsed { () throws(ScopeError) in try ScopeList.parse(list) }, credentialType: credentialType)
     }
 
     /// Resolves scopes given one by one (a JSON array).
     public func resolve(names: [String], credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
-        let scopes: [Scope]
-        do { scopes = try ScopeList.parse(names) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
-        return try resolve(scopes, credentialType: credentialType)
+        try resolve(Self.parsed { () throws(ScopeError) in try ScopeList.parse(names) }, credentialType: credentialType)
+    }
+
+    /// A list's parse, with a grammar error reported as a resolution error naming the scope.
+    private static func parsed(_ parse: () throws(ScopeError) -> [Scope]) throws(ScopeResolutionError) -> [Scope] {
+        do { return try parse() } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
     }
 
     /// Resolves parsed scopes to a set. Refuses unknown scopes, writes to read-only
