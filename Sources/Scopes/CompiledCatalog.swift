@@ -36,24 +36,25 @@ public final class CompiledCatalog: Sendable {
         enum Kind: UInt8 { case publicRoute, singleMask, general }
     }
 
-    init(_ p: CompiledParts) {
-        definition = p.definition
-        scopes = p.scopes
-        routes = p.routes
-        layout = p.layout
+    /// Takes a finished compiler's results; ``init(_:)`` runs the compiler.
+    init(compiled c: CatalogCompiler) {
+        definition = c.definition
+        scopes = c.scopes
+        routes = c.routes
+        layout = c.layout
         var index: [String: Int] = [:]
-        for (i, s) in p.scopes.enumerated() { index[s.name] = i }
+        for (i, s) in c.scopes.enumerated() { index[s.name] = i }
         entryIndex = index
-        scopeMasks = p.scopes.map(\.mask)
-        scopeNameList = p.scopes.map(\.name)
-        knownMask = p.knownMask
-        credentialMasks = p.credentialMasks
-        selfServiceMask = p.selfServiceMask
-        dependencies = p.dependencies
-        globalEntry = p.globalEntry
-        compiledRoutes = p.compiledRoutes
-        trie = p.trie.frozen(resourceTypes: p.definition.resourceTypes + p.definition.resourceTypeNames)
-        fastPath = p.compiledRoutes.map { route in
+        scopeMasks = c.scopes.map(\.mask)
+        scopeNameList = c.scopes.map(\.name)
+        knownMask = c.knownMask
+        credentialMasks = c.credentialMasks
+        selfServiceMask = c.selfServiceMask
+        dependencies = c.dependencies
+        globalEntry = c.globalEntry
+        compiledRoutes = c.compiledRoutes
+        trie = c.trie.frozen(resourceTypes: c.definition.resourceTypes + c.definition.resourceTypeNames)
+        fastPath = c.compiledRoutes.map { route in
             if route.isPublic { return FastRoute(mask: .zero, kind: .publicRoute) }
             if let mask = route.fastMask { return FastRoute(mask: mask, kind: .singleMask) }
             return FastRoute(mask: .zero, kind: .general)
@@ -63,7 +64,9 @@ public final class CompiledCatalog: Sendable {
     /// Validates and compiles a catalog. Throws a ``CatalogError`` listing every problem.
     public convenience init(_ definition: CatalogDefinition) throws(CatalogError) {
         var compiler = CatalogCompiler(definition)
-        self.init(try compiler.compile())
+        try compiler.compile()
+        self.init(compiled: compiler)
+        try compiler.checkEndpoints(against: self)
     }
 
     public var surface: String { definition.surface }
@@ -73,13 +76,6 @@ public final class CompiledCatalog: Sendable {
 
     public func scope(named name: String) -> CatalogScope? { entryIndex[name].map { scopes[$0] } }
 
-    public var stats: CatalogStats {
-        CatalogStats(
-            scopes: scopes.count,
-            categories: Set(scopes.map(\.category)).count,
-            smart: scopes.filter(\.isSMART).count,
-            selfService: scopes.filter(\.selfService).count)
-    }
 
     // MARK: Resolving requested scopes
 
@@ -309,111 +305,5 @@ public final class CompiledCatalog: Sendable {
             }
             return mask
         }
-    }
-
-    // MARK: Explaining
-
-    /// A decision with the human reason behind it (for `caregate check` and audit views).
-    public func explain(_ set: ScopeSet, method: String, target: String) -> Explanation {
-        let decision = decide(set, method: method, target: target)
-        let route = decision.route.map { routes[$0.index] }
-        let reason: String
-        switch decision {
-        case .allowed(let id):
-            let info = routes[id.index]
-            if info.isPublic {
-                reason = "\(info.template) is public (no scope required)"
-            } else {
-                let holders = scopeNames(in: set).filter { name in
-                    let only = ScopeSet(bits: scopes[entryIndex[name]!].mask)
-                    return decide(applyingDependencies(only.union(requiredCompanions(of: name))), method: method, target: target).isAllowed
-                }
-                let by = holders.isEmpty ? "" : "; granted by \(holders.joined(separator: ", "))"
-                reason = "\(info.template) requires \(info.requirement)\(by)"
-            }
-        case .insufficientScope(let id, let required):
-            let info = routes[id.index]
-            let held = scopeNames(in: set)
-            reason = "\(info.template) requires \(info.requirement); missing \(required); held: \(held.isEmpty ? "(none)" : held.joined(separator: " "))"
-        case .methodNotAllowed:
-            reason = "no route has this path with method \(method)"
-        case .notFound:
-            reason = "no route matches this path"
-        case .invalidPath(let error):
-            reason = "path refused: \(error)"
-        }
-        return Explanation(decision: decision, route: route, reason: reason)
-    }
-
-    private func requiredCompanions(of name: String) -> ScopeSet {
-        guard let i = entryIndex[name] else { return .empty }
-        var bits = ScopeSet.Bits.zero
-        for r in scopes[i].requires { if let j = entryIndex[r] { bits |= scopes[j].mask } }
-        return ScopeSet(bits: bits)
-    }
-}
-
-/// A decision with its reason in words.
-public struct Explanation: Sendable {
-    public let decision: Decision
-    public let route: RouteInfo?
-    public let reason: String
-}
-
-/// Counts shown on a catalog's reference page.
-public struct CatalogStats: Hashable, Sendable, Codable {
-    public let scopes: Int
-    public let categories: Int
-    public let smart: Int
-    public let selfService: Int
-
-    public init(scopes: Int, categories: Int, smart: Int, selfService: Int) {
-        self.scopes = scopes
-        self.categories = categories
-        self.smart = smart
-        self.selfService = selfService
-    }
-}
-
-/// A scope of a compiled catalog, with everything the reference page shows.
-public struct CatalogScope: Hashable, Sendable {
-    public let name: String
-    public let scope: Scope
-    public let category: String
-    public let description: String
-    public let credentialTypes: [CredentialType]
-    public let products: [String]
-    public let selfService: Bool
-    /// Documented endpoints (`METHOD /path`), as listed or derived from the routes.
-    public let endpoints: [String]
-    public let aliasOf: String?
-    public let requires: [String]
-    /// Generated from the catalog's `resources` rules rather than listed.
-    public let generated: Bool
-    let mask: ScopeSet.Bits
-
-    /// A SMART on FHIR scope (carried by SMART credentials).
-    public var isSMART: Bool { credentialTypes.contains(.smartOnFHIR) }
-}
-
-/// A route of a compiled catalog, for listings and audit.
-public struct RouteInfo: Hashable, Sendable {
-    public let method: HTTPMethod
-    /// The path template as written (`/v3/patients/{id}`).
-    public let path: String
-    public let isPublic: Bool
-    /// What opens it, in words: `read:notes` (+ `read:soap_notes` when `includeSoapNote` is set).
-    public let requirement: String
-    public let description: String?
-    /// `GET /v3/patients/{id}`
-    public let template: String
-
-    init(method: HTTPMethod, path: String, isPublic: Bool, requirement: String, description: String?) {
-        self.method = method
-        self.path = path
-        self.isPublic = isPublic
-        self.requirement = requirement
-        self.description = description
-        self.template = "\(method) \(path)"
     }
 }
