@@ -1,27 +1,41 @@
 /// One thing wrong with a catalog, with the entry it concerns
 /// (`scopes[3] "read:foo"`, `routes[12] GET /v3/x`).
 public struct CatalogProblem: Hashable, Sendable, CustomStringConvertible {
+    /// Where in the file the problem is (`routes[12] GET /v3/x`); empty for the catalog as a whole.
     public var entry: String
+    /// What is wrong, as a sentence an author can act on.
     public var message: String
 
+    /// Creates a problem; servers that validate catalogs further report theirs the same way.
+    /// - Parameters:
+    ///   - entry: Where in the file the problem is, or empty for the catalog as a whole.
+    ///   - message: What is wrong.
     public init(entry: String, message: String) {
         self.entry = entry
         self.message = message
     }
 
+    /// `entry: message`, one line of a ``CatalogError``'s report.
     public var description: String { entry.isEmpty ? message : "\(entry): \(message)" }
 }
 
 /// A catalog that did not compile; lists every problem found, not just the first.
 public struct CatalogError: Error, Sendable, CustomStringConvertible {
+    /// The catalog's surface, as its file gives it.
     public var surface: String
+    /// Every problem found, in file order, so that an author can fix them in one pass.
     public var problems: [CatalogProblem]
 
+    /// Creates the error for a catalog.
+    /// - Parameters:
+    ///   - surface: The catalog's surface.
+    ///   - problems: What is wrong with it.
     public init(surface: String, problems: [CatalogProblem]) {
         self.surface = surface
         self.problems = problems
     }
 
+    /// A report naming the catalog and listing each problem on its own line.
     public var description: String {
         "catalog \"\(surface)\" has \(problems.count) problem\(problems.count == 1 ? "" : "s"):\n"
             + problems.map { "  - \($0)" }.joined(separator: "\n")
@@ -76,14 +90,21 @@ public struct ScopeResolutionError: Error, Hashable, Sendable, CustomStringConve
         }
     }
 
+    /// The offending scope, escaped so that it is safe to log or return to a client.
     public var scope: String
+    /// Why it cannot be granted.
     public var reason: Reason
 
+    /// Creates the error, escaping `scope`.
+    /// - Parameters:
+    ///   - scope: The offending scope as requested.
+    ///   - reason: Why it cannot be granted.
     public init(scope: String, reason: Reason) {
         self.scope = ScopeError.escape(scope)
         self.reason = reason
     }
 
+    /// A sentence naming the scope and the reason, fit for an `invalid_scope` answer.
     public var description: String {
         switch reason.base {
         case .syntax(let error): error.description

@@ -1,6 +1,7 @@
 /// What a compiled catalog shows people rather than what enforcement needs: its scopes
 /// and routes as listed on a reference page, counts, and decisions explained in words.
 extension CompiledCatalog {
+    /// The catalog's counts, for its reference page and the CLI's summary.
     public var stats: CatalogStats {
         CatalogStats(
             scopes: scopes.count,
@@ -10,6 +11,13 @@ extension CompiledCatalog {
     }
 
     /// A decision with the human reason behind it (for `caregate check` and audit views).
+    /// Slower than ``decide(_:method:target:)``: it decides again per held scope to say which
+    /// ones grant the route. Not for the request path.
+    /// - Parameters:
+    ///   - set: The effective set to decide with.
+    ///   - method: The method's name (`GET`).
+    ///   - target: The raw request target: path, then optionally `?` and the query.
+    /// - Returns: The decision, the matched route and a sentence saying why.
     public func explain(_ set: ScopeSet, method: String, target: String) -> Explanation {
         let decision = decide(set, method: method, target: target)
         let route = decision.route.map { routes[$0.index] }
@@ -52,18 +60,31 @@ extension CompiledCatalog {
 
 /// A decision with its reason in words.
 public struct Explanation: Sendable {
+    /// What ``CompiledCatalog/decide(_:method:target:)`` answers for the same request.
     public let decision: Decision
+    /// The matched route, when there is one.
     public let route: RouteInfo?
+    /// Why, in a sentence: what the route requires, which held scopes grant it or which is missing.
     public let reason: String
 }
 
 /// Counts shown on a catalog's reference page.
 public struct CatalogStats: Hashable, Sendable, Codable {
+    /// Scopes, listed and generated.
     public let scopes: Int
+    /// Categories that have at least one scope.
     public let categories: Int
+    /// Scopes that SMART on FHIR credentials may carry.
     public let smart: Int
+    /// Scopes a partner may assign without clinic approval.
     public let selfService: Int
 
+    /// Creates counts, for comparing with a catalog's ``CompiledCatalog/stats``.
+    /// - Parameters:
+    ///   - scopes: Scopes, listed and generated.
+    ///   - categories: Categories in use.
+    ///   - smart: SMART on FHIR scopes.
+    ///   - selfService: Self-service scopes.
     public init(scopes: Int, categories: Int, smart: Int, selfService: Int) {
         self.scopes = scopes
         self.categories = categories
@@ -74,16 +95,25 @@ public struct CatalogStats: Hashable, Sendable, Codable {
 
 /// A scope of a compiled catalog, with everything the reference page shows.
 public struct CatalogScope: Hashable, Sendable {
+    /// The scope string as clients request it.
     public let name: String
+    /// The scope, parsed.
     public let scope: Scope
+    /// The category it is listed under.
     public let category: String
+    /// What it lets a credential do.
     public let description: String
+    /// Who may carry it (the catalog's default already applied).
     public let credentialTypes: [CredentialType]
+    /// The products it belongs to.
     public let products: [String]
+    /// Whether a partner may assign it without clinic approval.
     public let selfService: Bool
     /// Documented endpoints (`METHOD /path`), as listed or derived from the routes.
     public let endpoints: [String]
+    /// The scope this one is another name for.
     public let aliasOf: String?
+    /// Scopes without which this one has no effect.
     public let requires: [String]
     /// Generated from the catalog's `resources` rules rather than listed.
     public let generated: Bool
@@ -95,14 +125,17 @@ public struct CatalogScope: Hashable, Sendable {
 
 /// A route of a compiled catalog, for listings and audit.
 public struct RouteInfo: Hashable, Sendable {
+    /// The route's method.
     public let method: HTTPMethod
     /// The path template as written (`/v3/patients/{id}`).
     public let path: String
+    /// Whether the route needs no scope.
     public let isPublic: Bool
     /// What opens it, in words: `read:notes` (+ `read:soap_notes` when `includeSoapNote` is set).
     public let requirement: String
+    /// What the route does, as the catalog says.
     public let description: String?
-    /// `GET /v3/patients/{id}`
+    /// Method and path (`GET /v3/patients/{id}`): the route's name in audit logs and listings.
     public let template: String
 
     init(method: HTTPMethod, path: String, isPublic: Bool, requirement: String, description: String?) {

@@ -94,6 +94,10 @@ enum QueryString {
 /// exactly as query gates read them — so that a handler never sees a value the
 /// enforcement layer read differently.
 public enum QueryItems {
+    /// Splits and decodes a raw query string.
+    /// - Parameter query: The query without `?`, as it arrived; `nil` or empty for none.
+    /// - Returns: Every non-empty `name=value` pair in order, repeats included; a pair
+    ///   without `=` has an empty value.
     public static func parse(_ query: String?) -> [(name: String, value: String)] {
         guard let query, !query.isEmpty else { return [] }
         var items: [(name: String, value: String)] = []

@@ -51,6 +51,7 @@ public struct PathError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Decoded bytes that are not well-formed UTF-8 (overlong forms, surrogates, stray continuations).
     public static let invalidUTF8 = PathError(.invalidUTF8)
 
+    /// The rule broken, as a phrase fit for a 400 answer.
     public var description: String {
         switch code {
         case .notAbsolute: "the path must start with /"
@@ -71,7 +72,9 @@ public struct PathError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Splits and decodes request paths into segments, into caller-provided buffers so
 /// that the hot path does not allocate.
 public enum RequestPath {
+    /// The longest path accepted, in bytes; longer ones are ``PathError/tooLong``.
     public static let maxBytes = 4096
+    /// The most segments accepted; they bound the stack buffer a decision uses.
     public static let maxSegments = 64
 
     /// Decodes `path` into `out` (at least `path.count` bytes) and records each
@@ -169,7 +172,11 @@ public enum RequestPath {
         }
     }
 
-    /// The decoded segments of `path`, or why it was refused (allocates; for tools and tests).
+    /// Splits and decodes a path exactly as ``CompiledCatalog/decide(_:method:path:query:)``
+    /// does, so that a handler reads the same segments the decision was made on. Allocates;
+    /// the decision itself does not.
+    /// - Parameter path: The raw request path (percent-encoded, no query).
+    /// - Returns: The decoded segments, or the ``PathError`` that refused the path.
     public static func segments(_ path: String) -> Result<[String], PathError> {
         var path = path
         return path.withUTF8 { bytes in

@@ -73,17 +73,24 @@ public struct ScopeError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// The offending scope (or list), escaped for display.
     public let text: String
+    /// What was wrong with it.
     public let reason: Reason
 
+    /// Creates the error, escaping `text` and cutting it to 80 characters.
+    /// - Parameters:
+    ///   - text: The offending scope or list as given.
+    ///   - reason: What was wrong with it.
     public init(text: some StringProtocol, reason: Reason) {
         self.text = ScopeError.escape(text)
         self.reason = reason
     }
 
+    /// `invalid scope "<text>": <explanation>`, fit to return to a client.
     public var description: String {
         "invalid scope \"\(text)\": \(explanation)"
     }
 
+    /// The reason as a sentence, without the scope: for messages that name the scope themselves.
     public var explanation: String {
         switch reason.base {
         case .empty: "a scope may not be empty"
@@ -123,9 +130,12 @@ public struct ScopeError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The size limits of scope strings and lists.
+/// The size limits of scope strings and lists. They bound the parser's work on input that
+/// comes straight from clients, before any catalog is consulted.
 public enum ScopeLimits {
+    /// The longest scope, in UTF-8 bytes.
     public static let maxScopeBytes = 256
+    /// The longest list (an OAuth `scope` parameter), in UTF-8 bytes.
     public static let maxListBytes = 8 * 1024
     /// Room for every scope of the largest shipped catalog (practice-api: 152) in one list.
     public static let maxListEntries = 256

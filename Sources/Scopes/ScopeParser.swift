@@ -227,6 +227,11 @@ enum ScopeParser {
 /// Space-separated scope lists (OAuth `scope` parameters, CLI arguments).
 public enum ScopeList {
     /// Parses a list separated by single spaces, keeping the first of any duplicates.
+    /// Strict on separators (no tabs, no runs of spaces) so that a list has one reading.
+    /// - Parameter text: The list as received; the empty string is the empty list.
+    /// - Returns: The scopes in order, duplicates dropped.
+    /// - Throws: ``ScopeError`` for the first invalid scope, an empty entry, or a list over
+    ///   ``ScopeLimits/maxListBytes`` or ``ScopeLimits/maxListEntries``.
     public static func parse(_ text: String) throws(ScopeError) -> [Scope] {
         try ScopeParser.withBytes(text) { bytes throws(ScopeError) -> [Scope] in
             if bytes.count > ScopeLimits.maxListBytes {
@@ -256,7 +261,11 @@ public enum ScopeList {
         }
     }
 
-    /// Parses scopes given one by one (JSON arrays), with the same limits.
+    /// Parses scopes given one by one (JSON arrays), with the same limits as a list, so that
+    /// the two ways of asking cannot grant different things.
+    /// - Parameter items: One scope per element.
+    /// - Returns: The scopes in order, duplicates dropped.
+    /// - Throws: ``ScopeError`` for the first invalid or empty scope, or too many or too long.
     public static func parse(_ items: [String]) throws(ScopeError) -> [Scope] {
         let bytes = items.reduce(0) { $0 + $1.utf8.count + 1 }
         if bytes > ScopeLimits.maxListBytes + 1 {
