@@ -22,7 +22,7 @@ struct CatalogCompiler {
     var credentialMasks: [ScopeSet.Bits] = []
     var selfServiceMask = ScopeSet.Bits.zero
     var dependencies: [(scope: ScopeSet.Bits, requires: ScopeSet.Bits)] = []
-    /// The global scope's index in `pending` (in `scopes` once the catalog is built).
+    /// The global scope's index in `pending`, then (`globalEntry`) in `scopes`.
     var globalPending: Int?
     var globalEntry: Int?
 
@@ -43,7 +43,8 @@ struct CatalogCompiler {
         problems.append(CatalogProblem(entry: entry, message: message))
     }
 
-    /// Runs every phase; throws the problems found, if any.
+    /// Runs every phase but the last; throws the problems found, if any. The last phase,
+    /// ``checkEndpoints(against:)``, decides listed endpoints, so it needs the built catalog.
     mutating func compile() throws(CatalogError) {
         checkHeader()
         collectScopes()
