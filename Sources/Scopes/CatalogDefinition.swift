@@ -7,8 +7,12 @@
 public struct CatalogDefinition: Hashable, Sendable, Codable {
     /// Format version of the file; this engine reads version 1.
     public var format: Int
+    /// The surface's name (`marketplace-v3`): lower-case letters, digits and `-`. Servers key
+    /// catalogs by it, and it names the catalog in every ``CatalogError``.
     public var surface: String
+    /// The human title of the surface's reference page.
     public var title: String
+    /// Where the catalog's rules were taken from (seed files, vendor documents), for reviewers.
     public var sources: [String]
     /// Category names, in display order. Every scope names one of them.
     public var categories: [String]
@@ -22,11 +26,28 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
     /// surface's FHIR versions); `resourceTypes` are always accepted. When both are empty the
     /// parameter accepts `^[A-Z][A-Za-z]+$`.
     public var resourceTypeNames: [String]
+    /// The scopes as listed; `resources` adds generated ones after them.
     public var scopes: [ScopeEntry]
     /// REST resources whose `system/<name>.read|write` scopes and routes are generated.
     public var resources: ResourceRules?
+    /// The route table as listed; `resources` adds generated routes after it.
     public var routes: [RouteEntry]
 
+    /// Builds a catalog in code (tests, generated catalogs) rather than from a file; the
+    /// defaults are what a file that omits the key means.
+    /// - Parameters:
+    ///   - format: The file format version; this engine reads 1.
+    ///   - surface: The surface's name.
+    ///   - title: The reference page's title.
+    ///   - sources: Where the rules were taken from.
+    ///   - categories: Category names, in display order.
+    ///   - defaultCredentialTypes: Who may carry scopes that do not say.
+    ///   - globalScope: The scope that opens every route, if the surface has one.
+    ///   - resourceTypes: FHIR types known to SMART scopes.
+    ///   - resourceTypeNames: Every name a `{Name:resourceType}` parameter accepts.
+    ///   - scopes: The listed scopes.
+    ///   - resources: REST resources whose scopes and routes are generated.
+    ///   - routes: The listed routes.
     public init(
         format: Int = 1, surface: String, title: String, sources: [String] = [],
         categories: [String], defaultCredentialTypes: [CredentialType],
@@ -52,6 +73,9 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
         case resourceTypes, resourceTypeNames, scopes, resources, routes
     }
 
+    /// Decodes a catalog file, refusing keys it does not know so that a typo is an error.
+    /// - Parameter decoder: The decoder of the file (`JSONDecoder` for `Catalogs/*.json`).
+    /// - Throws: `DecodingError` for a missing or unknown key or a value of the wrong type.
     public init(from decoder: any Decoder) throws {
         try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -71,12 +95,22 @@ public struct CatalogDefinition: Hashable, Sendable, Codable {
 }
 
 /// The kinds of credential that can carry a scope (seed 003).
+///
+/// A catalog says which types may carry each scope, so that, for example, a scope meant
+/// for a user's consent cannot be put on a long-lived API key.
 public enum CredentialType: String, Hashable, Sendable, Codable, CaseIterable {
+    /// A partner's API key.
     case apiKey = "api_key"
+    /// An OAuth 2.0 access token.
     case oauth2 = "oauth2"
+    /// A key for server-to-server integrations.
     case serviceKey = "service_key"
+    /// A SMART on FHIR app's access token.
     case smartOnFHIR = "smart_on_fhir"
 
+    /// Decodes the type's raw value, naming the valid ones when it is not one of them.
+    /// - Parameter decoder: The decoder positioned at the value.
+    /// - Throws: `DecodingError.dataCorrupted` for an unknown type.
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let type = CredentialType(rawValue: text) else {
@@ -87,6 +121,7 @@ public enum CredentialType: String, Hashable, Sendable, Codable, CaseIterable {
         self = type
     }
 
+    /// The name shown to people on reference pages and in refusals (`API Key`).
     public var displayName: String {
         switch self {
         case .apiKey: "API Key"
@@ -99,11 +134,15 @@ public enum CredentialType: String, Hashable, Sendable, Codable, CaseIterable {
 
 /// One scope of a catalog.
 public struct ScopeEntry: Hashable, Sendable, Codable {
+    /// The scope string as clients request it; must parse as a ``Scope``.
     public var name: String
+    /// One of the catalog's `categories`, which group scopes on the reference page.
     public var category: String
+    /// What the scope lets a credential do, for the reference page and consent screens.
     public var description: String
     /// Who may carry it; the catalog's `defaultCredentialTypes` when absent.
     public var credentialTypes: [CredentialType]?
+    /// The products the scope belongs to, for listings only.
     public var products: [String]
     /// A partner may assign it to its own credentials without clinic approval.
     public var selfService: Bool
@@ -116,6 +155,17 @@ public struct ScopeEntry: Hashable, Sendable, Codable {
     /// Scopes without which this one has no effect.
     public var requires: [String]
 
+    /// Builds a scope entry in code; the defaults are what a file that omits the key means.
+    /// - Parameters:
+    ///   - name: The scope string.
+    ///   - category: One of the catalog's categories.
+    ///   - description: What the scope lets a credential do.
+    ///   - credentialTypes: Who may carry it; `nil` for the catalog's default.
+    ///   - products: The products it belongs to.
+    ///   - selfService: Whether a partner may assign it without clinic approval.
+    ///   - endpoints: Documented endpoints to check; `nil` to derive them from the routes.
+    ///   - aliasOf: The scope this one is another name for.
+    ///   - requires: Scopes without which this one has no effect.
     public init(
         name: String, category: String, description: String, credentialTypes: [CredentialType]? = nil,
         products: [String] = [], selfService: Bool = false, endpoints: [String]? = nil,
@@ -136,6 +186,9 @@ public struct ScopeEntry: Hashable, Sendable, Codable {
         case name, category, description, credentialTypes, products, selfService, endpoints, aliasOf, requires
     }
 
+    /// Decodes a scope entry, refusing keys it does not know.
+    /// - Parameter decoder: The decoder positioned at the entry.
+    /// - Throws: `DecodingError` for a missing or unknown key or a value of the wrong type.
     public init(from decoder: any Decoder) throws {
         try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -148,151 +201,6 @@ public struct ScopeEntry: Hashable, Sendable, Codable {
         endpoints = try c.decodeIfPresent([String].self, forKey: .endpoints)
         aliasOf = try c.decodeIfPresent(String.self, forKey: .aliasOf)
         requires = try c.decodeIfPresent([String].self, forKey: .requires) ?? []
-    }
-}
-
-/// REST resources in the practice-API style (seed 004): each resource `name` gets the
-/// scopes `<context>/<name>.read` and, unless read-only, `<context>/<name>.write`, and the
-/// routes `<prefix>/<name>` (GET → search, POST → create), `<prefix>/<name>/{id}`
-/// (GET → read, PUT/PATCH → update, DELETE → delete) and `<prefix>/<name>/{id}/*`
-/// (nested routes, governed by the parent resource with the same method mapping as the item).
-public struct ResourceRules: Hashable, Sendable, Codable {
-    public var context: ScopeContext
-    public var pathPrefix: String
-    public var credentialTypes: [CredentialType]?
-    public var groups: [ResourceGroup]
-
-    public init(context: ScopeContext, pathPrefix: String, credentialTypes: [CredentialType]? = nil, groups: [ResourceGroup]) {
-        self.context = context
-        self.pathPrefix = pathPrefix
-        self.credentialTypes = credentialTypes
-        self.groups = groups
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case context, pathPrefix, credentialTypes, groups }
-
-    public init(from decoder: any Decoder) throws {
-        try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        context = try c.decode(ScopeContext.self, forKey: .context)
-        pathPrefix = try c.decode(String.self, forKey: .pathPrefix)
-        credentialTypes = try c.decodeIfPresent([CredentialType].self, forKey: .credentialTypes)
-        groups = try c.decode([ResourceGroup].self, forKey: .groups)
-    }
-}
-
-extension ScopeContext: Codable {}
-
-/// A group of REST resources; the group name is the generated scopes' category.
-public struct ResourceGroup: Hashable, Sendable, Codable {
-    public var category: String
-    /// Reference data: only the `.read` scope exists, and only GET routes.
-    public var readOnly: Bool
-    public var resources: [ResourceEntry]
-
-    public init(category: String, readOnly: Bool = false, resources: [ResourceEntry]) {
-        self.category = category
-        self.readOnly = readOnly
-        self.resources = resources
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case category, readOnly, resources }
-
-    public init(from decoder: any Decoder) throws {
-        try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        category = try c.decode(String.self, forKey: .category)
-        readOnly = try c.decodeIfPresent(Bool.self, forKey: .readOnly) ?? false
-        resources = try c.decode([ResourceEntry].self, forKey: .resources)
-    }
-}
-
-public struct ResourceEntry: Hashable, Sendable, Codable {
-    public var name: String
-    /// Human name used in the generated descriptions ("Read access to <label>").
-    public var label: String
-
-    public init(name: String, label: String) {
-        self.name = name
-        self.label = label
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, label }
-
-    public init(from decoder: any Decoder) throws {
-        try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        label = try c.decode(String.self, forKey: .label)
-    }
-}
-
-/// One route: method + path template → what opens it.
-///
-/// Exactly one of `scope`, `anyOf` or `public` is given. Path templates are literal
-/// segments, `{name}` parameters and an optional final `*` (one or more further segments).
-/// Requirements in `anyOf` may use a path parameter as the resource type
-/// (`"patient/{ResourceType}.s"`) or a comma-separated query parameter
-/// (`"system/{query._type}.rs"`: every listed type is required; the alternative does not
-/// apply when the parameter is absent).
-public struct RouteEntry: Hashable, Sendable, Codable {
-    public var method: String
-    public var path: String
-    public var scope: String?
-    public var anyOf: [String]?
-    public var `public`: Bool
-    public var when: [QueryGate]
-    public var description: String?
-
-    public init(
-        method: String, path: String, scope: String? = nil, anyOf: [String]? = nil,
-        public isPublic: Bool = false, when: [QueryGate] = [], description: String? = nil
-    ) {
-        self.method = method
-        self.path = path
-        self.scope = scope
-        self.anyOf = anyOf
-        self.public = isPublic
-        self.when = when
-        self.description = description
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case method, path, scope, anyOf, `public`, when, description }
-
-    public init(from decoder: any Decoder) throws {
-        try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        method = try c.decode(String.self, forKey: .method)
-        path = try c.decode(String.self, forKey: .path)
-        scope = try c.decodeIfPresent(String.self, forKey: .scope)
-        anyOf = try c.decodeIfPresent([String].self, forKey: .anyOf)
-        self.public = try c.decodeIfPresent(Bool.self, forKey: .public) ?? false
-        when = try c.decodeIfPresent([QueryGate].self, forKey: .when) ?? []
-        description = try c.decodeIfPresent(String.self, forKey: .description)
-    }
-}
-
-/// An extra requirement that applies when the request carries a query parameter.
-///
-/// The gate fires when `query` appears (after percent-decoding) with any value other
-/// than exactly `false`, in any of its occurrences — so that every value a handler
-/// could read as "yes" (`true`, `TRUE`, `1`, empty) needs the extra scope.
-public struct QueryGate: Hashable, Sendable, Codable {
-    public var query: String
-    public var scope: String
-
-    public init(query: String, scope: String) {
-        self.query = query
-        self.scope = scope
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case query, scope }
-
-    public init(from decoder: any Decoder) throws {
-        try StrictKeys.check(decoder, allowed: CodingKeys.allCases)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        query = try c.decode(String.self, forKey: .query)
-        scope = try c.decode(String.self, forKey: .scope)
     }
 }
 

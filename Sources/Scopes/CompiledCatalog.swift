@@ -8,10 +8,15 @@
 /// let effective = catalog.effectiveSet(credential: key, grants: grants, credentialType: .apiKey)
 /// switch catalog.decide(effective, method: .get, path: "/v3/patients/p1") { … }
 /// ```
+///
+/// Compile each catalog once, at start-up or on reload, and share it; resolving and deciding
+/// are cheap, compiling is not. The article <doc:EmbeddingTheEngine> walks through the steps.
 public final class CompiledCatalog: Sendable {
+    /// The catalog as written, kept for listings and for recompiling.
     public let definition: CatalogDefinition
     /// Every scope, explicit and generated, in catalog order.
     public let scopes: [CatalogScope]
+    /// Every route, listed then generated, indexed by ``RouteID/index``.
     public let routes: [RouteInfo]
 
     let layout: AtomLayout
@@ -36,70 +41,91 @@ public final class CompiledCatalog: Sendable {
         enum Kind: UInt8 { case publicRoute, singleMask, general }
     }
 
-    init(_ p: CompiledParts) {
-        definition = p.definition
-        scopes = p.scopes
-        routes = p.routes
-        layout = p.layout
+    /// Takes a finished compiler's results; ``init(_:)`` runs the compiler.
+    init(compiled c: CatalogCompiler) {
+        definition = c.definition
+        scopes = c.scopes
+        routes = c.routes
+        layout = c.layout
         var index: [String: Int] = [:]
-        for (i, s) in p.scopes.enumerated() { index[s.name] = i }
+        for (i, s) in c.scopes.enumerated() { index[s.name] = i }
         entryIndex = index
-        scopeMasks = p.scopes.map(\.mask)
-        scopeNameList = p.scopes.map(\.name)
-        knownMask = p.knownMask
-        credentialMasks = p.credentialMasks
-        selfServiceMask = p.selfServiceMask
-        dependencies = p.dependencies
-        globalEntry = p.globalEntry
-        compiledRoutes = p.compiledRoutes
-        trie = p.trie.frozen(resourceTypes: p.definition.resourceTypes + p.definition.resourceTypeNames)
-        fastPath = p.compiledRoutes.map { route in
+        scopeMasks = c.scopes.map(\.mask)
+        scopeNameList = c.scopes.map(\.name)
+        knownMask = c.knownMask
+        credentialMasks = c.credentialMasks
+        selfServiceMask = c.selfServiceMask
+        dependencies = c.dependencies
+        globalEntry = c.globalEntry
+        compiledRoutes = c.compiledRoutes
+        trie = c.trie.frozen(resourceTypes: c.definition.resourceTypes + c.definition.resourceTypeNames)
+        fastPath = c.compiledRoutes.map { route in
             if route.isPublic { return FastRoute(mask: .zero, kind: .publicRoute) }
             if let mask = route.fastMask { return FastRoute(mask: mask, kind: .singleMask) }
             return FastRoute(mask: .zero, kind: .general)
         }
     }
 
-    /// Validates and compiles a catalog. Throws a ``CatalogError`` listing every problem.
+    /// Validates and compiles a catalog.
+    /// - Parameter definition: The catalog as written, usually decoded from its JSON file.
+    /// - Throws: ``CatalogError`` listing every problem found, not just the first, so that
+    ///   a catalog author can fix them in one pass.
     public convenience init(_ definition: CatalogDefinition) throws(CatalogError) {
         var compiler = CatalogCompiler(definition)
-        self.init(try compiler.compile())
+        try compiler.compile()
+        self.init(compiled: compiler)
+        try compiler.checkEndpoints(against: self)
     }
 
+    /// The surface this catalog governs (`marketplace-v3`).
     public var surface: String { definition.surface }
+    /// The scope that opens every route and stands alone, if the surface has one.
     public var globalScope: String? { globalEntry.map { scopes[$0].name } }
     /// How many of the ``ScopeSet/capacity`` permission atoms this catalog uses.
     public var atomCount: Int { layout.count }
 
+    /// Looks up a scope by its exact name.
+    /// - Parameter name: The scope as written in the catalog.
+    /// - Returns: The scope, or `nil` when the catalog has no scope of that name (SMART
+    ///   scopes that are valid without being listed, such as `patient/Observation.rs`, are `nil`).
     public func scope(named name: String) -> CatalogScope? { entryIndex[name].map { scopes[$0] } }
 
-    public var stats: CatalogStats {
-        CatalogStats(
-            scopes: scopes.count,
-            categories: Set(scopes.map(\.category)).count,
-            smart: scopes.filter(\.isSMART).count,
-            selfService: scopes.filter(\.selfService).count)
-    }
 
     // MARK: Resolving requested scopes
 
-    /// Resolves a space-separated scope list (an OAuth `scope` parameter).
+    /// Resolves a space-separated scope list (an OAuth `scope` parameter) to a set.
+    /// - Parameters:
+    ///   - list: Scopes separated by single spaces; duplicates count once.
+    ///   - credentialType: When given, scopes this type of credential may not carry are refused.
+    /// - Returns: The permissions the list grants in this catalog.
+    /// - Throws: ``ScopeResolutionError`` naming the first scope that cannot be granted.
     public func resolve(_ list: String, credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
-        let scopes: [Scope]
-        do { scopes = try ScopeList.parse(list) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
-        return try resolve(scopes, credentialType: credentialType)
+        try resolve(Self.parsed { () throws(ScopeError) in try ScopeList.parse(list) }, credentialType: credentialType)
     }
 
-    /// Resolves scopes given one by one (a JSON array).
+    /// Resolves scopes given one by one (a JSON array) to a set, with the list's limits.
+    /// - Parameters:
+    ///   - names: One scope per element; duplicates count once.
+    ///   - credentialType: When given, scopes this type of credential may not carry are refused.
+    /// - Returns: The permissions the scopes grant in this catalog.
+    /// - Throws: ``ScopeResolutionError`` naming the first scope that cannot be granted.
     public func resolve(names: [String], credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
-        let scopes: [Scope]
-        do { scopes = try ScopeList.parse(names) } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
-        return try resolve(scopes, credentialType: credentialType)
+        try resolve(Self.parsed { () throws(ScopeError) in try ScopeList.parse(names) }, credentialType: credentialType)
+    }
+
+    /// A list's parse, with a grammar error reported as a resolution error naming the scope.
+    private static func parsed(_ parse: () throws(ScopeError) -> [Scope]) throws(ScopeResolutionError) -> [Scope] {
+        do { return try parse() } catch { throw ScopeResolutionError(scope: error.text, reason: .syntax(error)) }
     }
 
     /// Resolves parsed scopes to a set. Refuses unknown scopes, writes to read-only
     /// resources, the global scope combined with others, and (when `credentialType`
     /// is given) scopes that credential type may not carry — naming the scope each time.
+    /// - Parameters:
+    ///   - requested: Parsed scopes.
+    ///   - credentialType: When given, scopes this type of credential may not carry are refused.
+    /// - Returns: The permissions the scopes grant in this catalog.
+    /// - Throws: ``ScopeResolutionError`` naming the first scope that cannot be granted.
     public func resolve(_ requested: [Scope], credentialType: CredentialType? = nil) throws(ScopeResolutionError) -> ScopeSet {
         if let g = globalEntry, requested.count > 1, requested.contains(where: { $0.description == scopes[g].name }) {
             let other = requested.first { $0.description != scopes[g].name }!
@@ -159,18 +185,30 @@ public final class CompiledCatalog: Sendable {
     /// what the credential's type may carry, with dependent scopes dropped when what they
     /// depend on is missing. Intersect `grants` with the app's declared scopes first when
     /// the declaration may have shrunk since the grant.
+    /// - Parameters:
+    ///   - credential: What the credential (key or token) was issued with.
+    ///   - grants: What the clinic granted the app.
+    ///   - credentialType: The credential's type.
+    /// - Returns: The set to pass to ``decide(_:method:path:query:)`` on each request; compute
+    ///   it once per credential, not per request.
     @inlinable
     public func effectiveSet(credential: ScopeSet, grants: ScopeSet, credentialType: CredentialType) -> ScopeSet {
         applyingDependencies(restricted(credential.intersection(grants), to: credentialType))
     }
 
     /// Drops what a credential of `type` may not carry.
+    /// - Parameters:
+    ///   - set: A set of this catalog.
+    ///   - type: The credential's type.
+    /// - Returns: The part of `set` that `type` may carry.
     public func restricted(_ set: ScopeSet, to type: CredentialType) -> ScopeSet {
         set.intersection(ScopeSet(bits: credentialMasks[CredentialType.allCases.firstIndex(of: type)!]))
     }
 
     /// Removes dependent scopes whose required scopes are not in the set
     /// (`read:soap_notes` without `read:notes` has no effect).
+    /// - Parameter set: A set of this catalog.
+    /// - Returns: `set` without the scopes whose requirements it lacks.
     public func applyingDependencies(_ set: ScopeSet) -> ScopeSet {
         if dependencies.isEmpty { return set }
         var result = set
@@ -189,10 +227,14 @@ public final class CompiledCatalog: Sendable {
     }
 
     /// The part of `set` a partner may assign to its own credentials without clinic approval.
+    /// - Parameter set: A set of this catalog.
+    /// - Returns: The self-service scopes of `set`.
     public func selfService(_ set: ScopeSet) -> ScopeSet { set.intersection(ScopeSet(bits: selfServiceMask)) }
 
     /// The catalog scopes a set holds, in catalog order (aliases both listed).
     /// A set that holds the global scope is named by it alone.
+    /// - Parameter set: A set of this catalog.
+    /// - Returns: Scope names to show or to put in a token's `scope` claim.
     public func scopeNames(in set: ScopeSet) -> [String] {
         if let g = globalEntry, set.covers(scopeMasks[g]) { return [scopes[g].name] }
         var names: [String] = []
@@ -200,7 +242,12 @@ public final class CompiledCatalog: Sendable {
         return names
     }
 
-    /// Whether `set` holds every permission of the named catalog scope.
+    /// Whether `set` holds every permission of the named catalog scope: how a handler checks
+    /// a scope that changes what a route returns rather than whether it opens.
+    /// - Parameters:
+    ///   - set: A set of this catalog.
+    ///   - name: A scope listed in the catalog.
+    /// - Returns: `false` also when the catalog has no scope of that name.
     public func contains(_ set: ScopeSet, scope name: String) -> Bool {
         guard let i = entryIndex[name] else { return false }
         return set.covers(scopeMasks[i])
@@ -210,6 +257,13 @@ public final class CompiledCatalog: Sendable {
 
     /// Decides one request. `path` is the raw request path (percent-encoded, no query);
     /// `query` the raw query string without `?`. Allocation-free for an ordinary hit.
+    /// - Parameters:
+    ///   - set: The credential's effective set (``effectiveSet(credential:grants:credentialType:)``).
+    ///   - method: The request method.
+    ///   - path: The raw request path, percent-encoded, without the query.
+    ///   - query: The raw query string without `?`, or `nil`; query gates and SMART query
+    ///     constraints read it.
+    /// - Returns: Whether the request may proceed and, if not, why.
     public func decide(_ set: ScopeSet, method: HTTPMethod, path: String, query: String? = nil) -> Decision {
         var path = path
         return path.withUTF8 { raw -> Decision in
@@ -230,7 +284,13 @@ public final class CompiledCatalog: Sendable {
         }
     }
 
-    /// Decides a request given as method name and request target (`/path?query`).
+    /// Decides a request given as method name and request target (`/path?query`), for tools
+    /// and servers that hold the request line as text.
+    /// - Parameters:
+    ///   - set: The credential's effective set.
+    ///   - method: The method's name (`GET`); an unknown one is ``Decision/methodNotAllowed``.
+    ///   - target: The raw request target: path, then optionally `?` and the query.
+    /// - Returns: Whether the request may proceed and, if not, why.
     public func decide(_ set: ScopeSet, method: String, target: String) -> Decision {
         guard let m = HTTPMethod(method) else { return .methodNotAllowed }
         if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
@@ -308,111 +368,5 @@ public final class CompiledCatalog: Sendable {
             }
             return mask
         }
-    }
-
-    // MARK: Explaining
-
-    /// A decision with the human reason behind it (for `caregate check` and audit views).
-    public func explain(_ set: ScopeSet, method: String, target: String) -> Explanation {
-        let decision = decide(set, method: method, target: target)
-        let route = decision.route.map { routes[$0.index] }
-        let reason: String
-        switch decision {
-        case .allowed(let id):
-            let info = routes[id.index]
-            if info.isPublic {
-                reason = "\(info.template) is public (no scope required)"
-            } else {
-                let holders = scopeNames(in: set).filter { name in
-                    let only = ScopeSet(bits: scopes[entryIndex[name]!].mask)
-                    return decide(applyingDependencies(only.union(requiredCompanions(of: name))), method: method, target: target).isAllowed
-                }
-                let by = holders.isEmpty ? "" : "; granted by \(holders.joined(separator: ", "))"
-                reason = "\(info.template) requires \(info.requirement)\(by)"
-            }
-        case .insufficientScope(let id, let required):
-            let info = routes[id.index]
-            let held = scopeNames(in: set)
-            reason = "\(info.template) requires \(info.requirement); missing \(required); held: \(held.isEmpty ? "(none)" : held.joined(separator: " "))"
-        case .methodNotAllowed:
-            reason = "no route has this path with method \(method)"
-        case .notFound:
-            reason = "no route matches this path"
-        case .invalidPath(let error):
-            reason = "path refused: \(error)"
-        }
-        return Explanation(decision: decision, route: route, reason: reason)
-    }
-
-    private func requiredCompanions(of name: String) -> ScopeSet {
-        guard let i = entryIndex[name] else { return .empty }
-        var bits = ScopeSet.Bits.zero
-        for r in scopes[i].requires { if let j = entryIndex[r] { bits |= scopes[j].mask } }
-        return ScopeSet(bits: bits)
-    }
-}
-
-/// A decision with its reason in words.
-public struct Explanation: Sendable {
-    public let decision: Decision
-    public let route: RouteInfo?
-    public let reason: String
-}
-
-/// Counts shown on a catalog's reference page.
-public struct CatalogStats: Hashable, Sendable, Codable {
-    public let scopes: Int
-    public let categories: Int
-    public let smart: Int
-    public let selfService: Int
-
-    public init(scopes: Int, categories: Int, smart: Int, selfService: Int) {
-        self.scopes = scopes
-        self.categories = categories
-        self.smart = smart
-        self.selfService = selfService
-    }
-}
-
-/// A scope of a compiled catalog, with everything the reference page shows.
-public struct CatalogScope: Hashable, Sendable {
-    public let name: String
-    public let scope: Scope
-    public let category: String
-    public let description: String
-    public let credentialTypes: [CredentialType]
-    public let products: [String]
-    public let selfService: Bool
-    /// Documented endpoints (`METHOD /path`), as listed or derived from the routes.
-    public let endpoints: [String]
-    public let aliasOf: String?
-    public let requires: [String]
-    /// Generated from the catalog's `resources` rules rather than listed.
-    public let generated: Bool
-    let mask: ScopeSet.Bits
-
-    /// A SMART on FHIR scope (carried by SMART credentials).
-    public var isSMART: Bool { credentialTypes.contains(.smartOnFHIR) }
-}
-
-/// A route of a compiled catalog, for listings and audit.
-public struct RouteInfo: Hashable, Sendable {
-    public let method: HTTPMethod
-    /// The path template as written (`/v3/patients/{id}`).
-    public let path: String
-    public let isPublic: Bool
-    /// What opens it, in words: `read:notes` (+ `read:soap_notes` when `includeSoapNote` is set).
-    public let requirement: String
-    public let description: String?
-    /// `GET /v3/patients/{id}`
-    public let template: String
-
-    init(method: HTTPMethod, path: String, isPublic: Bool, requirement: String, description: String?) {
-        self.method = method
-        self.path = path
-        self.isPublic = isPublic
-        self.requirement = requirement
-        self.description = description
-        self.template = "\(method) \(path)"
     }
 }

@@ -15,21 +15,45 @@
 ///   and stray continuation bytes are refused.
 /// - Raw bytes outside printable ASCII, and decoded control characters, are refused.
 /// - Literal segments match case-sensitively: `/V3/patients` is not `/v3/patients`.
-public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
-    case notAbsolute
-    case tooLong
-    case tooManySegments
-    case emptySegment
-    case dotSegment
-    case invalidPercentEncoding
-    case encodedSeparator
-    case semicolon
-    case invalidCharacter
-    case doubleEncoding
-    case invalidUTF8
+///
+/// A struct rather than an enum, so that a new rule is not a source-breaking change for a
+/// server that switches over path errors: compare with `==`, or match the static members
+/// in `case` patterns (`case .dotSegment:`) and keep a `default`.
+public struct PathError: Error, Hashable, Sendable, CustomStringConvertible {
+    enum Code: UInt8, Hashable, Sendable {
+        case notAbsolute, tooLong, tooManySegments, emptySegment, dotSegment, invalidPercentEncoding
+        case encodedSeparator, semicolon, invalidCharacter, doubleEncoding, invalidUTF8
+    }
 
+    let code: Code
+    init(_ code: Code) { self.code = code }
+
+    /// The path does not start with `/`.
+    public static let notAbsolute = PathError(.notAbsolute)
+    /// The path is longer than ``RequestPath/maxBytes``.
+    public static let tooLong = PathError(.tooLong)
+    /// The path has more than ``RequestPath/maxSegments`` segments.
+    public static let tooManySegments = PathError(.tooManySegments)
+    /// An empty segment (`//`), which some servers collapse and others do not.
+    public static let emptySegment = PathError(.emptySegment)
+    /// A `.` or `..` segment, raw or encoded: refused rather than resolved.
+    public static let dotSegment = PathError(.dotSegment)
+    /// A `%` not followed by two hex digits.
+    public static let invalidPercentEncoding = PathError(.invalidPercentEncoding)
+    /// A raw `\`, or an encoded `/` or `\`, which an upstream could read as a separator.
+    public static let encodedSeparator = PathError(.encodedSeparator)
+    /// A `;`, raw or encoded: path parameters that some servers strip (`..;/`).
+    public static let semicolon = PathError(.semicolon)
+    /// A raw byte outside printable ASCII, or a decoded control character.
+    public static let invalidCharacter = PathError(.invalidCharacter)
+    /// `%25` followed by two hex digits, which an upstream that decodes once more reads as another path.
+    public static let doubleEncoding = PathError(.doubleEncoding)
+    /// Decoded bytes that are not well-formed UTF-8 (overlong forms, surrogates, stray continuations).
+    public static let invalidUTF8 = PathError(.invalidUTF8)
+
+    /// The rule broken, as a phrase fit for a 400 answer.
     public var description: String {
-        switch self {
+        switch code {
         case .notAbsolute: "the path must start with /"
         case .tooLong: "the path is longer than \(RequestPath.maxBytes) bytes"
         case .tooManySegments: "the path has more than \(RequestPath.maxSegments) segments"
@@ -48,7 +72,9 @@ public enum PathError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Splits and decodes request paths into segments, into caller-provided buffers so
 /// that the hot path does not allocate.
 public enum RequestPath {
+    /// The longest path accepted, in bytes; longer ones are ``PathError/tooLong``.
     public static let maxBytes = 4096
+    /// The most segments accepted; they bound the stack buffer a decision uses.
     public static let maxSegments = 64
 
     /// Decodes `path` into `out` (at least `path.count` bytes) and records each
@@ -146,7 +172,11 @@ public enum RequestPath {
         }
     }
 
-    /// The decoded segments of `path`, or why it was refused (allocates; for tools and tests).
+    /// Splits and decodes a path exactly as ``CompiledCatalog/decide(_:method:path:query:)``
+    /// does, so that a handler reads the same segments the decision was made on. Allocates;
+    /// the decision itself does not.
+    /// - Parameter path: The raw request path (percent-encoded, no query).
+    /// - Returns: The decoded segments, or the ``PathError`` that refused the path.
     public static func segments(_ path: String) -> Result<[String], PathError> {
         var path = path
         return path.withUTF8 { bytes in

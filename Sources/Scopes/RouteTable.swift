@@ -33,11 +33,9 @@ struct Gate: Sendable {
 
 struct CompiledRoute: Sendable {
     var method: HTTPMethod
-    var template: String
     var isPublic: Bool
     var clauses: [Clause]
     var gates: [Gate]
-    var description: String?
     /// Set when the route needs exactly one fixed mask: the whole decision is one AND.
     var fastMask: ScopeSet.Bits?
 }

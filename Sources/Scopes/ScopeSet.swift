@@ -5,8 +5,10 @@
 /// same catalog. Wildcards, v1↔v2 equivalence, aliases and the global scope are
 /// already closed into the bits, so intersection is a bitwise AND.
 public struct ScopeSet: Hashable, Sendable {
-    public typealias Bits = SIMD8<UInt64>
-    /// How many permission atoms one catalog may have.
+    /// One bit per permission atom; SIMD so that intersection and coverage are a few vector ops.
+    @usableFromInline typealias Bits = SIMD8<UInt64>
+    /// How many permission atoms one catalog may have: the width of the bitset, fixed so
+    /// that a set is a plain value and a decision needs no allocation.
     public static let capacity = 512
 
     @usableFromInline var bits: Bits
@@ -15,6 +17,7 @@ public struct ScopeSet: Hashable, Sendable {
     /// so that equal sets compare equal.
     @usableFromInline var constrained: [ConstrainedGrant]
 
+    /// No permissions: what a missing or revoked credential holds, and what public routes need.
     public static let empty = ScopeSet(bits: .zero, constrained: [])
 
     @inlinable init(bits: Bits, constrained: [ConstrainedGrant] = []) {
@@ -22,16 +25,21 @@ public struct ScopeSet: Hashable, Sendable {
         self.constrained = constrained
     }
 
+    /// Whether the set holds no permission at all, constrained ones included.
     public var isEmpty: Bool { bits == .zero && constrained.isEmpty }
 
-    /// The number of permission atoms set (unconstrained).
+    /// The number of permission atoms held without query constraints: a size for comparing
+    /// sets of one catalog (which of two scopes is narrower), not a count of scopes.
     public var atomCount: Int {
         var n = 0
         for i in 0..<Bits.scalarCount { n += bits[i].nonzeroBitCount }
         return n
     }
 
-    /// Permissions held by both sets (constrained grants narrow: both sets' constraints apply).
+    /// Permissions held by both sets: how a credential's scopes meet a clinic's grants.
+    /// Constrained grants narrow, so both sets' constraints apply.
+    /// - Parameter other: A set of the same catalog.
+    /// - Returns: The common permissions.
     @inlinable public func intersection(_ other: ScopeSet) -> ScopeSet {
         if constrained.isEmpty && other.constrained.isEmpty {
             return ScopeSet(bits: bits & other.bits)
@@ -53,13 +61,19 @@ public struct ScopeSet: Hashable, Sendable {
     }
 
     /// Permissions held by either set.
+    /// - Parameter other: A set of the same catalog.
+    /// - Returns: Every permission of both.
     public func union(_ other: ScopeSet) -> ScopeSet {
         let all = bits | other.bits
         if constrained.isEmpty && other.constrained.isEmpty { return ScopeSet(bits: all) }
         return ScopeSet(bits: all, constrained: ConstrainedGrant.normalise(constrained + other.constrained, unconstrained: all))
     }
 
-    /// Whether every permission of this set is also in `other`.
+    /// Whether every permission of this set is also in `other`: whether a credential asks for
+    /// no more than it was granted. A constrained grant is covered by grants with the same
+    /// or fewer constraints.
+    /// - Parameter other: A set of the same catalog.
+    /// - Returns: `true` when `other` holds everything this set holds.
     public func isSubset(of other: ScopeSet) -> Bool {
         if bits & ~other.bits != .zero { return false }
         for g in constrained {
@@ -74,9 +88,9 @@ public struct ScopeSet: Hashable, Sendable {
 }
 
 /// Atoms granted only to requests that carry every one of `constraints` in their query.
-public struct ConstrainedGrant: Hashable, Sendable {
+@usableFromInline struct ConstrainedGrant: Hashable, Sendable {
     @usableFromInline var mask: ScopeSet.Bits
-    public let constraints: Set<QueryConstraint>
+    let constraints: Set<QueryConstraint>
 
     @usableFromInline init(mask: ScopeSet.Bits, constraints: Set<QueryConstraint>) {
         self.mask = mask
