@@ -3,7 +3,7 @@ import SQLKit
 /// One list/detail collection of the clinic data API: its table, the columns it shows
 /// (and their JSON names) and the filters its list accepts.
 public struct ClinicCollection: Sendable {
-    public enum Kind: Sendable { case text, optionalText, int, optionalInt, bool }
+    public enum Kind: Sendable { case text, optionalText, int, bool }
 
     public struct Field: Sendable {
         var column: String
@@ -38,6 +38,9 @@ public struct ClinicCollection: Sendable {
         self.filters = filters
     }
 
+    /// The JSON fields of a record after `id`, in order: their names and kinds.
+    public var jsonFields: [(key: String, kind: Kind)] { fields.map { ($0.key, $0.kind) } }
+
     var columnList: String { (["id"] + fields.map(\.column)).joined(separator: ", ") }
 
     func json(_ row: any SQLRow) throws -> JSONValue {
@@ -47,7 +50,6 @@ public struct ClinicCollection: Sendable {
             case .text: .string(try row.decode(column: field.column, as: String.self))
             case .optionalText: .optional(try row.decode(column: field.column, as: String?.self))
             case .int: .int(try row.decode(column: field.column, as: Int64.self))
-            case .optionalInt: .optional(try row.decode(column: field.column, as: Int64?.self))
             case .bool: .bool(try row.decode(column: field.column, as: Bool.self))
             }
             pairs.append((field.key, value))

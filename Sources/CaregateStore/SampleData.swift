@@ -33,13 +33,35 @@ public struct SampleData: Sendable {
         @Sendable func id(_ prefix: String, _ collection: String, _ i: Int) -> String { Identifier.derived(prefix, "\(org)/\(collection)/\(i)") }
         let existing = try await store.sql.raw("SELECT COUNT(*) AS n FROM patients WHERE organization_id = \(bind: org)").first(decodingColumn: "n", as: Int.self) ?? 0
         try await store.database.transaction { db in
+            // Rows are written in multi-row INSERTs, each table's in the order first written, so
+            // that a record is always written before the records that name it; ids that exist
+            // already are kept (ON CONFLICT DO NOTHING).
+            var order: [String] = []
+            var pending: [String: (columns: [String], rows: [[any Encodable & Sendable]])] = [:]
+            var pendingRows = 0
+            func flush() async throws {
+                for table in order {
+                    guard let batch = pending[table], !batch.rows.isEmpty else { continue }
+                    var query: SQLQueryString = "INSERT INTO \(ident: table) (organization_id, \(unsafeRaw: batch.columns.joined(separator: ", "))) VALUES "
+                    for (r, row) in batch.rows.enumerated() {
+                        query += r == 0 ? "(\(bind: org)" : ", (\(bind: org)"
+                        for value in row { query += ", \(bind: value)" }
+                        query += ")"
+                    }
+                    query += " ON CONFLICT (id) DO NOTHING"
+                    try await db.raw(query).run()
+                    pending[table]!.rows.removeAll(keepingCapacity: true)
+                }
+                pendingRows = 0
+            }
             func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
-                let id = values[0] as! String
-                if try await db.raw("SELECT id FROM \(ident: table) WHERE id = \(bind: id)").first() != nil { return }
-                var query: SQLQueryString = "INSERT INTO \(ident: table) (organization_id, \(unsafeRaw: columns.joined(separator: ", "))) VALUES (\(bind: org)"
-                for value in values { query += ", \(bind: value)" }
-                query += ")"
-                try await db.raw(query).run()
+                if pending[table] == nil {
+                    order.append(table)
+                    pending[table] = (columns, [])
+                }
+                pending[table]!.rows.append(values)
+                pendingRows += 1
+                if pendingRows >= 400 { try await flush() }
             }
             for i in 0..<counts.providers {
                 try await insert("providers", ["id", "first_name", "last_name", "specialty", "npi", "email"], [
@@ -60,6 +82,7 @@ public struct SampleData: Sendable {
                 let productID = id("prd", "products", i)
                 try await insert("products", ["id", "name", "sku", "unit", "price_cents", "active", "created_at", "updated_at"], [
                     productID, p.0, p.1 + (i >= Self.products.count ? "-\(i)" : ""), p.2, Int64(500 + i * 250), true, now, now])
+                try await flush()
                 if try await db.raw("SELECT product_id FROM stock_levels WHERE organization_id = \(bind: org) AND product_id = \(bind: productID)").first() == nil {
                     try await db.raw("INSERT INTO stock_levels (organization_id, product_id, quantity, updated_at) VALUES (\(bind: org), \(bind: productID), \(bind: Int64(50 + i * 5)), \(bind: now))").run()
                 }
@@ -121,6 +144,7 @@ public struct SampleData: Sendable {
                 try await insert("inventory_change_lines", ["id", "change_id", "product_id", "quantity_delta", "position"], [
                     id("icl", "inventory-lines", i), change, id("prd", "products", i % counts.products), Int64(0), Int64(0)])
             }
+            try await flush()
         }
         return ["patients": max(existing, counts.patients), "appointments": counts.patients * 2, "providers": counts.providers,
                 "facilities": counts.facilities, "bills": counts.patients, "claims": counts.patients, "notes": counts.patients,

@@ -10,16 +10,41 @@ struct ClinicCall {
     /// Decoded path segments (`["v3", "patients", "pat_…"]`); empty for routes without parameters.
     let segments: [String]
     let store: ClinicStore
+    let operation: ClinicOperation
+    /// Where each path parameter is among ``segments`` (the version prefix is segment 0).
+    let parameterIndex: [String: Int]
     var organization: String { credential.organizationID }
     /// The surface's catalog and the credential's effective set on it.
     var catalog: CompiledCatalog { surface.catalog }
     var effective: ScopeSet { credential.effective[surface.index] }
 
-    /// A path id that must have the collection's prefix; a malformed one is simply not found.
-    func pathID(_ i: Int, prefix: String) throws -> String {
-        let id = segments[i]
+    /// A path parameter that is a record id of the prefix the operation declares; a malformed
+    /// one is simply not found.
+    func id(_ name: String) throws -> String {
+        let id = segments[parameterIndex[name]!]
+        let prefix = operation.ids[name]!
         guard Validate.isID(id, prefix: prefix) else { throw APIError.notFound("no \(prefix) record \"\(Validate.safe(id))\"") }
         return id
+    }
+
+    /// The query string, read with exactly the parameters the operation declares, each value
+    /// checked against its rule and the required ones present.
+    func query() throws -> QueryInput {
+        let query = try QueryInput(request.uri.query, allowed: Set(operation.query.map(\.name)))
+        for parameter in operation.query {
+            if let value = query[parameter.name] {
+                try parameter.rule.check(value, name: parameter.name)
+            } else if parameter.required {
+                throw APIError.badRequest("\(parameter.name) is required")
+            }
+        }
+        return query
+    }
+
+    /// The JSON body, read with exactly the fields the operation's body schema declares.
+    mutating func body() async throws -> JSONInput {
+        guard case .json(_, let schema) = operation.body else { return try await JSONInput(&request, allowed: []) }
+        return try await JSONInput(&request, allowed: schema.propertyNames)
     }
 }
 

@@ -11,8 +11,9 @@ enum NoteWrites {
         "image/webp": Array("RIFF".utf8),
     ]
 
-    static func provider(_ call: ClinicCall, _ query: QueryInput) async throws -> String {
-        guard let provider = try query.id("providerId", prefix: "prv") else { throw APIError.badRequest("providerId is required") }
+    /// The acting provider (`providerId`, required and well-formed: ``ClinicCall/query()``), which must exist in the clinic.
+    static func provider(_ call: ClinicCall) async throws -> String {
+        let provider = try call.query()["providerId"]!
         guard try await call.store.exists(.providers, organization: call.organization, id: provider) else {
             throw APIError.badRequest("providerId: no provider \"\(provider)\" in this organization")
         }
@@ -20,7 +21,7 @@ enum NoteWrites {
     }
 
     static func note(_ call: ClinicCall) async throws -> String {
-        let note = try call.pathID(2, prefix: "not")
+        let note = try call.id("noteId")
         guard try await call.store.exists(.notes, organization: call.organization, id: note) else {
             throw APIError.notFound("no note \"\(note)\" in this organization")
         }
@@ -28,9 +29,8 @@ enum NoteWrites {
     }
 
     static func uploadImage(_ call: inout ClinicCall) async throws -> Response {
-        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
         let noteID = try await note(call)
-        let providerID = try await provider(call, query)
+        let providerID = try await provider(call)
         let contentTypeHeader = call.request.headers[.contentType] ?? ""
         let contentType = contentTypeHeader.lowercased()
         let body: ByteBuffer
@@ -55,10 +55,9 @@ enum NoteWrites {
     }
 
     static func deleteImage(_ call: inout ClinicCall) async throws -> Response {
-        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
         let noteID = try await note(call)
-        _ = try await provider(call, query)
-        let imageID = try call.pathID(4, prefix: "img")
+        _ = try await provider(call)
+        let imageID = try call.id("imageId")
         guard try await call.store.deleteNoteImage(organization: call.organization, noteID: noteID, imageID: imageID) else {
             throw APIError.notFound("no image \"\(imageID)\" on note \"\(noteID)\"")
         }
@@ -68,10 +67,9 @@ enum NoteWrites {
     static let soapFields = ["subjective", "objective", "assessment", "plan"]
 
     static func editSOAP(_ call: inout ClinicCall) async throws -> Response {
-        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
         let noteID = try await note(call)
-        _ = try await provider(call, query)
-        let body = try await JSONInput(&call.request, allowed: Set(soapFields))
+        _ = try await provider(call)
+        let body = try await call.body()
         var fields: [(column: String, value: String)] = []
         for name in soapFields {
             if let value = try body.string(name, max: 20_000, required: false) { fields.append((name, value)) }
@@ -83,11 +81,10 @@ enum NoteWrites {
     }
 
     static func editImpression(_ call: inout ClinicCall) async throws -> Response {
-        let query = try QueryInput(call.request.uri.query, allowed: ["providerId"])
         let noteID = try await note(call)
-        _ = try await provider(call, query)
-        let impressionID = try call.pathID(4, prefix: "imp")
-        let body = try await JSONInput(&call.request, allowed: ["code", "description"])
+        _ = try await provider(call)
+        let impressionID = try call.id("impressionId")
+        let body = try await call.body()
         let code = try body.string("code", max: 20, required: false)
         let description = try body.string("description", max: 2_000, required: false)
         guard code != nil || description != nil else { throw APIError.badRequest("give code or description") }
@@ -105,15 +102,16 @@ enum NoteWrites {
 enum OtherWrites {
     static func optionalID(_ body: JSONInput, _ name: String, prefix: String, collection: ClinicCollection, _ call: ClinicCall) async throws -> String? {
         guard let id = try body.string(name, max: 64, required: false) else { return nil }
-        guard Validate.isID(id, prefix: prefix), try await call.store.exists(collection, organization: call.organization, id: id) else {
-            throw APIError.badRequest("field \"\(name)\": no \(collection.name) record \"\(Validate.safe(id))\" in this organization")
+        guard Validate.isID(id, prefix: prefix) else { throw APIError.badRequest("field \"\(name)\" must be an id of the form \(prefix)_<32 hex digits>") }
+        guard try await call.store.exists(collection, organization: call.organization, id: id) else {
+            throw APIError.badRequest("field \"\(name)\": no \(collection.name) record \"\(id)\" in this organization")
         }
         return id
     }
 
     static func createTask(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let body = try await JSONInput(&call.request, allowed: ["title", "description", "noteId", "providerId", "patientId", "dueDate"])
+        _ = try call.query()
+        let body = try await call.body()
         let title = try body.string("title", max: 200)!
         let description = try body.string("description", max: 5_000, required: false) ?? ""
         let dueDate = try body.string("dueDate", max: 10, required: false)
@@ -127,9 +125,9 @@ enum OtherWrites {
     }
 
     static func updateTask(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let id = try call.pathID(2, prefix: "tsk")
-        let body = try await JSONInput(&call.request, allowed: ["status"])
+        _ = try call.query()
+        let id = try call.id("id")
+        let body = try await call.body()
         let status = try body.string("status", max: 20)!
         guard status == "completed" || status == "cancelled" else {
             throw APIError.badRequest("field \"status\" must be completed or cancelled")
@@ -142,8 +140,8 @@ enum OtherWrites {
     }
 
     static func sendEmail(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let body = try await JSONInput(&call.request, allowed: ["to", "subject", "body", "patientId"])
+        _ = try call.query()
+        let body = try await call.body()
         let to = try body.string("to", max: 254)!
         guard Validate.isEmail(to) else { throw APIError.badRequest("field \"to\" must be an email address") }
         let subject = try body.string("subject", max: 300)!
@@ -157,8 +155,8 @@ enum OtherWrites {
     static let productFields: Set<String> = ["name", "sku", "unit", "priceCents", "active"]
 
     static func createProduct(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let body = try await JSONInput(&call.request, allowed: productFields)
+        _ = try call.query()
+        let body = try await call.body()
         let product = try await call.store.createProduct(
             organization: call.organization, name: try body.string("name", max: 200)!, sku: try sku(body, required: true)!,
             unit: try body.string("unit", max: 20, required: false) ?? "each", priceCents: try body.int("priceCents", range: 0...100_000_000)!,
@@ -175,10 +173,10 @@ enum OtherWrites {
     }
 
     static func updateProduct(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let id = try call.pathID(3, prefix: "prd")
-        let body = try await JSONInput(&call.request, allowed: productFields)
-        guard !productFields.filter(body.has).isEmpty else { throw APIError.badRequest("give at least one of \(productFields.sorted().joined(separator: ", "))") }
+        _ = try call.query()
+        let id = try call.id("id")
+        let body = try await call.body()
+        guard productFields.contains(where: { body.value($0).map { !$0.isNull } ?? false }) else { throw APIError.badRequest("give at least one of \(productFields.sorted().joined(separator: ", "))") }
         guard let product = try await call.store.updateProduct(
             organization: call.organization, id: id, name: try body.string("name", max: 200, required: false), sku: try sku(body, required: false),
             unit: try body.string("unit", max: 20, required: false), priceCents: try body.int("priceCents", range: 0...100_000_000, required: false),
@@ -188,8 +186,8 @@ enum OtherWrites {
     }
 
     static func createInventoryChange(_ call: inout ClinicCall) async throws -> Response {
-        _ = try QueryInput(call.request.uri.query, allowed: [])
-        let body = try await JSONInput(&call.request, allowed: ["reason", "note", "lines"])
+        _ = try call.query()
+        let body = try await call.body()
         let reason = try body.string("reason", max: 20)!
         guard ["restock", "usage", "adjustment", "correction"].contains(reason) else {
             throw APIError.badRequest("field \"reason\" must be one of adjustment, correction, restock, usage")

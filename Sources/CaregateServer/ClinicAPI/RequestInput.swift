@@ -172,8 +172,9 @@ struct JSONInput {
         if required && value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
             throw APIError.badRequest("field \"\(name)\" must not be empty")
         }
-        guard value.count <= max else { throw APIError.badRequest("field \"\(name)\" may be at most \(max) characters") }
-        guard !value.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r") || $0.value == 0x7F }) else {
+        // Counted as JSON Schema's maxLength counts: code points.
+        guard value.unicodeScalars.count <= max else { throw APIError.badRequest("field \"\(name)\" may be at most \(max) characters") }
+        guard !Validate.hasControlCharacters(value) else {
             throw APIError.badRequest("field \"\(name)\" contains control characters")
         }
         return value
@@ -261,9 +262,22 @@ enum Validate {
             && text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F }
     }
 
+    /// 1 to 100 characters, none of them a control character or ASCII punctuation other than
+    /// `' - . @ +` (so `%` and `_` never reach a LIKE pattern); letters of any script pass.
     static func isSearchText(_ text: String) -> Bool {
-        !text.isEmpty && text.count <= 100
-            && text.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || " '-.@+".unicodeScalars.contains($0) }
+        let scalars = text.unicodeScalars
+        return !scalars.isEmpty && scalars.count <= 100 && scalars.allSatisfy { scalar in
+            switch scalar.value {
+            case 0..<0x20, 0x7F: false
+            case 0x21...0x2F, 0x3A...0x40, 0x5B...0x60, 0x7B...0x7E: " '-.@+".unicodeScalars.contains(scalar)
+            default: true
+            }
+        }
+    }
+
+    /// A control character other than tab, newline and carriage return.
+    static func hasControlCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n" && $0 != "\t" && $0 != "\r") || $0.value == 0x7F }
     }
 
     /// Echoes client text into a message without control characters and at bounded length.

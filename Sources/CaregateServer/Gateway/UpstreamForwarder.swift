@@ -6,6 +6,7 @@ import Hummingbird
 import NIOCore
 import NIOHTTP1
 import Scopes
+import Synchronization
 
 /// The backend of a gateway surface: forwards an allowed request to the upstream without
 /// the caller's credential, with identity headers the upstream can trust. The upstream's
@@ -35,6 +36,8 @@ struct UpstreamForwarder: Sendable {
 
     /// Answers up to this size are buffered rather than streamed.
     static let bufferedResponseLimit = 256 * 1024
+    /// Request bodies of a known length up to this size are read whole before forwarding.
+    static let bufferedRequestLimit: Int64 = 256 * 1024
 
     /// Headers that belong to one connection (RFC 9110 §7.6.1) and never cross a proxy.
     static let hopByHop: Set<String> = [
@@ -122,10 +125,15 @@ struct UpstreamForwarder: Sendable {
         var outbound = HTTPClientRequest(url: upstream.base + target)
         outbound.method = .init(rawValue: request.method.rawValue)
         outbound.headers = headers
-        if let length = request.headers[.contentLength].flatMap(Int64.init) {
-            outbound.body = .stream(request.body, length: .known(length))
+        // A small body is read whole and sent as bytes; a larger one streams through, once: the
+        // request body allows one reader, and async-http-client asks again when it retries on
+        // a fresh connection, which must fail that request (a 502), not the process.
+        if let length = request.headers[.contentLength].flatMap(Int64.init), length <= Self.bufferedRequestLimit {
+            outbound.body = .bytes(try await request.body.collect(upTo: Int(length)))
+        } else if let length = request.headers[.contentLength].flatMap(Int64.init) {
+            outbound.body = .stream(OneReader(request.body), length: .known(length))
         } else if request.headers[.transferEncoding] != nil {
-            outbound.body = .stream(request.body, length: .unknown)
+            outbound.body = .stream(OneReader(request.body), length: .unknown)
         }
         let reply: HTTPClientResponse
         do {
@@ -155,5 +163,33 @@ struct UpstreamForwarder: Sendable {
 
     private func unavailableError() -> APIError {
         APIError(.badGateway, "bad_gateway", "The upstream of \(surface) is unavailable")
+    }
+}
+
+/// A request body that can be read once: a second reader gets an error instead of the
+/// trap the underlying unicast sequence would raise.
+final class OneReader: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    struct SecondReader: Error {}
+
+    private let body: RequestBody
+    private let taken = Mutex(false)
+
+    init(_ body: RequestBody) { self.body = body }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: RequestBody.AsyncIterator?
+        mutating func next() async throws -> ByteBuffer? {
+            guard base != nil else { throw SecondReader() }
+            return try await base!.next()
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        let first = taken.withLock { taken in
+            defer { taken = true }
+            return !taken
+        }
+        return AsyncIterator(base: first ? body.makeAsyncIterator() : nil)
     }
 }

@@ -15,12 +15,6 @@ struct ManagementOperation: Sendable {
         var optional = false
     }
 
-    struct QueryParameter: Sendable {
-        var name: String
-        var schema: Schema
-        var description: String
-    }
-
     var method: HTTPRequest.Method
     /// OpenAPI form: `/manage/apps/{appId}`.
     var path: String
@@ -49,6 +43,15 @@ struct ManagementCall {
     /// The JSON body, read with exactly the fields the operation's body schema declares.
     mutating func body() async throws -> JSONInput {
         try await JSONInput(&request, allowed: operation.body?.schema.propertyNames ?? [])
+    }
+
+    /// The query string, read with exactly the parameters the operation declares, each value checked against its rule.
+    func query() throws -> QueryInput {
+        let query = try QueryInput(request.uri.query, allowed: Set(operation.query.map(\.name)))
+        for parameter in operation.query {
+            if let value = query[parameter.name] { try parameter.rule.check(value, name: parameter.name) }
+        }
+        return query
     }
 
     /// Whether a body came (for operations whose body is optional).

@@ -1,4 +1,5 @@
 import HTTPTypes
+import Scopes
 
 /// The management API of SPEC §5, declared once: the router, the caller checks and the
 /// OpenAPI document are all built from this table.
@@ -8,14 +9,14 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/developers", callers: [.operator], summary: "Create a developer (operator); the token is shown once",
             body: .init(name: "NewDeveloper", schema: .object(
-                [("name", .string(minLength: 1, maxLength: 200)), ("email", .string(maxLength: 254, format: "email"))],
+                [("name", .requiredText(max: 200)), ("email", ValueRule.email.schema)],
                 required: ["name", "email"], closed: true)),
             success: .created, response: "Developer", handler: { try await $0.createDeveloper(&$1) }),
         .init(
             method: .post, path: "/manage/organizations", callers: [.operator],
             summary: "Create an organization (operator); a key works only in clinics of its own environment; the admin token is shown once",
             body: .init(name: "NewOrganization", schema: .object(
-                [("name", .string(minLength: 1, maxLength: 200)), ("environment", .oneOf(["prd", "sbx"]))], required: ["name"], closed: true)),
+                [("name", .requiredText(max: 200)), ("environment", .oneOf(["prd", "sbx"]))], required: ["name"], closed: true)),
             success: .created, response: "Organization", handler: { try await $0.createOrganization(&$1) }),
         .init(
             method: .post, path: "/manage/organizations/{orgId}/sample-data", callers: [.operator], summary: "Generate synthetic clinic data (operator)",
@@ -37,11 +38,11 @@ enum ManagementAPI {
             method: .post, path: "/manage/tokens", callers: [.operator],
             summary: "Issue a management token for a developer (dev_…) or a clinic (org_…) (operator); shown once",
             body: .init(name: "NewManagementToken", schema: .object(
-                [("subjectId", .string(minLength: 1, maxLength: 100)), ("expiresAt", .dateTime)], required: ["subjectId"], closed: true)),
+                [("subjectId", .requiredText(max: 100)), ("expiresAt", .dateTime)], required: ["subjectId"], closed: true)),
             success: .created, response: "ManagementToken", handler: { try await $0.issueToken(&$1) }),
         .init(
             method: .get, path: "/manage/tokens", callers: [.operator], summary: "Developer and clinic-admin tokens, without the secrets (operator)",
-            query: [.init(name: "subjectId", schema: .string(maxLength: 100), description: "Only the tokens of this developer or organization")],
+            query: [.init(name: "subjectId", rule: .text(max: 100), description: "Only the tokens of this developer (dev_…) or organization (either form)")],
             success: .ok, response: "ManagementTokenList", handler: { try await $0.listTokens(&$1) }),
         .init(
             method: .delete, path: "/manage/tokens/{tokenId}", callers: [.operator], summary: "Revoke a developer's or clinic admin's token at once (operator)",
@@ -50,8 +51,7 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/apps", callers: [.developer], summary: "Create an app declaring scopes on a surface (developer)",
             body: .init(name: "NewApp", schema: .object(
-                [("slug", .string(minLength: 3, maxLength: 40, pattern: "^[a-z][a-z0-9-]{1,38}[a-z0-9]$")), ("name", .string(minLength: 1, maxLength: 200)),
-                 ("surface", .string(maxLength: 40)), ("scopes", .scopes)],
+                [("slug", .text), ("name", .text), ("surface", .text), ("scopes", .ref("ScopeList"))],
                 required: ["slug", "name", "scopes"], closed: true)),
             success: .created, response: "App", conflicts: true, handler: { try await $0.createApp(&$1) }),
         .init(
@@ -59,13 +59,13 @@ enum ManagementAPI {
             success: .ok, response: "App", handler: { try await $0.getApp(&$1) }),
         .init(
             method: .post, path: "/manage/apps/{appId}/versions", callers: [.developer], summary: "Add an app version; it becomes live (developer)",
-            body: .init(name: "NewAppVersion", schema: .object([("scopes", .scopes)], required: ["scopes"], closed: true)),
+            body: .init(name: "NewAppVersion", schema: .object([("scopes", .ref("ScopeList"))], required: ["scopes"], closed: true)),
             success: .created, response: "AppVersion", handler: { try await $0.createVersion(&$1) }),
         .init(
             method: .post, path: "/manage/apps/{appId}/keys", callers: [.developer],
             summary: "Create an API key; without scopes it inherits the clinic's approved scopes; the key is shown once (developer)",
             body: .init(name: "NewAPIKey", schema: .object(
-                [("name", .string(minLength: 1, maxLength: 100)), ("environment", .oneOf(["prd", "sbx"])), ("scopes", .scopes), ("expiresAt", .dateTime)],
+                [("name", .requiredText(max: 100)), ("environment", .oneOf(["prd", "sbx"])), ("scopes", .ref("APIKeyScopeList")), ("expiresAt", .dateTime)],
                 required: ["name", "environment"], closed: true)),
             success: .created, response: "APIKey", handler: { try await $0.createKey(&$1) }),
         .init(
@@ -75,8 +75,8 @@ enum ManagementAPI {
             method: .post, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
             summary: "Register an OAuth 2.0 client: with jwks or jwksUri it authenticates with private_key_jwt, otherwise with a secret shown once (developer)",
             body: .init(name: "NewOAuthClient", schema: .object(
-                [("scopes", .scopes), ("grantTypes", .array(.oneOf(["client_credentials"]), minItems: 1, maxItems: 4)),
-                 ("credentialType", .oneOf(["oauth2", "service_key"])), ("organizationId", .string(maxLength: 40)),
+                [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["client_credentials"]), minItems: 1, maxItems: 4)),
+                 ("credentialType", .oneOf(["oauth2", "service_key"])), ("organizationId", ValueRule.organization.schema),
                  ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri"))],
                 required: ["scopes", "grantTypes"], closed: true)),
             success: .created, response: "OAuthClient", handler: { try await $0.createOAuthClient(&$1) }),
@@ -92,7 +92,7 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/installations", callers: [.clinicAdmin],
             summary: "Install an app, approving all or some of its live version's scopes (clinic admin)",
-            body: .init(name: "NewInstallation", schema: .object([("appId", .string(maxLength: 40)), ("scopes", .scopes)], required: ["appId"], closed: true)),
+            body: .init(name: "NewInstallation", schema: .object([("appId", .requiredText(max: 40)), ("scopes", .ref("ScopeList"))], required: ["appId"], closed: true)),
             success: .created, response: "Installation", conflicts: true, handler: { try await $0.install(&$1) }),
         .init(
             method: .get, path: "/manage/installations/{id}", callers: [.clinicAdmin],
@@ -101,7 +101,7 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/installations/{id}/approve", callers: [.clinicAdmin],
             summary: "Re-approve against the live version (clinic admin)",
-            body: .init(name: "Approval", schema: .object([("scopes", .scopes)], required: ["scopes"], closed: true)),
+            body: .init(name: "Approval", schema: .object([("scopes", .ref("ScopeList"))], required: ["scopes"], closed: true)),
             success: .ok, response: "Installation", handler: { try await $0.approve(&$1) }),
         .init(
             method: .delete, path: "/manage/installations/{id}", callers: [.clinicAdmin],
@@ -112,11 +112,11 @@ enum ManagementAPI {
             method: .get, path: "/manage/audit", callers: [.operator, .clinicAdmin],
             summary: "The audit log, newest first (operator; a clinic admin sees its own clinic's)",
             query: [
-                .init(name: "organizationId", schema: .string(maxLength: 40), description: "org_<32 hex> or its UUID form"),
-                .init(name: "appId", schema: .string(pattern: "^app_[0-9a-f]{32}$"), description: "Only this app's requests"),
-                .init(name: "decision", schema: .oneOf(["allowed", "denied"]), description: "Only allowed or only denied requests"),
-                .init(name: "limit", schema: .integer(minimum: 1, maximum: 200), description: "Page size (default 50)"),
-                .init(name: "cursor", schema: .string(maxLength: 64), description: "nextCursor of the previous page"),
+                .init(name: "organizationId", rule: .organization, description: "Only this clinic's requests"),
+                .init(name: "appId", rule: .id(prefix: "app"), description: "Only this app's requests"),
+                .init(name: "decision", rule: .oneOf(["allowed", "denied"]), description: "Only allowed or only denied requests"),
+                .init(name: "limit", rule: .limit, description: "Page size (default 50)"),
+                .init(name: "cursor", rule: .auditCursor, description: "nextCursor of the previous page"),
             ],
             success: .ok, response: "AuditPage", handler: { try await $0.auditPage(&$1) }),
     ]
@@ -171,8 +171,35 @@ extension ManagementAPI {
         ("JWKS", .object([("keys", .array(.map(.any), minItems: 1, maxItems: 20))], required: ["keys"])),
     ]
 
-    /// Every schema the management API names: request bodies and answers.
-    static var schemas: [(String, Schema)] {
-        operations.compactMap { $0.body.map { ($0.name, $0.schema) } } + responseSchemas
+    /// Every schema the management API names: request bodies and answers, with the scope and
+    /// surface names of the served catalogs (an app's scopes must exist on its surface).
+    static func schemas(registry: SurfaceRegistry) -> [(String, Schema)] {
+        let bodies = operations.compactMap { $0.body.map { ($0.name, $0.schema) } }.map { name, schema in
+            name == "NewApp" ? (name, newApp(registry)) : (name, schema)
+        }
+        func names(_ catalogs: [CompiledCatalog], _ type: CredentialType? = nil) -> [String] {
+            Set(catalogs.flatMap { catalog in catalog.scopes.filter { type == nil || $0.credentialTypes.contains(type!) }.map(\.name) }).sorted()
+        }
+        return bodies + responseSchemas + [
+            ("ScopeList", .array(.oneOf(names(registry.catalogs)), maxItems: 256)),
+            ("APIKeyScopeList", .array(.oneOf(names(registry.catalogs, .apiKey)), maxItems: 256)),
+        ]
+    }
+
+    /// `NewApp` by app group: the surface (absent: the clinic data API's) decides which scopes exist.
+    static func newApp(_ registry: SurfaceRegistry) -> Schema {
+        var groups: [String: [Surface]] = [:]
+        for surface in registry.surfaces { groups[surface.group, default: []].append(surface) }
+        let common: [(String, Schema)] = [
+            ("slug", .string(minLength: 3, maxLength: 40, pattern: Schema.whole("[a-z][a-z0-9-]{1,38}[a-z0-9]"))), ("name", .requiredText(max: 200)),
+        ]
+        return .oneOfSchemas(groups.keys.sorted().map { group in
+            let surfaces = groups[group]!
+            let scopes = Set(surfaces.flatMap { $0.catalog.scopes.map(\.name) }).sorted()
+            let isDefault = surfaces.contains { $0.name == SurfaceRegistry.defaultAppSurface }
+            return .object(
+                common + [("surface", .oneOf(surfaces.map(\.name))), ("scopes", .array(.oneOf(scopes), maxItems: 256))],
+                required: ["slug", "name", "scopes"] + (isDefault ? [] : ["surface"]), closed: true)
+        })
     }
 }

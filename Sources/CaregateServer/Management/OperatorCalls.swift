@@ -37,7 +37,7 @@ extension ManagementRoutes {
     }
 
     func listTokens(_ call: inout ManagementCall) async throws -> Response {
-        let query = try QueryInput(call.request.uri.query, allowed: ["subjectId"])
+        let query = try call.query()
         let subject = query["subjectId"].map { Identifier.organizationID(fromClientForm: $0) ?? $0 }
         let tokens = try await grants.managementTokens(subjectID: subject)
         return JSONResponse.make(["code": "success", "data": .array(tokens.map { tokenJSON($0) })] as JSONValue)

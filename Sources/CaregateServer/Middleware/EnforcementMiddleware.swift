@@ -20,7 +20,7 @@ struct EnforcementMiddleware: RouterMiddleware {
         let path = request.targetPath
         guard let surface = registry.surface(for: path) else { return try await next(request, context) }
         // A gateway surface's public routes (the practice API's token endpoint) are Caregate's own.
-        if surface.isRouterRoute(request.method, path) { return try await next(request, context) }
+        if surface.isRouterPath(path) { return try await next(request, context) }
         let method = Scopes.HTTPMethod(request.method)
         return try await audit.recording(request, path: path, context) { event in
             let credential = try await authenticator.authenticate(request, &event)

@@ -63,15 +63,18 @@ final class RouterMethods: Sendable {
         self.routes.withLock { $0 = routes.map { ($0.method, $0.path.split(separator: "/")) } }
     }
 
-    /// The methods of the routes whose template matches `path` (`{name}` matches one segment), `HEAD` with `GET`.
+    /// The methods of the routes the router would match `path` with, as Hummingbird's trie
+    /// matches: segment by segment a literal beats a `{name}` and there is no backtracking
+    /// (`/manage/tokens/rotate` is the POST route's only, not `DELETE /manage/tokens/{tokenId}`'s).
+    /// `HEAD` comes with `GET`.
     func allowed(_ path: String) -> [String] {
         let segments = path.split(separator: "/")
-        var methods = routes.withLock { routes in
-            routes.filter { route in
-                route.segments.count == segments.count
-                    && zip(route.segments, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
-            }.map(\.method)
+        var candidates = routes.withLock { $0 }.filter { $0.segments.count == segments.count }
+        for (i, segment) in segments.enumerated() {
+            let literal = candidates.filter { $0.segments[i] == segment }
+            candidates = literal.isEmpty ? candidates.filter { $0.segments[i].hasPrefix("{") } : literal
         }
+        var methods = candidates.map(\.method)
         if methods.contains("GET") { methods.append("HEAD") }
         let order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
         return Set(methods).sorted { (order.firstIndex(of: $0) ?? 99, $0) < (order.firstIndex(of: $1) ?? 99, $1) }

@@ -2,141 +2,103 @@ import CaregateStore
 import HTTPTypes
 import Scopes
 
-/// The OpenAPI 3.1 document of the whole HTTP surface, built from the same lists that
-/// register the routes: the management routes and the catalogs' route tables.
+/// The OpenAPI 3.1 document of the whole HTTP surface, built from the declarations the
+/// server runs: the management table, the clinic API's operations, the surfaces' route
+/// tables and the value rules. Every operation lists every status it can answer.
 enum OpenAPIDocument {
     static func build(registry: SurfaceRegistry, version: String) -> JSONValue {
-        var paths: [(String, [(String, JSONValue)])] = []
-        func add(_ method: String, _ path: String, _ operation: JSONValue) {
-            if let i = paths.firstIndex(where: { $0.0 == path }) { paths[i].1.append((method, operation)) } else { paths.append((path, [(method, operation)])) }
+        var paths = OpenAPIPaths()
+        var schemas: [(String, JSONValue)] = [
+            ("Error", Schema.object(
+                [("code", .text), ("message", .text), ("trace_id", .string(format: "uuid"))], required: ["code", "message", "trace_id"]).json),
+            ("OAuthError", Schema.object([("error", .text), ("error_description", .text)], required: ["error", "error_description"]).json),
+        ]
+        ServerOperations.add(to: &paths, schemas: &schemas)
+        for operation in ManagementAPI.operations { addManagement(operation, to: &paths) }
+        schemas += ManagementAPI.schemas(registry: registry).map { ($0.0, $0.1.json) }
+        for surface in registry.clinicAPISurfaces { SurfaceOperations.addClinicAPI(surface, to: &paths) }
+        schemas += ClinicRoutes.operations.compactMap { operation in
+            guard case .json(let name, let schema) = operation.body else { return nil }
+            return (name, schema.json)
         }
-        func parameters(_ path: String) -> [JSONValue] {
-            path.split(separator: "/").filter { $0.hasPrefix("{") }.map { segment in
-                ["name": .string(String(segment.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
-            }
-        }
-        let errorResponse: JSONValue = ["description": "Error", "content": ["application/json": ["schema": ["$ref": "#/components/schemas/Error"]]]]
-        let jsonBody: JSONValue = ["required": true, "content": ["application/json": ["schema": ["type": "object"]]]]
-
-        for (path, summary) in [("/healthz", "Liveness"), ("/readyz", "Readiness (database reachable)"), ("/metrics", "Prometheus metrics"),
-                                ("/openapi.json", "This document"), ("/.well-known/jwks.json", "Public keys of the access-token signer"),
-                                ("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)"),
-                                ("/.well-known/smart-configuration", "SMART on FHIR configuration (backend services)")] {
-            add("get", path, ["summary": .string(summary), "security": [], "responses": ["200": ["description": "OK"]]])
-        }
-        for path in ["/oauth2/token", "/api/2.0/oauth2/token"] {
-            add("post", path, [
-                "summary": "Token endpoint: client_credentials with client_secret_basic or client_secret_post (RFC 6749)",
-                "tags": ["oauth"], "security": [],
-                "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": ["type": "object", "properties": [
-                    "grant_type": ["type": "string"], "scope": ["type": "string"], "client_id": ["type": "string"], "client_secret": ["type": "string"],
-                ]]]]],
-                "responses": ["200": ["description": "access_token, token_type, expires_in, scope"], "400": ["description": "RFC 6749 error"],
-                              "401": ["description": "invalid_client"]],
-            ])
-        }
-        for (path, summary) in [("/oauth2/introspect", "Token introspection (RFC 7662); client-authenticated"),
-                                ("/oauth2/revoke", "Token revocation (RFC 7009); client-authenticated")] {
-            add("post", path, [
-                "summary": .string(summary), "tags": ["oauth"], "security": [],
-                "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": ["type": "object", "properties": [
-                    "token": ["type": "string"], "token_type_hint": ["type": "string"],
-                ]]]]],
-                "responses": ["200": ["description": "OK"], "400": ["description": "RFC 6749 error"], "401": ["description": "invalid_client"]],
-            ])
-        }
-        for operation in ManagementAPI.operations {
-            var responses: [(String, JSONValue)] = [
-                (String(operation.success.code), operation.response.map { ["description": "Success", "content": ["application/json": ["schema": Schema.ref($0).json]]] }
-                    ?? ["description": "Success"]),
-                ("400", errorResponse), ("401", errorResponse), ("403", errorResponse), ("404", errorResponse),
-            ]
-            if operation.conflicts { responses.append(("409", errorResponse)) }
-            var parameters = parameters(operation.path)
-            for query in operation.query {
-                parameters.append(["name": .string(query.name), "in": "query", "required": false, "schema": query.schema.json, "description": .string(query.description)])
-            }
-            var document: JSONValue = [
-                "summary": .string(operation.summary), "tags": ["management"], "security": [["managementToken": []]],
-                "parameters": .array(parameters), "responses": .object(responses),
-            ]
-            if let body = operation.body {
-                responses.append(("413", errorResponse))
-                responses.append(("415", errorResponse))
-                document.set("responses", .object(responses))
-                document.set("requestBody", ["required": .bool(!body.optional), "content": ["application/json": ["schema": Schema.ref(body.name).json]]])
-            }
-            add(operation.method.rawValue.lowercased(), operation.path, document)
-        }
-        for catalog in registry.clinicAPISurfaces.map(\.catalog) {
-            for route in catalog.routes {
-                var responses: [(String, JSONValue)] = [
-                    (route.method == .post ? "201" : (route.method == .delete ? "204" : "200"), ["description": "Success"]),
-                    ("400", errorResponse), ("401", errorResponse), ("404", errorResponse),
-                ]
-                if !route.isPublic { responses.append(("403", errorResponse)) }
-                var operation: JSONValue = [
-                    "summary": .string(route.description ?? route.template),
-                    "description": .string("Required scope: \(route.requirement)"),
-                    "tags": .string(catalog.surface).asArray,
-                    "x-required-scope": .string(route.requirement),
-                    "security": [["apiKey": []]],
-                    "parameters": .array(parameters(route.path) + [
-                        ["name": "X-Organization-Id", "in": "header", "required": true, "schema": ["type": "string"],
-                         "description": "The clinic: org_<32 hex> or its UUID form"],
-                    ]),
-                    "responses": .object(responses),
-                ]
-                if route.method == .post || route.method == .put || route.method == .patch { operation.set("requestBody", jsonBody) }
-                add(route.method.description.lowercased(), route.path, operation)
-            }
-        }
-        for catalog in registry.gatewaySurfaces.map(\.catalog) {
-            for route in catalog.routes where !route.isPublic {
-                let path = documentedPath(route.path)
-                var operation: JSONValue = [
-                    "summary": .string(route.description ?? route.template),
-                    "description": .string("Gateway route (forwarded to the \(catalog.surface) upstream). Required scope: \(route.requirement)"),
-                    "tags": .string(catalog.surface).asArray,
-                    "x-required-scope": .string(route.requirement),
-                    "security": [["credential": []]],
-                    "parameters": .array(parameters(path) + [
-                        ["name": "X-Organization-Id", "in": "header", "required": false, "schema": ["type": "string"],
-                         "description": "The clinic (not needed with a token of a clinic-bound client)"],
-                    ]),
-                    "responses": [
-                        "200": ["description": "The upstream's answer, passed through"], "401": errorResponse, "403": errorResponse,
-                        "404": errorResponse, "502": errorResponse, "504": errorResponse,
-                    ],
-                ]
-                if route.method == .post || route.method == .put || route.method == .patch {
-                    operation.set("requestBody", ["content": ["*/*": ["schema": [:] as JSONValue]]])
-                }
-                add(route.method.description.lowercased(), path, operation)
-            }
-        }
+        for surface in registry.gatewaySurfaces { SurfaceOperations.addGateway(surface, to: &paths) }
         return [
             "openapi": "3.1.0",
-            "info": ["title": "Caregate", "version": .string(version),
-                     "description": "Scope-based permission system for healthcare partner APIs: management API and the built-in clinic data API."],
-            "paths": .object(paths.map { ($0.0, .object($0.1)) }),
+            "info": [
+                "title": "Caregate", "version": .string(version),
+                "description": """
+                    Scope-based permission system for healthcare partner APIs: the management API, OAuth 2.0, \
+                    the built-in clinic data API (/v3, /v1) and the gateway surfaces. Every error answer is \
+                    {code, message, trace_id} (RFC 6749 {error, error_description} on /oauth2); every 405 carries Allow.
+                    """,
+            ],
+            "paths": paths.json,
             "components": [
                 "securitySchemes": [
                     "apiKey": ["type": "http", "scheme": "bearer", "description": "API key (<prefix>_<env>_ak_…) with X-Organization-Id"],
                     "managementToken": ["type": "http", "scheme": "bearer", "description": "Operator, developer or clinic-admin token"],
                     "credential": ["type": "http", "scheme": "bearer", "description": "API key or OAuth 2.0 access token"],
                 ],
-                "schemas": .object([
-                    ("Error", ["type": "object", "required": ["code", "message", "trace_id"],
-                               "properties": ["code": ["type": "string"], "message": ["type": "string"], "trace_id": ["type": "string", "format": "uuid"]]]),
-                ] + ManagementAPI.schemas.map { ($0.0, $0.1.json) }),
+                "schemas": .object(schemas),
             ],
         ]
     }
 
-    /// A route template as an OpenAPI path: a trailing `*` (any deeper path) becomes `{rest}`.
-    static func documentedPath(_ template: String) -> String {
-        template.split(separator: "/", omittingEmptySubsequences: false).map { $0 == "*" ? "{rest}" : String($0) }.joined(separator: "/")
+    // MARK: Responses
+
+    static func errorResponse(_ description: String) -> JSONValue {
+        ["description": .string(description), "content": ["application/json": ["schema": Schema.ref("Error").json]]]
+    }
+
+    /// 405, with the `Allow` header every 405 carries.
+    static let methodNotAllowed: JSONValue = [
+        "description": "Method not allowed on this path; Allow lists those that are",
+        "headers": ["Allow": ["required": true, "schema": ["type": "string"]]],
+        "content": ["application/json": ["schema": Schema.ref("Error").json]],
+    ]
+
+    static func success(_ status: HTTPResponse.Status, _ schema: Schema?) -> (String, JSONValue) {
+        guard let schema, status != .noContent else { return (String(status.code), ["description": .string(status.reasonPhrase)]) }
+        return (String(status.code), ["description": .string(status.reasonPhrase), "content": ["application/json": ["schema": schema.json]]])
+    }
+
+    static func pathParameter(_ name: String, _ schema: Schema, _ description: String? = nil) -> JSONValue {
+        var parameter: JSONValue = ["name": .string(name), "in": "path", "required": true, "schema": schema.json]
+        if let description { parameter.set("description", .string(description)) }
+        return parameter
+    }
+
+    static func queryParameter(_ parameter: QueryParameter) -> JSONValue {
+        ["name": .string(parameter.name), "in": "query", "required": .bool(parameter.required), "schema": parameter.rule.schema.json,
+         "description": .string(parameter.description)]
+    }
+
+    // MARK: Management
+
+    static func addManagement(_ operation: ManagementOperation, to paths: inout OpenAPIPaths) {
+        var responses: [(String, JSONValue)] = [success(operation.success, operation.response.map { .ref($0) })]
+        responses += [
+            ("400", errorResponse("Invalid input (the message names it)")), ("401", errorResponse("Missing or invalid management token")),
+            ("403", errorResponse("A token of another kind")), ("404", errorResponse("No such record of the caller's")),
+            ("405", methodNotAllowed),
+        ]
+        if operation.conflicts { responses.append(("409", errorResponse("The record's state forbids it"))) }
+        var document: JSONValue = [
+            "summary": .string(operation.summary), "tags": ["management"], "security": [["managementToken": []]],
+            "x-caregate-callers": .array(operation.callers.map(\.rawValue).sorted().map { .string($0) }),
+        ]
+        if let body = operation.body {
+            responses += [("413", errorResponse("Body over 64 KiB")), ("415", errorResponse("Body not application/json"))]
+            document.set("requestBody", [
+                "required": .bool(!body.optional), "content": ["application/json": ["schema": Schema.ref(body.name).json]],
+            ])
+        }
+        let (path, _) = paths.file(operation.path)
+        var parameters = OpenAPIPaths.parameterNames(operation.path).map { pathParameter($0, .string(minLength: 1, maxLength: 100)) }
+        parameters += operation.query.map(queryParameter)
+        document.set("parameters", .array(parameters))
+        document.set("responses", .object(responses))
+        paths.add(operation.method.rawValue.lowercased(), path, document)
     }
 }
 

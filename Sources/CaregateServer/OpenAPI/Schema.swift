@@ -19,16 +19,43 @@ indirect enum Schema: Sendable {
     case ref(String)
     /// Any JSON value.
     case any
+    /// At least one of the schemas holds.
+    case anyOf([Schema])
+    /// Exactly one of the schemas holds.
+    case oneOfSchemas([Schema])
+    /// Both hold.
+    case allOf([Schema])
+    /// The schema does not hold.
+    case not(Schema)
+    /// An object with these properties; any other property must match `additional`.
+    case openObject([(String, Schema)], required: [String], additional: Schema)
 
     static let id = Schema.string(maxLength: 100)
     static let text = Schema.string()
     static let dateTime = Schema.string(format: "date-time")
-    static let scopes = Schema.array(.string(minLength: 1, maxLength: 200), maxItems: 256)
+
+    /// A pattern matching the whole value. `(?![\s\S])` rather than `$`: in some regex
+    /// dialects (Python's, which schema-driven tools use) `$` also matches before a final newline.
+    static func whole(_ body: String) -> String { "^" + body + "(?![\\s\\S])" }
+
+    /// No control characters but tab, newline and carriage return (as ``JSONInput`` reads strings).
+    static let noControlCharacters = whole("[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*")
+    /// A required string field: something other than white space, no control characters.
+    static func requiredText(max: Int) -> Schema {
+        .string(minLength: 1, maxLength: max, pattern: "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*(?![\\s\\S])")
+    }
+    /// An optional string field (may be empty), without control characters.
+    static func optionalText(max: Int) -> Schema { .string(maxLength: max, pattern: noControlCharacters) }
+    static func idPattern(_ prefix: String) -> Schema { .string(pattern: whole("\(prefix)_[0-9a-f]{32}")) }
 
     /// The property names of an object schema (a request body's allowed fields).
     var propertyNames: Set<String> {
-        if case .object(let properties, _, _) = self { return Set(properties.map(\.0)) }
-        return []
+        switch self {
+        case .object(let properties, _, _): Set(properties.map(\.0))
+        case .allOf(let schemas): schemas.reduce(into: Set<String>()) { $0.formUnion($1.propertyNames) }
+        case .openObject(let properties, _, _): Set(properties.map(\.0))
+        default: []
+        }
     }
 
     var json: JSONValue {
@@ -57,7 +84,11 @@ indirect enum Schema: Sendable {
             if let maxItems { object.append(("maxItems", .int(Int64(maxItems)))) }
             return .object(object)
         case .object(let properties, let required, let closed):
-            var object: [(String, JSONValue)] = [("type", "object"), ("properties", .object(properties.map { ($0.0, $0.1.json) }))]
+            // A request body (closed) reads an optional field sent as null as absent.
+            let rendered = properties.map { name, schema in
+                (name, closed && !required.contains(name) ? Schema.nullable(schema).json : schema.json)
+            }
+            var object: [(String, JSONValue)] = [("type", "object"), ("properties", .object(rendered))]
             if !required.isEmpty { object.append(("required", .array(required.map { .string($0) }))) }
             if closed { object.append(("additionalProperties", false)) }
             return .object(object)
@@ -69,6 +100,19 @@ indirect enum Schema: Sendable {
             return ["$ref": .string("#/components/schemas/\(name)")]
         case .any:
             return [:]
+        case .anyOf(let schemas):
+            return ["anyOf": .array(schemas.map(\.json))]
+        case .oneOfSchemas(let schemas):
+            return ["oneOf": .array(schemas.map(\.json))]
+        case .allOf(let schemas):
+            return ["allOf": .array(schemas.map(\.json))]
+        case .not(let schema):
+            return ["not": schema.json]
+        case .openObject(let properties, let required, let additional):
+            var object: [(String, JSONValue)] = [("type", "object"), ("properties", .object(properties.map { ($0.0, $0.1.json) }))]
+            if !required.isEmpty { object.append(("required", .array(required.map { .string($0) }))) }
+            object.append(("additionalProperties", additional.json))
+            return .object(object)
         }
     }
 }

@@ -1,4 +1,3 @@
-import HTTPTypes
 import Scopes
 
 /// One protected surface: a catalog, the path prefixes it owns, and what answers the
@@ -25,11 +24,11 @@ final class Surface: Sendable {
     let backend: Backend
     /// Route templates by route index, as metrics and the audit log name them (`/v3/patients/{id}`).
     let routeTemplates: [String]
-    /// A gateway surface's public routes (method, path without a trailing `/`): Caregate's own
-    /// router answers them without a credential (the practice API's token endpoint). On the
-    /// clinic data API a public route still needs a valid credential, only no scope
-    /// (`/v3/marketplace/me`).
-    private let routerRoutes: [(method: Scopes.HTTPMethod, path: Substring)]
+    /// The paths (without a trailing `/`) of a gateway surface's public routes: Caregate's own
+    /// router answers them, with any method, without a credential (the practice API's token
+    /// endpoint; a GET there is the router's 405). On the clinic data API a public route still
+    /// needs a valid credential, only no scope (`/v3/marketplace/me`).
+    private let routerPaths: [Substring]
     /// Whether this surface's credentials get `/marketplace/me`'s body precomputed.
     let answersMe: Bool
 
@@ -43,9 +42,9 @@ final class Surface: Sendable {
         self.backend = backend
         routeTemplates = catalog.routes.map(\.path)
         if case .upstream = backend {
-            routerRoutes = catalog.routes.filter(\.isPublic).map { ($0.method, Self.withoutTrailingSlash($0.path[...])) }
+            routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) }
         } else {
-            routerRoutes = []
+            routerPaths = []
         }
         if case .clinicAPI(let api) = backend {
             answersMe = api.meRoute != nil
@@ -54,12 +53,12 @@ final class Surface: Sendable {
         }
     }
 
-    /// Whether Caregate's router answers this request itself (see ``routerRoutes``): an exact
+    /// Whether Caregate's router answers this request itself (see ``routerPaths``): an exact
     /// match only, so that any other spelling of the path is enforced.
-    func isRouterRoute(_ method: HTTPRequest.Method, _ path: String) -> Bool {
-        guard !routerRoutes.isEmpty, let method = Scopes.HTTPMethod(method.rawValue) else { return false }
+    func isRouterPath(_ path: String) -> Bool {
+        guard !routerPaths.isEmpty else { return false }
         let path = Self.withoutTrailingSlash(path[...])
-        return routerRoutes.contains { $0.method == method && $0.path == path }
+        return routerPaths.contains(path)
     }
 
     private static func withoutTrailingSlash(_ path: Substring) -> Substring {

@@ -1,0 +1,77 @@
+import CaregateStore
+
+/// Caregate's own routes beside the management API: health, metrics, this document, the
+/// OAuth 2.0 endpoints and the discovery documents.
+enum ServerOperations {
+    static func add(to paths: inout OpenAPIPaths, schemas: inout [(String, JSONValue)]) {
+        func get(_ path: String, _ summary: String, _ responses: [(String, JSONValue)]) {
+            let (documented, _) = paths.file(path)
+            paths.add("get", documented, [
+                "summary": .string(summary), "tags": ["server"], "security": [],
+                "responses": .object(responses + [("405", OpenAPIDocument.methodNotAllowed)]),
+            ])
+        }
+        func json(_ schema: Schema) -> JSONValue { ["description": "OK", "content": ["application/json": ["schema": schema.json]]] }
+        let status = Schema.object([("status", .text)], required: ["status"])
+        get("/healthz", "Liveness", [("200", json(status))])
+        get("/readyz", "Readiness: the database answers", [("200", json(status)), ("503", OpenAPIDocument.errorResponse("The database is not reachable"))])
+        get("/metrics", "Prometheus metrics (requests by route template, method and status)", [
+            ("200", ["description": "OK", "content": ["text/plain": ["schema": ["type": "string"]]]]),
+        ])
+        get("/openapi.json", "This document", [("200", json(.map(.any)))])
+        get("/.well-known/jwks.json", "Public keys of the access-token signer", [("200", json(.object([("keys", .array(.map(.any)))], required: ["keys"])))])
+        get("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)", [("200", json(.ref("ServerMetadata")))])
+        get("/.well-known/smart-configuration", "SMART App Launch configuration", [("200", json(.ref("ServerMetadata")))])
+        schemas.append(("ServerMetadata", Schema.object(
+            [("issuer", .text), ("token_endpoint", .text), ("jwks_uri", .text), ("grant_types_supported", .array(.text)),
+             ("token_endpoint_auth_methods_supported", .array(.text)), ("scopes_supported", .array(.text))],
+            required: ["issuer", "token_endpoint", "jwks_uri", "grant_types_supported", "token_endpoint_auth_methods_supported"]).json))
+
+        schemas.append(("TokenRequest", tokenRequest.json))
+        schemas.append(("TokenResponse", Schema.object(
+            [("access_token", .text), ("token_type", .oneOf(["Bearer"])), ("expires_in", .integer(minimum: 1)), ("scope", .text)],
+            required: ["access_token", "token_type", "expires_in", "scope"]).json))
+        schemas.append(("TokenQuery", tokenQuery.json))
+        schemas.append(("Introspection", Schema.object(
+            [("active", .boolean), ("scope", .text), ("client_id", .text), ("token_type", .text), ("exp", .integer()), ("iat", .integer()),
+             ("sub", .text), ("aud", .text), ("iss", .text), ("jti", .text), ("org", .text)],
+            required: ["active"]).json))
+        for path in ["/oauth2/token", "/api/2.0/oauth2/token"] {
+            oauth(&paths, path, "Token endpoint: client_credentials, with client_secret_basic, client_secret_post or private_key_jwt (RFC 6749, RFC 7523)",
+                  request: "TokenRequest", success: json(.ref("TokenResponse")))
+        }
+        oauth(&paths, "/oauth2/introspect", "Token introspection (RFC 7662); a client introspects its own tokens",
+              request: "TokenQuery", success: json(.ref("Introspection")))
+        oauth(&paths, "/oauth2/revoke", "Token revocation (RFC 7009); a client revokes its own tokens",
+              request: "TokenQuery", success: ["description": "Revoked, or not a token of this client"])
+    }
+
+    static let assertionFields: [(String, Schema)] = [
+        ("client_assertion_type", .oneOf(["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"])), ("client_assertion", .text),
+    ]
+
+    /// An RFC 6749 form: the named parameters, any other as a single string (ignored); one client
+    /// authentication method per request (a secret and an assertion never together).
+    static func form(_ properties: [(String, Schema)], required: [String]) -> Schema {
+        .allOf([
+            .openObject(properties + [("client_id", .text), ("client_secret", .text)] + assertionFields, required: required, additional: .text),
+            .not(.object([], required: ["client_secret", "client_assertion"])),
+            .not(.object([], required: ["client_secret", "client_assertion_type"])),
+        ])
+    }
+
+    static let tokenRequest = form([("grant_type", .text), ("scope", .text)], required: ["grant_type"])
+    static let tokenQuery = form([("token", .text), ("token_type_hint", .text)], required: ["token"])
+
+    static func oauth(_ paths: inout OpenAPIPaths, _ path: String, _ summary: String, request: String, success: JSONValue) {
+        let (documented, _) = paths.file(path)
+        let oauthError: JSONValue = ["description": "RFC 6749 error", "content": ["application/json": ["schema": Schema.ref("OAuthError").json]]]
+        paths.add("post", documented, [
+            "summary": .string(summary), "tags": ["oauth"], "security": [],
+            "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": Schema.ref(request).json]]],
+            "responses": [
+                "200": success, "400": oauthError, "401": oauthError, "405": OpenAPIDocument.methodNotAllowed,
+            ],
+        ])
+    }
+}

@@ -1,0 +1,97 @@
+"""Schemathesis hooks of scripts/schemathesis: the credential each operation is called with.
+
+The world comes from scripts/seed_world.py (the JSON file named by CG_WORLD). The credential
+follows the security requirement the operation declares in /openapi.json:
+
+  managementToken  the principal the operation is for, from its `x-caregate-callers`: the
+                   operator when it may call it, else the developer, else the clinic admin. POST /manage/tokens/rotate (the
+                   caller's own token, which stops at once) gets a fresh token of a developer
+                   kept for it alone, issued by the operator for every test case;
+  apiKey           the marketplace-v3 key with every scope (/v3 and /v1 share it);
+  credential       gateway routes: on the platform surface the platform API key when it may
+                   carry the route's `x-required-scope`, else an access token of the
+                   clinic-bound platform OAuth client; on the practice API an access token of
+                   the clinic-bound `apiv2` client (the practice API takes no API keys);
+  any http basic   (should the document declare client authentication for /oauth2/*) the
+                   marketplace OAuth client's id and secret.
+
+Operations without a security requirement are sent without credentials. X-Organization-Id is
+not set here: it is a declared header parameter, pinned in scripts/schemathesis.toml.
+Every provider is uncached (refresh_interval=None) so a 401 is never retried behind the
+checks' back.
+"""
+import base64
+import json
+import os
+
+import requests
+
+import schemathesis
+
+with open(os.environ["CG_WORLD"]) as f:
+    WORLD = json.load(f)
+
+_PLATFORM_KEY_SCOPES = set(WORLD["platform"]["keyScopes"])
+
+
+def _security_names(operation):
+    definition = operation.definition.raw
+    security = definition.get("security")
+    if security is None:
+        security = operation.schema.raw_schema.get("security", [])
+    names = []
+    for requirement in security:
+        names.extend(requirement)
+    return names
+
+
+def _scheme(operation, name):
+    return operation.schema.raw_schema.get("components", {}).get("securitySchemes", {}).get(name, {})
+
+
+def _management_token(operation):
+    if operation.method.upper() == "POST" and operation.path == "/manage/tokens/rotate":
+        response = requests.post(WORLD["base"] + "/manage/tokens", timeout=30,
+                                 json={"subjectId": WORLD["rotator"]["id"]},
+                                 headers={"Authorization": "Bearer " + WORLD["operator"]})
+        response.raise_for_status()
+        return response.json()["token"]
+    callers = operation.definition.raw.get("x-caregate-callers", ["operator"])
+    if "operator" in callers:
+        return WORLD["operator"]
+    if "developer" in callers:
+        return WORLD["developer"]["token"]
+    return WORLD["clinic"]["adminToken"]
+
+
+def _gateway_credential(operation):
+    definition = operation.definition.raw
+    tags = definition.get("tags", [])
+    if "practice-api" in tags:
+        return WORLD["practice"]["token"]
+    if definition.get("x-required-scope") in _PLATFORM_KEY_SCOPES:
+        return WORLD["platform"]["key"]
+    return WORLD["platform"]["token"]
+
+
+@schemathesis.auth(refresh_interval=None)
+class CaregateAuth:
+    def get(self, case, context):
+        operation = case.operation
+        for name in _security_names(operation):
+            scheme = _scheme(operation, name)
+            if scheme.get("type") == "http" and scheme.get("scheme", "").lower() == "basic":
+                client = WORLD["marketplace"]
+                raw = f"{client['clientId']}:{client['clientSecret']}".encode()
+                return "Basic " + base64.b64encode(raw).decode()
+            if name == "managementToken":
+                return "Bearer " + _management_token(operation)
+            if name == "apiKey":
+                return "Bearer " + WORLD["marketplace"]["key"]
+            if name == "credential":
+                return "Bearer " + _gateway_credential(operation)
+        return None
+
+    def set(self, case, data, context):
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = data
