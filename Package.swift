@@ -39,7 +39,6 @@ let package = Package(
         .target(
             name: "CaregateStore",
             dependencies: [
-                "Scopes",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),

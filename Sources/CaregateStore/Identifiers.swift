@@ -23,20 +23,15 @@ public enum Identifier {
     /// per-process prefix and a counter (8 + 8 hex digits), so ids are sortable, unique
     /// across instances, and cost no system call on the request path.
     public static func timeOrdered(_ prefix: String, millis: Int64) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(prefix.utf8.count + 30)
-        appendTimeOrdered(prefix, millis: millis, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// ``timeOrdered(_:millis:)`` written straight into `out` (the audit writer's bulk insert).
-    static func appendTimeOrdered(_ prefix: String, millis: Int64, to out: inout [UInt8]) {
+        var out: [UInt8] = []
+        out.reserveCapacity(prefix.utf8.count + 30)
         let count = counter.add(1, ordering: .relaxed).newValue
         out.append(contentsOf: prefix.utf8)
         out.append(UInt8(ascii: "_"))
         appendHex(UInt64(max(millis, 0)), digits: 13, to: &out)
         appendHex(processTag, digits: 8, to: &out)
         appendHex(count, digits: 8, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Random per process, so that two instances never make the same id in the same millisecond.

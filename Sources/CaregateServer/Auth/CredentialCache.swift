@@ -106,6 +106,4 @@ final class CredentialCache: Sendable {
             state.epoch &+= 1
         }
     }
-
-    var count: Int { state.withLock { $0.entries.count } }
 }

@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import SQLKit
+
+/// API keys: issue, look up, rotate, revoke; and the key-text format.
+extension GrantStore {
+    static let keyColumns = "id, app_id, lookup_id, key_hash, environment, name, display, scopes, expires_at, revoked_at, replaced_by, created_at"
+
+    func key(from row: any SQLRow) throws -> APIKeyRecord {
+        APIKeyRecord(
+            id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
+            lookupID: try row.decode(column: "lookup_id", as: String.self), keyHash: try row.decode(column: "key_hash", as: String.self),
+            environment: try row.decode(column: "environment", as: String.self), name: try row.decode(column: "name", as: String.self),
+            display: try row.decode(column: "display", as: String.self),
+            scopes: try row.decode(column: "scopes", as: String?.self).map { [String](stored: $0) },
+            expiresAt: try row.decode(column: "expires_at", as: Int64?.self), revokedAt: try row.decode(column: "revoked_at", as: Int64?.self),
+            replacedBy: try row.decode(column: "replaced_by", as: String?.self), createdAt: try row.decode(column: "created_at", as: Int64.self))
+    }
+
+    /// Key text: `<prefix>_<env>_ak_<12-character lookup id><40-character secret>`, all base62 from
+    /// the system CSPRNG (the secret alone is 238 bits). Only the keyed hash is stored.
+    func newKey(environment: String) -> (key: String, lookupID: String, display: String) {
+        let lookupID = Secrets.randomBase62(12)
+        let secretPart = Secrets.randomBase62(40)
+        let body = lookupID + secretPart
+        let key = "\(keyPrefix)_\(environment)_ak_\(body)"
+        let display = "\(keyPrefix)_\(environment)_ak_\(body.prefix(3))...\(body.suffix(3))"
+        return (key, lookupID, display)
+    }
+
+    /// The lookup id of a presented key, or `nil` when it is not shaped like one of ours
+    /// (`<prefix>_<prd|sbx>_ak_<52 base62>`). Byte-level: it runs on every request.
+    public func lookupID(ofPresentedKey key: Substring) -> String? {
+        let prefixLength = keyPrefix.utf8.count
+        var key = key
+        return key.withUTF8 { b -> String? in
+            let bodyStart = prefixLength + 8
+            guard b.count == bodyStart + 52 else { return nil }
+            var prefix = keyPrefix
+            let prefixMatches = prefix.withUTF8 { p in (0..<prefixLength).allSatisfy { b[$0] == p[$0] } }
+            guard prefixMatches, b[prefixLength] == UInt8(ascii: "_"), b[prefixLength + 4] == UInt8(ascii: "_"),
+                  b[prefixLength + 5] == UInt8(ascii: "a"), b[prefixLength + 6] == UInt8(ascii: "k"), b[prefixLength + 7] == UInt8(ascii: "_")
+            else { return nil }
+            let env = (b[prefixLength + 1], b[prefixLength + 2], b[prefixLength + 3])
+            guard env == (UInt8(ascii: "p"), UInt8(ascii: "r"), UInt8(ascii: "d")) || env == (UInt8(ascii: "s"), UInt8(ascii: "b"), UInt8(ascii: "x")) else { return nil }
+            for i in bodyStart..<b.count {
+                switch b[i] {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"): continue
+                default: return nil
+                }
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: b[bodyStart..<(bodyStart + 12)]), as: UTF8.self)
+        }
+    }
+
+    public func createKey(appID: String, name: String, environment: String, scopes: [String]?, expiresAt: Int64?) async throws -> IssuedKey {
+        let (text, lookupID, display) = newKey(environment: environment)
+        let record = APIKeyRecord(
+            id: Identifier.random("key"), appID: appID, lookupID: lookupID, keyHash: hash(text),
+            environment: environment, name: name, display: display, scopes: scopes, expiresAt: expiresAt, revokedAt: nil,
+            replacedBy: nil, createdAt: Clock.millis())
+        try await insert(record, db: sql)
+        return IssuedKey(record: record, key: text)
+    }
+
+    func insert(_ r: APIKeyRecord, db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO api_keys (id, app_id, lookup_id, key_hash, prefix, environment, name, display, scopes, expires_at, created_at)
+            VALUES (\(bind: r.id), \(bind: r.appID), \(bind: r.lookupID), \(bind: r.keyHash), \(bind: keyPrefix), \(bind: r.environment),
+                    \(bind: r.name), \(bind: r.display), \(bind: r.scopes?.stored), \(bind: r.expiresAt), \(bind: r.createdAt))
+            """).run()
+    }
+
+    public func key(id: String) async throws -> APIKeyRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE id = \(bind: id)").first().map(key(from:))
+    }
+
+    public func key(lookupID: String) async throws -> APIKeyRecord? {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE lookup_id = \(bind: lookupID)").first().map(key(from:))
+    }
+
+    public func keys(appID: String) async throws -> [APIKeyRecord] {
+        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE app_id = \(bind: appID) ORDER BY created_at, id").all().map(key(from:))
+    }
+
+    /// A new key with the old one's name, environment and scopes; the old key keeps working
+    /// until `now + grace` (never beyond its own expiry), then stops.
+    /// A key that was rotated already, revoked or has expired is not rotated again (409).
+    public func rotate(keyID: String, graceSeconds: Int) async throws -> IssuedKey? {
+        guard let old = try await key(id: keyID) else { return nil }
+        if old.revokedAt != nil { throw StoreError.conflict("key \(keyID) is revoked") }
+        if let replacement = old.replacedBy { throw StoreError.conflict("key \(keyID) was rotated already (replaced by \(replacement))") }
+        if let expiry = old.expiresAt, expiry <= Clock.millis() { throw StoreError.conflict("key \(keyID) has expired") }
+        let (text, lookupID, display) = newKey(environment: old.environment)
+        let record = APIKeyRecord(
+            id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: hash(text),
+            environment: old.environment, name: old.name, display: display, scopes: old.scopes, expiresAt: old.expiresAt,
+            revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
+        let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000
+        let oldExpiry = min(old.expiresAt ?? .max, graceEnd)
+        try await change { db in
+            try await insert(record, db: db)
+            try await db.raw("UPDATE api_keys SET expires_at = \(bind: oldExpiry), replaced_by = \(bind: record.id) WHERE id = \(bind: keyID)").run()
+        }
+        return IssuedKey(record: record, key: text)
+    }
+
+    public func revoke(keyID: String) async throws {
+        try await change { db in
+            try await db.raw("UPDATE api_keys SET revoked_at = \(bind: Clock.millis()) WHERE id = \(bind: keyID) AND revoked_at IS NULL").run()
+        }
+    }
+}
