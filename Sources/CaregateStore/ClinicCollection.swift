@@ -3,13 +3,7 @@ import SQLKit
 /// One list/detail collection of the clinic data API: its table, the columns it shows
 /// (and their JSON names) and the filters its list accepts.
 public struct ClinicCollection: Sendable {
-    public enum Kind: Sendable { case text, optionalText, int, bool }
-
-    public struct Field: Sendable {
-        var column: String
-        var key: String
-        var kind: Kind
-    }
+    public typealias Kind = RowShape.Kind
 
     /// How a query parameter narrows a list.
     public enum Filter: Sendable {
@@ -27,35 +21,21 @@ public struct ClinicCollection: Sendable {
     public let name: String
     public let idPrefix: String
     let table: String
-    let fields: [Field]
+    /// The record's shape: `id`, then the collection's fields.
+    public let shape: RowShape
     public let filters: [String: Filter]
 
     init(_ name: String, idPrefix: String, table: String, fields: [(String, String, Kind)], filters: [String: Filter] = [:]) {
         self.name = name
         self.idPrefix = idPrefix
         self.table = table
-        self.fields = fields.map { Field(column: $0.0, key: $0.1, kind: $0.2) }
+        self.shape = RowShape([("id", "id", .text)] + fields.map { ($0.0, $0.1, $0.2) })
         self.filters = filters
     }
 
-    /// The JSON fields of a record after `id`, in order: their names and kinds.
-    public var jsonFields: [(key: String, kind: Kind)] { fields.map { ($0.key, $0.kind) } }
+    var columnList: String { shape.columnList }
 
-    var columnList: String { (["id"] + fields.map(\.column)).joined(separator: ", ") }
-
-    func json(_ row: any SQLRow) throws -> JSONValue {
-        var pairs: [(String, JSONValue)] = [("id", .string(try row.decode(column: "id", as: String.self)))]
-        for field in fields {
-            let value: JSONValue = switch field.kind {
-            case .text: .string(try row.decode(column: field.column, as: String.self))
-            case .optionalText: .optional(try row.decode(column: field.column, as: String?.self))
-            case .int: .int(try row.decode(column: field.column, as: Int64.self))
-            case .bool: .bool(try row.decode(column: field.column, as: Bool.self))
-            }
-            pairs.append((field.key, value))
-        }
-        return .object(pairs)
-    }
+    func json(_ row: any SQLRow) throws -> JSONValue { try shape.json(row) }
 }
 
 extension ClinicCollection {

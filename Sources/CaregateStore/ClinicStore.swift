@@ -58,20 +58,11 @@ public struct ClinicStore: Sendable {
         let lines = try await sql.raw("""
             SELECT id, code, description, units, amount_cents FROM bill_line_items
             WHERE organization_id = \(bind: organization) AND bill_id = \(bind: id) ORDER BY position
-            """).all().map { row -> JSONValue in
-            [("id", .string(try row.decode(column: "id", as: String.self))), ("code", .string(try row.decode(column: "code", as: String.self))),
-             ("description", .string(try row.decode(column: "description", as: String.self))),
-             ("units", .int(try row.decode(column: "units", as: Int64.self))), ("amountCents", .int(try row.decode(column: "amount_cents", as: Int64.self)))]
-                .asObject
-        }
+            """).all().map(RowShape.billLine.json)
         let groups = try await sql.raw("""
             SELECT id, code_system, codes FROM bill_coding_groups
             WHERE organization_id = \(bind: organization) AND bill_id = \(bind: id) ORDER BY position
-            """).all().map { row -> JSONValue in
-            [("id", .string(try row.decode(column: "id", as: String.self))), ("system", .string(try row.decode(column: "code_system", as: String.self))),
-             ("codes", .array(try row.decode(column: "codes", as: String.self).split(separator: " ").map { .string(String($0)) }))]
-                .asObject
-        }
+            """).all().map(RowShape.codingGroup.json)
         bill.set("lineItems", .array(lines))
         bill.set("codingGroups", .array(groups))
         return bill
@@ -83,12 +74,7 @@ public struct ClinicStore: Sendable {
                 SELECT payer_name, plan_name, member_id, group_number FROM claims WHERE organization_id = \(bind: organization) AND id = \(bind: id)
                 """).first()
         else { return nil }
-        claim.set("insurance", [
-            ("payerName", .string(try row.decode(column: "payer_name", as: String.self))),
-            ("planName", .string(try row.decode(column: "plan_name", as: String.self))),
-            ("memberId", .string(try row.decode(column: "member_id", as: String.self))),
-            ("groupNumber", .string(try row.decode(column: "group_number", as: String.self))),
-        ].asObject)
+        claim.set("insurance", try RowShape.insurance.json(row))
         return claim
     }
 
@@ -103,17 +89,10 @@ public struct ClinicStore: Sendable {
             else { continue }
             let impressions = try await sql.raw("""
                 SELECT id, code, description FROM note_impressions WHERE organization_id = \(bind: organization) AND note_id = \(bind: id) ORDER BY position
-                """).all().map { r -> JSONValue in
-                [("id", .string(try r.decode(column: "id", as: String.self))), ("code", .string(try r.decode(column: "code", as: String.self))),
-                 ("description", .string(try r.decode(column: "description", as: String.self)))].asObject
-            }
-            note.set("soapNote", [
-                ("subjective", .string(try row.decode(column: "subjective", as: String.self))),
-                ("objective", .string(try row.decode(column: "objective", as: String.self))),
-                ("assessment", .string(try row.decode(column: "assessment", as: String.self))),
-                ("plan", .string(try row.decode(column: "plan", as: String.self))),
-                ("impressions", .array(impressions)),
-            ].asObject)
+                """).all().map(RowShape.impression.json)
+            var soap = try RowShape.soapNote.json(row)
+            soap.set("impressions", .array(impressions))
+            note.set("soapNote", soap)
             result.append(note)
         }
         return result
@@ -123,11 +102,7 @@ public struct ClinicStore: Sendable {
         try await sql.raw("""
             SELECT id, provider_id, content_type, size, created_at FROM note_images
             WHERE organization_id = \(bind: organization) AND note_id = \(bind: noteID) ORDER BY id
-            """).all().map { r in
-            [("id", .string(try r.decode(column: "id", as: String.self))), ("providerId", .string(try r.decode(column: "provider_id", as: String.self))),
-             ("contentType", .string(try r.decode(column: "content_type", as: String.self))), ("size", .int(try r.decode(column: "size", as: Int64.self))),
-             ("createdAt", .int(try r.decode(column: "created_at", as: Int64.self)))].asObject
-        }
+            """).all().map(RowShape.noteImage.json)
     }
 
     public func inventoryChangeProducts(organization: String, changeID: String) async throws -> [JSONValue]? {
@@ -136,11 +111,7 @@ public struct ClinicStore: Sendable {
             SELECT l.product_id, l.quantity_delta, p.name, p.sku FROM inventory_change_lines l
             JOIN products p ON p.id = l.product_id AND p.organization_id = l.organization_id
             WHERE l.organization_id = \(bind: organization) AND l.change_id = \(bind: changeID) ORDER BY l.position
-            """).all().map { r in
-            [("productId", .string(try r.decode(column: "product_id", as: String.self))), ("name", .string(try r.decode(column: "name", as: String.self))),
-             ("sku", .string(try r.decode(column: "sku", as: String.self))), ("quantityDelta", .int(try r.decode(column: "quantity_delta", as: Int64.self)))]
-                .asObject
-        }
+            """).all().map(RowShape.inventoryLine.json)
     }
 
     public func inventoryChangeDetail(organization: String, id: String) async throws -> JSONValue? {
@@ -157,11 +128,7 @@ public struct ClinicStore: Sendable {
             """
         if let productID { query += " AND s.product_id = \(bind: productID)" }
         query += " ORDER BY s.product_id"
-        return try await sql.raw(query).all().map { r in
-            [("productId", .string(try r.decode(column: "product_id", as: String.self))), ("name", .string(try r.decode(column: "name", as: String.self))),
-             ("sku", .string(try r.decode(column: "sku", as: String.self))), ("quantity", .int(try r.decode(column: "quantity", as: Int64.self))),
-             ("updatedAt", .int(try r.decode(column: "updated_at", as: Int64.self)))].asObject
-        }
+        return try await sql.raw(query).all().map(RowShape.stockLevel.json)
     }
 
     public func exists(_ collection: ClinicCollection, organization: String, id: String) async throws -> Bool {

@@ -3,45 +3,38 @@ import CaregateStore
 /// The JSON of the clinic data API as schemas: records from the collections' field tables,
 /// details and write bodies as the store and the handlers build them.
 enum ClinicSchemas {
-    /// A record of a collection: `id` and the collection's fields.
-    static func record(_ collection: ClinicCollection, extra: [(String, Schema)] = [], optional: [(String, Schema)] = []) -> Schema {
-        let fields: [(String, Schema)] = collection.jsonFields.map { key, kind in
-            switch kind {
-            case .text: (key, .text)
-            case .optionalText: (key, .nullable(.text))
-            case .int: (key, .integer())
-            case .bool: (key, .boolean)
+    /// The schema of a row shape: every field required, typed as the store writes it.
+    static func object(_ shape: RowShape, extra: [(String, Schema)] = [], optional: [(String, Schema)] = [], id: Schema? = nil) -> Schema {
+        let fields: [(String, Schema)] = shape.fields.map { field in
+            switch field.kind {
+            case .text: (field.key, field.key == "id" ? id ?? .text : .text)
+            case .optionalText: (field.key, .nullable(.text))
+            case .int: (field.key, .integer())
+            case .bool: (field.key, .boolean)
+            case .words: (field.key, .array(.text))
             }
         }
-        let required = (["id"] + fields.map(\.0) + extra.map(\.0))
-        return .object([("id", .idPattern(collection.idPrefix))] + fields + extra + optional, required: required)
+        return .object(fields + extra + optional, required: (fields + extra).map(\.0))
     }
 
-    static let lineItem = Schema.object(
-        [("id", .text), ("code", .text), ("description", .text), ("units", .integer()), ("amountCents", .integer())],
-        required: ["id", "code", "description", "units", "amountCents"])
-    static let codingGroup = Schema.object(
-        [("id", .text), ("system", .text), ("codes", .array(.text))], required: ["id", "system", "codes"])
-    static let insurance = Schema.object(
-        [("payerName", .text), ("planName", .text), ("memberId", .text), ("groupNumber", .text)],
-        required: ["payerName", "planName", "memberId", "groupNumber"])
-    static let impression = Schema.object([("id", .text), ("code", .text), ("description", .text)], required: ["id", "code", "description"])
-    static let soapNote = Schema.object(
-        [("subjective", .text), ("objective", .text), ("assessment", .text), ("plan", .text), ("impressions", .array(impression))],
-        required: ["subjective", "objective", "assessment", "plan", "impressions"])
-    static let noteImage = Schema.object(
-        [("id", .text), ("providerId", .text), ("contentType", .text), ("size", .integer(minimum: 1)), ("createdAt", .integer())],
-        required: ["id", "providerId", "contentType", "size", "createdAt"])
+    /// A record of a collection: `id` and the collection's fields.
+    static func record(_ collection: ClinicCollection, extra: [(String, Schema)] = [], optional: [(String, Schema)] = []) -> Schema {
+        object(collection.shape, extra: extra, optional: optional, id: .idPattern(collection.idPrefix))
+    }
+
+    static let lineItem = object(.billLine)
+    static let codingGroup = object(.codingGroup)
+    static let insurance = object(.insurance)
+    static let impression = object(.impression)
+    static let soapNote = object(.soapNote, extra: [("impressions", .array(impression))])
+    static let noteImage = object(.noteImage)
     static let uploadedImage = Schema.object(
-        [("id", .text), ("noteId", .text), ("providerId", .text), ("contentType", .text), ("size", .integer(minimum: 1)), ("createdAt", .integer())],
+        [("id", .text), ("noteId", .text), ("providerId", .text), ("contentType", .text), ("size", .integer()), ("createdAt", .integer())],
         required: ["id", "noteId", "providerId", "contentType", "size", "createdAt"])
     static let editedImpression = Schema.object(
         [("id", .text), ("noteId", .text), ("code", .text), ("description", .text)], required: ["id", "noteId", "code", "description"])
-    static let inventoryLine = Schema.object(
-        [("productId", .text), ("name", .text), ("sku", .text), ("quantityDelta", .integer())], required: ["productId", "name", "sku", "quantityDelta"])
-    static let stockLevel = Schema.object(
-        [("productId", .text), ("name", .text), ("sku", .text), ("quantity", .integer()), ("updatedAt", .integer())],
-        required: ["productId", "name", "sku", "quantity", "updatedAt"])
+    static let inventoryLine = object(.inventoryLine)
+    static let stockLevel = object(.stockLevel)
 
     static let bill = record(.bills, extra: [("lineItems", .array(lineItem)), ("codingGroups", .array(codingGroup))])
     static let claim = record(.claims, extra: [("insurance", insurance)])
