@@ -24,7 +24,7 @@ public struct DemoSetup: Sendable {
         let (organization, adminToken) = try await server.grants.createOrganization(name: "Demo Clinic", environment: "sbx")
         let slug = "demo-app-" + Secrets.randomHex(bytes: 3)
         let app = try await server.grants.createApp(
-            developerID: developer.id, slug: slug, name: "Demo App", surface: "marketplace-v3", scopes: appScopes)
+            developerID: developer.id, slug: slug, name: "Demo App", surface: SurfaceRegistry.defaultAppSurface, scopes: appScopes)
         _ = try await server.grants.install(appID: app.id, organizationID: organization.id, versionID: app.liveVersionID, scopes: appScopes)
         let full = try await server.grants.createKey(appID: app.id, name: "full access (inherits approvals)", environment: "sbx", scopes: nil, expiresAt: nil)
         let limited = try await server.grants.createKey(appID: app.id, name: "patients only", environment: "sbx", scopes: ["read:patients"], expiresAt: nil)

@@ -58,8 +58,10 @@ import Testing
             let pkey = try await s.createKey(developer: pdev.token, app: papp.id, scopes: nil)
             let gateway = try await s.request("GET", "/api/identity/match", token: pkey.key, organization: pclinic.uuid)
             #expect(gateway.status == 405 && gateway.header("Allow") == "POST")
-            // Without a credential the method is not even looked at.
+            // Without a credential the method is not even looked at; a method no route table
+            // knows is a 404 on a path that does not exist.
             #expect(try await s.request("DELETE", "/v3/patients").status == 401)
+            #expect(try await s.request("PROPFIND", "/v3/nothing-here", token: key.key, organization: clinic.uuid).status == 404)
 
             for (method, path, allow) in [("GET", "/manage/developers", "POST"), ("PUT", "/manage/apps/app_1", "GET, HEAD"), ("GET", "/oauth2/token", "POST")] {
                 let reply = try await s.request(method, path, token: s.operatorToken)

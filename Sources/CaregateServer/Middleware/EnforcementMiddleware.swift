@@ -24,7 +24,9 @@ struct EnforcementMiddleware: RouterMiddleware {
         let method = Scopes.HTTPMethod(request.method)
         return try await audit.recording(request, path: path, context) { event in
             let credential = try await authenticator.authenticate(request, &event)
-            let decision = method.map { Self.decide(surface, credential.effective[surface.index], $0, path, request.uri.query) } ?? .methodNotAllowed
+            // A method no route table knows (PROPFIND) is a 405 where the path exists, else a 404.
+            let decision = method.map { Self.decide(surface, credential.effective[surface.index], $0, path, request.uri.query) }
+                ?? (Self.allowedMethods(surface, path).isEmpty ? .notFound : .methodNotAllowed)
             event.note(decision, in: surface.catalog)
             if let route = decision.route { context.coreContext.endpointPath.value = surface.routeTemplates[route.index] }
             switch decision {
