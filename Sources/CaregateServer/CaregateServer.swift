@@ -33,6 +33,11 @@ public struct ServerOptions: Sendable {
     /// Addresses of proxies in front of Caregate: only their `X-Forwarded-For` and
     /// `X-Forwarded-Proto` reach an upstream (extended with the caller); anyone else's are replaced.
     public var trustedProxies: Set<String> = []
+    /// Hosts (names or addresses) a client's `jwksUri` may name although they are loopback,
+    /// private or link-local (`--allow-outbound-host`); everything else must be public.
+    public var allowedOutboundHosts: Set<String> = []
+    /// How host names are resolved for that check (the system resolver when nil).
+    public var hostResolver: HostResolver?
 
     public init() {}
 }
@@ -58,6 +63,8 @@ public final class CaregateServer: Sendable {
     /// Outbound HTTP (pooled connections): gateway upstreams and clients' JWKS URLs.
     let httpClient: HTTPClient
     let clientKeySets: ClientKeySets
+    /// Which hosts a client's URL may make the server connect to.
+    let outbound: OutboundAddressPolicy
     /// Keep-alive connections to plain-http upstreams, by surface.
     let upstreamPools: [String: UpstreamConnectionPool]
     private let listening = ListeningPort()
@@ -99,7 +106,9 @@ public final class CaregateServer: Sendable {
         httpClient = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
-        clientKeySets = ClientKeySets(client: httpClient, minimumRefetchInterval: options.jwksRefetchInterval)
+        outbound = OutboundAddressPolicy(
+            allowedHosts: options.allowedOutboundHosts, resolve: options.hostResolver ?? OutboundAddressPolicy.systemResolve)
+        clientKeySets = ClientKeySets(client: httpClient, policy: outbound, minimumRefetchInterval: options.jwksRefetchInterval)
         var pools: [String: UpstreamConnectionPool] = [:]
         for upstream in options.upstreams {
             pools[upstream.surface] = UpstreamConnectionPool(upstream: upstream, bufferLimit: UpstreamForwarder.bufferedResponseLimit)
@@ -187,7 +196,7 @@ public final class CaregateServer: Sendable {
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
         ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, tokens: tokens, registry: registry,
-            oauth: oauth
+            oauth: oauth, outbound: outbound
         ).register(on: router)
         methods.set(router.routes.map { ($0.method.rawValue, $0.path.description) })
         return router

@@ -143,6 +143,10 @@ struct ServerArguments: ParsableArguments {
         "Address of a proxy in front of Caregate whose X-Forwarded-For/-Proto the gateway keeps (repeatable; anyone else's are replaced).",
         valueName: "IP"))
     var trustedProxies: [String] = []
+    @Option(name: .customLong("allow-outbound-host"), help: ArgumentHelp(
+        "A host (name or address) a client's jwksUri may name although it is loopback, private or link-local (repeatable).",
+        valueName: "HOST"))
+    var allowedOutboundHosts: [String] = []
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -162,6 +166,7 @@ struct ServerArguments: ParsableArguments {
             throw ValidationError("--trusted-proxy takes an IP address, got \"\(proxy)\"")
         }
         options.trustedProxies = Set(trustedProxies)
+        options.allowedOutboundHosts = Set(allowedOutboundHosts)
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

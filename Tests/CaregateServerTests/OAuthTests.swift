@@ -368,7 +368,7 @@ struct ClientJWKSURLTests {
         let publicKeys = try #require((keys["public"] as? [String: Any])?["keys"] as? [[String: Any]])
         // The client publishes its EC key first; the RSA key comes with a later rotation.
         try files.write("jwks.json", json: ["keys": publicKeys.filter { $0["kid"] as? String == "es-1" }])
-        try await withServer(.sqlite, configure: { $0.jwksRefetchInterval = .zero }) { s in
+        try await withServer(.sqlite, configure: { $0.jwksRefetchInterval = .zero; $0.allowedOutboundHosts = ["127.0.0.1"] }) { s in
             let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
             // Only https (or http on loopback) URLs, and not together with inline keys.
             for bad in ["http://example.com/jwks.json", "ftp://127.0.0.1/jwks.json", "https://u@example.com/jwks.json"] {

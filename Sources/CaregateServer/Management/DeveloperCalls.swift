@@ -91,8 +91,13 @@ extension ManagementRoutes {
         let jwksURI = try body.string("jwksUri", max: 2048, required: false)
         if let jwksURI {
             guard jwks == nil else { throw APIError.badRequest("give \"jwks\" or \"jwksUri\", not both") }
-            guard Self.isAcceptableJWKSURL(jwksURI) else {
-                throw APIError.badRequest("field \"jwksUri\" must be an https URL (http only on a loopback host), without user, query or fragment")
+            guard let host = acceptableJWKSHost(jwksURI) else {
+                throw APIError.badRequest("field \"jwksUri\" must be an https URL (http only for an allowlisted host), without user, query or fragment")
+            }
+            do {
+                try await outbound.check(host: host)
+            } catch {
+                throw APIError.badRequest("field \"jwksUri\": \(error) (a client's keys are fetched from public addresses only)")
             }
         }
         let grantTypes = try body.stringArray("grantTypes")!

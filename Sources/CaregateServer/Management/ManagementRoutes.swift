@@ -14,6 +14,7 @@ struct ManagementRoutes: Sendable {
     let tokens: TokenService
     let registry: SurfaceRegistry
     let oauth: OAuthStore
+    let outbound: OutboundAddressPolicy
 
     /// `expiresAt` (ISO 8601, in the future) of a body, as milliseconds.
     static func expiresAt(_ body: JSONInput) throws -> Int64? {
@@ -79,12 +80,15 @@ struct ManagementRoutes: Sendable {
         ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
-    /// Keys are fetched from this URL, so it must be https, except on the loopback interface.
-    static func isAcceptableJWKSURL(_ text: String) -> Bool {
+    /// Keys are fetched from this URL, so it must be https (http only for an allowlisted host),
+    /// without user, query or fragment; the host is checked by ``OutboundAddressPolicy`` too.
+    /// - Returns: the URL's host, or nil when the URL is not acceptable.
+    func acceptableJWKSHost(_ text: String) -> String? {
         guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty,
-              url.user == nil, url.query == nil, url.fragment == nil
-        else { return false }
-        return scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host))
+              url.user == nil, url.query == nil, url.fragment == nil,
+              scheme == "https" || (scheme == "http" && outbound.allowedHosts.contains(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))))
+        else { return nil }
+        return host
     }
 
     func ownKey(_ principal: Principal, _ keyID: String) async throws -> APIKeyRecord {

@@ -28,12 +28,14 @@ final class ClientKeySets: Sendable {
     static let staleLimit: Duration = .seconds(3600)
 
     private let client: HTTPClient
+    private let policy: OutboundAddressPolicy
     /// Unknown-kid refetches of one URL happen at most this often.
     let minimumRefetchInterval: Duration
     private let entries = Mutex<[String: Entry]>([:])
 
-    init(client: HTTPClient, minimumRefetchInterval: Duration = .seconds(30)) {
+    init(client: HTTPClient, policy: OutboundAddressPolicy, minimumRefetchInterval: Duration = .seconds(30)) {
         self.client = client
+        self.policy = policy
         self.minimumRefetchInterval = minimumRefetchInterval
     }
 
@@ -62,6 +64,13 @@ final class ClientKeySets: Sendable {
     static let privateMembers: Set<String> = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 
     private func fetch(_ url: String) async throws -> Entry {
+        // Checked again at every fetch, before connecting: a name may resolve elsewhere by now.
+        guard let host = URLComponents(string: url)?.host else { throw FetchError(description: "the client's JWKS URL has no host") }
+        do {
+            try await policy.check(host: host)
+        } catch {
+            throw FetchError(description: "the client's JWKS URL is not fetched: \(error)")
+        }
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
         let response: HTTPClientResponse

@@ -1,0 +1,72 @@
+import CaregateServer
+import Foundation
+import Synchronization
+import Testing
+
+/// A client's `jwksUri` cannot make the server reach its own loopback, the cloud metadata
+/// service or a private network: refused at registration and again before every fetch,
+/// before any connection is opened, unless the host is allowlisted. Names are resolved by a
+/// resolver the test controls, so no test sends traffic beyond loopback.
+@Suite struct OutboundAddressTests {
+    /// Host → addresses, changeable while the server runs.
+    final class Names: Sendable {
+        let table = Mutex<[String: [String]]>([:])
+        func set(_ host: String, _ addresses: [String]) { table.withLock { $0[host] = addresses } }
+        func resolve(_ host: String) -> [String] { table.withLock { $0[host] ?? [] } }
+    }
+
+    @Test("loopback, link-local, private and mapped addresses are refused at registration; public ones and allowlisted hosts pass")
+    func registration() async throws {
+        let names = Names()
+        names.set("internal.example.test", ["10.1.2.3"])
+        names.set("mixed.example.test", ["93.184.216.34", "192.168.0.9"])
+        names.set("metadata.example.test", ["fd00:ec2::254"])
+        names.set("public.example.test", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+        names.set("allowed.example.test", ["10.9.9.9"])
+        try await withServer(.sqlite, configure: { options in
+            options.hostResolver = { names.resolve($0) }
+            options.allowedOutboundHosts = ["allowed.example.test"]
+        }) { s in
+            let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+            func register(_ url: String) async throws -> TestServer.Reply {
+                try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                    json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
+            }
+            for url in [
+                "https://127.0.0.1/jwks.json", "https://127.1.2.3/jwks.json", "https://169.254.169.254/latest/meta-data", "https://[::1]/jwks.json",
+                "https://[fe80::1]/jwks.json", "https://[fd00::1]/jwks.json", "https://[::ffff:10.0.0.1]/jwks.json", "https://0.0.0.0/jwks.json",
+                "https://100.64.0.1/jwks.json", "https://internal.example.test/jwks.json", "https://mixed.example.test/jwks.json",
+                "https://metadata.example.test/jwks.json", "https://unresolvable.example.test/jwks.json", "http://127.0.0.1:9/jwks.json",
+            ] {
+                let reply = try await register(url)
+                #expect(reply.status == 400 && reply.text.contains("jwksUri"), "\(url): \(reply.status) \(reply.text)")
+            }
+            for url in ["https://public.example.test/jwks.json", "https://93.184.216.34/jwks.json", "https://allowed.example.test/jwks.json"] {
+                try expectStatus(try await register(url), 201)
+            }
+        }
+    }
+
+    @Test("a name that resolves to a private address by the time of the fetch is not fetched")
+    func fetchTime() async throws {
+        let names = Names()
+        names.set("keys.example.test", ["93.184.216.34"])
+        try await withServer(.sqlite, configure: { $0.hostResolver = { names.resolve($0) } }) { s in
+            let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+            let registered = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                 json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": "https://keys.example.test/jwks.json"])
+            try expectStatus(registered, 201)
+            let clientID = registered.json!.string("clientId")
+            names.set("keys.example.test", ["169.254.169.254"])
+            let keys = try await ClientAssertionTests.newKeys()
+            let jwt = try await ClientAssertionTests.assertion(keys["es"]!, "ES384", claims: [
+                "iss": clientID, "sub": clientID, "aud": s.server.issuer + "/oauth2/token", "jti": UUID().uuidString, "expiresIn": 120,
+            ])
+            let refused = try await OAuthTests.form(
+                s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
+            #expect(refused.status == 401 && refused.json?.string("error") == "invalid_client")
+            // Refused by the address check, before any connection (not a failed connection).
+            #expect(refused.json?.string("error_description").contains("not fetched") == true, "\(refused.text)")
+        }
+    }
+}
