@@ -18,7 +18,9 @@ public struct ServerOptions: Sendable {
     public var catalogDirectory: URL?
     /// `CAREGATE_ADMIN_TOKEN`: the operator token (stored hashed).
     public var adminToken: String?
-    /// `CAREGATE_SECRET`: the key of every keyed hash (at least 32 bytes); generated when absent.
+    /// `CAREGATE_SECRET` (or the contents of `CAREGATE_SECRET_FILE`): the key of every keyed hash
+    /// and of the sealed token-signing keys (at least 32 bytes); generated and kept in the
+    /// database when absent, which protects nothing at rest.
     public var secret: String?
     /// The `iss` of access tokens (default `http://<host>:<port>`; set it to the public URL).
     public var issuer: String?
@@ -78,6 +80,10 @@ public final class CaregateServer: Sendable {
         let database = try await Database.open(options.database, logger: logger)
         do {
             let secret = try await GrantStore.serverSecret(database: database, configured: options.secret)
+            if options.secret == nil {
+                logger.warning(
+                    "the server secret is kept in the database: token-signing keys and key hashes at rest are not protected from anyone who can read it (a backup, a replica); set CAREGATE_SECRET or CAREGATE_SECRET_FILE (at least 32 bytes) from outside the database")
+            }
             grants = GrantStore(database: database, secret: secret)
             generatedOperatorToken = try await grants.ensureOperatorToken(configured: options.adminToken)
         } catch {

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SQLKit
 
@@ -40,7 +41,12 @@ public struct SigningKeyRecord: Sendable, Equatable {
 /// OAuth clients, signing keys and revoked token ids.
 public struct OAuthStore: Sendable {
     public let grants: GrantStore
-    public init(grants: GrantStore) { self.grants = grants }
+    /// Seals and opens the token-signing keys at rest (see ``KeySealing``).
+    private let sealingKey: SymmetricKey
+    public init(grants: GrantStore) {
+        self.grants = grants
+        sealingKey = KeySealing.key(from: grants.secret)
+    }
     var sql: any SQLDatabase { grants.database.sql }
 
     /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
@@ -91,14 +97,33 @@ public struct OAuthStore: Sendable {
         }
     }
 
-    /// Every signing key, newest first.
+    /// Every signing key, newest first, opened.
     public func allSigningKeys() async throws -> [SigningKeyRecord] {
         try await sql.raw("SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid").all().map { row in
-            SigningKeyRecord(
-                kid: try row.decode(column: "kid", as: String.self), algorithm: try row.decode(column: "algorithm", as: String.self),
-                privatePEM: try row.decode(column: "private_pem", as: String.self), createdAt: try row.decode(column: "created_at", as: Int64.self),
-                retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
+            let kid = try row.decode(column: "kid", as: String.self)
+            let stored = try row.decode(column: "private_pem", as: String.self)
+            return SigningKeyRecord(
+                kid: kid, algorithm: try row.decode(column: "algorithm", as: String.self),
+                privatePEM: KeySealing.isSealed(stored) ? try KeySealing.open(stored, kid: kid, key: sealingKey) : stored,
+                createdAt: try row.decode(column: "created_at", as: Int64.self), retiredAt: try row.decode(column: "retired_at", as: Int64?.self))
         }
+    }
+
+    /// Seals the signing keys a version before sealing stored in plain PEM (in place, once).
+    /// - Returns: how many were sealed.
+    @discardableResult
+    public func sealPlainSigningKeys() async throws -> Int {
+        let rows = try await sql.raw("SELECT kid, private_pem FROM signing_keys").all()
+        var sealed = 0
+        for row in rows {
+            let kid = try row.decode(column: "kid", as: String.self)
+            let stored = try row.decode(column: "private_pem", as: String.self)
+            guard !KeySealing.isSealed(stored) else { continue }
+            let value = try KeySealing.seal(stored, kid: kid, key: sealingKey)
+            try await sql.raw("UPDATE signing_keys SET private_pem = \(bind: value) WHERE kid = \(bind: kid) AND private_pem = \(bind: stored)").run()
+            sealed += 1
+        }
+        return sealed
     }
 
     /// The signing keys, newest first; `generate` makes one when there is none yet.
@@ -125,7 +150,7 @@ public struct OAuthStore: Sendable {
 
     private func insert(_ key: SigningKeyRecord, _ db: any SQLDatabase) async throws {
         try await db.raw("""
-            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: key.kid), \(bind: key.algorithm), \(bind: key.privatePEM), \(bind: key.createdAt))
+            INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: key.kid), \(bind: key.algorithm), \(bind: try KeySealing.seal(key.privatePEM, kid: key.kid, key: sealingKey)), \(bind: key.createdAt))
             """).run()
     }
 

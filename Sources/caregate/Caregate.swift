@@ -157,6 +157,12 @@ struct ServerArguments: ParsableArguments {
         if let directory = catalogs.directory { options.catalogDirectory = URL(fileURLWithPath: directory) }
         options.adminToken = environment["CAREGATE_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         options.secret = environment["CAREGATE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        if options.secret == nil, let file = environment["CAREGATE_SECRET_FILE"], !file.isEmpty {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("CAREGATE_SECRET_FILE: cannot read \(file)")
+            }
+            options.secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
         options.issuer = issuer ?? environment["CAREGATE_ISSUER"].flatMap { $0.isEmpty ? nil : $0 }
         guard let algorithm = TokenAlgorithm(rawValue: tokenAlgorithm.uppercased()) else {
             throw ValidationError("--token-algorithm must be ES256 or RS256")

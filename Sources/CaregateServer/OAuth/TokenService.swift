@@ -89,6 +89,7 @@ final class TokenService: Sendable {
         self.issuer = issuer
         self.algorithm = algorithm
         published = Mutex(Published(kid: "", algorithms: [:], jwks: []))
+        try await oauth.sealPlainSigningKeys()
         let records = try await oauth.signingKeys { try Self.generate(algorithm) }
         try await load(records)
     }
