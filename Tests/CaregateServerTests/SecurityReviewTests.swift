@@ -233,13 +233,23 @@ struct SecurityReviewTests {
             let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["read:patients"])
             let token = try await OAuthTests.form(s, "grant_type=client_credentials", basic: client).json!.string("access_token")
             #expect(try await s.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
-            // Re-signed with the server's own key (read from its database file), claims changed.
+            // Re-signed with the server's own key, claims changed. The key is sealed at rest, but this
+            // server keeps its secret in the same database file (no CAREGATE_SECRET), so the file
+            // alone opens it: the case the start-up warning is about.
             let script = """
-            import json, sqlite3, sys, time
+            import base64, json, sqlite3, sys, time
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
             from joserfc import jwt
             from joserfc.jwk import ECKey, RSAKey
-            row = sqlite3.connect(sys.argv[1]).execute("select kid, algorithm, private_pem from signing_keys where retired_at is null").fetchone()
-            key = (ECKey if row[1] == "ES256" else RSAKey).import_key(row[2])
+            db = sqlite3.connect(sys.argv[1])
+            row = db.execute("select kid, algorithm, private_pem from signing_keys where retired_at is null").fetchone()
+            secret = db.execute("select value from caregate_meta where key = 'hmac_secret'").fetchone()[0].encode()
+            sealing = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"caregate token-signing keys v1").derive(secret)
+            sealed = base64.b64decode(row[2][len("sealed:v1:"):])
+            pem = AESGCM(sealing).decrypt(sealed[:12], sealed[12:], row[0].encode()).decode()
+            key = (ECKey if row[1] == "ES256" else RSAKey).import_key(pem)
             claims = jwt.decode(sys.argv[2], key).claims
             now = int(time.time())
             variants = {"iat": (dict(claims, iat=now + 3600), "at+jwt"), "nbf": (dict(claims, nbf=now + 3600), "at+jwt"),
