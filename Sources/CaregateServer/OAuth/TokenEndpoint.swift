@@ -21,17 +21,26 @@ struct TokenEndpoint: Sendable {
         var error: String
         var description: String
         var basicChallenge = false
+        /// The client a failed authentication named (counted against it).
+        var clientID: String?
+        /// Seconds until the caller may try again (a 429).
+        var retryAfter: Int?
     }
+
+    /// Failed client authentications per caller address and per client id, each over a
+    /// minute: past the limit the endpoint answers 429 with `Retry-After`.
+    let addressFailures = FailureLimiter(limit: 60)
+    let clientFailures = FailureLimiter(limit: 20)
 
     static let maxBodyBytes = 16 * 1024
 
     func handle(_ request: Request, _ context: CaregateContext) async throws -> Response {
-        try await respond(request, token)
+        try await respond(request, context, token)
     }
 
     /// RFC 7662: a client may introspect the tokens issued to it; anything else is `{"active":false}`.
     func introspect(_ request: Request, _ context: CaregateContext) async throws -> Response {
-        try await respond(request) { request in
+        try await respond(request, context) { request in
             let claims = try await ownToken(request)
             guard let claims, try await !oauth.isRevoked(jti: claims.jti.value)
             else { return Self.json(["active": false]) }
@@ -48,7 +57,7 @@ struct TokenEndpoint: Sendable {
 
     /// RFC 7009: 200 whether or not the token was known; a client revokes only its own tokens.
     func revoke(_ request: Request, _ context: CaregateContext) async throws -> Response {
-        try await respond(request) { request in
+        try await respond(request, context) { request in
             if let claims = try await ownToken(request) {
                 try await oauth.revoke(jti: claims.jti.value, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000))
             }
@@ -72,16 +81,30 @@ struct TokenEndpoint: Sendable {
                  body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
     }
 
-    /// Runs one of the endpoints with RFC 6749 error answers.
-    func respond(_ request: Request, _ body: (Request) async throws -> Response) async throws -> Response {
+    /// Runs one of the endpoints with RFC 6749 error answers; a caller past its limit of failed
+    /// client authentications gets 429 with `Retry-After`, whatever it sends.
+    func respond(_ request: Request, _ context: CaregateContext, _ body: (Request) async throws -> Response) async throws -> Response {
+        let peer = "address " + (context.remoteIP ?? "unknown")
         do {
+            if let wait = addressFailures.retryAfter(peer) { throw Self.tooManyFailures(wait) }
             return try await body(request)
         } catch let e as OAuthError {
+            if e.status == .unauthorized {
+                addressFailures.recordFailure(peer)
+                if let client = e.clientID { clientFailures.recordFailure(client) }
+            }
             var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"]
             if e.basicChallenge { headers[.wwwAuthenticate] = #"Basic realm="caregate""# }
+            if let wait = e.retryAfter { headers[.retryAfter] = String(wait) }
             let answer: JSONValue = ["error": .string(e.error), "error_description": .string(e.description)]
             return Response(status: e.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
         }
+    }
+
+    static func tooManyFailures(_ wait: Int) -> OAuthError {
+        OAuthError(
+            status: .tooManyRequests, error: "temporarily_unavailable",
+            description: "too many failed client authentications; retry after \(wait) s", retryAfter: wait)
     }
 
     /// The form body: `application/x-www-form-urlencoded`, at most 16 KiB, no repeated parameter.
@@ -132,9 +155,14 @@ struct TokenEndpoint: Sendable {
         } else {
             throw OAuthError(status: .unauthorized, error: "invalid_client", description: "client authentication is required", basicChallenge: true)
         }
+        if let wait = clientFailures.retryAfter(clientID) { throw Self.tooManyFailures(wait) }
         guard let client = try await oauth.client(clientID), client.revokedAt == nil, let stored = client.secretHash,
               Secrets.constantTimeEquals(stored, grants.hash(secret))
-        else { throw OAuthError(status: .unauthorized, error: "invalid_client", description: "unknown client or wrong secret", basicChallenge: basic) }
+        else {
+            throw OAuthError(
+                status: .unauthorized, error: "invalid_client", description: "unknown client or wrong secret", basicChallenge: basic,
+                clientID: String(clientID.prefix(100)))
+        }
         return client
     }
 
