@@ -29,17 +29,7 @@ struct ClinicCall {
 
     /// The query string, read with exactly the parameters the operation declares, each value
     /// checked against its rule and the required ones present.
-    func query() throws -> QueryInput {
-        let query = try QueryInput(request.uri.query, allowed: Set(operation.query.map(\.name)))
-        for parameter in operation.query {
-            if let value = query[parameter.name] {
-                try parameter.rule.check(value, name: parameter.name)
-            } else if parameter.required {
-                throw APIError.badRequest("\(parameter.name) is required")
-            }
-        }
-        return query
-    }
+    func query() throws -> QueryInput { try QueryInput(request.uri.query, declared: operation.query) }
 
     /// The JSON body, read with exactly the fields the operation's body schema declares.
     mutating func body() async throws -> JSONInput {

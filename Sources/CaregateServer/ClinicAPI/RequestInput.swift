@@ -19,6 +19,19 @@ struct QueryInput {
         }
     }
 
+    /// The query string read with exactly the `declared` parameters: each value checked
+    /// against its rule, the required ones present.
+    init(_ query: String?, declared: [QueryParameter]) throws {
+        try self.init(query, allowed: Set(declared.map(\.name)))
+        for parameter in declared {
+            if let value = items[parameter.name] {
+                try parameter.rule.check(value, name: parameter.name)
+            } else if parameter.required {
+                throw APIError.badRequest("\(parameter.name) is required")
+            }
+        }
+    }
+
     subscript(name: String) -> String? { items[name] }
 
     var names: [String] { Array(items.keys) }

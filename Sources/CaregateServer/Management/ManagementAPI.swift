@@ -46,13 +46,7 @@ struct ManagementCall {
     }
 
     /// The query string, read with exactly the parameters the operation declares, each value checked against its rule.
-    func query() throws -> QueryInput {
-        let query = try QueryInput(request.uri.query, allowed: Set(operation.query.map(\.name)))
-        for parameter in operation.query {
-            if let value = query[parameter.name] { try parameter.rule.check(value, name: parameter.name) }
-        }
-        return query
-    }
+    func query() throws -> QueryInput { try QueryInput(request.uri.query, declared: operation.query) }
 
     /// Whether a body came (for operations whose body is optional).
     var hasBody: Bool {

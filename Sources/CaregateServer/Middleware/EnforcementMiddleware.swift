@@ -24,9 +24,7 @@ struct EnforcementMiddleware: RouterMiddleware {
         let method = Scopes.HTTPMethod(request.method)
         return try await audit.recording(request, path: path, context) { event in
             let credential = try await authenticator.authenticate(request, &event)
-            // A method no route table knows (PROPFIND) is a 405 where the path exists, else a 404.
-            let decision = method.map { Self.decide(surface, credential.effective[surface.index], $0, path, request.uri.query) }
-                ?? (Self.allowedMethods(surface, path).isEmpty ? .notFound : .methodNotAllowed)
+            let decision = method.map { Self.decide(surface, credential.effective[surface.index], $0, path, request.uri.query) } ?? .methodNotAllowed
             event.note(decision, in: surface.catalog)
             if let route = decision.route { context.coreContext.endpointPath.value = surface.routeTemplates[route.index] }
             switch decision {
@@ -43,7 +41,10 @@ struct EnforcementMiddleware: RouterMiddleware {
             case .insufficientScope(_, let required):
                 throw APIError.insufficientScope(required, detail: surface.credentialTypeLimit(required, credential.type))
             case .methodNotAllowed:
-                throw APIError.methodNotAllowed(request.method, allow: Self.allowedMethods(surface, path).map(\.description))
+                // A method no route table knows (PROPFIND) is a 405 where the path exists, else a 404.
+                let allow = Self.allowedMethods(surface, path)
+                guard !allow.isEmpty else { throw APIError.refusal(.notFound, request) }
+                throw APIError.methodNotAllowed(request.method, allow: allow.map(\.description))
             case .notFound, .invalidPath:
                 throw APIError.refusal(decision, request)
             }
