@@ -2,6 +2,7 @@ import AsyncHTTPClient
 public import CaregateStore
 public import Foundation
 import Hummingbird
+import HummingbirdCore
 public import Logging
 import Metrics
 import Prometheus
@@ -40,6 +41,21 @@ public struct ServerOptions: Sendable {
     public var allowedOutboundHosts: Set<String> = []
     /// How host names are resolved for that check (the system resolver when nil).
     public var hostResolver: HostResolver?
+    /// A connection is closed when a request head has not arrived complete this long after the
+    /// connection opened or the previous answer ended, or when a request body stalls this long
+    /// (`--idle-timeout`): slow clients cannot hold connections open.
+    public var idleTimeout: Duration = .seconds(30)
+    /// Connections held open from one address (`--max-connections-per-peer`); trusted proxies
+    /// are not capped.
+    public var maxConnectionsPerPeer = 1_024
+    /// Connections held open in all (`--max-connections`); never within 256 of the process's
+    /// descriptor limit, which is also the default.
+    public var maxConnections: Int?
+    /// Audit events older than this many days are deleted (`--audit-retention-days`; 0 keeps
+    /// them all). `GET /manage/audit/export` streams the log for those who must keep more.
+    public var auditRetentionDays = 90
+    /// How often expired audit events are looked for (the first time at start-up).
+    public var auditPruneInterval: Duration = .seconds(3_600)
 
     public init() {}
 }
@@ -69,7 +85,11 @@ public final class CaregateServer: Sendable {
     let outbound: OutboundAddressPolicy
     /// Keep-alive connections to plain-http upstreams, by surface.
     let upstreamPools: [String: UpstreamConnectionPool]
+    /// Open connections per peer address.
+    let connectionLimits: ConnectionLimits
     private let listening = ListeningPort()
+    /// The services of `run`, while it runs.
+    private let running = Mutex<ServiceGroup?>(nil)
 
     public init(options: ServerOptions, logger: Logger) async throws {
         self.options = options
@@ -121,6 +141,7 @@ public final class CaregateServer: Sendable {
             logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
         }
         upstreamPools = pools
+        connectionLimits = ConnectionLimits(perPeer: options.maxConnectionsPerPeer, exempt: options.trustedProxies)
         let clinic = self.clinic
         let client = httpClient
         let trustedProxies = options.trustedProxies
@@ -213,16 +234,38 @@ public final class CaregateServer: Sendable {
         makeRouter().routes.map { ($0.method.rawValue, $0.path.description) }
     }
 
+    /// Stops `run` as SIGTERM does: the server stops accepting, in-flight requests finish, the
+    /// audit log is flushed. (Cancelling the task of `run` also stops it, but connections
+    /// accepted in that instant are dropped unserved, which NIO treats as a fatal error.)
+    public func shutdown() async {
+        guard let group = running.withLock({ $0 }) else { return }
+        await group.triggerGracefulShutdown()
+    }
+
     /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,
     /// the audit log is flushed, then the database closes.
     public func run() async throws {
+        let limits = connectionLimits
+        let maxConnections = ConnectionLimits.overallCap(requested: options.maxConnections)
+        let (seconds, attoseconds) = options.idleTimeout.components
         let app = Application(
             responder: makeResponder(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ParserErrorHandler()])),
-            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "caregate"),
+            server: .limitedHTTP1(
+                configuration: .init(
+                    additionalChannelHandlers: [ParserErrorHandler()],
+                    idleTimeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)),
+                limits: limits),
+            configuration: .init(
+                address: .hostname(options.host, port: options.port), serverName: "caregate", backlog: 1_024,
+                availableConnectionsDelegate: MaximumAvailableConnections(maxConnections, logger: logger)),
             onServerRunning: { [listening, logger] channel in
                 listening.set(channel.localAddress?.port ?? 0)
-                logger.info("caregate listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                logger.info(
+                    "caregate listening",
+                    metadata: [
+                        "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "maxConnections": "\(maxConnections)",
+                        "maxConnectionsPerPeer": "\(limits.perPeer)",
+                    ])
             },
             logger: logger)
         let grants = self.grants
@@ -240,6 +283,16 @@ public final class CaregateServer: Sendable {
                 try await tokens.reload()
             }
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: auditWriter), .init(service: watcher)]
+        if options.auditRetentionDays > 0 {
+            let audit = AuditStore(database: database)
+            let retention = Int64(options.auditRetentionDays) * 86_400_000
+            let logger = self.logger
+            services.append(.init(service: PollingService(name: "audit retention", interval: options.auditPruneInterval, logger: logger) {
+                let deleted = try await audit.prune(olderThan: Clock.millis() - retention)
+                if deleted > 0 { logger.info("audit events past retention deleted", metadata: ["segments": "\(deleted)"]) }
+            }))
+        }
         let clinic = self.clinic
         let outbox = PollingService(name: "email outbox", interval: .seconds(1), logger: logger) {
             _ = try await clinic.drainOutbox()
@@ -248,8 +301,10 @@ public final class CaregateServer: Sendable {
         // the audit writer last (writing everything they recorded).
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: auditWriter), .init(service: watcher), .init(service: outbox), .init(service: app)],
+                services: services + [.init(service: outbox), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        running.withLock { $0 = group }
+        defer { running.withLock { $0 = nil } }
         do {
             try await group.run()
         } catch {

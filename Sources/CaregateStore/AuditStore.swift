@@ -254,6 +254,70 @@ public struct AuditStore: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Deletes the events older than `cutoff` (milliseconds since 1970): the segments whose newest
+    /// event is older, `batch` segments per statement, so that each transaction is short and the
+    /// audit writer is never held up for long. Returns how many segments went.
+    public func prune(olderThan cutoff: Int64, batch: Int = 200) async throws -> Int {
+        // Segment ids begin with their newest event's time (13 hex digits), so the ids before
+        // this bound are exactly the segments older than the cutoff.
+        var bound: [UInt8] = Array("aud_".utf8)
+        Identifier.appendHex(UInt64(max(cutoff, 0)), digits: 13, to: &bound)
+        let upper = String(decoding: bound, as: UTF8.self)
+        var deleted = 0
+        while true {
+            let ids = try await database.sql.raw(
+                "SELECT id FROM audit_segments WHERE id < \(bind: upper) ORDER BY id LIMIT \(literal: batch)"
+            ).all().map { try $0.decode(column: "id", as: String.self) }
+            guard !ids.isEmpty else { return deleted }
+            var statement: SQLQueryString = "DELETE FROM audit_segments WHERE id IN ("
+            for (i, id) in ids.enumerated() { statement += i == 0 ? "\(bind: id)" : ", \(bind: id)" }
+            statement += ")"
+            try await database.sql.raw(statement).run()
+            deleted += ids.count
+            if ids.count < batch { return deleted }
+            await Task.yield()
+        }
+    }
+
+    /// Every event (of one clinic, of one app, since a time), oldest segment first and in the order
+    /// written within it, handed to `write` one segment at a time: `batch` segments are read per
+    /// query and at most one is decoded at once, so memory does not grow with the log.
+    public func export(
+        organizationID: String?, appID: String?, since: Int64?, batch: Int = 8, _ write: ([AuditEvent]) async throws -> Void
+    ) async throws {
+        var after = ""
+        if let since {
+            // Segments whose newest event is older than `since` hold nothing newer.
+            var bound: [UInt8] = Array("aud_".utf8)
+            Identifier.appendHex(UInt64(max(since, 0)), digits: 13, to: &bound)
+            after = String(decoding: bound, as: UTF8.self)
+        }
+        while true {
+            var query: SQLQueryString = "SELECT id, organization_id, app_id, key_id, events FROM audit_segments WHERE id > \(bind: after)"
+            if let organizationID { query += " AND organization_id = \(bind: organizationID)" }
+            if let appID { query += " AND app_id = \(bind: appID)" }
+            query += " ORDER BY id LIMIT \(literal: batch)"
+            let rows = try await database.sql.raw(query).all()
+            for row in rows {
+                let segment = try row.decode(column: "id", as: String.self)
+                after = segment
+                let organizationID = try row.decode(column: "organization_id", as: String?.self)
+                let appID = try row.decode(column: "app_id", as: String?.self)
+                let keyID = try row.decode(column: "key_id", as: String?.self)
+                var events: [AuditEvent] = []
+                for (position, e) in try StoredEvent.all(in: row).enumerated() where since.map({ e.at >= $0 }) ?? true {
+                    var event = AuditEvent(
+                        at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
+                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID, peer: e.peer, count: e.count)
+                    event.id = segment + Self.hex4(position)
+                    events.append(event)
+                }
+                if !events.isEmpty { try await write(events) }
+            }
+            if rows.count < batch { return }
+        }
+    }
+
     /// How many events the log holds (all of them, or one route's).
     public func count(route: String? = nil) async throws -> Int {
         var total = 0

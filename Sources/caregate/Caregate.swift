@@ -147,6 +147,12 @@ struct ServerArguments: ParsableArguments {
         "A host (name or address) a client's jwksUri may name although it is loopback, private or link-local (repeatable).",
         valueName: "HOST"))
     var allowedOutboundHosts: [String] = []
+    @Option(help: "Seconds a connection may wait for a complete request head, or stall in a body, before it is closed.")
+    var idleTimeout = 30.0
+    @Option(help: "Connections held open from one address (trusted proxies are not capped).") var maxConnectionsPerPeer = 1_024
+    @Option(help: "Connections held open in all (default and ceiling: the descriptor limit less 256).") var maxConnections: Int?
+    @Option(help: "Days audit events are kept (0: forever); GET /manage/audit/export streams them for longer keeping.")
+    var auditRetentionDays = 90
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -173,6 +179,14 @@ struct ServerArguments: ParsableArguments {
         }
         options.trustedProxies = Set(trustedProxies)
         options.allowedOutboundHosts = Set(allowedOutboundHosts)
+        guard idleTimeout > 0, idleTimeout <= 3_600 else { throw ValidationError("--idle-timeout must be between 0 and 3600 seconds") }
+        options.idleTimeout = .milliseconds(Int64(idleTimeout * 1_000))
+        guard maxConnectionsPerPeer > 0 else { throw ValidationError("--max-connections-per-peer must be at least 1") }
+        options.maxConnectionsPerPeer = maxConnectionsPerPeer
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        options.maxConnections = maxConnections
+        guard auditRetentionDays >= 0 else { throw ValidationError("--audit-retention-days must be 0 (keep forever) or more") }
+        options.auditRetentionDays = auditRetentionDays
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

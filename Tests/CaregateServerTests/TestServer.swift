@@ -58,9 +58,16 @@ final class TestServer: Sendable {
         operatorToken = Self.adminToken
     }
 
+    /// Stops the server as SIGTERM does; cancels it if that takes more than 10 s.
     func stop() async {
-        task.cancel()
+        await server.shutdown()
+        let task = self.task
+        let deadline = Task {
+            try await Task.sleep(for: .seconds(10))
+            task.cancel()
+        }
         _ = try? await task.value
+        deadline.cancel()
     }
 
     struct Reply: Sendable {

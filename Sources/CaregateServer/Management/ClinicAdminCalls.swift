@@ -69,16 +69,69 @@ extension ManagementRoutes {
         await auditWriter.flush()
         let page = try await audit.page(
             organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, limit: try query.limit(), cursor: cursor)
-        let events: [JSONValue] = page.events.map { e in
-            var event: JSONValue = ["id": .string(e.id), "at": .string(Self.iso8601(e.at)), "organizationId": .optional(e.organizationID), "appId": .optional(e.appID),
-             "keyId": .optional(e.keyID), "method": .string(e.method), "route": .optional(e.route), "path": .string(e.path),
-             "requiredScope": .optional(e.requiredScope), "decision": .string(e.decision), "status": .int(Int64(e.status)), "traceId": .string(e.traceID)]
-            if let peer = e.peer {
-                event.set("peer", .string(peer))
-                event.set("count", .int(Int64(e.count)))
-            }
-            return event
-        }
+        let events = page.events.map(Self.eventJSON)
         return JSONResponse.make(["code": "success", "data": .array(events), "nextCursor": .optional(page.next)] as JSONValue)
+    }
+
+    static func eventJSON(_ e: AuditEvent) -> JSONValue {
+        var event: JSONValue = [
+            "id": .string(e.id), "at": .string(Self.iso8601(e.at)), "organizationId": .optional(e.organizationID), "appId": .optional(e.appID),
+            "keyId": .optional(e.keyID), "method": .string(e.method), "route": .optional(e.route), "path": .string(e.path),
+            "requiredScope": .optional(e.requiredScope), "decision": .string(e.decision), "status": .int(Int64(e.status)), "traceId": .string(e.traceID),
+        ]
+        if let peer = e.peer {
+            event.set("peer", .string(peer))
+            event.set("count", .int(Int64(e.count)))
+        }
+        return event
+    }
+
+    /// Streams the log: a segment's events are written (with back-pressure from the connection)
+    /// before the next is read, so memory stays flat however long the log is.
+    func auditExport(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let query = try call.query()
+        var organization = query["organizationId"].flatMap(Identifier.organizationID(fromClientForm:))
+        if principal.kind == .clinicAdmin {
+            if let organization, organization != principal.subjectID { throw APIError.forbidden("a clinic admin exports only its own clinic's audit log") }
+            organization = principal.subjectID
+        }
+        let appID = try query.id("appId", prefix: "app")
+        let since = query["since"].flatMap(Self.startOfDay)
+        await auditWriter.flush()
+        let audit = self.audit
+        let logger = call.context.logger
+        let clinic = organization
+        return Response(
+            status: .ok, headers: [.contentType: "application/x-ndjson"],
+            body: ResponseBody { writer in
+                var buffer = ByteBuffer()
+                do {
+                    try await audit.export(organizationID: clinic, appID: appID, since: since) { events in
+                        buffer.clear()
+                        for event in events {
+                            buffer.writeBytes(Self.eventJSON(event).serialized())
+                            buffer.writeInteger(UInt8(ascii: "\n"))
+                        }
+                        try await writer.write(buffer)
+                    }
+                } catch {
+                    // The status is already sent: the stream ends early, and a client that counts
+                    // lines or checks the last one sees it; the log says why.
+                    logger.error("audit export ended early", metadata: ["error": "\(error)"])
+                    throw error
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    /// Milliseconds at 00:00 UTC of a `YYYY-MM-DD` day.
+    static func startOfDay(_ day: String) -> Int64? {
+        let parts = day.split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 3 else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard let date = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])) else { return nil }
+        return Int64(date.timeIntervalSince1970 * 1_000)
     }
 }

@@ -25,6 +25,8 @@ struct ManagementOperation: Sendable {
     var success: HTTPResponse.Status
     /// The success body's name under `components/schemas` (nil: no body).
     var response: String?
+    /// The success body's media type (for `application/x-ndjson`, `response` is one line's schema).
+    var mediaType = "application/json"
     /// Whether the operation can answer 409 (the state forbids it: a taken slug, a rotated key).
     var conflicts = false
     var handler: Handler

@@ -119,6 +119,15 @@ enum ManagementAPI {
                 .init(name: "cursor", rule: .auditCursor, description: "nextCursor of the previous page"),
             ],
             success: .ok, response: "AuditPage", handler: { try await $0.auditPage(&$1) }),
+        .init(
+            method: .get, path: "/manage/audit/export", callers: [.operator, .clinicAdmin],
+            summary: "The whole audit log as NDJSON, one AuditEvent per line, oldest first, streamed (operator; a clinic admin gets its own clinic's)",
+            query: [
+                .init(name: "organizationId", rule: .organization, description: "Only this clinic's requests"),
+                .init(name: "appId", rule: .id(prefix: "app"), description: "Only this app's requests"),
+                .init(name: "since", rule: .date, description: "Only events from this day on (UTC)"),
+            ],
+            success: .ok, response: "AuditEvent", mediaType: "application/x-ndjson", handler: { try await $0.auditExport(&$1) }),
     ]
 }
 

@@ -77,6 +77,14 @@ enum OpenAPIDocument {
 
     static func addManagement(_ operation: ManagementOperation, to paths: inout OpenAPIPaths) {
         var responses: [(String, JSONValue)] = [success(operation.success, operation.response.map { .ref($0) })]
+        if operation.mediaType != "application/json", let line = operation.response {
+            // A stream of JSON lines: OpenAPI 3.1 cannot give the schema of one line, so the
+            // description names it.
+            responses = [(String(operation.success.code), [
+                "description": .string("\(operation.success.reasonPhrase): one \(line) per line"),
+                "content": .object([(operation.mediaType, ["schema": ["type": "string"]] as JSONValue)]),
+            ])]
+        }
         responses += [
             ("400", errorResponse("Invalid input (the message names it)")), ("401", errorResponse("Missing or invalid management token")),
             ("403", errorResponse("A token of another kind")), ("404", errorResponse("No such record of the caller's")),

@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// How many connections the server holds open, in all and per peer address.
+///
+/// Every accepted connection costs a file descriptor until it closes. Without a per-peer cap
+/// one host holding thousands of idle connections (no credentials needed) uses up the
+/// process's descriptors and nobody else is served; without an overall cap below the
+/// descriptor limit, `accept` fails for everyone. The overall cap stops the server accepting
+/// (new connections wait in the listen backlog); a peer over its own cap has the new
+/// connection closed as soon as it is accepted. Trusted proxies are not capped per peer:
+/// every client behind them shares their address.
+final class ConnectionLimits: Sendable {
+    let perPeer: Int
+    let exempt: Set<String>
+    private let open = Mutex<[String: Int]>([:])
+    private static let refused = Counter(label: "caregate_connections_refused_total", dimensions: [("reason", "per_peer")])
+
+    init(perPeer: Int, exempt: Set<String>) {
+        self.perPeer = perPeer
+        self.exempt = exempt
+    }
+
+    /// Counts a new connection from `peer`; false (and not counted) when the peer is at its cap.
+    func admit(_ peer: String) -> Bool {
+        if exempt.contains(peer) { return true }
+        let admitted = open.withLock { open in
+            let count = open[peer, default: 0]
+            guard count < perPeer else { return false }
+            open[peer] = count + 1
+            return true
+        }
+        if !admitted { Self.refused.increment() }
+        return admitted
+    }
+
+    func release(_ peer: String) {
+        if exempt.contains(peer) { return }
+        open.withLock { open in
+            let count = open[peer, default: 1] - 1
+            open[peer] = count > 0 ? count : nil
+        }
+    }
+
+    /// Connections held per peer (for tests and diagnostics).
+    func count(_ peer: String) -> Int { open.withLock { $0[peer, default: 0] } }
+
+    /// The overall cap: what was asked for, but never closer than `reserve` to the process's
+    /// descriptor limit (the database, upstream connections and files need descriptors too).
+    static func overallCap(requested: Int?, reserve: Int = 256) -> Int {
+        var limit = rlimit()
+        let descriptors = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? Int(clamping: limit.rlim_cur) : 65_536
+        let ceiling = max(64, descriptors - reserve)
+        return min(requested ?? ceiling, ceiling)
+    }
+}
+
+/// HTTP/1.1 connections with ``ConnectionLimits`` applied: a connection from a peer at its cap
+/// is closed before any HTTP handling is set up for it (a refused connection costs a few
+/// microseconds and no request handler), the others release their place when they close.
+struct LimitedHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+    let http: HTTP1Channel
+    let limits: ConnectionLimits
+
+    struct Refused: Error {}
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        guard limits.admit(peer) else {
+            // Nothing is built for it, so nothing waits to be served: NIO drops a connection
+            // whose setup failed once it is closed.
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(Refused())
+        }
+        let limits = self.limits
+        channel.closeFuture.whenComplete { _ in limits.release(peer) }
+        return http.setup(channel: channel, logger: logger)
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await http.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with per-peer connection limits.
+    static func limitedHTTP1(configuration: HTTP1Channel.Configuration, limits: ConnectionLimits) -> HTTPServerBuilder {
+        .init { responder in LimitedHTTP1Channel(http: HTTP1Channel(responder: responder, configuration: configuration), limits: limits) }
+    }
+}
