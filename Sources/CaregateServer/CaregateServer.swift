@@ -134,7 +134,7 @@ public final class CaregateServer: Sendable {
             configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(300)), connectionPool: pool))
         outbound = OutboundAddressPolicy(
             allowedHosts: options.allowedOutboundHosts, resolve: options.hostResolver ?? OutboundAddressPolicy.systemResolve)
-        clientKeySets = ClientKeySets(client: httpClient, policy: outbound, minimumRefetchInterval: options.jwksRefetchInterval)
+        clientKeySets = ClientKeySets(client: httpClient, policy: outbound, logger: logger, minimumRefetchInterval: options.jwksRefetchInterval)
         var pools: [String: UpstreamConnectionPool] = [:]
         for upstream in options.upstreams {
             pools[upstream.surface] = UpstreamConnectionPool(upstream: upstream, bufferLimit: UpstreamForwarder.bufferedResponseLimit)
@@ -162,6 +162,10 @@ public final class CaregateServer: Sendable {
     /// How many API key rows this instance has read from the database: once per lookup id (found
     /// or not) until the next grant-chain change, however often a key is presented.
     public var keyDatabaseLookups: Int { cache.databaseLookups }
+
+    /// How many client JWK Sets this instance has parsed: once per distinct set while cached,
+    /// however many assertions it verifies.
+    public var clientKeySetParses: Int { clientKeySets.parses }
 
     /// The port the server listens on, once it does.
     public func port() async -> Int? { await listening.wait() }

@@ -393,6 +393,7 @@ struct ClientJWKSURLTests {
             try expectStatus(try await token("es", "ES384"), 200)
             try expectStatus(try await token("es", "ES384"), 200)
             #expect(try files.requests("jwks.json") == 1, "a known kid is served from the cache")
+            #expect(s.server.clientKeySetParses == 1, "the set is parsed once, not per assertion")
             // jku may only name the registered URL.
             try expectStatus(try await token("es", "ES384", header: ["jku": files.url("jwks.json")]), 200)
             let elsewhere = try await token("es", "ES384", header: ["jku": "https://attacker.example/jwks.json"])
@@ -403,19 +404,52 @@ struct ClientJWKSURLTests {
             let rotated = try await token("rs", "RS384")
             try expectStatus(rotated, 200)
             #expect(try files.requests("jwks.json") == 2)
+            #expect(s.server.clientKeySetParses == 2, "a changed set is parsed again")
             #expect(try await s.status("GET", "/v3/patients", key: rotated.json!.string("access_token"), clinic: clinic) == 200)
             // The retired EC key no longer verifies.
             #expect(try await token("es", "ES384").status == 401)
 
-            // A URL that cannot be fetched: invalid_client naming the problem.
-            let unreachable = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
-                                                  json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": files.url("missing.json")])
-            let missingID = unreachable.json!.string("clientId")
-            let jwt = try await ClientAssertionTests.assertion(keys["es"]!, "ES384", claims: [
-                "iss": missingID, "sub": missingID, "aud": audience, "jti": UUID().uuidString, "expiresIn": 120,
-            ])
-            let refused = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
-            #expect(refused.status == 401 && refused.json?.string("error_description").contains("JWKS URL answered 404") == true, "\(refused.text)")
+            // A URL that cannot be used: a 404, an answer that is not a key set, a redirect (never
+            // followed) and a closed port are all invalid_client, in the same words: a jwksUri
+            // cannot be used to find out what answers where behind the server.
+            try files.write("not-a-key-set.json", json: ["hello": "world"])
+            try FileManager.default.createDirectory(at: files.directory.appendingPathComponent("moved"), withIntermediateDirectories: true)
+            try files.write("moved/index.html", json: ["keys": publicKeys])
+            let closedPort = try OAuthTests.closedPort()
+            var descriptions: Set<String> = []
+            for url in [files.url("missing.json"), files.url("not-a-key-set.json"), files.url("moved"), "http://127.0.0.1:\(closedPort)/jwks.json"] {
+                let unreachable = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                                      json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
+                try expectStatus(unreachable, 201)
+                let unusableID = unreachable.json!.string("clientId")
+                let jwt = try await ClientAssertionTests.assertion(keys["es"]!, "ES384", claims: [
+                    "iss": unusableID, "sub": unusableID, "aud": audience, "jti": UUID().uuidString, "expiresIn": 120,
+                ])
+                let refused = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
+                #expect(refused.status == 401 && refused.json?.string("error") == "invalid_client", "\(url): \(refused.text)")
+                descriptions.insert(refused.json?.string("error_description") ?? "")
+            }
+            #expect(descriptions == ["the client's keys could not be obtained from its jwksUri"])
+            #expect(try files.requests("moved") == 1 && files.requests("moved/") == 0, "the redirect is not followed")
         }
+    }
+}
+
+extension OAuthTests {
+    /// A loopback port nothing listens on (bound, then closed).
+    static func closedPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSetupError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw TestSetupError("bind() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -62,11 +62,21 @@ import Testing
             let jwt = try await ClientAssertionTests.assertion(keys["es"]!, "ES384", claims: [
                 "iss": clientID, "sub": clientID, "aud": s.server.issuer + "/oauth2/token", "jti": UUID().uuidString, "expiresIn": 120,
             ])
+            let before = try await Self.refusedFetches(s)
             let refused = try await OAuthTests.form(
                 s, "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=\(jwt)")
             #expect(refused.status == 401 && refused.json?.string("error") == "invalid_client")
-            // Refused by the address check, before any connection (not a failed connection).
-            #expect(refused.json?.string("error_description").contains("not fetched") == true, "\(refused.text)")
+            // The client learns nothing of why…
+            #expect(refused.json?.string("error_description") == "the client's keys could not be obtained from its jwksUri", "\(refused.text)")
+            // …but it was the address check, before any connection (not a failed connection).
+            #expect(try await Self.refusedFetches(s) > before)
         }
+    }
+
+    /// `caregate_outbound_refused_total` from /metrics (one registry for the process).
+    static func refusedFetches(_ s: TestServer) async throws -> Int {
+        let metrics = try await s.request("GET", "/metrics").text
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("caregate_outbound_refused_total ") }
+        return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
     }
 }

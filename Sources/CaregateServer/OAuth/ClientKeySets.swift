@@ -1,5 +1,9 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
+import JWTKit
+import Logging
+import Metrics
 import NIOCore
 import Synchronization
 
@@ -10,10 +14,19 @@ import Synchronization
 /// most every 30 s per URL, so a client that rotated its keys is picked up at once while a
 /// flood of unknown kids is not a flood of fetches. When a fetch fails, the last good set
 /// is used until it is an hour old.
+///
+/// Why a fetch failed (refused address, connection, HTTP status, size, not a key set) goes to
+/// the log only: the client is told the same thing in every case, so that a `jwksUri` cannot
+/// be used to learn what answers where inside the server's network.
+///
+/// Parsed key sets are kept by the digest of their JSON, so a set is parsed (and its RSA or EC
+/// keys built) once, not on every assertion, and again only when its text changes.
 final class ClientKeySets: Sendable {
     struct FetchError: Error, CustomStringConvertible {
         var description: String
     }
+    /// What the client is told, whatever went wrong.
+    static let unavailable = "the client's keys could not be obtained from its jwksUri"
 
     private struct Entry {
         var json: String
@@ -32,11 +45,37 @@ final class ClientKeySets: Sendable {
     /// Unknown-kid refetches of one URL happen at most this often.
     let minimumRefetchInterval: Duration
     private let entries = Mutex<[String: Entry]>([:])
+    private let logger: Logger
+    private static let refusedAddresses = Counter(label: "caregate_outbound_refused_total")
 
-    init(client: HTTPClient, policy: OutboundAddressPolicy, minimumRefetchInterval: Duration = .seconds(30)) {
+    /// Parsed key sets by the SHA-256 of their JSON, at most ``parsedLimit`` (the oldest go first).
+    private let parsed = Mutex<(sets: [SHA256Digest: JWTKeyCollection], order: [SHA256Digest], parses: Int)>(([:], [], 0))
+    static let parsedLimit = 1_000
+
+    init(client: HTTPClient, policy: OutboundAddressPolicy, logger: Logger, minimumRefetchInterval: Duration = .seconds(30)) {
         self.client = client
         self.policy = policy
+        self.logger = logger
         self.minimumRefetchInterval = minimumRefetchInterval
+    }
+
+    /// How many key sets have been parsed since start (each distinct text once while cached).
+    var parses: Int { parsed.withLock { $0.parses } }
+
+    /// The keys of a JWK Set's JSON, parsed once per distinct text; nil when it holds none usable.
+    func keys(json: String) async -> JWTKeyCollection? {
+        let digest = SHA256.hash(data: Data(json.utf8))
+        if let cached = parsed.withLock({ $0.sets[digest] }) { return cached }
+        let keys = JWTKeyCollection()
+        guard (try? await keys.add(jwksJSON: json)) != nil else { return nil }
+        return parsed.withLock { state in
+            if let raced = state.sets[digest] { return raced }
+            state.parses += 1
+            state.sets[digest] = keys
+            state.order.append(digest)
+            if state.order.count > Self.parsedLimit { state.sets[state.order.removeFirst()] = nil }
+            return keys
+        }
     }
 
 
@@ -55,8 +94,9 @@ final class ClientKeySets: Sendable {
             entries.withLock { $0[url] = entry }
             return entry.json
         } catch {
+            logger.warning("client JWKS fetch failed", metadata: ["url": "\(url)", "reason": "\(error)"])
             if let cached, now - cached.fetchedAt < Self.staleLimit { return cached.json }
-            throw error
+            throw FetchError(description: Self.unavailable)
         }
     }
 
@@ -69,6 +109,7 @@ final class ClientKeySets: Sendable {
         do {
             try await policy.check(host: host)
         } catch {
+            Self.refusedAddresses.increment()
             throw FetchError(description: "the client's JWKS URL is not fetched: \(error)")
         }
         var request = HTTPClientRequest(url: url)

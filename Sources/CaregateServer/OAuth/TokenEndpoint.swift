@@ -202,9 +202,7 @@ struct TokenEndpoint: Sendable {
             throw refuse("this client has no registered keys (it authenticates with its secret)")
         }
         if let id = form["client_id"], id != client.clientID { throw OAuthError(error: "invalid_request", description: "client_id differs from the assertion's issuer") }
-        let keys = JWTKeyCollection()
-        guard (try? await keys.add(jwksJSON: jwks)) != nil,
-              let claims = try? await keys.verify(assertion, as: ClientAssertionClaims.self)
+        guard let keys = await keySets.keys(json: jwks), let claims = try? await keys.verify(assertion, as: ClientAssertionClaims.self)
         else { throw refuse("the assertion's signature, key or expiry is not valid") }
         guard claims.iss.value == client.clientID, claims.sub.value == client.clientID else { throw refuse("iss and sub must both be the client id") }
         let tokenURL = tokens.issuer + request.uri.path
