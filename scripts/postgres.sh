@@ -40,3 +40,33 @@ stop_postgres() {
         rm -rf "$PG_DIR"
     fi
 }
+
+# Run as a command (for tests that stop and restart their own server):
+#   scripts/postgres.sh start          # prints "<directory> <url>"
+#   scripts/postgres.sh pause DIR      # fast shutdown, data kept
+#   scripts/postgres.sh resume DIR     # starts it again on the same port
+#   scripts/postgres.sh stop DIR       # stops it and deletes its files
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -euo pipefail
+    pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    case "${1:-}" in
+        start)
+            start_postgres >/dev/null
+            echo "$PG_PORT" >"$PG_DIR/port"
+            echo "$PG_BIN" >"$PG_DIR/bin"
+            echo "$PG_DIR $POSTGRES_URL"
+            ;;
+        pause)
+            pg_as "$(cat "$2/bin")/pg_ctl" -D "$2/data" -m fast -w stop >/dev/null
+            ;;
+        resume)
+            pg_as "$(cat "$2/bin")/pg_ctl" -D "$2/data" -l "$2/server.log" -w \
+                -o "-c listen_addresses=127.0.0.1 -p $(cat "$2/port") -c unix_socket_directories=$2 -c fsync=off -c max_connections=300" start >/dev/null
+            ;;
+        stop)
+            pg_as "$(cat "$2/bin")/pg_ctl" -D "$2/data" -m fast -w stop >/dev/null 2>&1 || true
+            rm -rf "$2"
+            ;;
+        *) echo "usage: $0 start | pause DIR | resume DIR | stop DIR" >&2; exit 2 ;;
+    esac
+fi

@@ -257,3 +257,31 @@ func builtProduct(_ name: String) throws -> URL {
     }
     return found
 }
+
+/// Runs a program to completion with `posix_spawn` and `waitpid` (output to a file), for
+/// programs that leave a daemon behind (`pg_ctl start`): Foundation's `Process.waitUntilExit`
+/// on Linux can spin forever on those.
+func runSpawned(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-spawn-\(UUID().uuidString).log").path
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard spawned == 0 else { throw TestSetupError("posix_spawn \(executable): \(spawned)") }
+    let child = pid
+    let status: Int32 = await withCheckedContinuation { continuation in
+        Thread {
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+            continuation.resume(returning: (status >> 8) & 0xff)
+        }.start()
+    }
+    return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}

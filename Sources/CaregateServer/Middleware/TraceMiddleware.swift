@@ -53,6 +53,10 @@ struct TraceMiddleware: RouterMiddleware {
             }
         case let error as DecodingError:
             return APIError.badRequest("invalid JSON body: \(describe(error))").response(traceID: traceID)
+        case let error where Database.isUnavailable(error):
+            logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
+            return APIError(.serviceUnavailable, "service_unavailable", "The database is not reachable; try again shortly", headers: [.retryAfter: "1"])
+                .response(traceID: traceID)
         default:
             logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
             return APIError(.internalServerError, "internal_error", "Internal error").response(traceID: traceID)
