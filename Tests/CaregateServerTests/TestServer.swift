@@ -83,22 +83,7 @@ final class TestServer: Sendable {
         _ method: String, _ path: String, token: String? = nil, organization: String? = nil,
         json: Any? = nil, body: Data? = nil, headers: [String: String] = [:]
     ) async throws -> Reply {
-        var request = URLRequest(url: URL(string: base + path)!)
-        request.timeoutInterval = 30  // a hung request fails the test instead of the run
-        request.httpMethod = method
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let organization { request.setValue(organization, forHTTPHeaderField: "X-Organization-Id") }
-        if let json {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        if let body { request.httpBody = body }
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = response as! HTTPURLResponse
-        var fields: [String: String] = [:]
-        for (k, v) in http.allHeaderFields { fields["\(k)"] = "\(v)" }
-        return Reply(status: http.statusCode, headers: fields, body: data)
+        try await httpRequest(base: base, method, path, token: token, organization: organization, json: json, body: body, headers: headers)
     }
 
     /// The status of a clinic API call made with `key` in `clinic`.
@@ -284,4 +269,27 @@ func runSpawned(_ executable: String, _ arguments: [String]) async throws -> (st
         }.start()
     }
     return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+/// One HTTP request to a Caregate at `base` (a server of this process or another).
+func httpRequest(
+    base: String, _ method: String, _ path: String, token: String? = nil, organization: String? = nil,
+    json: Any? = nil, body: Data? = nil, headers: [String: String] = [:], timeout: TimeInterval = 30
+) async throws -> TestServer.Reply {
+    var request = URLRequest(url: URL(string: base + path)!)
+    request.timeoutInterval = timeout  // a hung request fails the test instead of the run
+    request.httpMethod = method
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    if let organization { request.setValue(organization, forHTTPHeaderField: "X-Organization-Id") }
+    if let json {
+        request.httpBody = try JSONSerialization.data(withJSONObject: json)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    if let body { request.httpBody = body }
+    for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let http = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (k, v) in http.allHeaderFields { fields["\(k)"] = "\(v)" }
+    return TestServer.Reply(status: http.statusCode, headers: fields, body: data)
 }
