@@ -3,7 +3,7 @@ public import Foundation
 /// Gateway mode: a surface whose routes Caregate enforces and forwards to a service it does
 /// not host. Given as `--upstream SURFACE=URL` or in a JSON file (`--gateway-config`):
 ///
-///     {"upstreams": [{"surface": "practice-api", "url": "http://10.0.0.5:8000", "timeoutSeconds": 30}]}
+///     {"upstreams": [{"surface": "practice-api", "url": "http://10.0.0.5:8000", "timeoutSeconds": 30, "maxBodyBytes": 16777216}]}
 public struct UpstreamConfiguration: Sendable, Equatable, Decodable {
     public var surface: String
     /// `http(s)://host[:port][/base-path]`: the request's path and query are appended.
@@ -11,21 +11,27 @@ public struct UpstreamConfiguration: Sendable, Equatable, Decodable {
     /// How long the upstream may take to answer with its status line and headers (504 after),
     /// and how long it may fall silent while a body streams (the answer is cut off after).
     public var timeoutSeconds: Double
+    /// The largest request body forwarded (413 past it, before or while it streams).
+    public var maxBodyBytes: Int64
 
-    public init(surface: String, url: String, timeoutSeconds: Double = 30) throws(GatewayConfigurationError) {
+    public static let defaultMaxBodyBytes: Int64 = 16 * 1024 * 1024
+
+    public init(surface: String, url: String, timeoutSeconds: Double = 30, maxBodyBytes: Int64 = Self.defaultMaxBodyBytes) throws(GatewayConfigurationError) {
         self.surface = surface
         self.url = url
         self.timeoutSeconds = timeoutSeconds
+        self.maxBodyBytes = maxBodyBytes
         try validate()
     }
 
-    enum CodingKeys: String, CodingKey { case surface, url, timeoutSeconds }
+    enum CodingKeys: String, CodingKey { case surface, url, timeoutSeconds, maxBodyBytes }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         try self.init(
             surface: try c.decode(String.self, forKey: .surface), url: try c.decode(String.self, forKey: .url),
-            timeoutSeconds: try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 30)
+            timeoutSeconds: try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 30,
+            maxBodyBytes: try c.decodeIfPresent(Int64.self, forKey: .maxBodyBytes) ?? Self.defaultMaxBodyBytes)
     }
 
     /// `SURFACE=URL`, as `--upstream` takes it.
@@ -48,7 +54,7 @@ public struct UpstreamConfiguration: Sendable, Equatable, Decodable {
         } catch let error as GatewayConfigurationError {
             throw GatewayConfigurationError("\(file.path): \(error.description)")
         } catch {
-            throw GatewayConfigurationError("\(file.path): not a gateway configuration ({\"upstreams\": [{\"surface\", \"url\", \"timeoutSeconds\"?}]}): \(error)")
+            throw GatewayConfigurationError("\(file.path): not a gateway configuration ({\"upstreams\": [{\"surface\", \"url\", \"timeoutSeconds\"?, \"maxBodyBytes\"?}]}): \(error)")
         }
     }
 
@@ -61,6 +67,9 @@ public struct UpstreamConfiguration: Sendable, Equatable, Decodable {
         }
         guard timeoutSeconds > 0, timeoutSeconds <= 3600 else {
             throw GatewayConfigurationError("upstream of \(surface): timeoutSeconds must be in (0, 3600]")
+        }
+        guard maxBodyBytes >= 1, maxBodyBytes <= 1 << 30 else {
+            throw GatewayConfigurationError("upstream of \(surface): maxBodyBytes must be from 1 to 1073741824")
         }
     }
 

@@ -122,18 +122,23 @@ struct UpstreamForwarder: Sendable {
             }
         }
 
+        let declared = request.headers[.contentLength].flatMap(Int64.init)
+        if let declared, declared > upstream.maxBodyBytes { throw Self.tooLarge(upstream.maxBodyBytes) }
         var outbound = HTTPClientRequest(url: upstream.base + target)
         outbound.method = .init(rawValue: request.method.rawValue)
         outbound.headers = headers
         // A small body is read whole and sent as bytes; a larger one streams through, once: the
         // request body allows one reader, and async-http-client asks again when it retries on
         // a fresh connection, which must fail that request (a 502), not the process.
-        if let length = request.headers[.contentLength].flatMap(Int64.init), length <= Self.bufferedRequestLimit {
+        var reader: OneReader?
+        if let length = declared, length <= Self.bufferedRequestLimit {
             outbound.body = .bytes(try await request.body.collect(upTo: Int(length)))
-        } else if let length = request.headers[.contentLength].flatMap(Int64.init) {
-            outbound.body = .stream(OneReader(request.body), length: .known(length))
+        } else if let length = declared {
+            reader = OneReader(request.body, limit: upstream.maxBodyBytes)
+            outbound.body = .stream(reader!, length: .known(length))
         } else if request.headers[.transferEncoding] != nil {
-            outbound.body = .stream(OneReader(request.body), length: .unknown)
+            reader = OneReader(request.body, limit: upstream.maxBodyBytes)
+            outbound.body = .stream(reader!, length: .unknown)
         }
         let reply: HTTPClientResponse
         do {
@@ -142,6 +147,8 @@ struct UpstreamForwarder: Sendable {
             throw timeoutError()
         } catch is CancellationError {
             throw CancellationError()
+        } catch where reader?.exceeded == true {
+            throw Self.tooLarge(upstream.maxBodyBytes)
         } catch {
             context.logger.warning("upstream unreachable", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
             throw unavailableError()
@@ -157,6 +164,10 @@ struct UpstreamForwarder: Sendable {
         return Response(status: status, headers: answerHeaders, body: ResponseBody(asyncSequence: reply.body))
     }
 
+    static func tooLarge(_ limit: Int64) -> APIError {
+        APIError(.contentTooLarge, "payload_too_large", "the request body may be at most \(limit) bytes on this surface")
+    }
+
     private func timeoutError() -> APIError {
         APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface) did not answer within \(self.upstream.timeoutSeconds) s")
     }
@@ -166,22 +177,40 @@ struct UpstreamForwarder: Sendable {
     }
 }
 
-/// A request body that can be read once: a second reader gets an error instead of the
-/// trap the underlying unicast sequence would raise.
+/// A request body that can be read once, up to `limit` bytes: a second reader gets an error
+/// instead of the trap the underlying unicast sequence would raise, and a body that grows past
+/// the limit (chunked, or longer than it said) ends the forwarding with ``exceeded`` set.
 final class OneReader: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     struct SecondReader: Error {}
+    struct TooLarge: Error {}
 
     private let body: RequestBody
+    private let limit: Int64
     private let taken = Mutex(false)
+    private let tooLarge = Mutex(false)
 
-    init(_ body: RequestBody) { self.body = body }
+    init(_ body: RequestBody, limit: Int64) {
+        self.body = body
+        self.limit = limit
+    }
+
+    /// Whether the body went past the limit.
+    var exceeded: Bool { tooLarge.withLock { $0 } }
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: RequestBody.AsyncIterator?
+        let reader: OneReader
+        var read: Int64 = 0
         mutating func next() async throws -> ByteBuffer? {
             guard base != nil else { throw SecondReader() }
-            return try await base!.next()
+            guard let chunk = try await base!.next() else { return nil }
+            read += Int64(chunk.readableBytes)
+            if read > reader.limit {
+                reader.tooLarge.withLock { $0 = true }
+                throw TooLarge()
+            }
+            return chunk
         }
     }
 
@@ -190,6 +219,6 @@ final class OneReader: AsyncSequence, Sendable {
             defer { taken = true }
             return !taken
         }
-        return AsyncIterator(base: first ? body.makeAsyncIterator() : nil)
+        return AsyncIterator(base: first ? body.makeAsyncIterator() : nil, reader: self)
     }
 }

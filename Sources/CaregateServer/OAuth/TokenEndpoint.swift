@@ -113,7 +113,7 @@ struct TokenEndpoint: Sendable {
             throw OAuthError(error: "invalid_request", description: "the body must be application/x-www-form-urlencoded")
         }
         guard let body = try? await request.collectBody(upTo: Self.maxBodyBytes) else {
-            throw OAuthError(error: "invalid_request", description: "the body may be at most \(Self.maxBodyBytes) bytes")
+            throw OAuthError(status: .contentTooLarge, error: "invalid_request", description: "the body may be at most \(Self.maxBodyBytes) bytes")
         }
         var form: [String: String] = [:]
         for (name, value) in QueryItems.parse(String(buffer: body)) {

@@ -71,6 +71,7 @@ enum ServerOperations {
             "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": Schema.ref(request).json]]],
             "responses": [
                 "200": success, "400": oauthError, "401": oauthError, "405": OpenAPIDocument.methodNotAllowed,
+                "413": ["description": "Body over 16 KiB", "content": ["application/json": ["schema": Schema.ref("OAuthError").json]]],
                 "429": [
                     "description": "Too many failed client authentications from this address or for this client; retry after the given seconds",
                     "headers": ["Retry-After": ["required": true, "schema": ["type": "integer", "minimum": 1]]],

@@ -105,6 +105,7 @@ enum SurfaceOperations {
                 ("200", ["description": "The upstream's answer, passed through", "content": ["*/*": ["schema": [:] as JSONValue]]]),
                 ("default", ["description": "The upstream's answer, whatever its status, passed through", "content": ["*/*": ["schema": [:] as JSONValue]]]),
             ] + refusals(route) + [
+                ("413", OpenAPIDocument.errorResponse("Body over the upstream's maxBodyBytes")),
                 ("502", OpenAPIDocument.errorResponse("The upstream is unavailable")),
                 ("504", OpenAPIDocument.errorResponse("The upstream did not answer in time")),
             ]))
