@@ -85,6 +85,8 @@ public final class CaregateServer: Sendable {
     let outbound: OutboundAddressPolicy
     /// Keep-alive connections to plain-http upstreams, by surface.
     let upstreamPools: [String: UpstreamConnectionPool]
+    /// The page layer (templates, cookies, security headers) of the console and the scope reference.
+    let pages: WebPages
     /// Open connections per peer address.
     let connectionLimits: ConnectionLimits
     private let listening = ListeningPort()
@@ -142,6 +144,7 @@ public final class CaregateServer: Sendable {
         }
         upstreamPools = pools
         connectionLimits = ConnectionLimits(perPeer: options.maxConnectionsPerPeer, exempt: options.trustedProxies)
+        pages = try WebPages(secureCookies: tokens.issuer.lowercased().hasPrefix("https://"))
         let clinic = self.clinic
         let client = httpClient
         let trustedProxies = options.trustedProxies
@@ -225,9 +228,12 @@ public final class CaregateServer: Sendable {
         let discovery = Discovery.documents(issuer: tokens.issuer, scopeNames: Set(catalogs.flatMap { $0.scopes.map(\.name) }).sorted())
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(discovery.authorizationServer) }
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
-        ManagementRoutes(
+        let management = ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, tokens: tokens, registry: registry,
-            oauth: oauth, outbound: outbound
+            oauth: oauth, outbound: outbound)
+        management.register(on: router)
+        ConsoleRoutes(
+            pages: pages, grants: grants, management: management, scopeReference: ScopeReferencePage(catalogs: catalogs), registry: registry
         ).register(on: router)
         methods.set(router.routes.map { ($0.method.rawValue, $0.path.description) })
         return router

@@ -197,7 +197,9 @@ public struct AuditStore: Sendable {
     }
 
     /// Newest first; `cursor` is the last id of the previous page (see ``isEventID(_:)``).
-    public func page(organizationID: String?, appID: String?, decision: String?, limit: Int, cursor: String?) async throws -> (events: [AuditEvent], next: String?) {
+    public func page(
+        organizationID: String?, appID: String?, decision: String?, traceID: String? = nil, limit: Int, cursor: String?
+    ) async throws -> (events: [AuditEvent], next: String?) {
         var before: (segment: String, position: Int)?
         if let cursor {
             guard Self.isEventID(cursor), let position = Int(cursor.suffix(4), radix: 16) else {
@@ -214,6 +216,8 @@ public struct AuditStore: Sendable {
             if let appID { query += " AND app_id = \(bind: appID)" }
             if decision == "allowed" { query += " AND allowed > 0" }
             if decision == "denied" { query += " AND denied > 0" }
+            // A trace id is a UUID (checked by the caller): no LIKE wildcard in it.
+            if let traceID { query += " AND events LIKE \(bind: "%\"" + traceID + "\"%")" }
             if let olderThan {
                 query += " AND id < \(bind: olderThan)"
             } else if let before {
@@ -230,7 +234,8 @@ public struct AuditStore: Sendable {
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
-                for position in stride(from: end - 1, through: 0, by: -1) where decision == nil || stored[position].decision == decision {
+                for position in stride(from: end - 1, through: 0, by: -1)
+                where (decision == nil || stored[position].decision == decision) && (traceID == nil || stored[position].traceID == traceID) {
                     let e = stored[position]
                     var event = AuditEvent(
                         at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,

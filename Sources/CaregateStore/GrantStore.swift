@@ -141,7 +141,19 @@ public struct GrantStore: Sendable {
             SELECT a.id, a.developer_id, a.slug, a.name, a.surface, a.live_version_id, v.scopes
             FROM apps a JOIN app_versions v ON v.id = a.live_version_id WHERE a.id = \(bind: id)
             """).first() else { return nil }
-        return AppRecord(
+        return try appRecord(row)
+    }
+
+    /// A developer's apps, oldest first.
+    public func apps(developerID: String) async throws -> [AppRecord] {
+        try await sql.raw("""
+            SELECT a.id, a.developer_id, a.slug, a.name, a.surface, a.live_version_id, v.scopes
+            FROM apps a JOIN app_versions v ON v.id = a.live_version_id WHERE a.developer_id = \(bind: developerID) ORDER BY a.created_at, a.id
+            """).all().map(appRecord)
+    }
+
+    private func appRecord(_ row: any SQLRow) throws -> AppRecord {
+        AppRecord(
             id: try row.decode(column: "id", as: String.self), developerID: try row.decode(column: "developer_id", as: String.self),
             slug: try row.decode(column: "slug", as: String.self), name: try row.decode(column: "name", as: String.self),
             surface: try row.decode(column: "surface", as: String.self),
@@ -198,6 +210,14 @@ public struct GrantStore: Sendable {
 
     public func installation(_ id: String) async throws -> InstallationRecord? {
         try await sql.raw("SELECT \(unsafeRaw: Self.installationColumns) FROM installations WHERE id = \(bind: id)").first().map(installation(from:))
+    }
+
+    /// A clinic's active installations, oldest first.
+    public func installations(organizationID: String) async throws -> [InstallationRecord] {
+        try await sql.raw("""
+            SELECT \(unsafeRaw: Self.installationColumns) FROM installations
+            WHERE organization_id = \(bind: organizationID) AND status = 'active' ORDER BY created_at, id
+            """).all().map(installation(from:))
     }
 
     public func installation(appID: String, organizationID: String) async throws -> InstallationRecord? {

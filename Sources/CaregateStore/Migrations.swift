@@ -25,6 +25,13 @@ enum Migrations {
             "ALTER TABLE access_tokens ADD COLUMN expires_at BIGINT",
             "ALTER TABLE access_tokens ADD COLUMN revoked_at BIGINT",
         ] }),
+        Migration(version: 7, name: "web console sessions", statements: { _ in [
+            """
+            CREATE TABLE web_sessions (id_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, csrf TEXT NOT NULL, created_at BIGINT NOT NULL,
+              expires_at BIGINT NOT NULL, ended_at BIGINT)
+            """,
+            "CREATE INDEX web_sessions_token ON web_sessions (token_id)",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

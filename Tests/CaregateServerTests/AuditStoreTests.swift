@@ -86,6 +86,7 @@ struct AuditStoreTests {
         do {
             try await current.transaction { db in
                 try await db.raw("DROP TABLE audit_segments").run()
+                try await db.raw("DROP TABLE web_sessions").run()
                 for column in ["organizations DROP COLUMN environment", "access_tokens DROP COLUMN expires_at", "access_tokens DROP COLUMN revoked_at"] {
                     try await db.raw("ALTER TABLE \(unsafeRaw: column)").run()
                 }

@@ -27,13 +27,27 @@ extension ManagementRoutes {
     func getInstallation(_ call: inout ManagementCall) async throws -> Response {
         let principal = call.principal
         let installation = try await ownInstallation(principal, try call.parameter("id"))
+        return JSONResponse.make(try await installationWithLiveVersion(installation))
+    }
+
+    func listInstallations(_ call: inout ManagementCall) async throws -> Response {
+        var list: [JSONValue] = []
+        for installation in try await grants.installations(organizationID: call.principal.subjectID) {
+            list.append(try await installationWithLiveVersion(installation))
+        }
+        return JSONResponse.make(.array(list))
+    }
+
+    /// An installation with what re-approval would review: the live version's scopes (and the app's name).
+    private func installationWithLiveVersion(_ installation: InstallationRecord) async throws -> JSONValue {
         var json = installationJSON(installation)
         if let app = try await grants.app(installation.appID) {
-            // What re-approval would review: the live version's scopes.
             json.set("liveVersionId", .string(app.liveVersionID))
             json.set("liveVersionScopes", .array(app.scopes.map { .string($0) }))
+            json.set("appName", .string(app.name))
+            json.set("appSurface", .string(app.surface))
         }
-        return JSONResponse.make(json)
+        return json
     }
 
     func approve(_ call: inout ManagementCall) async throws -> Response {
@@ -68,7 +82,8 @@ extension ManagementRoutes {
         let cursor = query["cursor"]
         await auditWriter.flush()
         let page = try await audit.page(
-            organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, limit: try query.limit(), cursor: cursor)
+            organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, traceID: query["traceId"]?.lowercased(),
+            limit: try query.limit(), cursor: cursor)
         let events = page.events.map(Self.eventJSON)
         return JSONResponse.make(["code": "success", "data": .array(events), "nextCursor": .optional(page.next)] as JSONValue)
     }

@@ -25,6 +25,10 @@ extension ManagementRoutes {
         return JSONResponse.make(appJSON(app), status: .created)
     }
 
+    func listApps(_ call: inout ManagementCall) async throws -> Response {
+        JSONResponse.make(.array(try await grants.apps(developerID: call.principal.subjectID).map(appJSON)))
+    }
+
     func getApp(_ call: inout ManagementCall) async throws -> Response {
         let principal = call.principal
         return JSONResponse.make(appJSON(try await ownApp(principal, try call.parameter("appId"))))

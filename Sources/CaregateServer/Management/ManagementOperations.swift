@@ -55,6 +55,9 @@ enum ManagementAPI {
                 required: ["slug", "name", "scopes"], closed: true)),
             success: .created, response: "App", conflicts: true, handler: { try await $0.createApp(&$1) }),
         .init(
+            method: .get, path: "/manage/apps", callers: [.developer], summary: "The caller's apps, oldest first (developer)",
+            success: .ok, response: "AppList", handler: { try await $0.listApps(&$1) }),
+        .init(
             method: .get, path: "/manage/apps/{appId}", callers: [.developer], summary: "Get an app (developer)",
             success: .ok, response: "App", handler: { try await $0.getApp(&$1) }),
         .init(
@@ -95,6 +98,10 @@ enum ManagementAPI {
             body: .init(name: "NewInstallation", schema: .object([("appId", .requiredText(max: 40)), ("scopes", .ref("ScopeList"))], required: ["appId"], closed: true)),
             success: .created, response: "Installation", conflicts: true, handler: { try await $0.install(&$1) }),
         .init(
+            method: .get, path: "/manage/installations", callers: [.clinicAdmin],
+            summary: "The clinic's installations, each with its app's name and live version (clinic admin)",
+            success: .ok, response: "InstallationList", handler: { try await $0.listInstallations(&$1) }),
+        .init(
             method: .get, path: "/manage/installations/{id}", callers: [.clinicAdmin],
             summary: "Get an installation with the live version's scopes (clinic admin)",
             success: .ok, response: "Installation", handler: { try await $0.getInstallation(&$1) }),
@@ -115,6 +122,7 @@ enum ManagementAPI {
                 .init(name: "organizationId", rule: .organization, description: "Only this clinic's requests"),
                 .init(name: "appId", rule: .id(prefix: "app"), description: "Only this app's requests"),
                 .init(name: "decision", rule: .oneOf(["allowed", "denied"]), description: "Only allowed or only denied requests"),
+                .init(name: "traceId", rule: .traceID, description: "Only the request with this X-Trace-Id"),
                 .init(name: "limit", rule: .limit, description: "Page size (default 50)"),
                 .init(name: "cursor", rule: .auditCursor, description: "nextCursor of the previous page"),
             ],
@@ -153,6 +161,8 @@ extension ManagementAPI {
         ("App", .object(
             [("id", .id), ("slug", .text), ("name", .text), ("surface", .text), ("liveVersionId", .id), ("scopes", .array(.text))],
             required: ["id", "slug", "name", "surface", "liveVersionId", "scopes"])),
+        ("AppList", .array(.ref("App"))),
+        ("InstallationList", .array(.ref("Installation"))),
         ("AppVersion", .object([("id", .id), ("appId", .id), ("scopes", .array(.text))], required: ["id", "appId", "scopes"])),
         ("APIKey", .object(
             [("id", .id), ("appId", .id), ("name", .text), ("environment", .oneOf(["prd", "sbx"])), ("display", .text),
@@ -167,7 +177,7 @@ extension ManagementAPI {
             required: ["clientId", "clientSecret", "appId", "credentialType", "grantTypes", "scopes", "organizationId", "jwksUri", "tokenEndpointAuthMethod"])),
         ("Installation", .object(
             [("id", .id), ("appId", .id), ("organizationId", .id), ("approvedVersionId", .id), ("approvedScopes", .array(.text)), ("status", .text),
-             ("liveVersionId", .id), ("liveVersionScopes", .array(.text))],
+             ("liveVersionId", .id), ("liveVersionScopes", .array(.text)), ("appName", .text), ("appSurface", .text)],
             required: ["id", "appId", "organizationId", "approvedVersionId", "approvedScopes", "status"])),
         ("AuditEvent", .object(
             [("id", .text), ("at", .dateTime), ("organizationId", .nullable(.id)), ("appId", .nullable(.id)), ("keyId", .nullable(.text)),

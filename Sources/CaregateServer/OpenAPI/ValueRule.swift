@@ -20,6 +20,8 @@ enum ValueRule: Sendable {
     case organization
     /// An audit event id (`aud_<33 hex>`), the cursor of the audit log.
     case auditCursor
+    /// A trace id: a UUID (what `X-Trace-Id` carries).
+    case traceID
     /// 1 to `max` characters without control characters.
     case text(max: Int)
     /// 1 to 100 characters: letters, digits, spaces and `' - . @ +` (ASCII punctuation otherwise
@@ -37,6 +39,7 @@ enum ValueRule: Sendable {
         case .limit: .integer(minimum: 1, maximum: 200)
         case .organization: .string(pattern: Schema.whole("(org_[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"))
         case .auditCursor: .string(pattern: Schema.whole("aud_[0-9a-f]{33}"))
+        case .traceID: .string(pattern: Schema.whole("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"))
         case .text(let max): .string(minLength: 1, maxLength: max, pattern: Schema.noControlCharacters)
         case .searchText: .string(minLength: 1, maxLength: 100, pattern: Schema.whole(Self.searchPattern))
         }
@@ -60,6 +63,7 @@ enum ValueRule: Sendable {
         case .limit: ok = Int(value).map { (1...200).contains($0) } ?? false
         case .organization: ok = Identifier.organizationID(fromClientForm: value) != nil
         case .auditCursor: ok = AuditStore.isEventID(value)
+        case .traceID: ok = value.utf8.count == 36 && UUID(uuidString: value) != nil
         case .text(let max): ok = !value.isEmpty && value.unicodeScalars.count <= max && !Validate.hasControlCharacters(value)
         case .searchText: ok = Validate.isSearchText(value)
         }
@@ -77,6 +81,7 @@ enum ValueRule: Sendable {
         case .limit: "an integer from 1 to 200"
         case .organization: "an organization id (org_<32 hex> or its UUID form)"
         case .auditCursor: "a cursor of this list"
+        case .traceID: "a trace id (a UUID)"
         case .text(let max): "1 to \(max) characters without control characters"
         case .searchText: "1 to 100 letters, digits, spaces or ' - . @ +"
         }
