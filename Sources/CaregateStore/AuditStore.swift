@@ -323,6 +323,31 @@ public struct AuditStore: Sendable {
         }
     }
 
+    /// What an app's credentials used since `since`: for each credential (key id or OAuth client
+    /// id), each route it was allowed, with one request path of it (to decide it again against a
+    /// single scope). Reads the app's segments newer than `since`, a few at a time.
+    public func usage(appID: String, since: Int64) async throws -> [String: [String: (method: String, path: String)]] {
+        var used: [String: [String: (method: String, path: String)]] = [:]
+        var bound: [UInt8] = Array("aud_".utf8)
+        Identifier.appendHex(UInt64(max(since, 0)), digits: 13, to: &bound)
+        var after = String(decoding: bound, as: UTF8.self)
+        while true {
+            let rows = try await database.sql.raw("""
+                SELECT id, key_id, events FROM audit_segments WHERE app_id = \(bind: appID) AND id > \(bind: after) AND allowed > 0
+                ORDER BY id LIMIT 20
+                """).all()
+            for row in rows {
+                after = try row.decode(column: "id", as: String.self)
+                guard let keyID = try row.decode(column: "key_id", as: String?.self) else { continue }
+                for event in try StoredEvent.all(in: row) where event.decision == "allowed" && event.at >= since {
+                    guard let route = event.route, used[keyID]?[route] == nil else { continue }
+                    used[keyID, default: [:]][route] = (event.method, event.path)
+                }
+            }
+            if rows.count < 20 { return used }
+        }
+    }
+
     /// How many events the log holds (all of them, or one route's).
     public func count(route: String? = nil) async throws -> Int {
         var total = 0

@@ -86,7 +86,10 @@ extension GrantStore {
     /// A new key with the old one's name, environment and scopes; the old key keeps working
     /// until `now + grace` (never beyond its own expiry), then stops.
     /// A key that was rotated already, revoked or has expired is not rotated again (409).
-    public func rotate(keyID: String, graceSeconds: Int) async throws -> IssuedKey? {
+    /// A new key in place of `keyID`, shown once; the old one keeps working for `graceSeconds`.
+    /// With `scopes`, the new key holds exactly those (narrowing: the caller checks they are
+    /// among the old key's). A key is replaced once: a second rotation is a conflict.
+    public func rotate(keyID: String, graceSeconds: Int, scopes: [String]? = nil) async throws -> IssuedKey? {
         guard let old = try await key(id: keyID) else { return nil }
         if old.revokedAt != nil { throw StoreError.conflict("key \(keyID) is revoked") }
         if let replacement = old.replacedBy { throw StoreError.conflict("key \(keyID) was rotated already (replaced by \(replacement))") }
@@ -94,7 +97,7 @@ extension GrantStore {
         let (text, lookupID, display) = newKey(environment: old.environment)
         let record = APIKeyRecord(
             id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: hash(text),
-            environment: old.environment, name: old.name, display: display, scopes: old.scopes, expiresAt: old.expiresAt,
+            environment: old.environment, name: old.name, display: display, scopes: scopes ?? old.scopes, expiresAt: old.expiresAt,
             revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
         let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000
         let oldExpiry = min(old.expiresAt ?? .max, graceEnd)

@@ -67,14 +67,23 @@ public struct OAuthStore: Sendable {
         return (record, secret)
     }
 
+    private static let clientColumns = "client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks, jwks_uri"
+
     public func client(_ clientID: String) async throws -> OAuthClientRecord? {
         guard clientID.utf8.count <= 64,
-              let row = try await sql.raw("""
-                SELECT client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks, jwks_uri
-                FROM oauth_clients WHERE client_id = \(bind: clientID)
-                """).first()
+              let row = try await sql.raw("SELECT \(unsafeRaw: Self.clientColumns) FROM oauth_clients WHERE client_id = \(bind: clientID)").first()
         else { return nil }
-        return OAuthClientRecord(
+        return try clientRecord(row)
+    }
+
+    /// An app's OAuth clients (revoked ones included), oldest first.
+    public func clients(appID: String) async throws -> [OAuthClientRecord] {
+        try await sql.raw("SELECT \(unsafeRaw: Self.clientColumns) FROM oauth_clients WHERE app_id = \(bind: appID) ORDER BY created_at, client_id")
+            .all().map(clientRecord)
+    }
+
+    private func clientRecord(_ row: any SQLRow) throws -> OAuthClientRecord {
+        OAuthClientRecord(
             clientID: try row.decode(column: "client_id", as: String.self), appID: try row.decode(column: "app_id", as: String.self),
             secretHash: try row.decode(column: "secret_hash", as: String?.self),
             credentialType: try row.decode(column: "credential_type", as: String.self),

@@ -137,12 +137,20 @@ extension ManagementRoutes {
         let principal = call.principal
         let key = try await ownKey(principal, try call.parameter("keyId"))
         var grace: Int64 = 3600
+        var narrowed: [String]?
         if call.hasBody {
             let body = try await call.body()
             grace = try body.int("graceSeconds", range: 0...604_800, required: false) ?? 3600
+            if let scopes = try body.stringArray("scopes", required: false) {
+                guard let app = try await grants.app(key.appID) else { throw APIError.notFound("the key's app is gone") }
+                let valid = try validateScopes(scopes, surface: app.surface, field: "scopes")
+                guard !valid.isEmpty else { throw APIError.badRequest("field \"scopes\" must name at least one scope") }
+                try Self.subset(valid, of: key.scopes ?? app.scopes, field: "scopes", what: "held by the key")
+                narrowed = valid
+            }
         }
         // nil: the key is gone (revoked, rotated and expired keys are StoreError.conflict, a 409).
-        guard let issued = try await grants.rotate(keyID: key.id, graceSeconds: Int(grace)) else {
+        guard let issued = try await grants.rotate(keyID: key.id, graceSeconds: Int(grace), scopes: narrowed) else {
             throw APIError.notFound("no key \"\(key.id)\"")
         }
         return JSONResponse.make(keyJSON(issued.record, secret: issued.key), status: .created)
@@ -153,5 +161,39 @@ extension ManagementRoutes {
         let key = try await ownKey(principal, try call.parameter("keyId"))
         try await grants.revoke(keyID: key.id)
         return Response(status: .noContent)
+    }
+
+    /// The least-privilege report. A held scope counts as used when it alone allows a route the
+    /// credential was allowed in the window (decided again, per route, with that one scope), so
+    /// a scope that implies another is credited for what it opened.
+    func usage(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        let days = try call.query()["days"].flatMap { Int($0) } ?? 30
+        await auditWriter.flush()
+        let now = Clock.millis()
+        let used = try await audit.usage(appID: app.id, since: now - Int64(days) * 86_400_000)
+        let catalogs = registry.catalogs(ofApp: app.surface)
+        func entry(_ kind: String, id: String, name: String?, held: [String], type: CredentialType) -> JSONValue {
+            let routes = Array((used[id] ?? [:]).values)
+            let usedScopes = held.filter { scope in
+                catalogs.contains { catalog in
+                    guard let set = try? catalog.resolve(names: [scope], credentialType: type) else { return false }
+                    return routes.contains { catalog.decide(set, method: $0.method, target: $0.path).isAllowed }
+                }
+            }
+            return [
+                "credential": .string(kind), "id": .string(id), "name": .optional(name), "held": .array(held.map { .string($0) }),
+                "used": .array(usedScopes.map { .string($0) }), "droppable": .array(held.filter { !usedScopes.contains($0) }.map { .string($0) }),
+            ]
+        }
+        var entries: [JSONValue] = []
+        for key in try await grants.keys(appID: app.id) where key.revokedAt == nil && (key.expiresAt.map { $0 > now } ?? true) {
+            entries.append(entry("api_key", id: key.id, name: key.name, held: key.scopes ?? app.scopes, type: .apiKey))
+        }
+        for client in try await oauth.clients(appID: app.id) where client.revokedAt == nil {
+            entries.append(entry("oauth_client", id: client.clientID, name: nil, held: client.scopes, type: CredentialType(rawValue: client.credentialType) ?? .oauth2))
+        }
+        return JSONResponse.make(["code": "success", "days": .int(Int64(days)), "data": .array(entries)] as JSONValue)
     }
 }

@@ -75,6 +75,11 @@ enum ManagementAPI {
             method: .get, path: "/manage/apps/{appId}/keys", callers: [.developer], summary: "List an app's keys, masked (developer)",
             success: .ok, response: "APIKeyList", handler: { try await $0.listKeys(&$1) }),
         .init(
+            method: .get, path: "/manage/apps/{appId}/usage", callers: [.developer],
+            summary: "Least-privilege report: per key and OAuth client, the scopes it holds, those it used in the window (from the audit log) and those it could drop (developer)",
+            query: [.init(name: "days", rule: .days, description: "The window, in days back from now (default 30)")],
+            success: .ok, response: "UsageReport", handler: { try await $0.usage(&$1) }),
+        .init(
             method: .post, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
             summary: "Register an OAuth 2.0 client: with jwks or jwksUri it authenticates with private_key_jwt, otherwise with a secret shown once (developer)",
             body: .init(name: "NewOAuthClient", schema: .object(
@@ -85,8 +90,11 @@ enum ManagementAPI {
             success: .created, response: "OAuthClient", handler: { try await $0.createOAuthClient(&$1) }),
         .init(
             method: .post, path: "/manage/keys/{keyId}/rotate", callers: [.developer],
-            summary: "Rotate a key: a new key is shown once, the old one stops after the grace (developer)",
-            body: .init(name: "KeyRotation", schema: .object([("graceSeconds", .integer(minimum: 0, maximum: 604_800))], closed: true), optional: true),
+            summary: "Rotate a key: a new key is shown once, the old one stops after the grace; with scopes, the new key holds only those of the old one's (narrowing) (developer)",
+            body: .init(
+                name: "KeyRotation",
+                schema: .object([("graceSeconds", .integer(minimum: 0, maximum: 604_800)), ("scopes", .ref("APIKeyScopeList"))], closed: true),
+                optional: true),
             success: .created, response: "APIKey", conflicts: true, handler: { try await $0.rotateKey(&$1) }),
         .init(
             method: .delete, path: "/manage/keys/{keyId}", callers: [.developer], summary: "Revoke a key at once (developer)",
@@ -162,6 +170,13 @@ extension ManagementAPI {
             [("id", .id), ("slug", .text), ("name", .text), ("surface", .text), ("liveVersionId", .id), ("scopes", .array(.text))],
             required: ["id", "slug", "name", "surface", "liveVersionId", "scopes"])),
         ("AppList", .array(.ref("App"))),
+        ("UsageReport", .object(
+            [("code", .oneOf(["success"])), ("days", .integer(minimum: 1, maximum: 365)),
+             ("data", .array(.object(
+                [("credential", .oneOf(["api_key", "oauth_client"])), ("id", .text), ("name", .nullable(.text)), ("held", .array(.text)),
+                 ("used", .array(.text)), ("droppable", .array(.text))],
+                required: ["credential", "id", "name", "held", "used", "droppable"])))],
+            required: ["code", "days", "data"])),
         ("InstallationList", .array(.ref("Installation"))),
         ("AppVersion", .object([("id", .id), ("appId", .id), ("scopes", .array(.text))], required: ["id", "appId", "scopes"])),
         ("APIKey", .object(

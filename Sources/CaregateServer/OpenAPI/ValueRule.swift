@@ -22,6 +22,8 @@ enum ValueRule: Sendable {
     case auditCursor
     /// A trace id: a UUID (what `X-Trace-Id` carries).
     case traceID
+    /// A number of days from 1 to 365.
+    case days
     /// 1 to `max` characters without control characters.
     case text(max: Int)
     /// 1 to 100 characters: letters, digits, spaces and `' - . @ +` (ASCII punctuation otherwise
@@ -39,6 +41,7 @@ enum ValueRule: Sendable {
         case .limit: .integer(minimum: 1, maximum: 200)
         case .organization: .string(pattern: Schema.whole("(org_[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"))
         case .auditCursor: .string(pattern: Schema.whole("aud_[0-9a-f]{33}"))
+        case .days: .integer(minimum: 1, maximum: 365)
         case .traceID: .string(pattern: Schema.whole("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"))
         case .text(let max): .string(minLength: 1, maxLength: max, pattern: Schema.noControlCharacters)
         case .searchText: .string(minLength: 1, maxLength: 100, pattern: Schema.whole(Self.searchPattern))
@@ -63,6 +66,7 @@ enum ValueRule: Sendable {
         case .limit: ok = Int(value).map { (1...200).contains($0) } ?? false
         case .organization: ok = Identifier.organizationID(fromClientForm: value) != nil
         case .auditCursor: ok = AuditStore.isEventID(value)
+        case .days: ok = Int(value).map { (1...365).contains($0) } ?? false
         case .traceID: ok = value.utf8.count == 36 && UUID(uuidString: value) != nil
         case .text(let max): ok = !value.isEmpty && value.unicodeScalars.count <= max && !Validate.hasControlCharacters(value)
         case .searchText: ok = Validate.isSearchText(value)
@@ -81,6 +85,7 @@ enum ValueRule: Sendable {
         case .limit: "an integer from 1 to 200"
         case .organization: "an organization id (org_<32 hex> or its UUID form)"
         case .auditCursor: "a cursor of this list"
+        case .days: "an integer from 1 to 365"
         case .traceID: "a trace id (a UUID)"
         case .text(let max): "1 to \(max) characters without control characters"
         case .searchText: "1 to 100 letters, digits, spaces or ' - . @ +"

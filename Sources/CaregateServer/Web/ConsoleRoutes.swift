@@ -83,6 +83,24 @@ struct ConsoleRoutes: Sendable {
                 return redirect("/console")
             }
         }
+        router.post("console/keys/:keyId/narrow") { request, context in
+            try await withSession(request) { session, form, _ in
+                let keyID = try context.parameters.require("keyId")
+                guard let appID = form["appId"]?.first, Validate.isID(appID, prefix: "app") else { throw APIError.badRequest("the form names no app") }
+                let report = try await management.perform(
+                    .get, "/manage/apps/{appId}/usage", parameters: ["appId": appID], principal: session.principal, context: context
+                ).json as? [String: Any] ?? [:]
+                let used = (report["data"] as? [[String: Any]] ?? []).first { $0["id"] as? String == keyID }?["used"] as? [String] ?? []
+                guard !used.isEmpty else { throw APIError.conflict("this key used no scope in the window: revoke it rather than narrow it") }
+                let created = try await management.perform(
+                    .post, "/manage/keys/{keyId}/rotate", parameters: ["keyId": keyID], body: ["scopes": .array(used.map { .string($0) })],
+                    principal: session.principal, context: context)
+                let key = created.json as? [String: Any] ?? [:]
+                return pages.page("key-created", [
+                    "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
+                ], status: .created)
+            }
+        }
         router.post("console/keys/:keyId/revoke") { request, context in
             try await withSession(request) { session, form, _ in
                 _ = try await management.perform(
@@ -257,9 +275,25 @@ struct ConsoleRoutes: Sendable {
                 "scopeText": scopes.map { $0.joined(separator: " ") } ?? "the clinic's approved scopes",
             ]) { _, new in new }
         }
+        let report = try await management.perform(.get, "/manage/apps/{appId}/usage", parameters: ["appId": appID], principal: session.principal, context: context)
+            .json as? [String: Any] ?? [:]
+        let names = Dictionary(keys.compactMap { key in (key["id"] as? String).map { ($0, key["name"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
+        let usage = (report["data"] as? [[String: Any]] ?? []).map { entry -> [String: Any] in
+            let id = entry["id"] as? String ?? ""
+            let isKey = entry["credential"] as? String == "api_key"
+            func text(_ field: String) -> String {
+                let scopes = entry[field] as? [String] ?? []
+                return scopes.isEmpty ? "—" : scopes.joined(separator: " ")
+            }
+            return [
+                "id": id, "label": isKey ? "Key “\(names[id] ?? id)”" : "OAuth client \(id)", "heldText": text("held"), "usedText": text("used"),
+                "droppableText": text("droppable"),
+                "canNarrow": isKey && !(entry["used"] as? [Any] ?? []).isEmpty && !(entry["droppable"] as? [Any] ?? []).isEmpty,
+            ]
+        }
         return pages.page("app", [
             "session": WebPages.sessionContext(session), "csrf": session.csrf, "app": app, "surface": app["surface"] as? String ?? "",
-            "keys": rows, "hasKeys": !rows.isEmpty,
+            "keys": rows, "hasKeys": !rows.isEmpty, "usage": usage, "usageDays": report["days"] as? Int ?? 30, "appId": appID,
         ])
     }
 }

@@ -133,6 +133,15 @@ enum WebTemplates {
         </tbody>
         </table>
         {{/hasKeys}}
+        <h2 id="usage">Least-privilege report (last {{usageDays}} days)</h2>
+        <table>
+        <caption>What each key and OAuth client holds, used (from the audit log) and could drop</caption>
+        <thead><tr><th scope="col">Credential</th><th scope="col">Holds</th><th scope="col">Used</th><th scope="col">Could drop</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <tbody>
+        {{#usage}}<tr id="usage-{{id}}"><td>{{label}}</td><td class="held">{{heldText}}</td><td class="used">{{usedText}}</td><td class="droppable">{{droppableText}}</td>
+        <td>{{#canNarrow}}<form method="post" action="/console/keys/{{id}}/narrow"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="appId" value="{{appId}}"><button type="submit">Narrow this key to what it uses</button></form>{{/canNarrow}}</td></tr>{{/usage}}
+        </tbody>
+        </table>
         <h3>Create a key</h3>
         <form method="post" action="/console/apps/{{app.id}}/keys">
         <input type="hidden" name="csrf" value="{{csrf}}">
