@@ -8,7 +8,7 @@ Creates, through the management API only (as an operator, a developer and a clin
   - a production clinic with synthetic sample data;
   - a marketplace-v3 app declaring every v3 and v1 scope an API key may carry, installed
     (all approved), and an API key selecting every one of them (serves /v3 and /v1);
-  - a platform app declaring every non-SMART platform scope, installed, an API key with
+  - a platform app declaring every non-SMART platform scope (approved in the review queue), installed, an API key with
     every scope an API key may carry, and a clinic-bound OAuth client (credential type
     oauth2) with every scope, for the OAuth-only platform routes;
   - a practice-api app declaring `apiv2`, installed, and a clinic-bound OAuth client with
@@ -88,6 +88,10 @@ platform_scopes = [s["name"] for s in platform if not s.get("smart")]
 platform_app = call("POST", "/manage/apps", dev, {"slug": "st-platform", "name": "Schemathesis platform",
                                                   "surface": "platform", "scopes": platform_scopes})
 call("POST", "/manage/installations", admin, {"appId": platform_app["id"]})
+# Its scopes that are not self-service take effect once the operator approves them (the review queue).
+for review in call("GET", "/manage/scope-reviews?status=pending", operator):
+    if review["appId"] == platform_app["id"]:
+        call("POST", f"/manage/scope-reviews/{review['id']}/approve", operator)
 platform_key_scopes = names(platform, "API Key")
 platform_key = call("POST", f"/manage/apps/{platform_app['id']}/keys", dev,
                     {"name": "schemathesis", "environment": "prd", "scopes": platform_key_scopes})

@@ -118,7 +118,9 @@ public struct GrantStore: Sendable {
 
     // MARK: Apps and versions
 
-    public func createApp(developerID: String, slug: String, name: String, surface: String, scopes: [String]) async throws -> AppRecord {
+    /// A new app with its first version; `reviewed` are the declared scopes an operator must
+    /// approve before they take effect (filed as pending reviews in the same transaction).
+    public func createApp(developerID: String, slug: String, name: String, surface: String, scopes: [String], reviewed: [String] = []) async throws -> AppRecord {
         let app = AppRecord(
             id: Identifier.random("app"), developerID: developerID, slug: slug, name: name, surface: surface,
             liveVersionID: Identifier.random("apv"), scopes: scopes)
@@ -132,6 +134,7 @@ public struct GrantStore: Sendable {
                 VALUES (\(bind: app.id), \(bind: developerID), \(bind: slug), \(bind: name), \(bind: surface), \(bind: app.liveVersionID), \(bind: now))
                 """).run()
             try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: app.liveVersionID), \(bind: app.id), \(bind: scopes.stored), \(bind: now))").run()
+            try await requestReviews(appID: app.id, scopes: reviewed, db: db)
         }
         return app
     }
@@ -162,10 +165,11 @@ public struct GrantStore: Sendable {
     }
 
     /// Adds a version and makes it live. Installations keep their approved grants until re-approved.
-    public func createVersion(appID: String, scopes: [String]) async throws -> AppVersionRecord {
+    public func createVersion(appID: String, scopes: [String], reviewed: [String] = []) async throws -> AppVersionRecord {
         let version = AppVersionRecord(id: Identifier.random("apv"), appID: appID, scopes: scopes)
         try await change { db in
             try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: version.id), \(bind: appID), \(bind: scopes.stored), \(bind: Clock.millis()))").run()
+            try await requestReviews(appID: appID, scopes: reviewed, db: db)
             try await db.raw("UPDATE apps SET live_version_id = \(bind: version.id) WHERE id = \(bind: appID)").run()
         }
         return version

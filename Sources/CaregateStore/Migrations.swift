@@ -9,6 +9,8 @@ enum Migrations {
         var version: Int
         var name: String
         var statements: @Sendable (Database) -> [String]
+        /// Data to move after the statements, in the same transaction.
+        var backfill: (@Sendable (any SQLDatabase) async throws -> Void)? = nil
     }
 
     static let all: [Migration] = [
@@ -32,6 +34,29 @@ enum Migrations {
             """,
             "CREATE INDEX web_sessions_token ON web_sessions (token_id)",
         ] }),
+        Migration(
+            version: 8, name: "operator review of the scopes an app declares (scopes declared before count as approved)",
+            statements: { _ in [
+                """
+                CREATE TABLE scope_reviews (id TEXT PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(id), scope TEXT NOT NULL, status TEXT NOT NULL,
+                  reason TEXT, requested_at BIGINT NOT NULL, decided_at BIGINT, UNIQUE (app_id, scope))
+                """,
+                "CREATE INDEX scope_reviews_status ON scope_reviews (status, requested_at)",
+            ] },
+            backfill: { db in
+                let now = Clock.millis()
+                let rows = try await db.raw("SELECT a.id, v.scopes FROM apps a JOIN app_versions v ON v.id = a.live_version_id").all()
+                for row in rows {
+                    let appID = try row.decode(column: "id", as: String.self)
+                    for scope in Set([String](stored: try row.decode(column: "scopes", as: String.self))) {
+                        try await db.raw("""
+                            INSERT INTO scope_reviews (id, app_id, scope, status, reason, requested_at, decided_at)
+                            VALUES (\(bind: Identifier.random("rev")), \(bind: appID), \(bind: scope), 'approved', 'declared before the review queue',
+                              \(bind: now), \(bind: now))
+                            """).run()
+                    }
+                }
+            }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see
@@ -73,6 +98,7 @@ enum Migrations {
                 for statement in migration.statements(database) {
                     try await db.raw("\(unsafeRaw: statement)").run()
                 }
+                try await migration.backfill?(db)
                 try await db.raw("INSERT INTO caregate_schema (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Clock.millis()))").run()
                 database.logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             }

@@ -24,15 +24,15 @@ import Testing
             let port = String(s.base.split(separator: ":").last!)
             let result = try await Self.run(["slowloris", "127.0.0.1", port, "500", "50"])
             #expect(result["healthz_statuses"] as? [Int] == [200])
-            // Every slow head is closed by the server, about a second after it opened (without the
-            // timeout none is: the script gives up after 15 s)…
+            // Every slow head is closed by the server, a second or so after it opened (without the
+            // timeout none is: the script gives up after 15 s; a busy machine delays the close)…
             let head = try #require(result["head_closed"] as? [Double])
             #expect(head.count == 500)
-            #expect(head.allSatisfy { $0 >= 0.9 && $0 < 6 }, "closed after \(head.min() ?? 0)…\(head.max() ?? 0) s")
+            #expect(head.allSatisfy { $0 >= 0.9 && $0 < 14 }, "closed after \(head.min() ?? 0)…\(head.max() ?? 0) s")
             // …and so is every body that stalls longer than it.
             let body = try #require(result["body_closed"] as? [Double])
             #expect(body.count == 50)
-            #expect(body.allSatisfy { $0 >= 0.9 && $0 < 6 }, "closed after \(body.min() ?? 0)…\(body.max() ?? 0) s")
+            #expect(body.allSatisfy { $0 >= 0.9 && $0 < 14 }, "closed after \(body.min() ?? 0)…\(body.max() ?? 0) s")
         }
     }
 

@@ -115,12 +115,28 @@ final class TestServer: Sendable {
         return clinic
     }
 
-    func createApp(developer: String, scopes: [String], surface: String = "marketplace-v3") async throws -> (id: String, liveVersionId: String) {
+    /// An app; on the platform its scopes that are not self-service are approved through the
+    /// operator's review queue, as an operator would (`approveReviews: false` leaves them pending).
+    func createApp(
+        developer: String, scopes: [String], surface: String = "marketplace-v3", approveReviews: Bool = true
+    ) async throws -> (id: String, liveVersionId: String) {
         let slug = "app-" + UUID().uuidString.prefix(8).lowercased()
         let reply = try await request(
             "POST", "/manage/apps", token: developer, json: ["slug": slug, "name": "Test app", "scopes": scopes, "surface": surface])
         try expectStatus(reply, 201)
-        return (reply.json!.string("id"), reply.json!.string("liveVersionId"))
+        let id = reply.json!.string("id")
+        if approveReviews { try await approvePendingReviews(app: id) }
+        return (id, reply.json!.string("liveVersionId"))
+    }
+
+    /// Approves every pending review of `app` through `POST /manage/scope-reviews/{id}/approve`.
+    func approvePendingReviews(app: String) async throws {
+        let queue = try await request("GET", "/manage/scope-reviews?status=pending", token: operatorToken)
+        try expectStatus(queue, 200)
+        let pending = (try JSONSerialization.jsonObject(with: queue.body) as? [[String: Any]] ?? []).filter { $0["appId"] as? String == app }
+        for review in pending {
+            try expectStatus(try await request("POST", "/manage/scope-reviews/\(review["id"] as! String)/approve", token: operatorToken), 200)
+        }
     }
 
     func install(app: String, clinic: Clinic, scopes: [String]? = nil) async throws -> String {

@@ -63,7 +63,7 @@ struct CredentialResolver: Sendable {
         else { return .notInstalled }
 
         let credential = makeCredential(
-            id: key.id, digest: storedDigest, expiresAt: key.expiresAt, app: app, organizationID: organizationID,
+            id: key.id, digest: storedDigest, expiresAt: key.expiresAt, app: app, declared: try await declaredInEffect(app), organizationID: organizationID,
             credentialScopes: key.scopes ?? installation.approvedScopes, grants: installation.approvedScopes, type: .apiKey)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
@@ -97,14 +97,23 @@ struct CredentialResolver: Sendable {
         let scopes = claims.scope.split(separator: " ").map(String.init)
         let credential = makeCredential(
             id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
-            organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
+            declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
 
+    /// The app's declared scopes that are in effect: on a reviewed surface (the platform), a
+    /// scope that is not self-service counts only once an operator approved it.
+    func declaredInEffect(_ app: AppRecord) async throws -> [String] {
+        let needing = Set(registry.scopesNeedingReview(app.scopes, ofApp: app.surface))
+        guard !needing.isEmpty else { return app.scopes }
+        let approved = try await grants.approvedReviewScopes(appID: app.id)
+        return app.scopes.filter { !needing.contains($0) || approved.contains($0) }
+    }
+
     func makeCredential(
-        id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, organizationID: String, credentialScopes: [String], grants approved: [String],
-        type: CredentialType
+        id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, declared: [String], organizationID: String, credentialScopes: [String],
+        grants approved: [String], type: CredentialType
     ) -> Credential {
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
         // must not open the practice API, whose grammar happens to accept it.
@@ -113,7 +122,7 @@ struct CredentialResolver: Sendable {
             guard surface.group == group else { return ScopeSet.empty }
             let catalog = surface.catalog
             let credential = Self.known(credentialScopes, in: catalog)
-            let granted = Self.known(approved, in: catalog).intersection(Self.known(app.scopes, in: catalog))
+            let granted = Self.known(approved, in: catalog).intersection(Self.known(declared, in: catalog))
             return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
         }
         let names = zip(registry.surfaces, effective).map { $0.catalog.scopeNames(in: $1) }

@@ -21,7 +21,9 @@ extension ManagementRoutes {
                 "field \"surface\": unknown surface \"\(Validate.safe(surface))\" (known: \(registry.surfaces.map(\.name).sorted().joined(separator: ", ")))")
         }
         let scopes = try validateScopes(try body.stringArray("scopes")!, surface: surface, field: "scopes")
-        let app = try await grants.createApp(developerID: principal.subjectID, slug: slug, name: name, surface: surface, scopes: scopes)
+        let app = try await grants.createApp(
+            developerID: principal.subjectID, slug: slug, name: name, surface: surface, scopes: scopes,
+            reviewed: registry.scopesNeedingReview(scopes, ofApp: surface))
         return JSONResponse.make(appJSON(app), status: .created)
     }
 
@@ -39,7 +41,7 @@ extension ManagementRoutes {
         let app = try await ownApp(principal, try call.parameter("appId"))
         let body = try await call.body()
         let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes")
-        let version = try await grants.createVersion(appID: app.id, scopes: scopes)
+        let version = try await grants.createVersion(appID: app.id, scopes: scopes, reviewed: registry.scopesNeedingReview(scopes, ofApp: app.surface))
         return JSONResponse.make(["id": .string(version.id), "appId": .string(app.id), "scopes": .array(scopes.map { .string($0) })] as JSONValue, status: .created)
     }
 
@@ -195,5 +197,11 @@ extension ManagementRoutes {
             entries.append(entry("oauth_client", id: client.clientID, name: nil, held: client.scopes, type: CredentialType(rawValue: client.credentialType) ?? .oauth2))
         }
         return JSONResponse.make(["code": "success", "days": .int(Int64(days)), "data": .array(entries)] as JSONValue)
+    }
+
+    func appReviews(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        return JSONResponse.make(.array(try await grants.reviews(appID: app.id).map { reviewJSON($0, app: app) }))
     }
 }

@@ -99,6 +99,25 @@ enum ManagementAPI {
         .init(
             method: .delete, path: "/manage/keys/{keyId}", callers: [.developer], summary: "Revoke a key at once (developer)",
             success: .noContent, handler: { try await $0.revokeKey(&$1) }),
+        .init(
+            method: .get, path: "/manage/apps/{appId}/scope-reviews", callers: [.developer],
+            summary: "The operator's reviews of the app's scopes that are not self-service: pending, approved or refused with the reason (developer)",
+            success: .ok, response: "ScopeReviewList", handler: { try await $0.appReviews(&$1) }),
+        // Operator: the review queue
+        .init(
+            method: .get, path: "/manage/scope-reviews", callers: [.operator],
+            summary: "The review queue: scopes apps declared that take effect only once approved, oldest first (operator)",
+            query: [.init(name: "status", rule: .oneOf(["pending", "approved", "refused"]), description: "Which reviews (default pending)")],
+            success: .ok, response: "ScopeReviewList", handler: { try await $0.reviewQueue(&$1) }),
+        .init(
+            method: .post, path: "/manage/scope-reviews/{id}/approve", callers: [.operator],
+            summary: "Approve an app's scope: it takes effect for the app's keys and clients at once (operator; audited)",
+            success: .ok, response: "ScopeReview", conflicts: true, handler: { try await $0.approveReview(&$1) }),
+        .init(
+            method: .post, path: "/manage/scope-reviews/{id}/refuse", callers: [.operator],
+            summary: "Refuse an app's scope, saying why (operator; audited)",
+            body: .init(name: "ScopeRefusal", schema: .object([("reason", .requiredText(max: 500))], required: ["reason"], closed: true)),
+            success: .ok, response: "ScopeReview", conflicts: true, handler: { try await $0.refuseReview(&$1) }),
         // Clinic admin
         .init(
             method: .post, path: "/manage/installations", callers: [.clinicAdmin],
@@ -170,6 +189,11 @@ extension ManagementAPI {
             [("id", .id), ("slug", .text), ("name", .text), ("surface", .text), ("liveVersionId", .id), ("scopes", .array(.text))],
             required: ["id", "slug", "name", "surface", "liveVersionId", "scopes"])),
         ("AppList", .array(.ref("App"))),
+        ("ScopeReview", .object(
+            [("id", .id), ("appId", .id), ("appName", .nullable(.text)), ("scope", .text), ("status", .oneOf(["pending", "approved", "refused"])),
+             ("reason", .nullable(.text)), ("requestedAt", .dateTime), ("decidedAt", .nullable(.dateTime))],
+            required: ["id", "appId", "appName", "scope", "status", "reason", "requestedAt", "decidedAt"])),
+        ("ScopeReviewList", .array(.ref("ScopeReview"))),
         ("UsageReport", .object(
             [("code", .oneOf(["success"])), ("days", .integer(minimum: 1, maximum: 365)),
              ("data", .array(.object(

@@ -98,6 +98,11 @@ struct ManagementRoutes: Sendable {
         return key
     }
 
+    func reviewJSON(_ r: ScopeReviewRecord, app: AppRecord?) -> JSONValue {
+        ["id": .string(r.id), "appId": .string(r.appID), "appName": .optional(app?.name), "scope": .string(r.scope), "status": .string(r.status),
+         "reason": .optional(r.reason), "requestedAt": .string(Self.iso8601(r.requestedAt)), "decidedAt": .optional(r.decidedAt.map(Self.iso8601))]
+    }
+
     func installationJSON(_ i: InstallationRecord) -> JSONValue {
         ["id": .string(i.id), "appId": .string(i.appID), "organizationId": .string(i.organizationID),
          "approvedVersionId": .string(i.approvedVersionID), "approvedScopes": .array(i.approvedScopes.map { .string($0) }),

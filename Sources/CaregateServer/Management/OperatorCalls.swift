@@ -105,4 +105,41 @@ extension ManagementRoutes {
         let data = JSONValue.object(counts.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) })
         return JSONResponse.make(["organizationId": .string(organization), "created": data] as JSONValue, status: .created)
     }
+
+    /// The review queue: pending requests oldest first (or the approved or refused ones).
+    func reviewQueue(_ call: inout ManagementCall) async throws -> Response {
+        let status = try call.query()["status"] ?? "pending"
+        var list: [JSONValue] = []
+        for review in try await grants.reviews(status: status) {
+            list.append(reviewJSON(review, app: try await grants.app(review.appID)))
+        }
+        return JSONResponse.make(.array(list))
+    }
+
+    func approveReview(_ call: inout ManagementCall) async throws -> Response {
+        try await decideReview(&call, approve: true)
+    }
+
+    func refuseReview(_ call: inout ManagementCall) async throws -> Response {
+        try await decideReview(&call, approve: false)
+    }
+
+    /// Approving or refusing is a grant-chain change and goes into the audit log, under the app,
+    /// with the scope as the event's scope.
+    private func decideReview(_ call: inout ManagementCall, approve: Bool) async throws -> Response {
+        let id = try call.parameter("id")
+        var reason: String?
+        if !approve {
+            reason = try await call.body().string("reason", max: 500)!
+        }
+        guard Validate.isID(id, prefix: "rev"), let review = try await grants.review(id) else { throw APIError.notFound("no review \"\(Validate.safe(id))\"") }
+        guard review.status == "pending" else { throw APIError.conflict("this review was \(review.status) already") }
+        guard let decided = try await grants.decideReview(id: id, approve: approve, reason: reason) else { throw APIError.notFound("no review \"\(id)\"") }
+        auditWriter.record(AuditEvent(
+            at: Clock.millis(), organizationID: nil, appID: review.appID, keyID: nil, method: "POST",
+            route: approve ? "POST /manage/scope-reviews/{id}/approve" : "POST /manage/scope-reviews/{id}/refuse",
+            path: "/manage/scope-reviews/\(id)/\(approve ? "approve" : "refuse")", requiredScope: review.scope,
+            decision: approve ? "allowed" : "denied", status: 200, traceID: call.context.traceID))
+        return JSONResponse.make(reviewJSON(decided, app: try await grants.app(decided.appID)))
+    }
 }

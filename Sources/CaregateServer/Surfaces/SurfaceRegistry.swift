@@ -78,6 +78,16 @@ struct SurfaceRegistry: Sendable {
 
     var catalogs: [CompiledCatalog] { surfaces.map(\.catalog) }
 
+    /// Of the scopes an app of `appSurface` declares, those an operator must approve before they
+    /// take effect: on surfaces whose catalogs mark scopes self-service (the platform), every
+    /// scope that is not (SMART grammar scopes included); elsewhere none.
+    func scopesNeedingReview(_ names: [String], ofApp appSurface: String) -> [String] {
+        let catalogs = catalogs(ofApp: appSurface)
+        guard catalogs.contains(where: { $0.scopes.contains(where: \.selfService) }) else { return [] }
+        let selfService = Set(catalogs.flatMap { $0.scopes.filter(\.selfService).map(\.name) })
+        return names.filter { !selfService.contains($0) }
+    }
+
     /// The surfaces forwarded to an upstream.
     var gatewaySurfaces: [Surface] { surfaces.filter { if case .upstream = $0.backend { true } else { false } } }
 

@@ -101,6 +101,25 @@ struct ConsoleRoutes: Sendable {
                 ], status: .created)
             }
         }
+        router.get("console/reviews") { request, context in
+            try await withSession(request, form: false) { session, _, _ in try await reviewsPage(session, context) }
+        }
+        router.post("console/reviews/:id/approve") { request, context in
+            try await withSession(request) { session, _, _ in
+                _ = try await management.perform(
+                    .post, "/manage/scope-reviews/{id}/approve", parameters: ["id": try context.parameters.require("id")], principal: session.principal,
+                    context: context)
+                return redirect("/console/reviews")
+            }
+        }
+        router.post("console/reviews/:id/refuse") { request, context in
+            try await withSession(request) { session, form, _ in
+                _ = try await management.perform(
+                    .post, "/manage/scope-reviews/{id}/refuse", parameters: ["id": try context.parameters.require("id")],
+                    body: ["reason": .string(form["reason"]?.first ?? "")], principal: session.principal, context: context)
+                return redirect("/console/reviews")
+            }
+        }
         router.post("console/keys/:keyId/revoke") { request, context in
             try await withSession(request) { session, form, _ in
                 _ = try await management.perform(
@@ -196,8 +215,10 @@ struct ConsoleRoutes: Sendable {
             case .operator:
                 let keys = try await management.perform(.get, "/manage/signing-keys", principal: session.principal, context: context)
                     .json as? [String: Any] ?? [:]
+                let pending = try await management.perform(.get, "/manage/scope-reviews", principal: session.principal, context: context)
+                    .json as? [[String: Any]] ?? []
                 return pages.page("operator", [
-                    "session": WebPages.sessionContext(session), "csrf": session.csrf,
+                    "session": WebPages.sessionContext(session), "csrf": session.csrf, "pendingReviews": pending.count,
                     "signingKeys": (keys["data"] as? [[String: Any]] ?? []).map { $0.merging(["current": $0["signing"] as? Bool ?? false]) { _, new in new } },
                 ])
             }
@@ -226,6 +247,20 @@ struct ConsoleRoutes: Sendable {
             "appName": installation["appName"] as? String ?? "", "appSurface": installation["appSurface"] as? String ?? "",
             "needsReview": needsReview, "rows": rows, "added": added, "hasAdded": !added.isEmpty, "removed": removed, "hasRemoved": !removed.isEmpty,
         ])
+    }
+
+    func reviewsPage(_ session: WebSession, _ context: CaregateContext) async throws -> Response {
+        let pending = try await management.perform(.get, "/manage/scope-reviews", principal: session.principal, context: context)
+            .json as? [[String: Any]] ?? []
+        let labels = Dictionary(uniqueKeysWithValues: ScopeReferencePage.credentialTypeLabels)
+        let all = registry.catalogs.flatMap(\.scopes)
+        let rows = pending.map { review -> [String: Any] in
+            let info = all.first { $0.name == review["scope"] as? String }
+            return review.merging([
+                "description": info?.description ?? "", "credentialTypes": info?.credentialTypes.map { labels[$0] ?? $0.rawValue } ?? [],
+            ]) { _, new in new }
+        }
+        return pages.page("reviews", ["session": WebPages.sessionContext(session), "csrf": session.csrf, "reviews": rows, "hasReviews": !rows.isEmpty])
     }
 
     /// The audit log through `GET /manage/audit`: its filters as a GET form, and paging.
@@ -275,6 +310,9 @@ struct ConsoleRoutes: Sendable {
                 "scopeText": scopes.map { $0.joined(separator: " ") } ?? "the clinic's approved scopes",
             ]) { _, new in new }
         }
+        let reviews = try await management.perform(
+            .get, "/manage/apps/{appId}/scope-reviews", parameters: ["appId": appID], principal: session.principal, context: context
+        ).json as? [[String: Any]] ?? []
         let report = try await management.perform(.get, "/manage/apps/{appId}/usage", parameters: ["appId": appID], principal: session.principal, context: context)
             .json as? [String: Any] ?? [:]
         let names = Dictionary(keys.compactMap { key in (key["id"] as? String).map { ($0, key["name"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
@@ -293,7 +331,7 @@ struct ConsoleRoutes: Sendable {
         }
         return pages.page("app", [
             "session": WebPages.sessionContext(session), "csrf": session.csrf, "app": app, "surface": app["surface"] as? String ?? "",
-            "keys": rows, "hasKeys": !rows.isEmpty, "usage": usage, "usageDays": report["days"] as? Int ?? 30, "appId": appID,
+            "keys": rows, "hasKeys": !rows.isEmpty, "usage": usage, "reviews": reviews, "hasReviews": !reviews.isEmpty, "usageDays": report["days"] as? Int ?? 30, "appId": appID,
         ])
     }
 }

@@ -4,7 +4,7 @@
 enum WebTemplates {
     static let all: [String: String] = [
         "layout": layout, "scopes": scopes, "sign-in": signIn, "message": message, "developer": developer, "app": app,
-        "key-created": keyCreated, "clinic": clinic, "installation": installation, "audit": audit, "operator": operatorHome,
+        "key-created": keyCreated, "clinic": clinic, "installation": installation, "audit": audit, "operator": operatorHome, "reviews": reviews,
     ]
 
     static let layout = """
@@ -121,6 +121,11 @@ enum WebTemplates {
         <p><code>{{app.slug}}</code> on {{app.surface}}, live version <code>{{app.liveVersionId}}</code></p>
         <h2>Declared scopes</h2>
         <ul class="scopes">{{#app.scopes}}<li><a href="/scopes?surface={{surface}}#{{.}}"><code>{{.}}</code></a></li>{{/app.scopes}}</ul>
+        {{#hasReviews}}
+        <h2 id="reviews">Operator reviews of this app's scopes</h2>
+        <p>On this surface a scope that is not self-service takes effect once an operator approves it.</p>
+        <ul class="reviews">{{#reviews}}<li><code>{{scope}}</code>: {{status}}{{#reason}} — {{reason}}{{/reason}}</li>{{/reviews}}</ul>
+        {{/hasReviews}}
         <h2 id="keys">My Tokens &amp; Keys</h2>
         {{^hasKeys}}<p>No keys yet.</p>{{/hasKeys}}
         {{#hasKeys}}
@@ -241,6 +246,7 @@ enum WebTemplates {
         <h1>Operator</h1>
         <ul>
         <li><a href="/console/audit">Audit log</a> (every clinic, with filters)</li>
+        <li><a href="/console/reviews">Review queue</a> ({{pendingReviews}} pending)</li>
         </ul>
         <h2>Token-signing keys</h2>
         <table>
@@ -249,6 +255,28 @@ enum WebTemplates {
         <tbody>{{#signingKeys}}<tr><td><code>{{kid}}</code></td><td>{{algorithm}}</td><td>{{#current}}yes{{/current}}</td></tr>{{/signingKeys}}</tbody>
         </table>
         <form method="post" action="/console/signing-keys/rotate"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Rotate the signing key</button></form>
+        {{/body}}{{/layout}}
+        """
+
+    static let reviews = """
+        {{<layout}}{{$title}}Review queue — Caregate{{/title}}{{$body}}
+        <h1>Review queue</h1>
+        <p>Scopes apps declared that are not self-service: they take effect for the app's keys and clients once approved.</p>
+        {{^hasReviews}}<p>Nothing is waiting.</p>{{/hasReviews}}
+        {{#reviews}}
+        <section class="review" id="review-{{id}}" aria-labelledby="review-{{id}}-title">
+        <h2 id="review-{{id}}-title"><code>{{scope}}</code> for {{appName}}</h2>
+        <p>{{description}} <span class="credential-types">{{#credentialTypes}}<span class="tag">{{.}}</span> {{/credentialTypes}}</span></p>
+        <p>Requested {{requestedAt}} by app <code>{{appId}}</code>.</p>
+        <form method="post" action="/console/reviews/{{id}}/approve" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Approve {{scope}}</button></form>
+        <form method="post" action="/console/reviews/{{id}}/refuse">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="reason-{{id}}">Reason for refusing</label>
+        <input id="reason-{{id}}" name="reason" required maxlength="500">
+        <button type="submit">Refuse {{scope}}</button>
+        </form>
+        </section>
+        {{/reviews}}
         {{/body}}{{/layout}}
         """
 
