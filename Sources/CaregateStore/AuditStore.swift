@@ -197,8 +197,10 @@ public struct AuditStore: Sendable {
     }
 
     /// Newest first; `cursor` is the last id of the previous page (see ``isEventID(_:)``).
+    /// `since` and `before` (milliseconds) bound the events' times: `since` ≤ at < `before`.
     public func page(
-        organizationID: String?, appID: String?, decision: String?, traceID: String? = nil, limit: Int, cursor: String?
+        organizationID: String?, appID: String?, decision: String?, traceID: String? = nil, since: Int64? = nil, before beforeAt: Int64? = nil,
+        limit: Int, cursor: String?
     ) async throws -> (events: [AuditEvent], next: String?) {
         var before: (segment: String, position: Int)?
         if let cursor {
@@ -218,6 +220,8 @@ public struct AuditStore: Sendable {
             if decision == "denied" { query += " AND denied > 0" }
             // A trace id is a UUID (checked by the caller): no LIKE wildcard in it.
             if let traceID { query += " AND events LIKE \(bind: "%\"" + traceID + "\"%")" }
+            if let since { query += " AND last_at >= \(bind: since)" }
+            if let beforeAt { query += " AND first_at < \(bind: beforeAt)" }
             if let olderThan {
                 query += " AND id < \(bind: olderThan)"
             } else if let before {
@@ -235,7 +239,8 @@ public struct AuditStore: Sendable {
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
                 for position in stride(from: end - 1, through: 0, by: -1)
-                where (decision == nil || stored[position].decision == decision) && (traceID == nil || stored[position].traceID == traceID) {
+                where (decision == nil || stored[position].decision == decision) && (traceID == nil || stored[position].traceID == traceID)
+                    && (since.map { stored[position].at >= $0 } ?? true) && (beforeAt.map { stored[position].at < $0 } ?? true) {
                     let e = stored[position]
                     var event = AuditEvent(
                         at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
@@ -323,25 +328,32 @@ public struct AuditStore: Sendable {
         }
     }
 
-    /// What an app's credentials used since `since`: for each credential (key id or OAuth client
-    /// id), each route it was allowed, with one request path of it (to decide it again against a
-    /// single scope). Reads the app's segments newer than `since`, a few at a time.
-    public func usage(appID: String, since: Int64) async throws -> [String: [String: (method: String, path: String)]] {
-        var used: [String: [String: (method: String, path: String)]] = [:]
+    /// What one credential did in a window: each route it was allowed (with one request path
+    /// of it, to decide it again against a single scope) and when it was last used.
+    public struct CredentialUsage: Sendable {
+        public var routes: [String: (method: String, path: String)] = [:]
+        public var lastUsedAt: Int64 = 0
+    }
+
+    /// What an app's credentials (key ids, OAuth client ids) did since `since`. Reads the app's
+    /// segments newer than `since`, a few at a time.
+    public func usage(appID: String, since: Int64) async throws -> [String: CredentialUsage] {
+        var used: [String: CredentialUsage] = [:]
         var bound: [UInt8] = Array("aud_".utf8)
         Identifier.appendHex(UInt64(max(since, 0)), digits: 13, to: &bound)
         var after = String(decoding: bound, as: UTF8.self)
         while true {
             let rows = try await database.sql.raw("""
-                SELECT id, key_id, events FROM audit_segments WHERE app_id = \(bind: appID) AND id > \(bind: after) AND allowed > 0
+                SELECT id, key_id, events FROM audit_segments WHERE app_id = \(bind: appID) AND id > \(bind: after)
                 ORDER BY id LIMIT 20
                 """).all()
             for row in rows {
                 after = try row.decode(column: "id", as: String.self)
                 guard let keyID = try row.decode(column: "key_id", as: String?.self) else { continue }
-                for event in try StoredEvent.all(in: row) where event.decision == "allowed" && event.at >= since {
-                    guard let route = event.route, used[keyID]?[route] == nil else { continue }
-                    used[keyID, default: [:]][route] = (event.method, event.path)
+                for event in try StoredEvent.all(in: row) where event.at >= since {
+                    used[keyID, default: CredentialUsage()].lastUsedAt = max(used[keyID]?.lastUsedAt ?? 0, event.at)
+                    guard event.decision == "allowed", let route = event.route, used[keyID]?.routes[route] == nil else { continue }
+                    used[keyID]!.routes[route] = (event.method, event.path)
                 }
             }
             if rows.count < 20 { return used }

@@ -163,6 +163,11 @@ public enum Secrets {
         return a.withUTF8 { x in b.withUTF8 { y in constantTimeEquals(UnsafeRawBufferPointer(x), UnsafeRawBufferPointer(y)) } }
     }
 
+    /// Two byte strings, in the same way.
+    public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { x in b.withUnsafeBytes { y in constantTimeEquals(x, y) } }
+    }
+
     /// A stored digest against a computed one, in the same way.
     public static func constantTimeEquals(_ stored: [UInt8], _ computed: HashedAuthenticationCode<SHA256>) -> Bool {
         stored.withUnsafeBytes { x in computed.withUnsafeBytes { y in constantTimeEquals(x, y) } }

@@ -57,6 +57,13 @@ enum Migrations {
                     }
                 }
             }),
+        Migration(version: 9, name: "clinic users (the people who sign in: clinicians and patients)", statements: { _ in [
+            """
+            CREATE TABLE clinic_users (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL REFERENCES organizations(id), username TEXT NOT NULL,
+              password_hash TEXT NOT NULL, role TEXT NOT NULL, provider_id TEXT, patient_id TEXT, created_at BIGINT NOT NULL,
+              UNIQUE (organization_id, username))
+            """,
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

@@ -88,6 +88,7 @@ struct AuditStoreTests {
                 try await db.raw("DROP TABLE audit_segments").run()
                 try await db.raw("DROP TABLE web_sessions").run()
                 try await db.raw("DROP TABLE scope_reviews").run()
+                try await db.raw("DROP TABLE clinic_users").run()
                 for column in ["organizations DROP COLUMN environment", "access_tokens DROP COLUMN expires_at", "access_tokens DROP COLUMN revoked_at"] {
                     try await db.raw("ALTER TABLE \(unsafeRaw: column)").run()
                 }

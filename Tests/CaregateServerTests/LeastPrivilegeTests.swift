@@ -27,8 +27,9 @@ import Testing
             #expect(entry["credential"] as? String == "api_key" && entry["held"] as? [String] == Self.held)
             #expect(entry["used"] as? [String] == ["read:patients", "read:appointments"])
             #expect(entry["droppable"] as? [String] == ["read:providers", "read:bills", "read:tasks"])
+            #expect((entry["lastUsedAt"] as? String)?.hasPrefix("20") == true)
             let unused = try #require(entries.first { $0["id"] as? String == idle.id })
-            #expect(unused["used"] as? [String] == [] && unused["droppable"] as? [String] == ["read:bills"])
+            #expect(unused["used"] as? [String] == [] && unused["droppable"] as? [String] == ["read:bills"] && unused["lastUsedAt"] is NSNull)
             let clientEntry = try #require(entries.first { $0["id"] as? String == client.id })
             #expect(clientEntry["credential"] as? String == "oauth_client" && clientEntry["used"] as? [String] == [])
 

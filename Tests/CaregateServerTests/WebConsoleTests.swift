@@ -233,4 +233,51 @@ final class WebClient: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
             #expect(try await strangerWeb.get("/console").html.contains("name=\"token\""), "the revoked token's session is over")
         }
     }
+
+    @Test("console: register an OAuth client (secret shown once), rotate a key with a grace, last-used times; the audit log filtered by day")
+    func clientsRotationAndDays() async throws {
+        try await withServer(.sqlite) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 1)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)
+            let web = WebClient(base: s.base)
+            _ = try await web.signIn(dev.token)
+            let page = try await web.get("/console/apps/\(app.id)")
+            let csrf = try #require(page.csrf)
+            // The key used a moment ago shows when; rotate it from the page.
+            #expect(page.html.matches(of: /<td class="last-used">20[0-9-]+T/).count == 1)
+            let rotated = try await web.post("/console/keys/\(key.id)/rotate", [("csrf", csrf), ("appId", app.id)])
+            #expect(rotated.status == 201)
+            let newKey = try #require(rotated.html.firstMatch(of: /id="new-key" class="secret" readonly value="([^"]+)"/).map { String($0.1) })
+            #expect(try await s.status("GET", "/v3/patients", key: newKey, clinic: clinic) == 200)
+            #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200, "the old key works through the grace")
+            #expect(try await web.get("/console/apps/\(app.id)").html.contains("replaced (works until"))
+            // An OAuth client: the secret once, then only the id.
+            let registered = try await web.post("/console/apps/\(app.id)/oauth-clients", [("csrf", csrf), ("credentialType", "oauth2"), ("scopes", "read:patients")])
+            #expect(registered.status == 201)
+            let clientID = try #require(registered.html.firstMatch(of: /id="client-id" readonly value="([^"]+)"/).map { String($0.1) })
+            let secret = try #require(registered.html.firstMatch(of: /id="client-secret" class="secret" readonly value="([^"]+)"/).map { String($0.1) })
+            let token = try await OAuthTests.form(s, "grant_type=client_credentials&scope=read:patients", basic: (clientID, secret))
+            #expect(token.status == 200)
+            let listed = try await web.get("/console/apps/\(app.id)")
+            #expect(listed.html.contains(clientID) && !listed.html.contains(secret))
+
+            // The audit log by day: today has the requests, tomorrow and yesterday nothing.
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withFullDate]
+            let today = formatter.string(from: Date()), tomorrow = formatter.string(from: Date().addingTimeInterval(86_400))
+            let yesterday = formatter.string(from: Date().addingTimeInterval(-86_400))
+            func count(_ query: String) async throws -> Int {
+                try await s.request("GET", "/manage/audit?appId=\(app.id)&" + query, token: s.operatorToken).json?.array("data").count ?? -1
+            }
+            #expect(try await count("since=\(today)") >= 3)
+            #expect(try await count("since=\(tomorrow)") == 0)
+            #expect(try await count("until=\(yesterday)") == 0)
+            #expect(try await count("since=\(today)&until=\(today)") >= 3)
+            let operatorWeb = WebClient(base: s.base)
+            _ = try await operatorWeb.signIn(s.operatorToken)
+            let filtered = try await operatorWeb.get("/console/audit?since=\(tomorrow)")
+            #expect(filtered.status == 200 && filtered.html.contains("No events match.") && filtered.html.contains("value=\"\(tomorrow)\""))
+        }
+    }
 }

@@ -83,6 +83,7 @@ extension ManagementRoutes {
         await auditWriter.flush()
         let page = try await audit.page(
             organizationID: organization, appID: try query.id("appId", prefix: "app"), decision: decision, traceID: query["traceId"]?.lowercased(),
+            since: query["since"].flatMap(Self.startOfDay), before: query["until"].flatMap(Self.startOfDay).map { $0 + 86_400_000 },
             limit: try query.limit(), cursor: cursor)
         let events = page.events.map(Self.eventJSON)
         return JSONResponse.make(["code": "success", "data": .array(events), "nextCursor": .optional(page.next)] as JSONValue)
@@ -148,5 +149,66 @@ extension ManagementRoutes {
         calendar.timeZone = TimeZone(identifier: "UTC")!
         guard let date = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])) else { return nil }
         return Int64(date.timeIntervalSince1970 * 1_000)
+    }
+
+    // MARK: Clinic users
+
+    /// The clinic of `{orgId}`, which must be the caller's (either id form).
+    private func ownClinic(_ call: ManagementCall) throws -> String {
+        let text = try call.parameter("orgId")
+        guard let id = Identifier.organizationID(fromClientForm: text), id == call.principal.subjectID else {
+            throw APIError.notFound("no organization \"\(Validate.safe(text))\" of this clinic admin")
+        }
+        return id
+    }
+
+    func clinicUserJSON(_ user: ClinicUserRecord) -> JSONValue {
+        ["id": .string(user.id), "username": .string(user.username), "role": .string(user.role), "fhirUser": .string(user.fhirUser),
+         "providerId": .optional(user.providerID), "patientId": .optional(user.patientID), "createdAt": .string(Self.iso8601(user.createdAt))]
+    }
+
+    func createClinicUser(_ call: inout ManagementCall) async throws -> Response {
+        let organization = try ownClinic(call)
+        let body = try await call.body()
+        let username = try body.string("username", max: 64)!
+        guard username.wholeMatch(of: /[a-z0-9][a-z0-9._@-]{2,63}/) != nil else {
+            throw APIError.badRequest("field \"username\" must be 3 to 64 lower-case letters, digits and . _ @ -, starting with a letter or digit")
+        }
+        let password = try body.string("password", max: 256)!
+        guard password.count >= 12 else { throw APIError.badRequest("field \"password\" must be at least 12 characters") }
+        let role = try body.string("role", max: 20)!
+        let providerID = try body.string("providerId", max: 40, required: false)
+        let patientID = try body.string("patientId", max: 40, required: false)
+        switch role {
+        case "clinician":
+            guard let providerID, patientID == nil else { throw APIError.badRequest("a clinician needs providerId (and no patientId)") }
+            guard Validate.isID(providerID, prefix: "prv"), try await clinic.get(.providers, organization: organization, id: providerID) != nil else {
+                throw APIError.badRequest("field \"providerId\": no such provider in this clinic")
+            }
+        case "patient":
+            guard let patientID, providerID == nil else { throw APIError.badRequest("a patient needs patientId (and no providerId)") }
+            guard Validate.isID(patientID, prefix: "pat"), try await clinic.get(.patients, organization: organization, id: patientID) != nil else {
+                throw APIError.badRequest("field \"patientId\": no such patient in this clinic")
+            }
+        default:
+            throw APIError.badRequest("field \"role\" must be clinician or patient")
+        }
+        let user = try await grants.createClinicUser(
+            organizationID: organization, username: username, passwordHash: try await PasswordHashing.hash(password), role: role,
+            providerID: providerID, patientID: patientID)
+        return JSONResponse.make(clinicUserJSON(user), status: .created)
+    }
+
+    func listClinicUsers(_ call: inout ManagementCall) async throws -> Response {
+        JSONResponse.make(.array(try await grants.clinicUsers(organizationID: try ownClinic(call)).map(clinicUserJSON)))
+    }
+
+    func deleteClinicUser(_ call: inout ManagementCall) async throws -> Response {
+        let organization = try ownClinic(call)
+        let id = try call.parameter("userId")
+        guard Validate.isID(id, prefix: "usr"), try await grants.deleteClinicUser(organizationID: organization, id: id) else {
+            throw APIError.notFound("no user \"\(Validate.safe(id))\" in this clinic")
+        }
+        return Response(status: .noContent)
     }
 }

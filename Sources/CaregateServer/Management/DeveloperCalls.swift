@@ -126,13 +126,25 @@ extension ManagementRoutes {
         let (client, secret) = try await oauth.createClient(
             appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
             withSecret: jwks == nil && jwksURI == nil, jwks: jwks, jwksURI: jwksURI)
-        return JSONResponse.make([
-            "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(app.id),
-            "credentialType": .string(client.credentialType), "grantTypes": .array(grantTypes.map { .string($0) }),
-            "scopes": .array(scopes.map { .string($0) }), "organizationId": .optional(organization),
-            "jwksUri": .optional(jwksURI),
-            "tokenEndpointAuthMethod": .string(jwks == nil && jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
-        ] as JSONValue, status: .created)
+        return JSONResponse.make(clientJSON(client, secret: secret), status: .created)
+    }
+
+    /// A client as the API shows it; the secret only in the answer that created it.
+    func clientJSON(_ client: OAuthClientRecord, secret: String?) -> JSONValue {
+        [
+            "clientId": .string(client.clientID), "clientSecret": .optional(secret), "appId": .string(client.appID),
+            "credentialType": .string(client.credentialType), "grantTypes": .array(client.grantTypes.map { .string($0) }),
+            "scopes": .array(client.scopes.map { .string($0) }), "organizationId": .optional(client.organizationID),
+            "jwksUri": .optional(client.jwksURI),
+            "tokenEndpointAuthMethod": .string(client.jwks == nil && client.jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
+        ]
+    }
+
+    func listOAuthClients(_ call: inout ManagementCall) async throws -> Response {
+        let principal = call.principal
+        let app = try await ownApp(principal, try call.parameter("appId"))
+        let clients = try await oauth.clients(appID: app.id).filter { $0.revokedAt == nil }
+        return JSONResponse.make(.array(clients.map { clientJSON($0, secret: nil) }))
     }
 
     func rotateKey(_ call: inout ManagementCall) async throws -> Response {
@@ -177,7 +189,7 @@ extension ManagementRoutes {
         let used = try await audit.usage(appID: app.id, since: now - Int64(days) * 86_400_000)
         let catalogs = registry.catalogs(ofApp: app.surface)
         func entry(_ kind: String, id: String, name: String?, held: [String], type: CredentialType) -> JSONValue {
-            let routes = Array((used[id] ?? [:]).values)
+            let routes = Array((used[id]?.routes ?? [:]).values)
             let usedScopes = held.filter { scope in
                 catalogs.contains { catalog in
                     guard let set = try? catalog.resolve(names: [scope], credentialType: type) else { return false }
@@ -187,6 +199,7 @@ extension ManagementRoutes {
             return [
                 "credential": .string(kind), "id": .string(id), "name": .optional(name), "held": .array(held.map { .string($0) }),
                 "used": .array(usedScopes.map { .string($0) }), "droppable": .array(held.filter { !usedScopes.contains($0) }.map { .string($0) }),
+                "lastUsedAt": .optional(used[id].map { Self.iso8601($0.lastUsedAt) }),
             ]
         }
         var entries: [JSONValue] = []

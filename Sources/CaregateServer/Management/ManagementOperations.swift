@@ -89,6 +89,10 @@ enum ManagementAPI {
                 required: ["scopes", "grantTypes"], closed: true)),
             success: .created, response: "OAuthClient", handler: { try await $0.createOAuthClient(&$1) }),
         .init(
+            method: .get, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
+            summary: "The app's active OAuth clients, without their secrets (developer)",
+            success: .ok, response: "OAuthClientList", handler: { try await $0.listOAuthClients(&$1) }),
+        .init(
             method: .post, path: "/manage/keys/{keyId}/rotate", callers: [.developer],
             summary: "Rotate a key: a new key is shown once, the old one stops after the grace; with scopes, the new key holds only those of the old one's (narrowing) (developer)",
             body: .init(
@@ -125,6 +129,22 @@ enum ManagementAPI {
             body: .init(name: "NewInstallation", schema: .object([("appId", .requiredText(max: 40)), ("scopes", .ref("ScopeList"))], required: ["appId"], closed: true)),
             success: .created, response: "Installation", conflicts: true, handler: { try await $0.install(&$1) }),
         .init(
+            method: .post, path: "/manage/organizations/{orgId}/users", callers: [.clinicAdmin],
+            summary: "Create a clinic user who signs in to SMART apps: a clinician (providerId) or a patient (patientId); the password is stored only as a scrypt hash (clinic admin)",
+            body: .init(name: "NewClinicUser", schema: .object(
+                [("username", .string(minLength: 3, maxLength: 64, pattern: Schema.whole("[a-z0-9][a-z0-9._@-]{2,63}"))),
+                 ("password", .string(minLength: 12, maxLength: 256)), ("role", .oneOf(["clinician", "patient"])),
+                 ("providerId", ValueRule.id(prefix: "prv").schema), ("patientId", ValueRule.id(prefix: "pat").schema)],
+                required: ["username", "password", "role"], closed: true)),
+            success: .created, response: "ClinicUser", conflicts: true, handler: { try await $0.createClinicUser(&$1) }),
+        .init(
+            method: .get, path: "/manage/organizations/{orgId}/users", callers: [.clinicAdmin], summary: "The clinic's users (clinic admin)",
+            success: .ok, response: "ClinicUserList", handler: { try await $0.listClinicUsers(&$1) }),
+        .init(
+            method: .delete, path: "/manage/organizations/{orgId}/users/{userId}", callers: [.clinicAdmin],
+            summary: "Remove a clinic user: whatever it signed in to ends (clinic admin)",
+            success: .noContent, handler: { try await $0.deleteClinicUser(&$1) }),
+        .init(
             method: .get, path: "/manage/installations", callers: [.clinicAdmin],
             summary: "The clinic's installations, each with its app's name and live version (clinic admin)",
             success: .ok, response: "InstallationList", handler: { try await $0.listInstallations(&$1) }),
@@ -150,6 +170,8 @@ enum ManagementAPI {
                 .init(name: "appId", rule: .id(prefix: "app"), description: "Only this app's requests"),
                 .init(name: "decision", rule: .oneOf(["allowed", "denied"]), description: "Only allowed or only denied requests"),
                 .init(name: "traceId", rule: .traceID, description: "Only the request with this X-Trace-Id"),
+                .init(name: "since", rule: .date, description: "Only events from this day on (UTC)"),
+                .init(name: "until", rule: .date, description: "Only events up to and including this day (UTC)"),
                 .init(name: "limit", rule: .limit, description: "Page size (default 50)"),
                 .init(name: "cursor", rule: .auditCursor, description: "nextCursor of the previous page"),
             ],
@@ -189,6 +211,12 @@ extension ManagementAPI {
             [("id", .id), ("slug", .text), ("name", .text), ("surface", .text), ("liveVersionId", .id), ("scopes", .array(.text))],
             required: ["id", "slug", "name", "surface", "liveVersionId", "scopes"])),
         ("AppList", .array(.ref("App"))),
+        ("ClinicUser", .object(
+            [("id", .id), ("username", .text), ("role", .oneOf(["clinician", "patient"])), ("fhirUser", .text), ("providerId", .nullable(.id)),
+             ("patientId", .nullable(.id)), ("createdAt", .dateTime)],
+            required: ["id", "username", "role", "fhirUser", "providerId", "patientId", "createdAt"])),
+        ("ClinicUserList", .array(.ref("ClinicUser"))),
+        ("OAuthClientList", .array(.ref("OAuthClient"))),
         ("ScopeReview", .object(
             [("id", .id), ("appId", .id), ("appName", .nullable(.text)), ("scope", .text), ("status", .oneOf(["pending", "approved", "refused"])),
              ("reason", .nullable(.text)), ("requestedAt", .dateTime), ("decidedAt", .nullable(.dateTime))],
@@ -198,8 +226,8 @@ extension ManagementAPI {
             [("code", .oneOf(["success"])), ("days", .integer(minimum: 1, maximum: 365)),
              ("data", .array(.object(
                 [("credential", .oneOf(["api_key", "oauth_client"])), ("id", .text), ("name", .nullable(.text)), ("held", .array(.text)),
-                 ("used", .array(.text)), ("droppable", .array(.text))],
-                required: ["credential", "id", "name", "held", "used", "droppable"])))],
+                 ("used", .array(.text)), ("droppable", .array(.text)), ("lastUsedAt", .nullable(.dateTime))],
+                required: ["credential", "id", "name", "held", "used", "droppable", "lastUsedAt"])))],
             required: ["code", "days", "data"])),
         ("InstallationList", .array(.ref("Installation"))),
         ("AppVersion", .object([("id", .id), ("appId", .id), ("scopes", .array(.text))], required: ["id", "appId", "scopes"])),

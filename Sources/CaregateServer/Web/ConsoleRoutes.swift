@@ -120,6 +120,58 @@ struct ConsoleRoutes: Sendable {
                 return redirect("/console/reviews")
             }
         }
+        router.post("console/keys/:keyId/rotate") { request, context in
+            try await withSession(request) { session, form, _ in
+                let appID = form["appId"]?.first.flatMap { Validate.isID($0, prefix: "app") ? $0 : nil } ?? ""
+                let created = try await management.perform(
+                    .post, "/manage/keys/{keyId}/rotate", parameters: ["keyId": try context.parameters.require("keyId")], body: ["graceSeconds": 3_600],
+                    principal: session.principal, context: context)
+                let key = created.json as? [String: Any] ?? [:]
+                return pages.page("key-created", [
+                    "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
+                ], status: .created)
+            }
+        }
+        router.post("console/apps/:appId/oauth-clients") { request, context in
+            try await withSession(request) { session, form, _ in
+                let appID = try context.parameters.require("appId")
+                let body: JSONValue = [
+                    "scopes": .array((form["scopes"] ?? []).map { .string($0) }), "grantTypes": ["client_credentials"],
+                    "credentialType": .string(form["credentialType"]?.first ?? "oauth2"),
+                ]
+                let created = try await management.perform(
+                    .post, "/manage/apps/{appId}/oauth-clients", parameters: ["appId": appID], body: body, principal: session.principal, context: context)
+                let client = created.json as? [String: Any] ?? [:]
+                return pages.page("client-created", [
+                    "session": WebPages.sessionContext(session), "clientId": client["clientId"] as? String ?? "",
+                    "clientSecret": client["clientSecret"] as? String ?? "", "appId": appID,
+                ], status: .created)
+            }
+        }
+        router.post("console/users") { request, context in
+            try await withSession(request) { session, form, _ in
+                var body: JSONValue = [
+                    "username": .string(form["username"]?.first ?? ""), "password": .string(form["password"]?.first ?? ""),
+                    "role": .string(form["role"]?.first ?? ""),
+                ]
+                // Only the link the role takes: the form carries both selects.
+                let link = form["role"]?.first == "patient" ? "patientId" : "providerId"
+                if let value = form[link]?.first, !value.isEmpty { body.set(link, .string(value)) }
+                _ = try await management.perform(
+                    .post, "/manage/organizations/{orgId}/users", parameters: ["orgId": session.principal.subjectID], body: body,
+                    principal: session.principal, context: context)
+                return redirect("/console#users")
+            }
+        }
+        router.post("console/users/:userId/delete") { request, context in
+            try await withSession(request) { session, _, _ in
+                _ = try await management.perform(
+                    .delete, "/manage/organizations/{orgId}/users/{userId}",
+                    parameters: ["orgId": session.principal.subjectID, "userId": try context.parameters.require("userId")], principal: session.principal,
+                    context: context)
+                return redirect("/console#users")
+            }
+        }
         router.post("console/keys/:keyId/revoke") { request, context in
             try await withSession(request) { session, form, _ in
                 _ = try await management.perform(
@@ -203,8 +255,21 @@ struct ConsoleRoutes: Sendable {
             case .clinicAdmin:
                 let installations = try await management.perform(.get, "/manage/installations", principal: session.principal, context: context)
                     .json as? [[String: Any]] ?? []
+                let organization = session.principal.subjectID
+                let users = try await management.perform(
+                    .get, "/manage/organizations/{orgId}/users", parameters: ["orgId": organization], principal: session.principal, context: context
+                ).json as? [[String: Any]] ?? []
+                func options(_ collection: ClinicCollection) async throws -> [[String: Any]] {
+                    try await management.clinic.list(collection, organization: organization, filters: [], after: nil, limit: 200).items.compactMap { item in
+                        guard let id = item["id"]?.stringValue else { return nil }
+                        let name = [item["firstName"]?.stringValue, item["lastName"]?.stringValue].compactMap { $0 }.joined(separator: " ")
+                        return ["id": id, "label": name.isEmpty ? id : "\(name) (\(id))"]
+                    }
+                }
                 return pages.page("clinic", [
-                    "session": WebPages.sessionContext(session), "hasInstallations": !installations.isEmpty,
+                    "session": WebPages.sessionContext(session), "csrf": session.csrf, "users": users, "hasUsers": !users.isEmpty,
+                    "providers": try await options(.providers), "patients": try await options(.patients),
+                    "hasInstallations": !installations.isEmpty,
                     "installations": installations.map { installation in
                         installation.merging([
                             "approvedCount": (installation["approvedScopes"] as? [Any])?.count ?? 0,
@@ -268,7 +333,7 @@ struct ConsoleRoutes: Sendable {
         var filters: [String: String] = [:]
         var query: [(String, String)] = []
         for (name, value) in QueryItems.parse(request.uri.query ?? "") where !value.isEmpty {
-            guard ["organizationId", "appId", "decision", "traceId", "cursor"].contains(name), filters[name] == nil else { continue }
+            guard ["organizationId", "appId", "decision", "traceId", "since", "until", "cursor"].contains(name), filters[name] == nil else { continue }
             if name == "organizationId" && session.principal.kind != .operator { continue }
             filters[name] = value
             query.append((name, value))
@@ -302,21 +367,31 @@ struct ConsoleRoutes: Sendable {
             .json as? [String: Any] ?? [:]
         let keys = try await management.perform(.get, "/manage/apps/{appId}/keys", parameters: ["appId": appID], principal: session.principal, context: context)
             .json as? [[String: Any]] ?? []
-        let rows = keys.map { key -> [String: Any] in
-            let revoked = key["revoked"] as? Bool ?? false
-            let scopes = key["scopes"] as? [String]
-            return key.merging([
-                "active": !revoked, "state": revoked ? "revoked" : "active",
-                "scopeText": scopes.map { $0.joined(separator: " ") } ?? "the clinic's approved scopes",
-            ]) { _, new in new }
-        }
+
         let reviews = try await management.perform(
             .get, "/manage/apps/{appId}/scope-reviews", parameters: ["appId": appID], principal: session.principal, context: context
         ).json as? [[String: Any]] ?? []
         let report = try await management.perform(.get, "/manage/apps/{appId}/usage", parameters: ["appId": appID], principal: session.principal, context: context)
             .json as? [String: Any] ?? [:]
+        let entries = report["data"] as? [[String: Any]] ?? []
+        let lastUsed = Dictionary(entries.compactMap { e in (e["id"] as? String).map { ($0, e["lastUsedAt"] as? String ?? "not in the last \(report["days"] as? Int ?? 30) days") } },
+                                  uniquingKeysWith: { a, _ in a })
+        let rows = keys.map { key -> [String: Any] in
+            let revoked = key["revoked"] as? Bool ?? false
+            let replaced = key["replacedBy"] as? String != nil
+            let scopes = key["scopes"] as? [String]
+            return key.merging([
+                "active": !revoked, "rotatable": !revoked && !replaced,
+                "state": revoked ? "revoked" : replaced ? "replaced (works until \(key["expiresAt"] as? String ?? "the grace ends"))" : "active",
+                "scopeText": scopes.map { $0.joined(separator: " ") } ?? "the clinic's approved scopes",
+                "lastUsed": lastUsed[key["id"] as? String ?? ""] ?? "—",
+            ]) { _, new in new }
+        }
+        let clients = (try await management.perform(
+            .get, "/manage/apps/{appId}/oauth-clients", parameters: ["appId": appID], principal: session.principal, context: context
+        ).json as? [[String: Any]] ?? []).map { $0.merging(["scopeText": ($0["scopes"] as? [String] ?? []).joined(separator: " ")]) { _, new in new } }
         let names = Dictionary(keys.compactMap { key in (key["id"] as? String).map { ($0, key["name"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
-        let usage = (report["data"] as? [[String: Any]] ?? []).map { entry -> [String: Any] in
+        let usage = entries.map { entry -> [String: Any] in
             let id = entry["id"] as? String ?? ""
             let isKey = entry["credential"] as? String == "api_key"
             func text(_ field: String) -> String {
@@ -331,7 +406,7 @@ struct ConsoleRoutes: Sendable {
         }
         return pages.page("app", [
             "session": WebPages.sessionContext(session), "csrf": session.csrf, "app": app, "surface": app["surface"] as? String ?? "",
-            "keys": rows, "hasKeys": !rows.isEmpty, "usage": usage, "reviews": reviews, "hasReviews": !reviews.isEmpty, "usageDays": report["days"] as? Int ?? 30, "appId": appID,
+            "keys": rows, "hasKeys": !rows.isEmpty, "clients": clients, "hasClients": !clients.isEmpty, "usage": usage, "reviews": reviews, "hasReviews": !reviews.isEmpty, "usageDays": report["days"] as? Int ?? 30, "appId": appID,
         ])
     }
 }

@@ -4,7 +4,7 @@
 enum WebTemplates {
     static let all: [String: String] = [
         "layout": layout, "scopes": scopes, "sign-in": signIn, "message": message, "developer": developer, "app": app,
-        "key-created": keyCreated, "clinic": clinic, "installation": installation, "audit": audit, "operator": operatorHome, "reviews": reviews,
+        "key-created": keyCreated, "client-created": clientCreated, "clinic": clinic, "installation": installation, "audit": audit, "operator": operatorHome, "reviews": reviews,
     ]
 
     static let layout = """
@@ -131,13 +131,34 @@ enum WebTemplates {
         {{#hasKeys}}
         <table>
         <caption>API keys of this app (the secret is shown once, when a key is created)</caption>
-        <thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Environment</th><th scope="col">Scopes</th><th scope="col">State</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <thead><tr><th scope="col">Name</th><th scope="col">Key</th><th scope="col">Environment</th><th scope="col">Scopes</th><th scope="col">State</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>
-        {{#keys}}<tr id="key-{{id}}"><td>{{name}}</td><td><code>{{display}}</code></td><td>{{environment}}</td><td>{{scopeText}}</td><td>{{state}}</td>
-        <td>{{#active}}<form method="post" action="/console/keys/{{id}}/revoke"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="appId" value="{{appId}}"><button type="submit">Revoke {{name}}</button></form>{{/active}}</td></tr>{{/keys}}
+        {{#keys}}<tr id="key-{{id}}"><td>{{name}}</td><td><code>{{display}}</code></td><td>{{environment}}</td><td>{{scopeText}}</td><td>{{state}}</td><td class="last-used">{{lastUsed}}</td>
+        <td>{{#rotatable}}<form method="post" action="/console/keys/{{id}}/rotate" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="appId" value="{{appId}}"><button type="submit">Rotate {{name}} (1 hour grace)</button></form>{{/rotatable}}
+        {{#active}}<form method="post" action="/console/keys/{{id}}/revoke" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="appId" value="{{appId}}"><button type="submit">Revoke {{name}}</button></form>{{/active}}</td></tr>{{/keys}}
         </tbody>
         </table>
         {{/hasKeys}}
+        <h2 id="clients">OAuth clients</h2>
+        {{^hasClients}}<p>No OAuth clients yet.</p>{{/hasClients}}
+        {{#hasClients}}
+        <table>
+        <caption>Clients of this app (a secret is shown once, when the client is created)</caption>
+        <thead><tr><th scope="col">Client id</th><th scope="col">Credential type</th><th scope="col">Scopes</th><th scope="col">Authentication</th></tr></thead>
+        <tbody>{{#clients}}<tr><td><code>{{clientId}}</code></td><td>{{credentialType}}</td><td>{{scopeText}}</td><td>{{tokenEndpointAuthMethod}}</td></tr>{{/clients}}</tbody>
+        </table>
+        {{/hasClients}}
+        <h3>Register a client (client_credentials, with a secret)</h3>
+        <form method="post" action="/console/apps/{{app.id}}/oauth-clients">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="client-type">Credential type</label>
+        <select id="client-type" name="credentialType"><option value="oauth2">OAuth 2.0</option><option value="service_key">Service Key</option></select>
+        <fieldset>
+        <legend>Scopes</legend>
+        {{#app.scopes}}<label class="check"><input type="checkbox" name="scopes" value="{{.}}"> <code>{{.}}</code></label>{{/app.scopes}}
+        </fieldset>
+        <button type="submit">Register client</button>
+        </form>
         <h2 id="usage">Least-privilege report (last {{usageDays}} days)</h2>
         <table>
         <caption>What each key and OAuth client holds, used (from the audit log) and could drop</caption>
@@ -187,6 +208,26 @@ enum WebTemplates {
         </tbody>
         </table>
         {{/hasInstallations}}
+        <h2 id="users">Clinic users</h2>
+        <p>The people who sign in to SMART apps for this clinic: clinicians (linked to a provider) and patients (linked to a patient record).</p>
+        {{#hasUsers}}
+        <table>
+        <caption>Clinic users</caption>
+        <thead><tr><th scope="col">Username</th><th scope="col">Role</th><th scope="col">FHIR user</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <tbody>{{#users}}<tr><td>{{username}}</td><td>{{role}}</td><td><code>{{fhirUser}}</code></td>
+        <td><form method="post" action="/console/users/{{id}}/delete"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Remove {{username}}</button></form></td></tr>{{/users}}</tbody>
+        </table>
+        {{/hasUsers}}
+        <h3>Add a user</h3>
+        <form method="post" action="/console/users">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="user-name">Username</label> <input id="user-name" name="username" required minlength="3" maxlength="64" autocomplete="off">
+        <label for="user-password">Password (at least 12 characters)</label> <input id="user-password" name="password" type="password" required minlength="12" maxlength="256" autocomplete="new-password">
+        <label for="user-role">Role</label> <select id="user-role" name="role"><option value="clinician">Clinician</option><option value="patient">Patient</option></select>
+        <label for="user-provider">Provider (for a clinician)</label> <select id="user-provider" name="providerId"><option value="">—</option>{{#providers}}<option value="{{id}}">{{label}}</option>{{/providers}}</select>
+        <label for="user-patient">Patient (for a patient)</label> <select id="user-patient" name="patientId"><option value="">—</option>{{#patients}}<option value="{{id}}">{{label}}</option>{{/patients}}</select>
+        <button type="submit">Add user</button>
+        </form>
         {{/body}}{{/layout}}
         """
 
@@ -225,6 +266,8 @@ enum WebTemplates {
         <label for="decision">Decision</label>
         <select id="decision" name="decision"><option value="">Any</option><option value="allowed"{{#allowedSelected}} selected{{/allowedSelected}}>Allowed</option><option value="denied"{{#deniedSelected}} selected{{/deniedSelected}}>Denied</option></select>
         <label for="traceId">Trace id</label><input id="traceId" name="traceId" value="{{filters.traceId}}" maxlength="36">
+        <label for="since">From (UTC day)</label><input id="since" name="since" type="date" value="{{filters.since}}">
+        <label for="until">To (UTC day)</label><input id="until" name="until" type="date" value="{{filters.until}}">
         <button type="submit">Filter</button>
         </form>
         {{^hasEvents}}<p>No events match.</p>{{/hasEvents}}
@@ -277,6 +320,16 @@ enum WebTemplates {
         </form>
         </section>
         {{/reviews}}
+        {{/body}}{{/layout}}
+        """
+
+    static let clientCreated = """
+        {{<layout}}{{$title}}Client registered — Caregate{{/title}}{{$body}}
+        <h1>Client registered</h1>
+        <p role="status">Copy the secret now: it is shown this once and Caregate keeps only a hash of it.</p>
+        <p><label for="client-id">Client id</label> <input id="client-id" readonly value="{{clientId}}" size="40"></p>
+        <p><label for="client-secret">Client secret</label> <input id="client-secret" class="secret" readonly value="{{clientSecret}}" size="70"></p>
+        <p><a href="/console/apps/{{appId}}#clients">Back to the app</a></p>
         {{/body}}{{/layout}}
         """
 
