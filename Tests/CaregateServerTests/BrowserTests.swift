@@ -15,6 +15,7 @@ import Testing
                 "base": s.base, "developerToken": dev.token, "clinicAdminToken": clinic.adminToken, "operatorToken": s.operatorToken,
                 "appId": app.id, "appName": "Test app", "organization": clinic.uuid, "revokeScope": "read:appointments",
                 "revokePath": "/v3/appointments?limit=5", "screenshots": screenshots,
+                "versionScopes": ["read:patients", "read:appointments", "read:providers"], "newScope": "read:providers", "newPath": "/v3/providers?limit=5",
             ]
             let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/browser_console.py").path
             let argument = String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self)
@@ -38,6 +39,10 @@ import Testing
             #expect(result["wasTicked"] as? Bool == true && result["stillTicked"] as? Bool == false)
             #expect(result["afterStatus"] as? Int == 403, "the unticked scope is refused on the next request")
             #expect(result["auditFound"] as? Bool == true, "\(result["auditRows"] ?? "")")
+            // Re-approval after a new version: what is new is shown, ticked, approved, and usable.
+            #expect(result["versionStatus"] as? Int == 201)
+            #expect(result["newShown"] as? [String] == ["read:providers"])
+            #expect(result["reviewDone"] as? Bool == true && result["newStatus"] as? Int == 200)
         }
     }
 }

@@ -223,6 +223,14 @@ final class WebClient: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
             // A developer's session cannot reach a clinic admin's page.
             #expect(try await web.get("/console/installations/\(hostileInstall)").status == 403)
 
+            // Every page carries the security headers.
+            for (client, path) in [
+                (web, "/console/apps/\(app.id)"), (admin, "/console/installations/\(hostileInstall)"), (admin, "/console/audit"),
+                (web, "/console/apps/app_00000000000000000000000000000000"), (WebClient(base: s.base), "/scopes?surface=nope"),
+            ] {
+                Self.expectSecurityHeaders(try await client.get(path), path)
+            }
+
             // Sign-out ends the session; a revoked management token ends its sessions everywhere.
             #expect(try await web.post("/console/sign-out", [("csrf", csrf)]).status == 303)
             #expect(try await web.get("/console").html.contains("name=\"token\""))
@@ -279,5 +287,30 @@ final class WebClient: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
             let filtered = try await operatorWeb.get("/console/audit?since=\(tomorrow)")
             #expect(filtered.status == 200 && filtered.html.contains("No events match.") && filtered.html.contains("value=\"\(tomorrow)\""))
         }
+    }
+
+    @Test("a session signed out on one instance is over on the other")
+    func sessionsAcrossInstances() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-sessions-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let a = try await TestServer(.sqlite) { $0.database = .sqlite(path: path) }
+        let b = try await TestServer(.sqlite) { $0.database = .sqlite(path: path) }
+        do {
+            let dev = try await a.createDeveloper()
+            let onA = WebClient(base: a.base)
+            _ = try await onA.signIn(dev.token)
+            let onB = WebClient(base: b.base)
+            onB.setCookie("cg_session", onA.cookies["cg_session"])
+            #expect(try await onB.get("/console").html.contains("Your apps"), "the session works on the other instance")
+            let csrf = try #require(try await onA.get("/console").csrf)
+            #expect(try await onA.post("/console/sign-out", [("csrf", csrf)]).status == 303)
+            #expect(try await onB.get("/console").html.contains("name=\"token\""), "signed out everywhere")
+        } catch {
+            await a.stop()
+            await b.stop()
+            throw error
+        }
+        await a.stop()
+        await b.stop()
     }
 }

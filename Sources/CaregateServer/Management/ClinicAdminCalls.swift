@@ -46,6 +46,10 @@ extension ManagementRoutes {
             json.set("liveVersionScopes", .array(app.scopes.map { .string($0) }))
             json.set("appName", .string(app.name))
             json.set("appSurface", .string(app.surface))
+            // What the approved version asked for: against the live version's list, what a re-approval would add or drop.
+            if let approvedVersion = try await grants.version(installation.approvedVersionID) {
+                json.set("approvedVersionScopes", .array(approvedVersion.scopes.map { .string($0) }))
+            }
         }
         return json
     }

@@ -244,7 +244,8 @@ extension ManagementAPI {
             required: ["clientId", "clientSecret", "appId", "credentialType", "grantTypes", "scopes", "organizationId", "jwksUri", "tokenEndpointAuthMethod"])),
         ("Installation", .object(
             [("id", .id), ("appId", .id), ("organizationId", .id), ("approvedVersionId", .id), ("approvedScopes", .array(.text)), ("status", .text),
-             ("liveVersionId", .id), ("liveVersionScopes", .array(.text)), ("appName", .text), ("appSurface", .text)],
+             ("liveVersionId", .id), ("liveVersionScopes", .array(.text)), ("approvedVersionScopes", .array(.text)), ("appName", .text),
+             ("appSurface", .text)],
             required: ["id", "appId", "organizationId", "approvedVersionId", "approvedScopes", "status"])),
         ("AuditEvent", .object(
             [("id", .text), ("at", .dateTime), ("organizationId", .nullable(.id)), ("appId", .nullable(.id)), ("keyId", .nullable(.text)),

@@ -298,15 +298,17 @@ struct ConsoleRoutes: Sendable {
         let catalogs = registry.catalogs(ofApp: installation["appSurface"] as? String ?? "")
         let labels = Dictionary(uniqueKeysWithValues: ScopeReferencePage.credentialTypeLabels)
         let needsReview = installation["approvedVersionId"] as? String != installation["liveVersionId"] as? String
+        // The difference between what the approved version asked for and what the live one asks for.
+        let asked = installation["approvedVersionScopes"] as? [String] ?? approved
         let rows = live.map { name -> [String: Any] in
             let info = catalogs.lazy.compactMap { $0.scopes.first { $0.name == name } }.first
             return [
-                "name": name, "approved": approved.contains(name), "isNew": needsReview && !approved.contains(name),
+                "name": name, "approved": approved.contains(name), "isNew": needsReview && !asked.contains(name),
                 "description": info?.description ?? "", "credentialTypes": info?.credentialTypes.map { labels[$0] ?? $0.rawValue } ?? [],
             ]
         }
-        let added = needsReview ? live.filter { !approved.contains($0) } : []
-        let removed = approved.filter { !live.contains($0) }
+        let added = needsReview ? live.filter { !asked.contains($0) } : []
+        let removed = needsReview ? asked.filter { !live.contains($0) } : []
         return pages.page("installation", [
             "session": WebPages.sessionContext(session), "csrf": session.csrf, "id": id,
             "appName": installation["appName"] as? String ?? "", "appSurface": installation["appSurface"] as? String ?? "",

@@ -356,7 +356,8 @@ enum WebTemplates {
         dt { font-weight: 600; }
         dd { margin: 0 0 .5rem; }
         table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
-        th, td { text-align: left; border-bottom: 1px solid #d5dbe1; padding: .4rem .5rem; overflow-wrap: anywhere; }
+        th, td { text-align: left; border-bottom: 1px solid #d5dbe1; padding: .4rem .5rem; }
+        td code { overflow-wrap: anywhere; }
         caption { text-align: left; color: var(--muted); }
         .error { color: #a4000f; font-weight: 600; }
         .secret { font-family: ui-monospace, monospace; }

@@ -81,6 +81,21 @@ try:
     out["afterStatus"] = after.status_code
     trace = after.headers.get("X-Trace-Id")
 
+    # The developer publishes a new version asking for one more scope; the clinic admin sees
+    # what is new, ticks it and approves again, and the key may use it.
+    installation_url = driver.current_url
+    version = requests.post(base + "/manage/apps/%s/versions" % config["appId"], json={"scopes": config["versionScopes"]},
+                            headers={"Authorization": "Bearer " + config["developerToken"]}, timeout=10)
+    out["versionStatus"] = version.status_code
+    driver.get(installation_url)
+    out["newShown"] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "ul.added li")]
+    driver.find_element(By.CSS_SELECTOR, "input[name='scopes'][value='%s']" % config["newScope"]).click()
+    submit(driver.find_element(By.CSS_SELECTOR, "form[action$='/approve'] button"))
+    out["reviewDone"] = "new version" not in driver.page_source
+    shot("console-reapproval")
+    newRoute = requests.get(base + config["newPath"], headers={"Authorization": "Bearer " + key, "X-Organization-Id": config["organization"]}, timeout=10)
+    out["newStatus"] = newRoute.status_code
+
     # The operator finds that 403 in the audit page by its trace id.
     sign_in(config["operatorToken"])
     submit(driver.find_element(By.LINK_TEXT, "Audit log"))
