@@ -230,7 +230,7 @@ public final class CaregateServer: Sendable {
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
         let management = ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, tokens: tokens, registry: registry,
-            oauth: oauth, outbound: outbound)
+            oauth: oauth, outbound: outbound, auditRetentionDays: options.auditRetentionDays)
         management.register(on: router)
         ConsoleRoutes(
             pages: pages, grants: grants, management: management, scopeReference: ScopeReferencePage(catalogs: catalogs), registry: registry
@@ -255,8 +255,16 @@ public final class CaregateServer: Sendable {
     /// Serves until SIGTERM/SIGINT (or the task is cancelled): in-flight requests finish,
     /// the audit log is flushed, then the database closes.
     public func run() async throws {
-        let limits = connectionLimits
         let maxConnections = ConnectionLimits.overallCap(requested: options.maxConnections)
+        // One peer must never be able to take every place: past a quarter of the overall cap the
+        // per-peer cap would not stop it before the server stops accepting for everyone.
+        let quarter = max(1, maxConnections / 4)
+        let limits = connectionLimits.perPeer <= quarter ? connectionLimits : ConnectionLimits(perPeer: quarter, exempt: connectionLimits.exempt)
+        if limits !== connectionLimits {
+            logger.warning(
+                "--max-connections-per-peer lowered to a quarter of the overall cap",
+                metadata: ["requested": "\(connectionLimits.perPeer)", "used": "\(quarter)", "maxConnections": "\(maxConnections)"])
+        }
         let (seconds, attoseconds) = options.idleTimeout.components
         let app = Application(
             responder: makeResponder(),
@@ -301,6 +309,7 @@ public final class CaregateServer: Sendable {
             services.append(.init(service: PollingService(name: "audit retention", interval: options.auditPruneInterval, logger: logger) {
                 let deleted = try await audit.prune(olderThan: Clock.millis() - retention)
                 if deleted > 0 { logger.info("audit events past retention deleted", metadata: ["segments": "\(deleted)"]) }
+                try await grants.pruneWebSessions()
             }))
         }
         let clinic = self.clinic

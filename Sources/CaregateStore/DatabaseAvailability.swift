@@ -1,6 +1,4 @@
 import AsyncKit
-import NIOCore
-import NIOPosix
 import PostgresNIO
 
 extension Database {
@@ -21,7 +19,9 @@ extension Database {
             default:
                 return false
             }
-        case is NIOConnectionError, is IOError, is ChannelError, is ConnectionPoolTimeoutError, is ConnectionPoolError:
+        case is ConnectionPoolTimeoutError, is ConnectionPoolError:
+            // PostgresNIO wraps its own connection failures in PSQLError; a bare NIO error here
+            // is rather a client's connection going away, which is no database outage.
             return true
         default:
             return false

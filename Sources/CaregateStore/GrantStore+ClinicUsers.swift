@@ -37,16 +37,13 @@ extension GrantStore {
         let user = ClinicUserRecord(
             id: Identifier.random("usr"), organizationID: organizationID, username: username, role: role, providerID: providerID, patientID: patientID,
             createdAt: Clock.millis())
-        try await database.transaction { db in
-            if try await db.raw("SELECT id FROM clinic_users WHERE organization_id = \(bind: organizationID) AND username = \(bind: username)").first() != nil {
-                throw StoreError.conflict("the username \(username) is taken in this clinic")
-            }
-            try await db.raw("""
-                INSERT INTO clinic_users (id, organization_id, username, password_hash, role, provider_id, patient_id, created_at)
-                VALUES (\(bind: user.id), \(bind: organizationID), \(bind: username), \(bind: passwordHash), \(bind: role), \(bind: providerID),
-                  \(bind: patientID), \(bind: user.createdAt))
-                """).run()
-        }
+        let inserted = try await sql.raw("""
+            INSERT INTO clinic_users (id, organization_id, username, password_hash, role, provider_id, patient_id, created_at)
+            VALUES (\(bind: user.id), \(bind: organizationID), \(bind: username), \(bind: passwordHash), \(bind: role), \(bind: providerID),
+              \(bind: patientID), \(bind: user.createdAt))
+            ON CONFLICT (organization_id, username) DO NOTHING RETURNING id
+            """).all()
+        guard !inserted.isEmpty else { throw StoreError.conflict("the username \(username) is taken in this clinic") }
         return user
     }
 

@@ -99,11 +99,19 @@ extension GrantStore {
             id: Identifier.random("key"), appID: old.appID, lookupID: lookupID, keyHash: hash(text),
             environment: old.environment, name: old.name, display: display, scopes: scopes ?? old.scopes, expiresAt: old.expiresAt,
             revokedAt: nil, replacedBy: nil, createdAt: Clock.millis())
-        let graceEnd = Clock.millis() + Int64(graceSeconds) * 1000
+        let now = Clock.millis()
+        let graceEnd = now + Int64(graceSeconds) * 1000
         let oldExpiry = min(old.expiresAt ?? .max, graceEnd)
         try await change { db in
+            // Checked again where it is written: of two rotations (or a rotation and a revocation)
+            // at the same moment, one wins and the other is a conflict.
+            let claimed = try await db.raw("""
+                UPDATE api_keys SET expires_at = \(bind: oldExpiry), replaced_by = \(bind: record.id)
+                WHERE id = \(bind: keyID) AND replaced_by IS NULL AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > \(bind: now))
+                RETURNING id
+                """).all()
+            guard !claimed.isEmpty else { throw StoreError.conflict("key \(keyID) was rotated, revoked or expired meanwhile") }
             try await insert(record, db: db)
-            try await db.raw("UPDATE api_keys SET expires_at = \(bind: oldExpiry), replaced_by = \(bind: record.id) WHERE id = \(bind: keyID)").run()
         }
         return IssuedKey(record: record, key: text)
     }

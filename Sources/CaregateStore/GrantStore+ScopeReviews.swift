@@ -17,15 +17,20 @@ public struct ScopeReviewRecord: Sendable, Equatable {
 extension GrantStore {
     private static let reviewColumns = "id, app_id, scope, status, reason, requested_at, decided_at"
 
-    /// Files a pending review for each of `scopes` the app has no review of yet (in the
-    /// transaction that declares them).
+    /// Files a pending review for each of `scopes` the app has no review of yet, and files a
+    /// refused one again (a new version asking again is a new request), in the transaction that
+    /// declares them. An approved or pending review stays as it is.
     func requestReviews(appID: String, scopes: [String], db: any SQLDatabase) async throws {
         let now = Clock.millis()
         for scope in Set(scopes) {
-            guard try await db.raw("SELECT id FROM scope_reviews WHERE app_id = \(bind: appID) AND scope = \(bind: scope)").first() == nil else { continue }
             try await db.raw("""
                 INSERT INTO scope_reviews (id, app_id, scope, status, requested_at)
                 VALUES (\(bind: Identifier.random("rev")), \(bind: appID), \(bind: scope), 'pending', \(bind: now))
+                ON CONFLICT (app_id, scope) DO NOTHING
+                """).run()
+            try await db.raw("""
+                UPDATE scope_reviews SET status = 'pending', reason = NULL, requested_at = \(bind: now), decided_at = NULL
+                WHERE app_id = \(bind: appID) AND scope = \(bind: scope) AND status = 'refused'
                 """).run()
         }
     }
@@ -55,17 +60,24 @@ extension GrantStore {
         try await sql.raw("SELECT \(unsafeRaw: Self.reviewColumns) FROM scope_reviews WHERE id = \(bind: id)").first().map(review(from:))
     }
 
-    /// Approves or refuses a review; a grant-chain change (every instance re-reads the app's
-    /// credentials). Nil when there is no such review.
+    /// Approves or refuses a pending review; a grant-chain change (every instance re-reads the
+    /// app's credentials). Nil when there is no such review; a conflict when it was decided
+    /// already (of two decisions at the same moment, one wins).
     public func decideReview(id: String, approve: Bool, reason: String?) async throws -> ScopeReviewRecord? {
-        guard try await review(id) != nil else { return nil }
+        guard let current = try await review(id) else { return nil }
         try await change { db in
-            try await db.raw("""
+            let decided = try await db.raw("""
                 UPDATE scope_reviews SET status = \(bind: approve ? "approved" : "refused"), reason = \(bind: reason), decided_at = \(bind: Clock.millis())
-                WHERE id = \(bind: id)
-                """).run()
+                WHERE id = \(bind: id) AND status = 'pending' RETURNING id
+                """).all()
+            guard !decided.isEmpty else { throw StoreError.conflict("this review was \(current.status) already") }
         }
         return try await review(id)
+    }
+
+    /// How many reviews have this status.
+    public func reviewCount(status: String) async throws -> Int {
+        try await sql.raw("SELECT COUNT(*) AS n FROM scope_reviews WHERE status = \(bind: status)").first(decodingColumn: "n", as: Int.self) ?? 0
     }
 
     /// The scopes an operator approved for an app.

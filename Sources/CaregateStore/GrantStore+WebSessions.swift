@@ -22,20 +22,21 @@ extension GrantStore {
         let now = Clock.millis()
         let session = WebSession(principal: principal, csrf: Secrets.randomHex(bytes: 24), expiresAt: now + Self.webSessionLifetime)
         try await sql.raw("""
-            INSERT INTO web_sessions (id_hash, token_id, csrf, created_at, expires_at)
-            VALUES (\(bind: hash(cookie)), \(bind: tokenID(of: token)), \(bind: session.csrf), \(bind: now), \(bind: session.expiresAt))
+            INSERT INTO web_sessions (id_hash, token_id, token_hash, csrf, created_at, expires_at)
+            VALUES (\(bind: hash(cookie)), \(bind: tokenID(of: token)), \(bind: hash(token)), \(bind: session.csrf), \(bind: now), \(bind: session.expiresAt))
             """).run()
         return (cookie, session)
     }
 
     /// The live session of a cookie: not ended, not expired, and its management token neither
-    /// revoked nor expired (revoking the token ends its sessions on every instance at once).
+    /// revoked, expired nor replaced (revoking or rotating the token, or changing
+    /// `CAREGATE_ADMIN_TOKEN`, ends its sessions on every instance at once).
     public func webSession(cookie: String) async throws -> WebSession? {
         guard cookie.hasPrefix("cgs_"), cookie.utf8.count <= 64 else { return nil }
         let now = Clock.millis()
         guard let row = try await sql.raw("""
             SELECT s.csrf, s.expires_at, t.kind, t.subject_id, t.expires_at AS token_expires_at, t.revoked_at
-            FROM web_sessions s JOIN access_tokens t ON t.token_id = s.token_id
+            FROM web_sessions s JOIN access_tokens t ON t.token_id = s.token_id AND t.token_hash = s.token_hash
             WHERE s.id_hash = \(bind: hash(cookie)) AND s.ended_at IS NULL AND s.expires_at > \(bind: now)
             """).first() else { return nil }
         guard try row.decode(column: "revoked_at", as: Int64?.self) == nil,
@@ -50,5 +51,11 @@ extension GrantStore {
     /// Signs out: the session ends everywhere (every instance reads sessions from the database).
     public func endWebSession(cookie: String) async throws {
         try await sql.raw("UPDATE web_sessions SET ended_at = \(bind: Clock.millis()) WHERE id_hash = \(bind: hash(cookie)) AND ended_at IS NULL").run()
+    }
+
+    /// Deletes sessions that ended or expired more than a day ago (run with the audit retention).
+    public func pruneWebSessions() async throws {
+        let cutoff = Clock.millis() - 86_400_000
+        try await sql.raw("DELETE FROM web_sessions WHERE expires_at < \(bind: cutoff) OR ended_at < \(bind: cutoff)").run()
     }
 }

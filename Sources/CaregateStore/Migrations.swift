@@ -29,8 +29,8 @@ enum Migrations {
         ] }),
         Migration(version: 7, name: "web console sessions", statements: { _ in [
             """
-            CREATE TABLE web_sessions (id_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, csrf TEXT NOT NULL, created_at BIGINT NOT NULL,
-              expires_at BIGINT NOT NULL, ended_at BIGINT)
+            CREATE TABLE web_sessions (id_hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, token_hash TEXT NOT NULL, csrf TEXT NOT NULL,
+              created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, ended_at BIGINT)
             """,
             "CREATE INDEX web_sessions_token ON web_sessions (token_id)",
         ] }),

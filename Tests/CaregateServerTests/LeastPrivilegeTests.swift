@@ -61,6 +61,10 @@ import Testing
             let shown = try #require(made.html.firstMatch(of: /id="new-key" class="secret" readonly value="([^"]+)"/).map { String($0.1) })
             #expect(try await s.status("GET", "/v3/bills", key: shown, clinic: clinic) == 200)
             #expect(try await s.status("GET", "/v3/patients", key: shown, clinic: clinic) == 403)
+            // The same form again (a second click): the key was replaced already, shown as a page.
+            let again = try await web.post("/console/keys/\(other.id)/narrow", [("csrf", page.csrf ?? ""), ("appId", app.id)])
+            #expect(again.status == 409 && again.header("Content-Type")?.hasPrefix("text/html") == true)
+            #expect(!(try await web.get("/console/apps/\(app.id)")).html.contains("action=\"/console/keys/\(other.id)/narrow\""), "no narrowing of a replaced key")
         }
     }
 }

@@ -58,6 +58,10 @@ import Testing
                 s, dev: dev.token, app: other.id, scopes: ["identity.merge"], extra: ["credentialType": "service_key", "organizationId": clinic.id])
             let otherToken = try await OAuthTests.form(s, "grant_type=client_credentials&scope=identity.merge", basic: otherClient).json!.string("access_token")
             #expect(try await s.request("POST", "/api/identity/merge", token: otherToken, json: ["a": 1]).status == 403)
+            // Declared again in a new version, a refused scope is filed again.
+            try expectStatus(try await s.request("POST", "/manage/apps/\(other.id)/versions", token: dev.token, json: ["scopes": ["identity.merge"]]), 201)
+            let refiled = try JSONSerialization.jsonObject(with: try await s.request("GET", "/manage/apps/\(other.id)/scope-reviews", token: dev.token).body) as? [[String: Any]]
+            #expect(refiled?.first?["status"] as? String == "pending" && refiled?.first?["reason"] is NSNull)
 
             // Both decisions are in the audit log, under their apps, with the scope.
             let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)", token: s.operatorToken)

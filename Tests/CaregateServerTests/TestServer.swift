@@ -5,6 +5,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import Synchronization
 import Testing
 
 /// The storage backends every server test runs on.
@@ -58,16 +59,25 @@ final class TestServer: Sendable {
         operatorToken = Self.adminToken
     }
 
-    /// Stops the server as SIGTERM does; cancels it if that takes more than 10 s.
+    /// Stops the server as SIGTERM does; cancels it if that takes more than 10 s, and gives up
+    /// waiting 10 s later (a server that will not stop must not hang the whole suite).
     func stop() async {
         await server.shutdown()
-        let task = self.task
-        let deadline = Task {
-            try await Task.sleep(for: .seconds(10))
-            task.cancel()
+        if await Self.finishes(task, within: .seconds(10)) { return }
+        task.cancel()
+        _ = await Self.finishes(task, within: .seconds(10))
+    }
+
+    /// Whether `task` ends within `limit` (it keeps running when it does not).
+    static func finishes(_ task: Task<Void, any Error>, within limit: Duration) async -> Bool {
+        let once = OnceFlag()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let answer: @Sendable (Bool) -> Void = { value in
+                if once.claim() { continuation.resume(returning: value) }
+            }
+            Task { _ = try? await task.value; answer(true) }
+            Task { try? await Task.sleep(for: limit); answer(false) }
         }
-        _ = try? await task.value
-        deadline.cancel()
     }
 
     struct Reply: Sendable {
@@ -308,4 +318,10 @@ func httpRequest(
     var fields: [String: String] = [:]
     for (k, v) in http.allHeaderFields { fields["\(k)"] = "\(v)" }
     return TestServer.Reply(status: http.statusCode, headers: fields, body: data)
+}
+
+/// True for the first caller only.
+final class OnceFlag: Sendable {
+    private let done = Atomic(false)
+    func claim() -> Bool { !done.exchange(true, ordering: .relaxed) }
 }

@@ -305,6 +305,13 @@ final class WebClient: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
             let csrf = try #require(try await onA.get("/console").csrf)
             #expect(try await onA.post("/console/sign-out", [("csrf", csrf)]).status == 303)
             #expect(try await onB.get("/console").html.contains("name=\"token\""), "signed out everywhere")
+            // An operator session ends when CAREGATE_ADMIN_TOKEN changes (here: a third instance starts with another).
+            let operatorWeb = WebClient(base: a.base)
+            _ = try await operatorWeb.signIn(TestServer.adminToken)
+            #expect(try await operatorWeb.get("/console").html.contains("Token-signing keys"))
+            let c = try await TestServer(.sqlite) { $0.database = .sqlite(path: path); $0.adminToken = "another-operator-token-0123456789" }
+            await c.stop()
+            #expect(try await operatorWeb.get("/console").html.contains("name=\"token\""), "the old operator token's session is over")
         } catch {
             await a.stop()
             await b.stop()

@@ -183,7 +183,9 @@ extension ManagementRoutes {
     func usage(_ call: inout ManagementCall) async throws -> Response {
         let principal = call.principal
         let app = try await ownApp(principal, try call.parameter("appId"))
-        let days = try call.query()["days"].flatMap { Int($0) } ?? 30
+        var days = try call.query()["days"].flatMap { Int($0) } ?? 30
+        // Scopes used before the oldest event kept would look unused: the window stops there.
+        if auditRetentionDays > 0 { days = min(days, auditRetentionDays) }
         await auditWriter.flush()
         let now = Clock.millis()
         let used = try await audit.usage(appID: app.id, since: now - Int64(days) * 86_400_000)

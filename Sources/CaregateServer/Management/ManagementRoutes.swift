@@ -15,6 +15,8 @@ struct ManagementRoutes: Sendable {
     let registry: SurfaceRegistry
     let oauth: OAuthStore
     let outbound: OutboundAddressPolicy
+    /// The usage report's window never reaches past what the audit log keeps (0: it keeps all).
+    let auditRetentionDays: Int
 
     /// `expiresAt` (ISO 8601, in the future) of a body, as milliseconds.
     static func expiresAt(_ body: JSONInput) throws -> Int64? {

@@ -48,6 +48,20 @@ final class ConnectionLimits: Sendable {
         }
     }
 
+    /// Whom a connection counts against: an IPv4 address (also when it arrives IPv4-mapped), or
+    /// an IPv6 /64, since one IPv6 host usually holds a whole /64.
+    static func peer(_ address: SocketAddress?) -> String {
+        guard let address else { return "unknown" }
+        if case .v6(let v6) = address {
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+                return bytes[12..<16].map(String.init).joined(separator: ".")
+            }
+            return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
+        }
+        return address.ipAddress ?? "unknown"
+    }
+
     /// Connections held per peer (for tests and diagnostics).
     func count(_ peer: String) -> Int { open.withLock { $0[peer, default: 0] } }
 
@@ -72,7 +86,7 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     struct Refused: Error {}
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let peer = ConnectionLimits.peer(channel.remoteAddress)
         guard limits.admit(peer) else {
             // Nothing is built for it, so nothing waits to be served: NIO drops a connection
             // whose setup failed once it is closed.

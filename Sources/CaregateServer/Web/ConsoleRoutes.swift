@@ -202,20 +202,28 @@ struct ConsoleRoutes: Sendable {
             }
             return signInPage()
         }
-        var form: [String: [String]] = [:]
-        if request.method == .post {
-            var request = request
-            form = try await WebPages.form(&request)
-            guard WebPages.checkCSRF(form, expected: session.csrf) else {
-                return pages.message(
-                    "Form refused", "This form was not sent from this session's page (its CSRF token is missing or wrong); nothing was changed.",
-                    status: .forbidden, session: session)
-            }
-        }
         do {
+            var form: [String: [String]] = [:]
+            if request.method == .post {
+                var request = request
+                form = try await WebPages.form(&request)
+                guard WebPages.checkCSRF(form, expected: session.csrf) else {
+                    return pages.message(
+                        "Form refused", "This form was not sent from this session's page (its CSRF token is missing or wrong); nothing was changed.",
+                        status: .forbidden, session: session)
+                }
+            }
             return try await body(session, form, cookie)
         } catch let error as APIError {
             return pages.message(error.status.code == 404 ? "Not found" : "Refused", error.message, status: error.status, session: session)
+        } catch let error as StoreError {
+            // The store's refusals (a taken name, a key rotated meanwhile) as the API words them, on a page.
+            let status: HTTPResponse.Status = switch error {
+            case .conflict: .conflict
+            case .invalid: .badRequest
+            case .notFound: .notFound
+            }
+            return pages.message(status == .notFound ? "Not found" : "Refused", "\(error)", status: status, session: session)
         }
     }
 
@@ -280,10 +288,9 @@ struct ConsoleRoutes: Sendable {
             case .operator:
                 let keys = try await management.perform(.get, "/manage/signing-keys", principal: session.principal, context: context)
                     .json as? [String: Any] ?? [:]
-                let pending = try await management.perform(.get, "/manage/scope-reviews", principal: session.principal, context: context)
-                    .json as? [[String: Any]] ?? []
+                let pending = try await grants.reviewCount(status: "pending")
                 return pages.page("operator", [
-                    "session": WebPages.sessionContext(session), "csrf": session.csrf, "pendingReviews": pending.count,
+                    "session": WebPages.sessionContext(session), "csrf": session.csrf, "pendingReviews": pending,
                     "signingKeys": (keys["data"] as? [[String: Any]] ?? []).map { $0.merging(["current": $0["signing"] as? Bool ?? false]) { _, new in new } },
                 ])
             }
@@ -392,6 +399,7 @@ struct ConsoleRoutes: Sendable {
         let clients = (try await management.perform(
             .get, "/manage/apps/{appId}/oauth-clients", parameters: ["appId": appID], principal: session.principal, context: context
         ).json as? [[String: Any]] ?? []).map { $0.merging(["scopeText": ($0["scopes"] as? [String] ?? []).joined(separator: " ")]) { _, new in new } }
+        let replaced = Set(keys.compactMap { $0["replacedBy"] as? String == nil ? nil : $0["id"] as? String })
         let names = Dictionary(keys.compactMap { key in (key["id"] as? String).map { ($0, key["name"] as? String ?? "") } }, uniquingKeysWith: { a, _ in a })
         let usage = entries.map { entry -> [String: Any] in
             let id = entry["id"] as? String ?? ""
@@ -403,7 +411,7 @@ struct ConsoleRoutes: Sendable {
             return [
                 "id": id, "label": isKey ? "Key “\(names[id] ?? id)”" : "OAuth client \(id)", "heldText": text("held"), "usedText": text("used"),
                 "droppableText": text("droppable"),
-                "canNarrow": isKey && !(entry["used"] as? [Any] ?? []).isEmpty && !(entry["droppable"] as? [Any] ?? []).isEmpty,
+                "canNarrow": isKey && !replaced.contains(id) && !(entry["used"] as? [Any] ?? []).isEmpty && !(entry["droppable"] as? [Any] ?? []).isEmpty,
             ]
         }
         return pages.page("app", [
