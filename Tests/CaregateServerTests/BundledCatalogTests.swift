@@ -23,7 +23,10 @@ import Testing
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let binary = directory.appendingPathComponent("caregate")
-        try FileManager.default.copyItem(at: try builtProduct("caregate"), to: binary)
+        // Copied by cp, not in this process: a file this process holds open for writing leaks into
+        // any child another test spawns meanwhile, and executing it then fails (ETXTBSY).
+        let copied = try await runSpawned("/bin/cp", [try builtProduct("caregate").path, binary.path])
+        try #require(copied.status == 0, "cp: \(copied.output)")
         let work = directory.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
 
