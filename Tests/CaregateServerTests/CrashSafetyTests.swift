@@ -45,25 +45,14 @@ import Testing
 
         func start() async throws {
             let binary = try builtProduct("caregate").path
-            let arguments = [binary, "serve", "--port", "\(port)", "--database", database, "--log-level", "warning", "--audit-retention-days", "0"]
+            let arguments = ["serve", "--port", "\(port)", "--database", database, "--log-level", "warning", "--audit-retention-days", "0"]
             var environment = ProcessInfo.processInfo.environment
             environment["CAREGATE_ADMIN_TOKEN"] = TestServer.adminToken
             // No CAREGATE_SECRET: on PostgreSQL the database is shared with the other suites, whose
             // servers keep the secret in it; a secret of our own would seal keys they cannot open.
             environment["CAREGATE_SECRET"] = nil
             environment["CAREGATE_CATALOGS"] = nil
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-            let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-            defer { for pointer in argv + envp { free(pointer) } }
-            var child: pid_t = 0
-            let spawned = posix_spawn(&child, binary, &actions, nil, argv, envp)
-            guard spawned == 0 else { throw TestSetupError("posix_spawn caregate: \(spawned)") }
+            let child = try spawn(binary, arguments, output: log, append: true, environment: environment)
             pid.withLock { $0 = child }
             let deadline = ContinuousClock.now + .seconds(60)
             while ContinuousClock.now < deadline {

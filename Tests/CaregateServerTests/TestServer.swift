@@ -275,18 +275,7 @@ func builtProduct(_ name: String) throws -> URL {
 func runSpawned(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("caregate-spawn-\(UUID().uuidString).log").path
     defer { try? FileManager.default.removeItem(atPath: output) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-    guard spawned == 0 else { throw TestSetupError("posix_spawn \(executable): \(spawned)") }
-    let child = pid
+    let child = try spawn(executable, arguments, output: output, append: false)
     let status: Int32 = await withCheckedContinuation { continuation in
         Thread {
             var status: Int32 = 0
@@ -295,6 +284,25 @@ func runSpawned(_ executable: String, _ arguments: [String]) async throws -> (st
         }.start()
     }
     return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+/// Starts `executable` with `posix_spawn`: standard output and error to the file `output`
+/// (truncated, or appended to), standard input from /dev/null, this process's environment
+/// unless `environment` is given. The caller reaps it with `waitpid`.
+func spawn(_ executable: String, _ arguments: [String], output: String, append: Bool, environment: [String: String]? = nil) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+    defer { for pointer in argv + (envp ?? []) { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = envp.map { envp in posix_spawn(&pid, executable, &actions, nil, argv, envp) } ?? posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard spawned == 0 else { throw TestSetupError("posix_spawn \(executable): \(spawned)") }
+    return pid
 }
 
 /// One HTTP request to a Caregate at `base` (a server of this process or another).

@@ -74,14 +74,18 @@ extension ManagementRoutes {
         return Response(status: .noContent)
     }
 
+    /// The clinic an audit read covers: `organizationId` for the operator (nil: every clinic);
+    /// always a clinic admin's own, and naming another is refused.
+    private func auditClinic(_ query: QueryInput, _ principal: Principal, refusal: String) throws -> String? {
+        let named = query["organizationId"].flatMap(Identifier.organizationID(fromClientForm:))
+        guard principal.kind == .clinicAdmin else { return named }
+        if let named, named != principal.subjectID { throw APIError.forbidden(refusal) }
+        return principal.subjectID
+    }
+
     func auditPage(_ call: inout ManagementCall) async throws -> Response {
-        let principal = call.principal
         let query = try call.query()
-        var organization = query["organizationId"].flatMap(Identifier.organizationID(fromClientForm:))
-        if principal.kind == .clinicAdmin {
-            if let organization, organization != principal.subjectID { throw APIError.forbidden("a clinic admin sees only its own clinic's audit log") }
-            organization = principal.subjectID
-        }
+        let organization = try auditClinic(query, call.principal, refusal: "a clinic admin sees only its own clinic's audit log")
         let decision = query["decision"]
         let cursor = query["cursor"]
         await auditWriter.flush()
@@ -109,25 +113,19 @@ extension ManagementRoutes {
     /// Streams the log: a segment's events are written (with back-pressure from the connection)
     /// before the next is read, so memory stays flat however long the log is.
     func auditExport(_ call: inout ManagementCall) async throws -> Response {
-        let principal = call.principal
         let query = try call.query()
-        var organization = query["organizationId"].flatMap(Identifier.organizationID(fromClientForm:))
-        if principal.kind == .clinicAdmin {
-            if let organization, organization != principal.subjectID { throw APIError.forbidden("a clinic admin exports only its own clinic's audit log") }
-            organization = principal.subjectID
-        }
+        let organization = try auditClinic(query, call.principal, refusal: "a clinic admin exports only its own clinic's audit log")
         let appID = try query.id("appId", prefix: "app")
         let since = query["since"].flatMap(Self.startOfDay)
         await auditWriter.flush()
         let audit = self.audit
         let logger = call.context.logger
-        let clinic = organization
         return Response(
             status: .ok, headers: [.contentType: "application/x-ndjson"],
             body: ResponseBody { writer in
                 var buffer = ByteBuffer()
                 do {
-                    try await audit.export(organizationID: clinic, appID: appID, since: since) { events in
+                    try await audit.export(organizationID: organization, appID: appID, since: since) { events in
                         buffer.clear()
                         for event in events {
                             buffer.writeBytes(Self.eventJSON(event).serialized())

@@ -46,10 +46,7 @@ struct ConsoleRoutes: Sendable {
                 if let scopes = form["scopes"], !scopes.isEmpty { body.set("scopes", .array(scopes.map { .string($0) })) }
                 let created = try await management.perform(
                     .post, "/manage/apps/{appId}/keys", parameters: ["appId": appID], body: body, principal: session.principal, context: context)
-                let key = created.json as? [String: Any] ?? [:]
-                return pages.page("key-created", [
-                    "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
-                ], status: .created)
+                return keyCreatedPage(created.json, session: session, appID: appID)
             }
         }
         router.get("console/installations/:id") { request, context in
@@ -95,10 +92,7 @@ struct ConsoleRoutes: Sendable {
                 let created = try await management.perform(
                     .post, "/manage/keys/{keyId}/rotate", parameters: ["keyId": keyID], body: ["scopes": .array(used.map { .string($0) })],
                     principal: session.principal, context: context)
-                let key = created.json as? [String: Any] ?? [:]
-                return pages.page("key-created", [
-                    "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
-                ], status: .created)
+                return keyCreatedPage(created.json, session: session, appID: appID)
             }
         }
         router.get("console/reviews") { request, context in
@@ -126,10 +120,7 @@ struct ConsoleRoutes: Sendable {
                 let created = try await management.perform(
                     .post, "/manage/keys/{keyId}/rotate", parameters: ["keyId": try context.parameters.require("keyId")], body: ["graceSeconds": 3_600],
                     principal: session.principal, context: context)
-                let key = created.json as? [String: Any] ?? [:]
-                return pages.page("key-created", [
-                    "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
-                ], status: .created)
+                return keyCreatedPage(created.json, session: session, appID: appID)
             }
         }
         router.post("console/apps/:appId/oauth-clients") { request, context in
@@ -181,6 +172,14 @@ struct ConsoleRoutes: Sendable {
                 return redirect(appID.map { "/console/apps/\($0)#keys" } ?? "/console")
             }
         }
+    }
+
+    /// The page that shows a new key once (after creating, rotating or narrowing one).
+    func keyCreatedPage(_ json: Any?, session: WebSession, appID: String) -> Response {
+        let key = json as? [String: Any] ?? [:]
+        return pages.page("key-created", [
+            "session": WebPages.sessionContext(session), "key": key["key"] as? String ?? "", "name": key["name"] as? String ?? "", "appId": appID,
+        ], status: .created)
     }
 
     func redirect(_ location: String, cookies: [String] = []) -> Response {
