@@ -178,13 +178,14 @@ struct SecurityReviewTests {
                 #expect(try await a.request("DELETE", "/manage/tokens/\(active.string("id"))", token: a.operatorToken).status == 204)
                 #expect(try await b.request("GET", "/manage/apps/\(app.json!.string("id"))", token: newToken).status == 401)
                 #expect(try await a.request("DELETE", "/manage/tokens/\(active.string("id"))", token: a.operatorToken).status == 404)
-                // An expiring token, issued by the operator: works, then stops by itself.
-                let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(2))
+                // An expiring token, issued by the operator: works, then stops by itself. The expiry
+                // is whole seconds; 6 s leaves room for a loaded machine between here and the first use.
+                let expiry = ISO8601DateFormatter().string(from: Date().addingTimeInterval(6))
                 let issued = try await a.request("POST", "/manage/tokens", token: a.operatorToken, json: ["subjectId": dev.id, "expiresAt": expiry])
                 try expectStatus(issued, 201)
                 let shortLived = issued.json!.string("token")
                 #expect(try await b.request("GET", "/manage/apps/\(app.json!.string("id"))", token: shortLived).status == 200)
-                let deadline = Date().addingTimeInterval(10)
+                let deadline = Date().addingTimeInterval(15)
                 var status = 200
                 while status == 200 && Date() < deadline {
                     status = try await b.request("GET", "/manage/apps/\(app.json!.string("id"))", token: shortLived).status
