@@ -4,7 +4,9 @@ The world comes from scripts/seed_world.py (the JSON file named by CG_WORLD). Th
 follows the security requirement the operation declares in /openapi.json:
 
   managementToken  the principal the operation is for, from its `x-caregate-callers`: the
-                   operator when it may call it, else the developer, else the clinic admin. POST /manage/tokens/rotate (the
+                   operator when it may call it, else the developer, else the clinic admin (a
+                   clinic's users of any clinic but the seeded one: the operator, see
+                   _management_token). POST /manage/tokens/rotate (the
                    caller's own token, which stops at once) gets a fresh token of a developer
                    kept for it alone, issued by the operator for every test case;
   apiKey           the marketplace-v3 key with every scope (/v3 and /v1 share it);
@@ -49,7 +51,15 @@ def _scheme(operation, name):
     return operation.schema.raw_schema.get("components", {}).get("securitySchemes", {}).get(name, {})
 
 
-def _management_token(operation):
+def _management_token(operation, case):
+    # The stateful phase follows "POST /manage/organizations" (a clinic the operator just made) to
+    # its users' operations. Only that clinic's own admin reaches them; the seeded clinic's admin is
+    # answered 404 (no caller learns which clinics exist), which schemathesis would report as a
+    # created resource that cannot be found. The operator is sent instead: a 403, the same isolation.
+    if operation.path.startswith("/manage/organizations/{orgId}/users"):
+        named = (case.path_parameters or {}).get("orgId")
+        if named is not None and named not in (WORLD["clinic"]["id"], WORLD["clinic"]["uuid"]):
+            return WORLD["operator"]
     if operation.method.upper() == "POST" and operation.path == "/manage/tokens/rotate":
         response = requests.post(WORLD["base"] + "/manage/tokens", timeout=30,
                                  json={"subjectId": WORLD["rotator"]["id"]},
@@ -85,7 +95,7 @@ class CaregateAuth:
                 raw = f"{client['clientId']}:{client['clientSecret']}".encode()
                 return "Basic " + base64.b64encode(raw).decode()
             if name == "managementToken":
-                return "Bearer " + _management_token(operation)
+                return "Bearer " + _management_token(operation, case)
             if name == "apiKey":
                 return "Bearer " + WORLD["marketplace"]["key"]
             if name == "credential":

@@ -75,6 +75,7 @@ public final class CaregateServer: Sendable {
     public let generatedOperatorToken: String?
     let cache: CredentialCache
     let oauth: OAuthStore
+    let smart: SMARTStore
     let auditWriter: AuditWriter
     let tokens: TokenService
     let logger: Logger
@@ -115,6 +116,7 @@ public final class CaregateServer: Sendable {
         self.database = database
         clinic = ClinicStore(database: database)
         oauth = OAuthStore(grants: grants)
+        smart = SMARTStore(grants: grants)
         do {
             tokens = try await TokenService(
                 oauth: oauth, issuer: options.issuer ?? "http://\(options.host):\(options.port)", algorithm: options.tokenAlgorithm)
@@ -186,7 +188,7 @@ public final class CaregateServer: Sendable {
 
     /// The whole HTTP surface: the middleware in front (see ``CaregateResponder``), then the router.
     func makeResponder() -> CaregateResponder {
-        let resolver = CredentialResolver(grants: grants, oauth: oauth, tokens: tokens, cache: cache, registry: registry)
+        let resolver = CredentialResolver(grants: grants, oauth: oauth, smart: smart, tokens: tokens, cache: cache, registry: registry)
         let front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
             TraceMiddleware(), MetricsMiddleware<CaregateContext>(),
             EnforcementMiddleware(registry: registry, authenticator: RequestAuthenticator(resolver: resolver), audit: auditWriter),
@@ -216,7 +218,7 @@ public final class CaregateServer: Sendable {
         router.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: document))
         }
-        let tokenEndpoint = TokenEndpoint(grants: grants, oauth: oauth, tokens: tokens, registry: registry, keySets: clientKeySets)
+        let tokenEndpoint = TokenEndpoint(grants: grants, oauth: oauth, tokens: tokens, registry: registry, keySets: clientKeySets, smart: smart)
         router.post("oauth2/token") { request, context in try await tokenEndpoint.handle(request, context) }
         router.post("oauth2/introspect") { request, context in try await tokenEndpoint.introspect(request, context) }
         router.post("oauth2/revoke") { request, context in try await tokenEndpoint.revoke(request, context) }
@@ -225,12 +227,22 @@ public final class CaregateServer: Sendable {
         router.get(".well-known/jwks.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: tokens.current.jwks)))
         }
-        let discovery = Discovery.documents(issuer: tokens.issuer, scopeNames: Set(catalogs.flatMap { $0.scopes.map(\.name) }).sorted())
+        let discovery = Discovery.documents(
+            issuer: tokens.issuer, scopeNames: Set(catalogs.flatMap { $0.scopes.map(\.name) }).sorted(), version: Self.version)
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(discovery.authorizationServer) }
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
+        router.get(".well-known/openid-configuration") { _, _ in JSONResponse.make(discovery.openID) }
+        router.get("fhir/R4/.well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
+        let capabilityStatement = ByteBuffer(bytes: discovery.capabilityStatement.serialized())
+        router.get("fhir/R4/metadata") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/fhir+json"], body: .init(byteBuffer: capabilityStatement))
+        }
+        router.get(RouterPath(String(SMARTStyle.path.dropFirst()))) { _, _ in JSONResponse.make(SMARTStyle.document) }
+        AuthorizeEndpoint(pages: pages, grants: grants, oauth: oauth, smart: smart, clinic: clinic, tokens: tokens, registry: registry)
+            .register(on: router)
         let management = ManagementRoutes(
             grants: grants, clinic: clinic, audit: AuditStore(database: database), auditWriter: auditWriter, tokens: tokens, registry: registry,
-            oauth: oauth, outbound: outbound, auditRetentionDays: options.auditRetentionDays)
+            oauth: oauth, smart: smart, outbound: outbound, auditRetentionDays: options.auditRetentionDays)
         management.register(on: router)
         ConsoleRoutes(
             pages: pages, grants: grants, management: management, scopeReference: ScopeReferencePage(catalogs: catalogs), registry: registry

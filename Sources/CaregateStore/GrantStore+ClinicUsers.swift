@@ -41,9 +41,10 @@ extension GrantStore {
             INSERT INTO clinic_users (id, organization_id, username, password_hash, role, provider_id, patient_id, created_at)
             VALUES (\(bind: user.id), \(bind: organizationID), \(bind: username), \(bind: passwordHash), \(bind: role), \(bind: providerID),
               \(bind: patientID), \(bind: user.createdAt))
-            ON CONFLICT (organization_id, username) DO NOTHING RETURNING id
+            ON CONFLICT DO NOTHING RETURNING id
             """).all()
-        guard !inserted.isEmpty else { throw StoreError.conflict("the username \(username) is taken in this clinic") }
+        // Usernames are unique across clinics: the sign-in page asks for nothing else.
+        guard !inserted.isEmpty else { throw StoreError.conflict("the username \(username) is taken") }
         return user
     }
 
@@ -54,12 +55,17 @@ extension GrantStore {
     }
 
     /// A user and its password hash, for signing in (nil when there is no such username).
-    public func clinicUserForSignIn(organizationID: String, username: String) async throws -> (user: ClinicUserRecord, passwordHash: String)? {
-        guard let row = try await sql.raw("""
-            SELECT \(unsafeRaw: Self.clinicUserColumns), password_hash FROM clinic_users
-            WHERE organization_id = \(bind: organizationID) AND username = \(bind: username)
+    public func clinicUserForSignIn(username: String) async throws -> (user: ClinicUserRecord, passwordHash: String)? {
+        guard username.utf8.count <= 64, let row = try await sql.raw("""
+            SELECT \(unsafeRaw: Self.clinicUserColumns), password_hash FROM clinic_users WHERE username = \(bind: username)
             """).first() else { return nil }
         return (try clinicUser(from: row), try row.decode(column: "password_hash", as: String.self))
+    }
+
+    /// One user by id, in any clinic (nil when there is none).
+    public func clinicUser(id: String) async throws -> ClinicUserRecord? {
+        guard id.utf8.count <= 64 else { return nil }
+        return try await sql.raw("SELECT \(unsafeRaw: Self.clinicUserColumns) FROM clinic_users WHERE id = \(bind: id)").first().map(clinicUser(from:))
     }
 
     /// Removes a user; a grant-chain change, so that whatever it signed in to ends everywhere.
@@ -67,8 +73,15 @@ extension GrantStore {
     public func deleteClinicUser(organizationID: String, id: String) async throws -> Bool {
         guard try await sql.raw("SELECT id FROM clinic_users WHERE organization_id = \(bind: organizationID) AND id = \(bind: id)").first() != nil
         else { return false }
+        // Whatever the user signed in to ends with it: authorizations in progress, codes not yet
+        // exchanged, and every token family (refresh and access tokens), on every instance.
+        let now = Clock.millis()
         try await change { db in
             try await db.raw("DELETE FROM clinic_users WHERE organization_id = \(bind: organizationID) AND id = \(bind: id)").run()
+            try await db.raw("DELETE FROM authorization_requests WHERE user_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM authorization_codes WHERE user_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM smart_launches WHERE user_id = \(bind: id)").run()
+            try await db.raw("UPDATE token_families SET revoked_at = \(bind: now) WHERE user_id = \(bind: id) AND revoked_at IS NULL").run()
         }
         return true
     }

@@ -64,6 +64,37 @@ enum Migrations {
               UNIQUE (organization_id, username))
             """,
         ] }),
+        Migration(version: 10, name: "SMART App Launch: clients that redirect, launches, authorization codes, refresh-token families, sign-in throttling", statements: { _ in [
+            // The sign-in page asks for a username alone, so a username names one person across clinics.
+            "CREATE UNIQUE INDEX clinic_users_username ON clinic_users (username)",
+            "ALTER TABLE oauth_clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE oauth_clients ADD COLUMN launch_url TEXT",
+            "ALTER TABLE oauth_clients ADD COLUMN is_public BIGINT NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE smart_launches (id_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, organization_id TEXT NOT NULL,
+              patient_id TEXT, encounter_id TEXT, need_patient_banner BIGINT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)
+            """,
+            """
+            CREATE TABLE authorization_requests (id_hash TEXT PRIMARY KEY, browser_hash TEXT NOT NULL, csrf TEXT NOT NULL, request TEXT NOT NULL,
+              user_id TEXT, patient_id TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)
+            """,
+            """
+            CREATE TABLE authorization_codes (code_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL, code_challenge TEXT NOT NULL,
+              user_id TEXT NOT NULL, organization_id TEXT NOT NULL, scope TEXT NOT NULL, context TEXT NOT NULL, expires_at BIGINT NOT NULL,
+              used_at BIGINT, family_id TEXT)
+            """,
+            """
+            CREATE TABLE token_families (id TEXT PRIMARY KEY, client_id TEXT NOT NULL, user_id TEXT NOT NULL, organization_id TEXT NOT NULL,
+              scope TEXT NOT NULL, context TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)
+            """,
+            "CREATE INDEX token_families_user ON token_families (user_id)",
+            """
+            CREATE TABLE refresh_tokens (token_hash TEXT PRIMARY KEY, family_id TEXT NOT NULL, scope TEXT NOT NULL, created_at BIGINT NOT NULL,
+              expires_at BIGINT NOT NULL, used_at BIGINT)
+            """,
+            "CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id)",
+            "CREATE TABLE sign_in_failures (username_hash TEXT PRIMARY KEY, failures BIGINT NOT NULL, first_at BIGINT NOT NULL, locked_until BIGINT)",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

@@ -19,6 +19,12 @@ public struct OAuthClientRecord: Sendable, Equatable {
     public var jwks: String?
     /// Where the client publishes its JWKS instead (fetched and cached by the server).
     public var jwksURI: String?
+    /// Where the authorization endpoint may send the browser back (exact matches only).
+    public var redirectURIs: [String] = []
+    /// The app's SMART launch URL (an EHR launch opens it with `iss` and `launch`).
+    public var launchURL: String?
+    /// A public client has no secret and no keys: PKCE is its proof.
+    public var isPublic = false
 }
 
 /// A token-signing key (the private key as PEM; only the public part is ever published).
@@ -52,22 +58,26 @@ public struct OAuthStore: Sendable {
     /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
     public func createClient(
         appID: String, credentialType: String, grantTypes: [String], scopes: [String], organizationID: String?, withSecret: Bool,
-        jwks: String? = nil, jwksURI: String? = nil
+        jwks: String? = nil, jwksURI: String? = nil, redirectURIs: [String] = [], launchURL: String? = nil, isPublic: Bool = false
     ) async throws -> (OAuthClientRecord, secret: String?) {
         let clientID = "cli_" + Secrets.randomHex(bytes: 16)
         let secret = withSecret ? "cs_" + Secrets.randomBase62(43) : nil
         let record = OAuthClientRecord(
             clientID: clientID, appID: appID, secretHash: secret.map(grants.hash), credentialType: credentialType,
-            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil, jwks: jwks, jwksURI: jwksURI)
+            grantTypes: grantTypes, scopes: scopes, organizationID: organizationID, revokedAt: nil, jwks: jwks, jwksURI: jwksURI,
+            redirectURIs: redirectURIs, launchURL: launchURL, isPublic: isPublic)
         try await sql.raw("""
-            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at, jwks, jwks_uri)
+            INSERT INTO oauth_clients (client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, created_at, jwks, jwks_uri,
+                                       redirect_uris, launch_url, is_public)
             VALUES (\(bind: clientID), \(bind: appID), \(bind: record.secretHash), \(bind: credentialType), \(bind: grantTypes.stored),
-                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()), \(bind: jwks), \(bind: jwksURI))
+                    \(bind: scopes.stored), \(bind: organizationID), \(bind: Clock.millis()), \(bind: jwks), \(bind: jwksURI),
+                    \(bind: redirectURIs.stored), \(bind: launchURL), \(bind: isPublic ? 1 : 0))
             """).run()
         return (record, secret)
     }
 
-    private static let clientColumns = "client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks, jwks_uri"
+    private static let clientColumns =
+        "client_id, app_id, secret_hash, credential_type, grant_types, scopes, organization_id, revoked_at, jwks, jwks_uri, redirect_uris, launch_url, is_public"
 
     public func client(_ clientID: String) async throws -> OAuthClientRecord? {
         guard clientID.utf8.count <= 64,
@@ -91,7 +101,9 @@ public struct OAuthStore: Sendable {
             scopes: [String](stored: try row.decode(column: "scopes", as: String.self)),
             organizationID: try row.decode(column: "organization_id", as: String?.self),
             revokedAt: try row.decode(column: "revoked_at", as: Int64?.self), jwks: try row.decode(column: "jwks", as: String?.self),
-            jwksURI: try row.decode(column: "jwks_uri", as: String?.self))
+            jwksURI: try row.decode(column: "jwks_uri", as: String?.self),
+            redirectURIs: [String](stored: try row.decode(column: "redirect_uris", as: String.self)),
+            launchURL: try row.decode(column: "launch_url", as: String?.self), isPublic: try row.decode(column: "is_public", as: Int64.self) != 0)
     }
 
     /// Records an assertion id; `false` when the client already used it (a replay).
@@ -135,25 +147,33 @@ public struct OAuthStore: Sendable {
         return sealed
     }
 
-    /// The signing keys, newest first; `generate` makes one when there is none yet.
-    /// Several instances starting at once agree: the first insert wins, all read it back.
-    public func signingKeys(generate: @Sendable () throws -> SigningKeyRecord) async throws -> [SigningKeyRecord] {
+    /// The signing keys, newest first, with a current key of each of `algorithms` (`generate`
+    /// makes the missing ones). Several instances starting at once agree: the first insert
+    /// wins, all read it back.
+    public func signingKeys(algorithms: [String], generate: @Sendable (String) throws -> SigningKeyRecord) async throws -> [SigningKeyRecord] {
+        func missing(_ keys: [SigningKeyRecord]) -> [String] {
+            algorithms.filter { algorithm in !keys.contains { $0.algorithm == algorithm && $0.retiredAt == nil } }
+        }
         let existing = try await allSigningKeys()
-        if !existing.isEmpty { return existing }
-        let key = try generate()
+        let needed = missing(existing)
+        if needed.isEmpty { return existing }
+        let keys = try needed.map(generate)
         try await grants.database.transaction { db in
-            if try await db.raw("SELECT kid FROM signing_keys").first() == nil {
-                try await insert(key, db)
+            for key in keys {
+                let current = try await db.raw("""
+                    SELECT kid FROM signing_keys WHERE algorithm = \(bind: key.algorithm) AND retired_at IS NULL
+                    """).first()
+                if current == nil { try await insert(key, db) }
             }
         }
         return try await allSigningKeys()
     }
 
-    /// Retires every current signing key and adds `key`; other instances reload on the change.
-    public func rotateSigningKey(to key: SigningKeyRecord) async throws {
+    /// Retires every current signing key and adds `keys`; other instances reload on the change.
+    public func rotateSigningKeys(to keys: [SigningKeyRecord]) async throws {
         try await grants.change { db in
             try await db.raw("UPDATE signing_keys SET retired_at = \(bind: Clock.millis()) WHERE retired_at IS NULL").run()
-            try await insert(key, db)
+            for key in keys { try await insert(key, db) }
         }
     }
 

@@ -84,6 +84,10 @@ public final class CompiledCatalog: Sendable {
     /// How many of the ``ScopeSet/capacity`` permission atoms this catalog uses.
     public var atomCount: Int { layout.count }
 
+    /// Whether the catalog has SMART resource scopes, and so takes the SMART grammar's
+    /// identity and launch-context scopes (see ``SMARTContextScopes``).
+    public var acceptsSMARTScopes: Bool { layout[contextBase: .patient] != nil || layout[contextBase: .user] != nil }
+
     /// Looks up a scope by its exact name.
     /// - Parameter name: The scope as written in the catalog.
     /// - Returns: The scope, or `nil` when the catalog has no scope of that name (SMART
@@ -154,6 +158,11 @@ public final class CompiledCatalog: Sendable {
 
     func grantMask(_ scope: Scope) throws(ScopeResolutionError) -> ScopeSet.Bits {
         if let i = entryIndex[scope.description] { return scopes[i].mask }
+        if case .bare(let name) = scope.form, acceptsSMARTScopes, let meaning = SMARTContextScopes.meaning[name] {
+            // Identity, launch-context and refresh scopes: valid on a SMART catalog without
+            // being entries; they open no route (or the same as the entry they spell differently).
+            return meaning.flatMap { entryIndex[$0] }.map { scopes[$0].mask } ?? .zero
+        }
         guard case .resource(let r) = scope.form else {
             throw ScopeResolutionError(scope: scope.description, reason: .unknown)
         }

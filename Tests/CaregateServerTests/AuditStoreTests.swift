@@ -85,6 +85,7 @@ struct AuditStoreTests {
         // connection and read on another fail now and then (SQLITE_SCHEMA).
         do {
             try await current.transaction { db in
+                for statement in undoSMARTLaunchSchema { try await db.raw("\(unsafeRaw: statement)").run() }
                 try await db.raw("DROP TABLE audit_segments").run()
                 try await db.raw("DROP TABLE web_sessions").run()
                 try await db.raw("DROP TABLE scope_reviews").run()

@@ -16,17 +16,21 @@ import Testing
             let foreignPatient = try #require(try await s.server.clinic.list(.patients, organization: other.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue)
             let path = "/manage/organizations/\(clinic.id)/users"
             let password = "correct horse battery staple"
+            // Usernames are unique across clinics (the sign-in page asks for nothing else), and the
+            // PostgreSQL tests share one database: each run names its users afresh.
+            let tag = UUID().uuidString.prefix(6).lowercased()
+            let ada = "dr.ada.\(tag)", one = "pat.one.\(tag)", grace = "dr.grace.\(tag)"
 
-            let clinician = try await s.request("POST", path, token: clinic.adminToken, json: ["username": "dr.ada", "password": password, "role": "clinician", "providerId": provider])
+            let clinician = try await s.request("POST", path, token: clinic.adminToken, json: ["username": ada, "password": password, "role": "clinician", "providerId": provider])
             try expectStatus(clinician, 201)
             #expect(clinician.json?.string("id").hasPrefix("usr_") == true && clinician.json?.string("fhirUser") == "Practitioner/\(provider)")
             let patientUser = try await s.request("POST", "/manage/organizations/\(clinic.uuid)/users", token: clinic.adminToken,
-                                                  json: ["username": "pat.one", "password": password, "role": "patient", "patientId": patient])
+                                                  json: ["username": one, "password": password, "role": "patient", "patientId": patient])
             try expectStatus(patientUser, 201)
             #expect(patientUser.json?.string("fhirUser") == "Patient/\(patient)")
 
             // The password is kept only as a scrypt hash.
-            let stored = try await s.server.database.sql.raw("SELECT password_hash FROM clinic_users WHERE username = 'dr.ada'").first()
+            let stored = try await s.server.database.sql.raw("SELECT password_hash FROM clinic_users WHERE username = \(bind: ada)").first()
             let hash = try #require(try stored?.decode(column: "password_hash", as: String.self))
             #expect(hash.hasPrefix("scrypt$32768$8$3$") && !hash.contains(password))
 
@@ -40,14 +44,17 @@ import Testing
             ] as [([String: Any], String)] {
                 #expect(try await s.request("POST", path, token: clinic.adminToken, json: body).status == 400, "\(why)")
             }
-            let again = try await s.request("POST", path, token: clinic.adminToken, json: ["username": "dr.ada", "password": password, "role": "clinician", "providerId": provider])
+            let again = try await s.request("POST", path, token: clinic.adminToken, json: ["username": ada, "password": password, "role": "clinician", "providerId": provider])
             #expect(again.status == 409)
+            let elsewhere = try await s.request("POST", "/manage/organizations/\(other.id)/users", token: other.adminToken,
+                                                json: ["username": one, "password": password, "role": "patient", "patientId": foreignPatient])
+            #expect(elsewhere.status == 409, "a username names one person across clinics")
             #expect(try await s.request("GET", path, token: other.adminToken).status == 404, "another clinic's admin")
             let dev = try await s.createDeveloper()
             #expect(try await s.request("GET", path, token: dev.token).status == 403)
 
             let list = try JSONSerialization.jsonObject(with: try await s.request("GET", path, token: clinic.adminToken).body) as? [[String: Any]] ?? []
-            #expect(list.compactMap { $0["username"] as? String } == ["dr.ada", "pat.one"])
+            #expect(list.compactMap { $0["username"] as? String } == [ada, one])
             #expect(list.allSatisfy { $0["password"] == nil && $0["passwordHash"] == nil })
             let id = clinician.json!.string("id")
             #expect(try await s.request("DELETE", "/manage/organizations/\(other.id)/users/\(id)", token: other.adminToken).status == 404)
@@ -58,14 +65,14 @@ import Testing
             let web = WebClient(base: s.base)
             _ = try await web.signIn(clinic.adminToken)
             let page = try await web.get("/console")
-            #expect(page.html.contains("pat.one") && page.html.contains("<option value=\"\(provider)\">"))
+            #expect(page.html.contains(one) && page.html.contains("<option value=\"\(provider)\">"))
             let csrf = try #require(page.csrf)
             let added = try await web.post("/console/users", [
-                ("csrf", csrf), ("username", "dr.grace"), ("password", password), ("role", "clinician"), ("providerId", provider), ("patientId", ""),
+                ("csrf", csrf), ("username", grace), ("password", password), ("role", "clinician"), ("providerId", provider), ("patientId", ""),
             ])
             #expect(added.status == 303)
             let after = try await web.get("/console")
-            #expect(after.html.contains("dr.grace") && after.html.contains("Practitioner/\(provider)"))
+            #expect(after.html.contains(grace) && after.html.contains("Practitioner/\(provider)"))
             let refused = try await web.post("/console/users", [("csrf", csrf), ("username", "bad"), ("password", "short"), ("role", "patient")])
             #expect(refused.status == 400 && refused.html.contains("password"))
         }

@@ -117,6 +117,7 @@ import Testing
         logger.logLevel = .critical
         let database = try await Database.open(.sqlite(path: path), logger: logger)
         try await database.transaction { db in
+            for statement in undoSMARTLaunchSchema { try await db.raw("\(unsafeRaw: statement)").run() }
             try await db.raw("DROP TABLE clinic_users").run()
             try await db.raw("DROP TABLE scope_reviews").run()
             try await db.raw("DELETE FROM caregate_schema WHERE version >= 8").run()

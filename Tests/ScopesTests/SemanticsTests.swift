@@ -216,3 +216,24 @@ extension RouteID {
             ?? { fatalError("no route \(template)") }()
     }
 }
+
+/// SMART App Launch's identity, launch-context and refresh scopes are valid on a catalog with
+/// SMART resource scopes without being entries, open no route, and `launch` is `launch-ehr`.
+@Suite struct SMARTContextScopeTests {
+    @Test("openid, launch, launch/encounter and online_access resolve on the platform catalog only")
+    func accepted() throws {
+        let platform = catalog("platform")
+        #expect(platform.acceptsSMARTScopes)
+        for name in ["openid", "launch/encounter", "online_access"] {
+            #expect(platform.scope(named: name) == nil, "\(name) is not an entry")
+            #expect(try platform.resolve(name).isEmpty, "\(name) opens nothing")
+        }
+        #expect(try platform.resolve("launch") == platform.resolve("launch-ehr"))
+        #expect(try platform.resolve("openid fhirUser launch/patient patient/Observation.rs") == platform.resolve("fhirUser launch/patient patient/Observation.rs"))
+        #expect(platform.decide("openid", "GET", "/fhir/R4/Patient/x1").isAllowed == false)
+        // A catalog without SMART scopes still refuses them.
+        let v3 = catalog("marketplace-v3")
+        #expect(!v3.acceptsSMARTScopes)
+        #expect(throws: ScopeResolutionError.self) { try v3.resolve("openid") }
+    }
+}

@@ -18,6 +18,7 @@ struct CredentialResolver: Sendable {
 
     let grants: GrantStore
     let oauth: OAuthStore
+    let smart: SMARTStore
     let tokens: TokenService
     let cache: CredentialCache
     /// Every surface, in the order of ``Credential/effective``.
@@ -92,9 +93,14 @@ struct CredentialResolver: Sendable {
         guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil,
               let app = try await grants.app(client.appID)
         else { return .invalidKey }
+        // A SMART launch token lives as long as its authorization's family (revoked on a refresh
+        // token's reuse or revocation, a replayed code, or the person's removal).
+        if let family = claims.fam, try await !smart.isFamilyActive(family) { return .invalidKey }
         guard let installation = try await grants.installation(appID: app.id, organizationID: organizationID) else { return .notInstalled }
         let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
-        let scopes = claims.scope.split(separator: " ").map(String.init)
+        // Fail closed: a `patient/` scope must reach only its patient's compartment, and no route
+        // here confines a request to one patient yet, so such scopes open nothing (SPEC §8).
+        let scopes = claims.scope.split(separator: " ").map(String.init).filter { !$0.hasPrefix("patient/") }
         let credential = makeCredential(
             id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
             declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
@@ -105,6 +111,10 @@ struct CredentialResolver: Sendable {
     /// The app's declared scopes that are in effect: on a reviewed surface (the platform), a
     /// scope that is not self-service counts only once an operator approved it.
     func declaredInEffect(_ app: AppRecord) async throws -> [String] {
+        try await Self.declaredInEffect(app, grants: grants, registry: registry)
+    }
+
+    static func declaredInEffect(_ app: AppRecord, grants: GrantStore, registry: SurfaceRegistry) async throws -> [String] {
         let needing = Set(registry.scopesNeedingReview(app.scopes, ofApp: app.surface))
         guard !needing.isEmpty else { return app.scopes }
         let approved = try await grants.approvedReviewScopes(appID: app.id)

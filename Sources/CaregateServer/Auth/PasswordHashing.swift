@@ -13,6 +13,9 @@ enum PasswordHashing {
     static let rounds = 1 << 15
     static let blockSize = 8
     static let parallelism = 3
+    /// A well-formed hash no password matches: verified against when a username is unknown, so
+    /// that the answer costs what a wrong password does.
+    static let decoy = "scrypt$\(1 << 15)$8$3$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
     static func hash(_ password: String) async throws -> String {
         var salt = [UInt8](repeating: 0, count: 16)

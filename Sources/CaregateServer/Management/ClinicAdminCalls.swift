@@ -213,4 +213,52 @@ extension ManagementRoutes {
         }
         return Response(status: .noContent)
     }
+    // MARK: EHR launches
+
+    /// `{clientId, userId, patientId?, encounterId?, needPatientBanner?}` → a single-use launch
+    /// for one of the clinic's clinicians and the app's launch URL carrying it.
+    func createLaunch(_ call: inout ManagementCall) async throws -> Response {
+        let organization = call.principal.subjectID
+        let body = try await call.body()
+        let clientID = try body.string("clientId", max: 64)!
+        guard let client = try await oauth.client(clientID), client.revokedAt == nil, client.grantTypes.contains("authorization_code") else {
+            throw APIError.badRequest("field \"clientId\": no SMART app client (authorization_code) of that id")
+        }
+        guard client.organizationID == nil || client.organizationID == organization,
+              try await grants.installation(appID: client.appID, organizationID: organization) != nil
+        else { throw APIError.badRequest("field \"clientId\": the client's app is not installed in this clinic") }
+        let userID = try body.string("userId", max: 40)!
+        guard Validate.isID(userID, prefix: "usr"), let user = try await grants.clinicUser(id: userID), user.organizationID == organization,
+              user.role == "clinician"
+        else { throw APIError.badRequest("field \"userId\": no clinician of this clinic") }
+        var patientID = try body.string("patientId", max: 40, required: false)
+        if let patientID {
+            guard Validate.isID(patientID, prefix: "pat"), try await clinic.get(.patients, organization: organization, id: patientID) != nil else {
+                throw APIError.badRequest("field \"patientId\": no such patient in this clinic")
+            }
+        }
+        let encounterID = try body.string("encounterId", max: 40, required: false)
+        if let encounterID {
+            guard Validate.isID(encounterID, prefix: "apt"), let visit = try await clinic.get(.appointments, organization: organization, id: encounterID),
+                  let visitPatient = visit["patientId"]?.stringValue
+            else { throw APIError.badRequest("field \"encounterId\": no such visit (appointment) in this clinic") }
+            guard patientID == nil || patientID == visitPatient else {
+                throw APIError.badRequest("field \"encounterId\": the visit is another patient's")
+            }
+            patientID = visitPatient
+        }
+        let banner = try body.bool("needPatientBanner") ?? true
+        let launch = try await smart.createLaunch(LaunchRecord(
+            clientID: client.clientID, userID: user.id, organizationID: organization, patientID: patientID, encounterID: encounterID,
+            needPatientBanner: banner))
+        var launchURL: JSONValue = .null
+        if let base = client.launchURL, var components = URLComponents(string: base) {
+            components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "iss", value: tokens.fhirBase), URLQueryItem(name: "launch", value: launch)]
+            launchURL = .optional(components.string)
+        }
+        return JSONResponse.make(
+            ["launch": .string(launch), "launchUrl": launchURL, "iss": .string(tokens.fhirBase),
+             "expiresAt": .string(Self.iso8601(Clock.millis() + SMARTStore.launchLifetime))] as JSONValue,
+            status: .created)
+    }
 }

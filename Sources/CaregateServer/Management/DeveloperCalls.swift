@@ -107,12 +107,36 @@ extension ManagementRoutes {
             }
         }
         let grantTypes = try body.stringArray("grantTypes")!
-        guard !grantTypes.isEmpty, grantTypes.allSatisfy({ $0 == "client_credentials" }) else {
-            throw APIError.badRequest("field \"grantTypes\": only client_credentials is supported")
+        // Two kinds of client: a backend service (client_credentials), or a SMART app acting for
+        // a person (authorization_code, with refresh_token if it keeps access).
+        let launches = grantTypes.contains("authorization_code")
+        guard !grantTypes.isEmpty, Set(grantTypes).count == grantTypes.count,
+              launches ? Set(grantTypes).isSubset(of: ["authorization_code", "refresh_token"]) : grantTypes == ["client_credentials"]
+        else {
+            throw APIError.badRequest("field \"grantTypes\" must be [\"client_credentials\"], or authorization_code with refresh_token optionally")
         }
-        let typeName = try body.string("credentialType", max: 20, required: false) ?? "oauth2"
-        guard let credentialType = CredentialType(rawValue: typeName), credentialType == .oauth2 || credentialType == .serviceKey else {
-            throw APIError.badRequest("field \"credentialType\" must be oauth2 or service_key")
+        let typeName = try body.string("credentialType", max: 20, required: false) ?? (launches ? CredentialType.smartOnFHIR.rawValue : "oauth2")
+        guard let credentialType = CredentialType(rawValue: typeName),
+              launches ? credentialType == .smartOnFHIR : (credentialType == .oauth2 || credentialType == .serviceKey)
+        else {
+            throw APIError.badRequest("field \"credentialType\" must be oauth2 or service_key (client_credentials), smart_on_fhir (authorization_code)")
+        }
+        let redirectURIs = try body.stringArray("redirectUris", required: false) ?? []
+        let launchURL = try body.string("launchUrl", max: 2048, required: false)
+        let isPublic = try body.bool("public") ?? false
+        if launches {
+            guard (1...10).contains(redirectURIs.count), Set(redirectURIs).count == redirectURIs.count, redirectURIs.allSatisfy(Self.isRedirectURI) else {
+                throw APIError.badRequest(
+                    "field \"redirectUris\": 1 to 10 distinct absolute URLs, https or http on a loopback host, without fragment or spaces (at most 2048 bytes)")
+            }
+            if let launchURL, !Self.isRedirectURI(launchURL) {
+                throw APIError.badRequest("field \"launchUrl\" must be an absolute https URL, or http on a loopback host")
+            }
+            if isPublic, jwks != nil || jwksURI != nil {
+                throw APIError.badRequest("a public client has no keys: give \"public\": true, or \"jwks\"/\"jwksUri\", not both")
+            }
+        } else if !redirectURIs.isEmpty || launchURL != nil || isPublic {
+            throw APIError.badRequest("redirectUris, launchUrl and public are for authorization_code clients")
         }
         let scopes = try validateScopes(try body.stringArray("scopes")!, surface: app.surface, field: "scopes", credentialType: credentialType)
         try Self.subset(scopes, of: app.scopes, field: "scopes", what: "declared by the app")
@@ -125,8 +149,18 @@ extension ManagementRoutes {
         }
         let (client, secret) = try await oauth.createClient(
             appID: app.id, credentialType: credentialType.rawValue, grantTypes: grantTypes, scopes: scopes, organizationID: organization,
-            withSecret: jwks == nil && jwksURI == nil, jwks: jwks, jwksURI: jwksURI)
+            withSecret: jwks == nil && jwksURI == nil && !isPublic, jwks: jwks, jwksURI: jwksURI, redirectURIs: redirectURIs, launchURL: launchURL,
+            isPublic: isPublic)
         return JSONResponse.make(clientJSON(client, secret: secret), status: .created)
+    }
+
+    /// A redirect or launch URL: absolute, https (or http on a loopback host, for native and
+    /// test apps), no fragment, no user part, nothing that would not survive a redirect unchanged.
+    static func isRedirectURI(_ text: String) -> Bool {
+        guard text.utf8.count <= 2048, !text.contains(" "), !text.contains("#"), let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+              let host = url.host, !host.isEmpty, url.user == nil, url.absoluteString == text
+        else { return false }
+        return scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased()))
     }
 
     /// A client as the API shows it; the secret only in the answer that created it.
@@ -136,7 +170,8 @@ extension ManagementRoutes {
             "credentialType": .string(client.credentialType), "grantTypes": .array(client.grantTypes.map { .string($0) }),
             "scopes": .array(client.scopes.map { .string($0) }), "organizationId": .optional(client.organizationID),
             "jwksUri": .optional(client.jwksURI),
-            "tokenEndpointAuthMethod": .string(client.jwks == nil && client.jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
+            "tokenEndpointAuthMethod": .string(client.isPublic ? "none" : client.jwks == nil && client.jwksURI == nil ? "client_secret_basic" : "private_key_jwt"),
+            "redirectUris": .array(client.redirectURIs.map { .string($0) }), "launchUrl": .optional(client.launchURL), "public": .bool(client.isPublic),
         ]
     }
 

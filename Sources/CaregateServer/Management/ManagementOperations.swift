@@ -81,12 +81,21 @@ enum ManagementAPI {
             success: .ok, response: "UsageReport", handler: { try await $0.usage(&$1) }),
         .init(
             method: .post, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
-            summary: "Register an OAuth 2.0 client: with jwks or jwksUri it authenticates with private_key_jwt, otherwise with a secret shown once (developer)",
-            body: .init(name: "NewOAuthClient", schema: .object(
-                [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["client_credentials"]), minItems: 1, maxItems: 4)),
-                 ("credentialType", .oneOf(["oauth2", "service_key"])), ("organizationId", ValueRule.organization.schema),
-                 ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri"))],
-                required: ["scopes", "grantTypes"], closed: true)),
+            summary: "Register an OAuth 2.0 client: a backend service (client_credentials) or a SMART app (authorization_code, refresh_token; redirectUris, launchUrl, public); with jwks or jwksUri it authenticates with private_key_jwt, a public client with PKCE alone, otherwise with a secret shown once (developer)",
+            body: .init(name: "NewOAuthClient", schema: .oneOfSchemas([
+                .object(
+                    [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["client_credentials"]), minItems: 1, maxItems: 1)),
+                     ("credentialType", .oneOf(["oauth2", "service_key"])), ("organizationId", ValueRule.organization.schema),
+                     ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri"))],
+                    required: ["scopes", "grantTypes"], closed: true),
+                .object(
+                    [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["authorization_code", "refresh_token"]), minItems: 1, maxItems: 2)),
+                     ("credentialType", .oneOf(["smart_on_fhir"])), ("organizationId", ValueRule.organization.schema),
+                     ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri")),
+                     ("redirectUris", .array(.string(maxLength: 2048, format: "uri"), minItems: 1, maxItems: 10)),
+                     ("launchUrl", .string(maxLength: 2048, format: "uri")), ("public", .boolean)],
+                    required: ["scopes", "grantTypes", "redirectUris"], closed: true),
+            ])),
             success: .created, response: "OAuthClient", handler: { try await $0.createOAuthClient(&$1) }),
         .init(
             method: .get, path: "/manage/apps/{appId}/oauth-clients", callers: [.developer],
@@ -137,6 +146,14 @@ enum ManagementAPI {
                  ("providerId", ValueRule.id(prefix: "prv").schema), ("patientId", ValueRule.id(prefix: "pat").schema)],
                 required: ["username", "password", "role"], closed: true)),
             success: .created, response: "ClinicUser", conflicts: true, handler: { try await $0.createClinicUser(&$1) }),
+        .init(
+            method: .post, path: "/manage/launches", callers: [.clinicAdmin],
+            summary: "Start an EHR launch of a SMART app for one of the clinic's clinicians: a single-use launch value (5 minutes) and the app's launch URL with iss and launch (clinic admin)",
+            body: .init(name: "NewLaunch", schema: .object(
+                [("clientId", .requiredText(max: 64)), ("userId", ValueRule.id(prefix: "usr").schema), ("patientId", ValueRule.id(prefix: "pat").schema),
+                 ("encounterId", ValueRule.id(prefix: "apt").schema), ("needPatientBanner", .boolean)],
+                required: ["clientId", "userId"], closed: true)),
+            success: .created, response: "Launch", handler: { try await $0.createLaunch(&$1) }),
         .init(
             method: .get, path: "/manage/organizations/{orgId}/users", callers: [.clinicAdmin], summary: "The clinic's users (clinic admin)",
             success: .ok, response: "ClinicUserList", handler: { try await $0.listClinicUsers(&$1) }),
@@ -199,9 +216,11 @@ extension ManagementAPI {
         ("SampleData", .object([("organizationId", .id), ("created", .map(.integer(minimum: 0)))], required: ["organizationId", "created"])),
         ("SigningKeyList", .object(
             [("code", .oneOf(["success"])), ("data", .array(.object(
-                [("kid", .text), ("algorithm", .text), ("signing", .boolean)], required: ["kid", "algorithm", "signing"])))],
+                [("kid", .text), ("algorithm", .text), ("signing", .boolean), ("signs", .array(.oneOf(["access_token", "id_token"])))],
+                required: ["kid", "algorithm", "signing", "signs"])))],
             required: ["code", "data"])),
-        ("SigningKeyRotation", .object([("kid", .text), ("algorithm", .text), ("retired", .text)], required: ["kid", "algorithm", "retired"])),
+        ("SigningKeyRotation", .object([("kid", .text), ("algorithm", .text), ("retired", .text), ("idTokenKid", .text)],
+                                       required: ["kid", "algorithm", "retired", "idTokenKid"])),
         ("ManagementToken", .object(
             [("id", .text), ("kind", .oneOf(["operator", "developer", "clinic_admin"])), ("subjectId", .text), ("createdAt", .dateTime),
              ("expiresAt", .nullable(.dateTime)), ("revokedAt", .nullable(.dateTime)), ("token", .text)],
@@ -237,11 +256,15 @@ extension ManagementAPI {
              ("replacedBy", .nullable(.id)), ("key", .text)],
             required: ["id", "appId", "name", "environment", "display", "scopes", "inheritsApprovedScopes", "expiresAt", "revoked", "replacedBy"])),
         ("APIKeyList", .array(.ref("APIKey"))),
+        ("Launch", .object([("launch", .text), ("launchUrl", .nullable(.text)), ("iss", .text), ("expiresAt", .dateTime)],
+                           required: ["launch", "launchUrl", "iss", "expiresAt"])),
         ("OAuthClient", .object(
             [("clientId", .text), ("clientSecret", .nullable(.text)), ("appId", .id), ("credentialType", .oneOf(["oauth2", "service_key"])),
              ("grantTypes", .array(.text)), ("scopes", .array(.text)), ("organizationId", .nullable(.id)), ("jwksUri", .nullable(.text)),
-             ("tokenEndpointAuthMethod", .oneOf(["client_secret_basic", "private_key_jwt"]))],
-            required: ["clientId", "clientSecret", "appId", "credentialType", "grantTypes", "scopes", "organizationId", "jwksUri", "tokenEndpointAuthMethod"])),
+             ("tokenEndpointAuthMethod", .oneOf(["client_secret_basic", "private_key_jwt", "none"])), ("redirectUris", .array(.text)),
+             ("launchUrl", .nullable(.text)), ("public", .boolean)],
+            required: ["clientId", "clientSecret", "appId", "credentialType", "grantTypes", "scopes", "organizationId", "jwksUri", "tokenEndpointAuthMethod",
+                       "redirectUris", "launchUrl", "public"])),
         ("Installation", .object(
             [("id", .id), ("appId", .id), ("organizationId", .id), ("approvedVersionId", .id), ("approvedScopes", .array(.text)), ("status", .text),
              ("liveVersionId", .id), ("liveVersionScopes", .array(.text)), ("approvedVersionScopes", .array(.text)), ("appName", .text),

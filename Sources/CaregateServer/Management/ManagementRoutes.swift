@@ -14,6 +14,7 @@ struct ManagementRoutes: Sendable {
     let tokens: TokenService
     let registry: SurfaceRegistry
     let oauth: OAuthStore
+    let smart: SMARTStore
     let outbound: OutboundAddressPolicy
     /// The usage report's window never reaches past what the audit log keeps (0: it keeps all).
     let auditRetentionDays: Int

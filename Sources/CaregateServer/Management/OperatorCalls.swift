@@ -52,22 +52,25 @@ extension ManagementRoutes {
         return Response(status: .noContent)
     }
 
-    /// The published keys: the one that signs, and retired ones still verifying unexpired tokens.
+    /// The published keys: those that sign (access tokens; id_tokens, with an RSA key), and
+    /// retired ones still verifying unexpired tokens.
     func signingKeys(_ call: inout ManagementCall) async throws -> Response {
         let current = tokens.current
         let keys: [JSONValue] = current.algorithms.keys.sorted().map { kid in
-            ["kid": .string(kid), "algorithm": .string(current.algorithms[kid]!), "signing": .bool(kid == current.kid)]
+            ["kid": .string(kid), "algorithm": .string(current.algorithms[kid]!), "signing": .bool(kid == current.kid || kid == current.idTokenKid),
+             "signs": .array((kid == current.kid ? ["access_token"] : []) + (kid == current.idTokenKid ? ["id_token"] : []))]
         }
         return JSONResponse.make(["code": "success", "data": .array(keys)] as JSONValue)
     }
 
-    /// Retires the signing key and signs with a new one; the old public key stays published
-    /// until the tokens it signed have expired.
+    /// Retires the signing keys and signs with new ones (access tokens, id_tokens); the old
+    /// public keys stay published until the tokens they signed have expired.
     func rotateSigningKey(_ call: inout ManagementCall) async throws -> Response {
         let previous = tokens.current.kid
         let key = try await tokens.rotate()
         return JSONResponse.make(
-            ["kid": .string(key.kid), "algorithm": .string(key.algorithm), "retired": .string(previous)] as JSONValue, status: .created)
+            ["kid": .string(key.kid), "algorithm": .string(key.algorithm), "retired": .string(previous), "idTokenKid": .string(tokens.current.idTokenKid)]
+                as JSONValue, status: .created)
     }
 
     func createDeveloper(_ call: inout ManagementCall) async throws -> Response {

@@ -15,6 +15,7 @@ struct TokenEndpoint: Sendable {
     let registry: SurfaceRegistry
     /// JWK Sets of clients registered with a `jwksUri`.
     let keySets: ClientKeySets
+    let smart: SMARTStore
 
     struct OAuthError: Error {
         var status: HTTPResponse.Status = .badRequest
@@ -42,8 +43,8 @@ struct TokenEndpoint: Sendable {
     func introspect(_ request: Request, _ context: CaregateContext) async throws -> Response {
         try await respond(request, context) { request in
             let claims = try await ownToken(request)
-            guard let claims, try await !oauth.isRevoked(jti: claims.jti.value)
-            else { return Self.json(["active": false]) }
+            guard let claims, try await !oauth.isRevoked(jti: claims.jti.value) else { return Self.json(["active": false]) }
+            if let family = claims.fam, try await !smart.isFamilyActive(family) { return Self.json(["active": false]) }
             var answer: JSONValue = [
                 "active": true, "scope": .string(claims.scope), "client_id": .string(claims.client_id), "token_type": "Bearer",
                 "exp": .int(Int64(claims.exp.value.timeIntervalSince1970)), "iat": .int(Int64(claims.iat.value.timeIntervalSince1970)),
@@ -51,6 +52,9 @@ struct TokenEndpoint: Sendable {
                 "jti": .string(claims.jti.value),
             ]
             if let org = claims.org { answer.set("org", .string(org)) }
+            if let patient = claims.patient { answer.set("patient", .string(patient)) }
+            if let encounter = claims.encounter { answer.set("encounter", .string(encounter)) }
+            if let fhirUser = claims.fhirUser { answer.set("fhirUser", .string(tokens.fhirBase + "/" + fhirUser)) }
             return Self.json(answer)
         }
     }
@@ -58,7 +62,13 @@ struct TokenEndpoint: Sendable {
     /// RFC 7009: 200 whether or not the token was known; a client revokes only its own tokens.
     func revoke(_ request: Request, _ context: CaregateContext) async throws -> Response {
         try await respond(request, context) { request in
-            if let claims = try await ownToken(request) {
+            var request = request
+            let form = try await form(&request)
+            let client = try await authenticate(request, form)
+            guard let token = form["token"] else { throw OAuthError(error: "invalid_request", description: "token is required") }
+            // A refresh token ends its whole family: every access token the authorization issued.
+            if try await !smart.revokeRefreshToken(token, clientID: client.clientID),
+               let claims = await tokens.verify(token), claims.client_id == client.clientID {
                 try await oauth.revoke(jti: claims.jti.value, expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000))
             }
             return Response(status: .ok, headers: [.cacheControl: "no-store"])
@@ -152,6 +162,14 @@ struct TokenEndpoint: Sendable {
         } else if let id = form["client_id"], let bodySecret = form["client_secret"] {
             clientID = id
             secret = bodySecret
+        } else if let id = form["client_id"] {
+            // A public client names itself; PKCE (or owning the token) is its proof.
+            if let wait = clientFailures.retryAfter(id) { throw Self.tooManyFailures(wait) }
+            guard let client = try await oauth.client(id), client.isPublic, client.revokedAt == nil else {
+                throw OAuthError(status: .unauthorized, error: "invalid_client", description: "client authentication is required", basicChallenge: true,
+                                 clientID: String(id.prefix(100)))
+            }
+            return client
         } else {
             throw OAuthError(status: .unauthorized, error: "invalid_client", description: "client authentication is required", basicChallenge: true)
         }
@@ -223,13 +241,23 @@ struct TokenEndpoint: Sendable {
         let client = try await authenticate(request, form)
 
         guard let grantType = form["grant_type"] else { throw OAuthError(error: "invalid_request", description: "grant_type is required") }
-        guard grantType == "client_credentials" else {
+        guard Self.grantTypes.contains(grantType) else {
             throw OAuthError(error: "unsupported_grant_type", description: "grant_type \(Validate.safe(grantType)) is not supported")
         }
         guard client.grantTypes.contains(grantType) else {
             throw OAuthError(error: "unauthorized_client", description: "this client may not use \(grantType)")
         }
         guard let app = try await grants.app(client.appID) else { throw OAuthError(error: "invalid_client", description: "the client's app is gone") }
+        switch grantType {
+        case "authorization_code": return try await authorizationCode(form, client: client, app: app)
+        case "refresh_token": return try await refresh(form, client: client, app: app)
+        default: return try await clientCredentials(form, client: client, app: app)
+        }
+    }
+
+    static let grantTypes: Set<String> = ["client_credentials", "authorization_code", "refresh_token"]
+
+    private func clientCredentials(_ form: [String: String], client: OAuthClientRecord, app: AppRecord) async throws -> Response {
         let surfaceCatalogs = registry.catalogs(ofApp: app.surface)
         let credentialType = CredentialType(rawValue: client.credentialType) ?? .oauth2
 
@@ -276,12 +304,110 @@ struct TokenEndpoint: Sendable {
         }
         let scope = requested.joined(separator: " ")
         let issued = try await tokens.issue(clientID: client.clientID, scope: scope, organizationID: client.organizationID)
-        let answer: JSONValue = [
+        return Self.json([
             "access_token": .string(issued.token), "token_type": "Bearer", "expires_in": .int(TokenService.lifetime), "scope": .string(scope),
+        ])
+    }
+
+    // MARK: SMART App Launch
+
+    /// `authorization_code`: the code is taken once (a second presentation revokes what the
+    /// first issued), then checked against the redirect URI and the PKCE verifier.
+    private func authorizationCode(_ form: [String: String], client: OAuthClientRecord, app: AppRecord) async throws -> Response {
+        guard let code = form["code"], !code.isEmpty else { throw OAuthError(error: "invalid_request", description: "code is required") }
+        guard let redirectURI = form["redirect_uri"] else { throw OAuthError(error: "invalid_request", description: "redirect_uri is required") }
+        let record: AuthorizationCodeRecord
+        switch try await smart.redeemCode(code, clientID: client.clientID) {
+        case .invalid:
+            throw OAuthError(error: "invalid_grant", description: "the code is unknown, expired or another client's")
+        case .replayed:
+            throw OAuthError(error: "invalid_grant", description: "the code was already used; the tokens issued for it are revoked")
+        case .redeemed(let redeemed):
+            record = redeemed
+        }
+        guard record.redirectURI == redirectURI else {
+            throw OAuthError(error: "invalid_grant", description: "redirect_uri differs from the authorization request's")
+        }
+        guard let verifier = form["code_verifier"], !verifier.isEmpty else {
+            throw OAuthError(error: "invalid_grant", description: "code_verifier is required (PKCE)")
+        }
+        guard PKCE.matches(verifier: verifier, challenge: record.codeChallenge) else {
+            throw OAuthError(error: "invalid_grant", description: "code_verifier does not match the code_challenge")
+        }
+        let family = TokenFamilyRecord(
+            id: record.familyID, clientID: client.clientID, userID: record.userID, organizationID: record.organizationID, scope: record.scope,
+            context: record.context, revokedAt: nil)
+        guard try await smart.createFamily(family) else {
+            throw OAuthError(error: "invalid_grant", description: "the code was already used; the tokens issued for it are revoked")
+        }
+        // Checked after the family exists: a removal racing this exchange either comes first (refused
+        // here) or revokes the family it finds.
+        guard try await grants.clinicUser(id: record.userID) != nil else {
+            try await smart.revokeFamily(family.id)
+            throw OAuthError(error: "invalid_grant", description: "the person who approved this is no longer a user")
+        }
+        return try await launchTokens(client: client, family: family, scope: record.scope, nonce: record.context.nonce)
+    }
+
+    /// `refresh_token`: rotating (each use returns the next one; a reused one revokes the
+    /// family), bound to the client, narrowing allowed and widening refused.
+    private func refresh(_ form: [String: String], client: OAuthClientRecord, app: AppRecord) async throws -> Response {
+        guard let token = form["refresh_token"], !token.isEmpty else { throw OAuthError(error: "invalid_request", description: "refresh_token is required") }
+        let grant = registry.catalogs(ofApp: app.surface).first.map(SMARTGrant.init)
+        var narrowed: [String]?
+        let use = try await smart.takeRefreshToken(token, clientID: client.clientID) { _, held in
+            guard let text = form["scope"] else { return }
+            let names: [String]
+            do throws(ScopeError) {
+                names = try ScopeList.parse(text).map(\.description)
+            } catch {
+                throw OAuthError(error: "invalid_scope", description: error.description)
+            }
+            guard !names.isEmpty else { throw OAuthError(error: "invalid_scope", description: "scope is empty") }
+            for name in names where !(grant?.covers(held, name) ?? held.contains(name)) {
+                throw OAuthError(error: "invalid_scope", description: "scope \"\(Validate.safe(name))\" was not granted: a refresh may narrow, never widen")
+            }
+            narrowed = names
+        }
+        switch use {
+        case .invalid:
+            throw OAuthError(error: "invalid_grant", description: "the refresh token is unknown, expired, revoked or another client's")
+        case .reused:
+            throw OAuthError(error: "invalid_grant", description: "the refresh token was already used: every token of its authorization is revoked")
+        case .taken(let family, let held):
+            return try await launchTokens(client: client, family: family, scope: narrowed ?? held, nonce: nil)
+        }
+    }
+
+    /// How long a refresh token lives: `offline_access` outlives the session, `online_access` a working day.
+    static let offlineLifetime: Int64 = 90 * 24 * 3_600_000
+    static let onlineLifetime: Int64 = 8 * 3_600_000
+
+    /// The token answer of a SMART authorization: the access token with its launch context, a
+    /// refresh token for `offline_access`/`online_access`, an id_token for `openid`.
+    private func launchTokens(client: OAuthClientRecord, family: TokenFamilyRecord, scope: [String], nonce: String?) async throws -> Response {
+        let text = scope.joined(separator: " ")
+        let context = family.context
+        let issued = try await tokens.issue(
+            clientID: client.clientID, scope: text, organizationID: family.organizationID, subject: family.userID,
+            context: context, family: family.id)
+        var answer: [(String, JSONValue)] = [
+            ("access_token", .string(issued.token)), ("token_type", "Bearer"), ("expires_in", .int(TokenService.lifetime)), ("scope", .string(text)),
         ]
-        return Response(
-            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store", .pragma: "no-cache"],
-            body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
+        if scope.contains("offline_access") || scope.contains("online_access") {
+            let lifetime = scope.contains("offline_access") ? Self.offlineLifetime : Self.onlineLifetime
+            answer.append(("refresh_token", .string(try await smart.createRefreshToken(familyID: family.id, scope: scope, lifetime: lifetime))))
+        }
+        if scope.contains("openid") {
+            let idToken = try await tokens.issueIDToken(
+                clientID: client.clientID, subject: family.userID, fhirUser: scope.contains("fhirUser") ? context.fhirUser : nil, nonce: nonce)
+            answer.append(("id_token", .string(idToken)))
+        }
+        if let patient = context.patient { answer.append(("patient", .string(patient))) }
+        if let encounter = context.encounter { answer.append(("encounter", .string(encounter))) }
+        if let banner = context.needPatientBanner { answer.append(("need_patient_banner", .bool(banner))) }
+        answer.append(("smart_style_url", .string(tokens.issuer + SMARTStyle.path)))
+        return Self.json(.object(answer))
     }
 }
 

@@ -32,8 +32,15 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     var jti: IDClaim
     var client_id: String
     var scope: String
-    /// The clinic the token acts for, when its client is bound to one.
+    /// The clinic the token acts for, when its client is bound to one (and for every
+    /// SMART launch token: the signed-in person's clinic).
     var org: String?
+    /// SMART launch context: the patient and encounter in context, the person's FHIR identity
+    /// (relative), and the token family the authorization opened (revoking it ends the token).
+    var patient: String?
+    var encounter: String?
+    var fhirUser: String?
+    var fam: String?
 
     /// Issued in the future, or not yet valid (`nbf`), is refused as well as expired; a minute of
     /// clock skew between instances is tolerated.
@@ -48,6 +55,19 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         }
         try nbf?.verifyNotBefore(currentDate: Date().addingTimeInterval(skew))
     }
+}
+
+/// Claims of an OpenID Connect id_token.
+struct IDTokenClaims: JWTPayload {
+    var iss: IssuerClaim
+    var sub: SubjectClaim
+    var aud: AudienceClaim
+    var exp: ExpirationClaim
+    var iat: IssuedAtClaim
+    var nonce: String?
+    var fhirUser: String?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws { try exp.verifyNotExpired() }
 }
 
 /// The algorithm of the token-signing keys the server generates.
@@ -66,8 +86,10 @@ final class TokenService: Sendable {
     static let lifetime: Int64 = 3600
 
     struct Published: Sendable {
-        /// The key that signs new tokens.
+        /// The key that signs new access tokens.
         var kid: String
+        /// The RSA key that signs OpenID Connect id_tokens (RS256, as SMART requires).
+        var idTokenKid: String
         /// kid → algorithm of every key that may still verify a token.
         var algorithms: [String: String]
         /// `/.well-known/jwks.json`.
@@ -88,9 +110,11 @@ final class TokenService: Sendable {
         self.oauth = oauth
         self.issuer = issuer
         self.algorithm = algorithm
-        published = Mutex(Published(kid: "", algorithms: [:], jwks: []))
+        published = Mutex(Published(kid: "", idTokenKid: "", algorithms: [:], jwks: []))
         try await oauth.sealPlainSigningKeys()
-        let records = try await oauth.signingKeys { try Self.generate(algorithm) }
+        let records = try await oauth.signingKeys(algorithms: Self.algorithms(algorithm)) { name in
+            try Self.generate(TokenAlgorithm(rawValue: name) ?? algorithm)
+        }
         try await load(records)
     }
 
@@ -108,12 +132,18 @@ final class TokenService: Sendable {
             createdAt: Clock.millis(), retiredAt: nil)
     }
 
-    /// Retires the signing key and signs with a new one (of the configured algorithm).
+    /// The current keys a server signing access tokens with `algorithm` keeps: that one, and
+    /// an RSA key for id_tokens.
+    static func algorithms(_ algorithm: TokenAlgorithm) -> [String] {
+        Array(Set([algorithm.rawValue, TokenAlgorithm.rs256.rawValue])).sorted()
+    }
+
+    /// Retires the signing keys and signs with new ones (the access-token key is returned).
     func rotate() async throws -> SigningKeyRecord {
-        let key = try Self.generate(algorithm)
-        try await oauth.rotateSigningKey(to: key)
+        let keys = try Self.algorithms(algorithm).map { try Self.generate(TokenAlgorithm(rawValue: $0)!) }
+        try await oauth.rotateSigningKeys(to: keys)
         try await reload()
-        return key
+        return keys.first { $0.algorithm == algorithm.rawValue }!
     }
 
     /// Reads the keys again (another instance may have rotated).
@@ -125,10 +155,12 @@ final class TokenService: Sendable {
         let now = Clock.millis()
         // A retired key verifies (and is published) until its last token has expired.
         let live = records.filter { record in record.retiredAt.map { $0 + (Self.lifetime + 60) * 1000 > now } ?? true }
-        guard let signing = live.first(where: { $0.retiredAt == nil }) else { throw TokenKeyError.noSigningKey }
+        guard let signing = live.first(where: { $0.retiredAt == nil && $0.algorithm == algorithm.rawValue }),
+              let idSigning = live.first(where: { $0.retiredAt == nil && $0.algorithm == TokenAlgorithm.rs256.rawValue })
+        else { throw TokenKeyError.noSigningKey }
         // Every grant-chain change triggers a reload; parse keys only when the live set moved.
         let known = current
-        if known.kid == signing.kid, Set(known.algorithms.keys) == Set(live.map(\.kid)) { return }
+        if known.kid == signing.kid, known.idTokenKid == idSigning.kid, Set(known.algorithms.keys) == Set(live.map(\.kid)) { return }
         var algorithms: [String: String] = [:]
         var publicKeys: [JSONValue] = []
         for record in live {
@@ -151,21 +183,41 @@ final class TokenService: Sendable {
             }
             algorithms[record.kid] = record.algorithm
         }
-        let state = Published(kid: signing.kid, algorithms: algorithms, jwks: (["keys": .array(publicKeys)] as JSONValue).serialized())
+        let state = Published(kid: signing.kid, idTokenKid: idSigning.kid, algorithms: algorithms, jwks: (["keys": .array(publicKeys)] as JSONValue).serialized())
         published.withLock { $0 = state }
     }
 
-    func issue(clientID: String, scope: String, organizationID: String?) async throws -> (token: String, claims: AccessTokenClaims) {
+    /// The FHIR base URL: a SMART launch's `aud` and `iss`.
+    var fhirBase: String { issuer + "/fhir/R4" }
+
+    /// An access token for a client (`subject` is the person for a SMART launch token).
+    func issue(
+        clientID: String, scope: String, organizationID: String?, subject: String? = nil, context: LaunchContext? = nil, family: String? = nil
+    ) async throws -> (token: String, claims: AccessTokenClaims) {
         // Whole seconds: NumericDate may carry fractions, but some verifiers expect integers.
         let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
-            iss: .init(value: issuer), sub: .init(value: clientID), aud: .init(value: [Self.audience]),
+            iss: .init(value: issuer), sub: .init(value: subject ?? clientID), aud: .init(value: family == nil ? [Self.audience] : [Self.audience, fhirBase]),
             exp: .init(value: now.addingTimeInterval(TimeInterval(Self.lifetime))), iat: .init(value: now),
-            jti: .init(value: "at_" + Secrets.randomHex(bytes: 16)), client_id: clientID, scope: scope, org: organizationID)
+            jti: .init(value: "at_" + Secrets.randomHex(bytes: 16)), client_id: clientID, scope: scope, org: organizationID,
+            patient: context?.patient, encounter: context?.encounter, fhirUser: context?.fhirUser, fam: family)
         var header = JWTHeader()
         header.typ = "at+jwt"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: current.kid), header: header)
         return (token, claims)
+    }
+
+    /// An OpenID Connect id_token for the person a SMART authorization acted for: RS256,
+    /// `aud` = the client, `fhirUser` an absolute URL, `nonce` echoed.
+    func issueIDToken(clientID: String, subject: String, fhirUser: String?, nonce: String?) async throws -> String {
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        let claims = IDTokenClaims(
+            iss: .init(value: issuer), sub: .init(value: subject), aud: .init(value: [clientID]),
+            exp: .init(value: now.addingTimeInterval(TimeInterval(Self.lifetime))), iat: .init(value: now),
+            nonce: nonce, fhirUser: fhirUser.map { fhirBase + "/" + $0 })
+        var header = JWTHeader()
+        header.typ = "JWT"
+        return try await keys.sign(claims, kid: JWKIdentifier(string: current.idTokenKid), header: header)
     }
 
     /// The claims of a valid token of ours: signature, `typ: at+jwt`, issuer, audience and expiry checked.

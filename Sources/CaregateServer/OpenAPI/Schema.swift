@@ -52,7 +52,7 @@ indirect enum Schema: Sendable {
     var propertyNames: Set<String> {
         switch self {
         case .object(let properties, _, _): Set(properties.map(\.0))
-        case .allOf(let schemas): schemas.reduce(into: Set<String>()) { $0.formUnion($1.propertyNames) }
+        case .allOf(let schemas), .oneOfSchemas(let schemas), .anyOf(let schemas): schemas.reduce(into: Set<String>()) { $0.formUnion($1.propertyNames) }
         case .openObject(let properties, _, _): Set(properties.map(\.0))
         default: []
         }

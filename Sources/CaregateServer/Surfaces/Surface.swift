@@ -42,7 +42,9 @@ final class Surface: Sendable {
         self.backend = backend
         routeTemplates = catalog.routes.map(\.path)
         if case .upstream = backend {
-            routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) }
+            // Caregate answers SMART discovery at the FHIR base itself, in front of any upstream.
+            let discovery = Self.discoveryPaths.filter { path in prefixes.contains { path.hasPrefix($0) } }.map { $0[...] }
+            routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) } + discovery
         } else {
             routerPaths = []
         }
@@ -60,6 +62,8 @@ final class Surface: Sendable {
         let path = Self.withoutTrailingSlash(path[...])
         return routerPaths.contains(path)
     }
+
+    static let discoveryPaths = ["/fhir/R4/metadata", "/fhir/R4/.well-known/smart-configuration"]
 
     private static func withoutTrailingSlash(_ path: Substring) -> Substring {
         path.count > 1 && path.hasSuffix("/") ? path.dropLast() : path

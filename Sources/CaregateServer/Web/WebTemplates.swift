@@ -5,6 +5,8 @@ enum WebTemplates {
     static let all: [String: String] = [
         "layout": layout, "scopes": scopes, "sign-in": signIn, "message": message, "developer": developer, "app": app,
         "key-created": keyCreated, "client-created": clientCreated, "clinic": clinic, "installation": installation, "audit": audit, "operator": operatorHome, "reviews": reviews,
+        "authorize-error": authorizeError, "authorize-sign-in": authorizeSignIn, "authorize-patient": authorizePatient,
+        "authorize-consent": authorizeConsent,
     ]
 
     static let layout = """
@@ -86,6 +88,75 @@ enum WebTemplates {
         <label for="token">Management token</label>
         <input id="token" name="token" type="password" autocomplete="off" required maxlength="256">
         <button type="submit">Sign in</button>
+        </form>
+        {{/body}}{{/layout}}
+        """
+
+    // The SMART App Launch pages (`/oauth2/authorize`): field names fixed by SPEC §7, each
+    // form carrying the authorization's id and CSRF token.
+
+    static let authorizeError = """
+        {{<layout}}{{$title}}Cannot continue — Caregate{{/title}}{{$body}}
+        <h1>This request cannot continue</h1>
+        <p class="error" role="alert">{{text}}</p>
+        {{/body}}{{/layout}}
+        """
+
+    static let authorizeSignIn = """
+        {{<layout}}{{$title}}Sign in to continue to {{app}} — Caregate{{/title}}{{$body}}
+        <h1>Sign in</h1>
+        <p><strong>{{app}}</strong> asks to use your clinic's records. Sign in with your clinic account to continue.</p>
+        {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
+        <form method="post" action="/oauth2/authorize/sign-in">
+        <input type="hidden" name="request" value="{{request}}">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="username">Username</label>
+        <input id="username" name="username" type="text" autocomplete="username" required maxlength="64" autofocus>
+        <label for="password">Password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="256">
+        <button type="submit">Sign in</button>
+        </form>
+        {{/body}}{{/layout}}
+        """
+
+    static let authorizePatient = """
+        {{<layout}}{{$title}}Choose a patient — Caregate{{/title}}{{$body}}
+        <h1>Choose a patient</h1>
+        <p>The app works with one patient at a time. Choose the patient whose records it may use.</p>
+        {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
+        <form method="post" action="/oauth2/authorize/patient">
+        <input type="hidden" name="request" value="{{request}}">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <fieldset>
+        <legend>Patients of your clinic</legend>
+        {{#patients}}
+        <div class="choice"><input type="radio" name="patient" id="patient-{{id}}" value="{{id}}" required>
+        <label for="patient-{{id}}">{{name}} <span class="muted">born {{birthDate}} · {{id}}</span></label></div>
+        {{/patients}}
+        {{^patients}}<p>Your clinic has no patients.</p>{{/patients}}
+        </fieldset>
+        {{#more}}<p class="muted">The first 200 patients are listed.</p>{{/more}}
+        <button type="submit">Continue</button>
+        </form>
+        {{/body}}{{/layout}}
+        """
+
+    static let authorizeConsent = """
+        {{<layout}}{{$title}}Allow {{app}}? — Caregate{{/title}}{{$body}}
+        <h1>Allow {{app}}?</h1>
+        <p>Signed in as <strong>{{who}}</strong>. <strong>{{app}}</strong> asks for the permissions below. Untick any you do not want to give.</p>
+        <form method="post" action="/oauth2/authorize/consent">
+        <input type="hidden" name="request" value="{{request}}">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <fieldset>
+        <legend>Permissions</legend>
+        {{#scopes}}
+        <div class="choice"><input type="checkbox" name="scope" id="scope-{{name}}" value="{{name}}" checked>
+        <label for="scope-{{name}}"><code>{{name}}</code> — {{description}}</label></div>
+        {{/scopes}}
+        </fieldset>
+        <button type="submit" name="decision" value="approve">Allow</button>
+        <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
         </form>
         {{/body}}{{/layout}}
         """
@@ -364,5 +435,9 @@ enum WebTemplates {
         .check { display: block; }
         .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
         button { font: inherit; padding: .3rem .8rem; }
+        .choice { margin: .3rem 0; }
+        .muted { color: var(--muted); }
+        button.secondary { background: none; }
+        fieldset { border: 1px solid #d5dbe1; margin: 1rem 0; }
         """
 }
