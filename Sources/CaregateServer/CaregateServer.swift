@@ -54,7 +54,8 @@ public struct ServerOptions: Sendable {
     /// Audit events older than this many days are deleted (`--audit-retention-days`; 0 keeps
     /// them all). `GET /manage/audit/export` streams the log for those who must keep more.
     public var auditRetentionDays = 90
-    /// How often expired audit events are looked for (the first time at start-up).
+    /// How often the housekeeping job runs (the first time at start-up): expired audit events,
+    /// ended console sessions, SMART state that can no longer be used.
     public var auditPruneInterval: Duration = .seconds(3_600)
 
     public init() {}
@@ -314,16 +315,20 @@ public final class CaregateServer: Sendable {
             }
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: auditWriter), .init(service: watcher)]
-        if options.auditRetentionDays > 0 {
-            let audit = AuditStore(database: database)
-            let retention = Int64(options.auditRetentionDays) * 86_400_000
-            let logger = self.logger
-            services.append(.init(service: PollingService(name: "audit retention", interval: options.auditPruneInterval, logger: logger) {
+        // Housekeeping: the audit log past its retention (0 keeps it all), ended console sessions,
+        // and SMART state that can no longer be used.
+        let audit = AuditStore(database: database)
+        let retention = Int64(options.auditRetentionDays) * 86_400_000
+        let logger = self.logger
+        let smart = self.smart
+        services.append(.init(service: PollingService(name: "housekeeping", interval: options.auditPruneInterval, logger: logger) {
+            if retention > 0 {
                 let deleted = try await audit.prune(olderThan: Clock.millis() - retention)
                 if deleted > 0 { logger.info("audit events past retention deleted", metadata: ["segments": "\(deleted)"]) }
-                try await grants.pruneWebSessions()
-            }))
-        }
+            }
+            try await grants.pruneWebSessions()
+            try await smart.prune()
+        }))
         let clinic = self.clinic
         let outbox = PollingService(name: "email outbox", interval: .seconds(1), logger: logger) {
             _ = try await clinic.drainOutbox()

@@ -343,6 +343,28 @@ public struct SMARTStore: Sendable {
         try await family(id).map { $0.revokedAt == nil } ?? false
     }
 
+    // MARK: Housekeeping
+
+    /// Deletes what can no longer be used (run with the audit retention): launches and codes an
+    /// hour past expiry, expired authorizations in progress and refresh tokens, failures a day
+    /// old that lock nothing, and families with no refresh token left whose access tokens have
+    /// all expired (a missing family counts as revoked, so nothing it issued comes back).
+    public func prune() async throws {
+        let now = Clock.millis()
+        let hour: Int64 = 3_600_000
+        try await sql.raw("DELETE FROM smart_launches WHERE expires_at < \(bind: now - hour)").run()
+        try await sql.raw("DELETE FROM authorization_requests WHERE expires_at < \(bind: now)").run()
+        try await sql.raw("DELETE FROM authorization_codes WHERE expires_at < \(bind: now - hour)").run()
+        try await sql.raw("DELETE FROM refresh_tokens WHERE expires_at < \(bind: now)").run()
+        try await sql.raw("""
+            DELETE FROM sign_in_failures WHERE first_at < \(bind: now - 24 * hour) AND (locked_until IS NULL OR locked_until < \(bind: now))
+            """).run()
+        try await sql.raw("""
+            DELETE FROM token_families WHERE created_at < \(bind: now - 2 * hour)
+              AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.id)
+            """).run()
+    }
+
     // MARK: Failed sign-ins
 
     /// Failed sign-ins for a username (known or not) and, past the limit, until when it is locked.

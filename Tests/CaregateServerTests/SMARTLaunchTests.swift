@@ -1,5 +1,6 @@
 import CaregateServer
 import CaregateStore
+import Crypto
 import Foundation
 import SQLKit
 import Testing
@@ -249,6 +250,49 @@ import Testing
             #expect(lockout["locked_message"] as? String == lockout["unknown_message"] as? String)
             #expect(lockout["wrong_message"] as? String == lockout["unknown_message"] as? String)
             #expect(lockout["locked_location"] == nil || lockout["locked_location"] is NSNull)
+        }
+    }
+    @Test("SMART state that can no longer be used is deleted by the background pruning; live state stays", arguments: Backend.allCases)
+    func pruning(_ backend: Backend) async throws {
+        try await withServer(backend, configure: { $0.auditRetentionDays = 30; $0.auditPruneInterval = .milliseconds(100) }) { s in
+            let database = s.server.database
+            let smart = SMARTStore(grants: GrantStore(database: database, secret: SymmetricKey(size: .bits256)))
+            let client = "cli_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let hour: Int64 = 3_600_000
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            _ = try await smart.createLaunch(LaunchRecord(
+                clientID: client, userID: "usr_x", organizationID: "org_x", patientID: nil, encounterID: nil, needPatientBanner: false))
+            try await database.sql.raw("UPDATE smart_launches SET expires_at = \(bind: now - 2 * hour) WHERE client_id = \(bind: client)").run()
+            // Each family is aged only once its refresh token exists: the pruning runs meanwhile.
+            func family(_ id: String, createdAt: Int64, refreshLifetime: Int64) async throws {
+                _ = try await smart.createFamily(TokenFamilyRecord(
+                    id: id, clientID: client, userID: "usr_x", organizationID: "org_x", scope: ["openid"], context: LaunchContext(), revokedAt: nil))
+                _ = try await smart.createRefreshToken(familyID: id, scope: ["openid"], lifetime: refreshLifetime)
+                try await database.sql.raw("UPDATE token_families SET created_at = \(bind: createdAt) WHERE id = \(bind: id)").run()
+            }
+            let (old, kept, live) = ("fam_old_\(client)", "fam_kept_\(client)", "fam_live_\(client)")
+            try await family(old, createdAt: now - 3 * hour, refreshLifetime: -1)   // refresh token expired, access tokens long expired
+            try await family(kept, createdAt: now - 3 * hour, refreshLifetime: hour) // an unexpired refresh token keeps it
+            try await family(live, createdAt: now, refreshLifetime: -1)              // its access token may still be in use
+            func count(_ table: String, _ condition: SQLQueryString) async throws -> Int {
+                try await database.sql.raw("SELECT COUNT(*) AS n FROM \(ident: table) WHERE " + condition).first()!.decode(column: "n", as: Int.self)
+            }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let launches = try await count("smart_launches", "client_id = \(bind: client)")
+                let families = try await count("token_families", "id = \(bind: old)")
+                if launches == 0 && families == 0 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(try await count("smart_launches", "client_id = \(bind: client)") == 0)
+            #expect(try await count("token_families", "id = \(bind: old)") == 0)
+            #expect(try await count("refresh_tokens", "family_id = \(bind: old)") == 0)
+            #expect(try await count("token_families", "id IN (\(bind: kept), \(bind: live))") == 2)
+            #expect(try await count("refresh_tokens", "family_id = \(bind: kept)") == 1)
+            #expect(try await count("refresh_tokens", "family_id = \(bind: live)") == 0, "an expired refresh token goes")
+            #expect(try await smart.isFamilyActive(kept))
+            #expect(try await smart.isFamilyActive(live))
+            #expect(try await !smart.isFamilyActive(old), "a pruned family counts as revoked")
         }
     }
 }
