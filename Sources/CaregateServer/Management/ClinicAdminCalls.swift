@@ -213,6 +213,7 @@ extension ManagementRoutes {
         }
         return Response(status: .noContent)
     }
+
     // MARK: EHR launches
 
     /// `{clientId, userId, patientId?, encounterId?, needPatientBanner?}` → a single-use launch
