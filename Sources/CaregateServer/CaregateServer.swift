@@ -233,9 +233,9 @@ public final class CaregateServer: Sendable {
         router.get(".well-known/oauth-authorization-server") { _, _ in JSONResponse.make(discovery.authorizationServer) }
         router.get(".well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
         router.get(".well-known/openid-configuration") { _, _ in JSONResponse.make(discovery.openID) }
-        router.get("fhir/R4/.well-known/smart-configuration") { _, _ in JSONResponse.make(discovery.smart) }
+        router.get(RouterPath(String(Discovery.fhirSMARTConfigurationPath.dropFirst()))) { _, _ in JSONResponse.make(discovery.smart) }
         let capabilityStatement = ByteBuffer(bytes: discovery.capabilityStatement.serialized())
-        router.get("fhir/R4/metadata") { _, _ in
+        router.get(RouterPath(String(Discovery.metadataPath.dropFirst()))) { _, _ in
             Response(status: .ok, headers: [.contentType: "application/fhir+json"], body: .init(byteBuffer: capabilityStatement))
         }
         router.get(RouterPath(String(SMARTStyle.path.dropFirst()))) { _, _ in JSONResponse.make(SMARTStyle.document) }

@@ -375,7 +375,7 @@ public struct SMARTStore: Sendable {
 
     public func signInFailures(username: String) async throws -> SignInFailures {
         let row = try await sql.raw("""
-            SELECT failures, first_at, locked_until FROM sign_in_failures WHERE username_hash = \(bind: grants.hash("sign-in:" + username))
+            SELECT failures, locked_until FROM sign_in_failures WHERE username_hash = \(bind: grants.hash("sign-in:" + username))
             """).first()
         guard let row else { return SignInFailures(failures: 0, lockedUntil: nil) }
         return SignInFailures(

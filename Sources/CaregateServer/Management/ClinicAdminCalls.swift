@@ -252,13 +252,9 @@ extension ManagementRoutes {
         let launch = try await smart.createLaunch(LaunchRecord(
             clientID: client.clientID, userID: user.id, organizationID: organization, patientID: patientID, encounterID: encounterID,
             needPatientBanner: banner))
-        var launchURL: JSONValue = .null
-        if let base = client.launchURL, var components = URLComponents(string: base) {
-            components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "iss", value: tokens.fhirBase), URLQueryItem(name: "launch", value: launch)]
-            launchURL = .optional(components.string)
-        }
+        let launchURL = client.launchURL.flatMap { URLComponents.adding(["iss": tokens.fhirBase, "launch": launch], to: $0) }
         return JSONResponse.make(
-            ["launch": .string(launch), "launchUrl": launchURL, "iss": .string(tokens.fhirBase),
+            ["launch": .string(launch), "launchUrl": .optional(launchURL), "iss": .string(tokens.fhirBase),
              "expiresAt": .string(Self.iso8601(Clock.millis() + SMARTStore.launchLifetime))] as JSONValue,
             status: .created)
     }

@@ -88,7 +88,7 @@ struct AuthorizeEndpoint: Sendable {
             headers[.setCookie] = pages.cookie(Self.browserCookie, browser, maxAge: 3600).replacingOccurrences(of: "Path=/", with: "Path=/oauth2")
             return try await signInPage(id: id, csrf: csrf, pending: pending, error: nil, status: .ok, headers: headers)
         } catch let refusal as Redirected {
-            return redirect(to: redirectURI, ["error": refusal.error, "error_description": refusal.description, "state": state])
+            return redirect(to: redirectURI, refusal, state: state)
         }
     }
 
@@ -155,7 +155,7 @@ struct AuthorizeEndpoint: Sendable {
             return try await body(form, id, record, pending)
         } catch let refusal as Redirected {
             _ = try await smart.endAuthorizationRequest(id: id)
-            return redirect(to: pending.redirectURI, ["error": refusal.error, "error_description": refusal.description, "state": pending.state])
+            return redirect(to: pending.redirectURI, refusal, state: pending.state)
         }
     }
 
@@ -170,8 +170,8 @@ struct AuthorizeEndpoint: Sendable {
         }
         let offer = try await grantable(pending, user: user)
         try await smart.updateAuthorizationRequest(id: id, userID: user.id)
-        if user.role == "clinician", pending.launchPatient == nil, needsPatient(offer) {
-            return try await pickerPage(id: id, csrf: record.csrf, user: user, query: nil, error: nil, status: .ok)
+        if needsPicker(user, pending, picked: nil, offer) {
+            return try await pickerPage(id: id, csrf: record.csrf, user: user, error: nil, status: .ok)
         }
         return try await consentPage(id: id, csrf: record.csrf, pending: pending, user: user, offer: offer)
     }
@@ -183,7 +183,7 @@ struct AuthorizeEndpoint: Sendable {
         guard let patient = form["patient"]?.first, form["patient"]?.count == 1, Validate.isID(patient, prefix: "pat"),
               try await clinic.get(.patients, organization: user.organizationID, id: patient) != nil
         else {
-            return try await pickerPage(id: id, csrf: record.csrf, user: user, query: nil, error: "Choose one of the patients listed.", status: .badRequest)
+            return try await pickerPage(id: id, csrf: record.csrf, user: user, error: "Choose one of the patients listed.", status: .badRequest)
         }
         try await smart.updateAuthorizationRequest(id: id, patientID: patient)
         return try await consentPage(id: id, csrf: record.csrf, pending: pending, user: user, offer: try await grantable(pending, user: user))
@@ -193,8 +193,8 @@ struct AuthorizeEndpoint: Sendable {
         guard let user = try await signedIn(record) else { return errorPage("Sign in first. Start again from the app.", status: .badRequest) }
         let offer = try await grantable(pending, user: user)
         let patient: String? = user.role == "patient" ? user.patientID : (pending.launchPatient ?? record.patientID)
-        if user.role == "clinician", pending.launchPatient == nil, record.patientID == nil, needsPatient(offer) {
-            return try await pickerPage(id: id, csrf: record.csrf, user: user, query: nil, error: "Choose a patient first.", status: .badRequest)
+        if needsPicker(user, pending, picked: record.patientID, offer) {
+            return try await pickerPage(id: id, csrf: record.csrf, user: user, error: "Choose a patient first.", status: .badRequest)
         }
         guard let decision = form["decision"]?.first, form["decision"]?.count == 1, ["approve", "deny"].contains(decision) else {
             return errorPage("Answer with Allow or Deny.", status: .badRequest)
@@ -267,25 +267,25 @@ struct AuthorizeEndpoint: Sendable {
         return allowed
     }
 
-    /// A clinician needs a patient in context for `launch/patient` and for any `patient/` scope.
-    private func needsPatient(_ offer: [String]) -> Bool {
-        offer.contains { $0 == "launch/patient" || (try? Scope(parsing: $0))?.resourceScope?.context == .patient }
+    /// A clinician picks a patient when `launch/patient` or a `patient/` scope needs one and
+    /// neither the EHR launch nor an earlier pick gave it (a patient user is their own patient).
+    private func needsPicker(_ user: ClinicUserRecord, _ pending: Pending, picked: String?, _ offer: [String]) -> Bool {
+        guard user.role == "clinician", pending.launchPatient == nil, picked == nil else { return false }
+        return offer.contains { $0 == "launch/patient" || (try? Scope(parsing: $0))?.resourceScope?.context == .patient }
     }
 
     // MARK: Answers
 
     /// `redirect_uri` with the answer's parameters added (a query it already has is kept).
     private func redirect(to uri: String, _ parameters: KeyValuePairs<String, String?>) -> Response {
-        var components = URLComponents(string: uri)
-        var items = components?.queryItems ?? []
-        for (name, value) in parameters { if let value { items.append(URLQueryItem(name: name, value: value)) } }
-        components?.queryItems = items
-        // URLComponents leaves `+` as is; in a query it would read as a space.
-        let query = components?.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-        components?.percentEncodedQuery = query
-        var headers: HTTPFields = [.location: components?.string ?? uri]
+        var headers: HTTPFields = [.location: URLComponents.adding(parameters, to: uri) ?? uri]
         WebPages.securityHeaders(&headers)
         return Response(status: .found, headers: headers)
+    }
+
+    /// A refusal told to the app on its redirect URI, with the request's `state`.
+    private func redirect(to uri: String, _ refusal: Redirected, state: String?) -> Response {
+        redirect(to: uri, ["error": refusal.error, "error_description": refusal.description, "state": state])
     }
 
     private func errorPage(_ text: String, status: HTTPResponse.Status) -> Response {
@@ -315,7 +315,7 @@ struct AuthorizeEndpoint: Sendable {
         return pages.page("authorize-sign-in", context, status: status, headers: pageHeaders(pending, headers))
     }
 
-    private func pickerPage(id: String, csrf: String, user: ClinicUserRecord, query: String?, error: String?, status: HTTPResponse.Status) async throws -> Response {
+    private func pickerPage(id: String, csrf: String, user: ClinicUserRecord, error: String?, status: HTTPResponse.Status) async throws -> Response {
         let page = try await clinic.list(.patients, organization: user.organizationID, filters: [], after: nil, limit: 200)
         let patients: [[String: Any]] = page.items.map { item in
             let name = [item["firstName"]?.stringValue, item["lastName"]?.stringValue].compactMap { $0 }.joined(separator: " ")

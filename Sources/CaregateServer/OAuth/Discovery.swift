@@ -14,6 +14,12 @@ enum Discovery {
         var capabilityStatement: JSONValue
     }
 
+    /// The FHIR base, relative to the issuer (a SMART launch's `aud` and `iss`), and the two
+    /// discovery documents Caregate answers there itself, in front of any upstream too.
+    static let fhirBasePath = "/fhir/R4"
+    static let metadataPath = fhirBasePath + "/metadata"
+    static let fhirSMARTConfigurationPath = fhirBasePath + "/.well-known/smart-configuration"
+
     /// SMART capabilities, each one exercised by a test: nothing is listed that does not work.
     static let capabilities = [
         "launch-ehr", "launch-standalone", "authorize-post", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
@@ -22,7 +28,7 @@ enum Discovery {
     ]
 
     static func documents(issuer: String, scopeNames: [String], version: String) -> Documents {
-        let fhirBase = issuer + "/fhir/R4"
+        let fhirBase = issuer + fhirBasePath
         let identityScopes = SMARTContextScopes.meaning.keys.sorted()
         func strings(_ values: [String]) -> JSONValue { .array(values.map { .string($0) }) }
         let endpoints: [(String, JSONValue)] = [

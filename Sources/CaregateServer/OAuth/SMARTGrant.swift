@@ -29,12 +29,10 @@ struct SMARTGrant: Sendable {
     /// unparseable, unknown to the catalog, not for SMART apps, or not registered for the client.
     func requested(_ text: String, client: OAuthClientRecord) -> Result<[String], SMARTGrantError> {
         let names: [String]
-        do {
-            names = try ScopeList.parse(text).map(\.description)
-        } catch {
-            return .failure(.init(description: error.description))
+        switch Self.parse(text) {
+        case .success(let parsed): names = parsed
+        case .failure(let problem): return .failure(problem)
         }
-        guard !names.isEmpty else { return .failure(.init(description: "scope is empty")) }
         for name in names {
             do {
                 _ = try catalog.resolve(names: [name], credentialType: .smartOnFHIR)
@@ -46,6 +44,28 @@ struct SMARTGrant: Sendable {
             }
         }
         return .success(names)
+    }
+
+    /// A refresh's `scope`: every scope within what the refresh token holds (narrowing), or
+    /// why it is refused (`invalid_scope`: a refresh never widens).
+    func narrowed(_ text: String, within held: [String]) -> Result<[String], SMARTGrantError> {
+        Self.parse(text).flatMap { names in
+            if let wider = names.first(where: { !covers(held, $0) }) {
+                return .failure(.init(description: "scope \"\(Validate.safe(wider))\" was not granted: a refresh may narrow, never widen"))
+            }
+            return .success(names)
+        }
+    }
+
+    /// A `scope` parameter as a list: space-separated, at least one.
+    private static func parse(_ text: String) -> Result<[String], SMARTGrantError> {
+        let names: [String]
+        do {
+            names = try ScopeList.parse(text).map(\.description)
+        } catch {
+            return .failure(.init(description: error.description))
+        }
+        return names.isEmpty ? .failure(.init(description: "scope is empty")) : .success(names)
     }
 
     /// The requested scopes the clinic's grants (approved ∩ declared) allow.

@@ -353,21 +353,16 @@ struct TokenEndpoint: Sendable {
     /// family), bound to the client, narrowing allowed and widening refused.
     private func refresh(_ form: [String: String], client: OAuthClientRecord, app: AppRecord) async throws -> Response {
         guard let token = form["refresh_token"], !token.isEmpty else { throw OAuthError(error: "invalid_request", description: "refresh_token is required") }
-        let grant = registry.catalogs(ofApp: app.surface).first.map(SMARTGrant.init)
+        guard let catalog = registry.catalogs(ofApp: app.surface).first else {
+            throw OAuthError(error: "invalid_client", description: "the client's app is gone")
+        }
         var narrowed: [String]?
         let use = try await smart.takeRefreshToken(token, clientID: client.clientID) { _, held in
             guard let text = form["scope"] else { return }
-            let names: [String]
-            do throws(ScopeError) {
-                names = try ScopeList.parse(text).map(\.description)
-            } catch {
-                throw OAuthError(error: "invalid_scope", description: error.description)
+            switch SMARTGrant(catalog: catalog).narrowed(text, within: held) {
+            case .success(let names): narrowed = names
+            case .failure(let problem): throw OAuthError(error: "invalid_scope", description: problem.description)
             }
-            guard !names.isEmpty else { throw OAuthError(error: "invalid_scope", description: "scope is empty") }
-            for name in names where !(grant?.covers(held, name) ?? held.contains(name)) {
-                throw OAuthError(error: "invalid_scope", description: "scope \"\(Validate.safe(name))\" was not granted: a refresh may narrow, never widen")
-            }
-            narrowed = names
         }
         switch use {
         case .invalid:

@@ -188,7 +188,7 @@ final class TokenService: Sendable {
     }
 
     /// The FHIR base URL: a SMART launch's `aud` and `iss`.
-    var fhirBase: String { issuer + "/fhir/R4" }
+    var fhirBase: String { issuer + Discovery.fhirBasePath }
 
     /// An access token for a client (`subject` is the person for a SMART launch token).
     func issue(

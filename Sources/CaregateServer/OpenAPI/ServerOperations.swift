@@ -22,9 +22,9 @@ enum ServerOperations {
         get("/.well-known/jwks.json", "Public keys of the access-token signer", [("200", json(.object([("keys", .array(.map(.any)))], required: ["keys"])))])
         get("/.well-known/oauth-authorization-server", "Authorization server metadata (RFC 8414)", [("200", json(.ref("ServerMetadata")))])
         get("/.well-known/smart-configuration", "SMART App Launch configuration", [("200", json(.ref("ServerMetadata")))])
-        get("/fhir/R4/.well-known/smart-configuration", "SMART App Launch configuration at the FHIR base", [("200", json(.ref("ServerMetadata")))])
+        get(Discovery.fhirSMARTConfigurationPath, "SMART App Launch configuration at the FHIR base", [("200", json(.ref("ServerMetadata")))])
         get("/.well-known/openid-configuration", "OpenID Connect discovery (id_tokens are RS256)", [("200", json(.ref("ServerMetadata")))])
-        get("/fhir/R4/metadata", "FHIR R4 CapabilityStatement, with the SMART oauth-uris extension (public)", [
+        get(Discovery.metadataPath, "FHIR R4 CapabilityStatement, with the SMART oauth-uris extension (public)", [
             ("200", ["description": "OK", "content": ["application/fhir+json": ["schema": Schema.map(.any).json]]]),
         ])
         get(SMARTStyle.path, "The style a SMART app launched from Caregate may follow (smart_style_url)", [("200", json(.map(.text)))])

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Scopes
@@ -61,4 +62,20 @@ extension String {
         let rest = utf8.dropFirst(prefix.utf8.count)
         return rest.isEmpty || rest.first == UInt8(ascii: "/")
     }
+}
+
+extension URLComponents {
+    /// `uri` with `items` added to its query, or nil when `uri` is not a URL. A query the URI
+    /// already has is kept byte for byte; the added names and values are percent-encoded down
+    /// to RFC 3986's unreserved characters (so a `+` never reads as a space); nil values are left out.
+    static func adding(_ items: KeyValuePairs<String, String?>, to uri: String) -> String? {
+        guard var components = URLComponents(string: uri) else { return nil }
+        func encoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "" }
+        let added = items.compactMap { name, value in value.map { encoded(name) + "=" + encoded($0) } }
+        let kept = components.percentEncodedQuery.flatMap { $0.isEmpty ? nil : $0 }
+        components.percentEncodedQuery = ((kept.map { [$0] } ?? []) + added).joined(separator: "&")
+        return components.string
+    }
+
+    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }

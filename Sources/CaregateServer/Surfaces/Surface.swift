@@ -63,7 +63,7 @@ final class Surface: Sendable {
         return routerPaths.contains(path)
     }
 
-    static let discoveryPaths = ["/fhir/R4/metadata", "/fhir/R4/.well-known/smart-configuration"]
+    static let discoveryPaths = [Discovery.metadataPath, Discovery.fhirSMARTConfigurationPath]
 
     private static func withoutTrailingSlash(_ path: Substring) -> Substring {
         path.count > 1 && path.hasSuffix("/") ? path.dropLast() : path
