@@ -33,6 +33,10 @@ public struct ServerOptions: Sendable {
     public var jwksRefetchInterval: Duration = .seconds(30)
     /// Gateway mode: surfaces enforced here and forwarded to these upstreams.
     public var upstreams: [UpstreamConfiguration] = []
+    /// What serves `/fhir/R4`: the FHIR API over the clinic database (the default, also when
+    /// the platform has an upstream, which then serves the platform's other routes), or the
+    /// platform's upstream.
+    public var fhirBackend: FHIRBackend = .builtIn
     /// Addresses of proxies in front of Caregate: only their `X-Forwarded-For` and
     /// `X-Forwarded-Proto` reach an upstream (extended with the caller); anyone else's are replaced.
     public var trustedProxies: Set<String> = []
@@ -99,7 +103,7 @@ public final class CaregateServer: Sendable {
         self.options = options
         self.logger = logger
         catalogs = try CatalogLoader.load(overriding: options.catalogDirectory ?? CatalogLoader.configuredDirectory())
-        try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs)
+        try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs, fhirBackend: options.fhirBackend)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)
         do {
@@ -151,13 +155,16 @@ public final class CaregateServer: Sendable {
         let clinic = self.clinic
         let client = httpClient
         let trustedProxies = options.trustedProxies
+        let fhirStore = FHIRStore(database: database)
+        let issuer = tokens.issuer
         registry = SurfaceRegistry(
-            catalogs: catalogs, upstreams: options.upstreams,
+            catalogs: catalogs, upstreams: options.upstreams, fhirBackend: options.fhirBackend,
             clinicAPI: { catalog, prefix in ClinicAPI(catalog: catalog, prefix: prefix, store: clinic) },
             forwarder: { catalog, upstream in
                 UpstreamForwarder(
                     surface: catalog.surface, upstream: upstream, pool: pools[upstream.surface], client: client, trustedProxies: trustedProxies)
-            })
+            },
+            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer) })
         Self.bootstrapMetrics()
     }
 

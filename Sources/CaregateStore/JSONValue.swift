@@ -3,6 +3,8 @@ public enum JSONValue: Sendable, Equatable, Encodable, ExpressibleByStringLitera
     ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
     case string(String)
     case int(Int64)
+    /// A number as its JSON text, kept exactly as written (a FHIR decimal's `5.60` keeps its precision).
+    case number(String)
     case bool(Bool)
     case null
     case array([JSONValue])
@@ -21,6 +23,7 @@ public enum JSONValue: Sendable, Equatable, Encodable, ExpressibleByStringLitera
         switch (a, b) {
         case (.string(let x), .string(let y)): x == y
         case (.int(let x), .int(let y)): x == y
+        case (.number(let x), .number(let y)): x == y
         case (.bool(let x), .bool(let y)): x == y
         case (.null, .null): true
         case (.array(let x), .array(let y)): x == y
@@ -62,6 +65,9 @@ public enum JSONValue: Sendable, Equatable, Encodable, ExpressibleByStringLitera
         case .int(let i):
             var c = encoder.singleValueContainer()
             try c.encode(i)
+        case .number(let text):
+            var c = encoder.singleValueContainer()
+            try c.encode(Double(text) ?? 0)
         case .bool(let b):
             var c = encoder.singleValueContainer()
             try c.encode(b)
@@ -92,6 +98,7 @@ extension JSONValue {
         switch self {
         case .string(let s): Self.writeString(s, into: &out)
         case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .number(let text): out.append(contentsOf: text.utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .null: out.append(contentsOf: "null".utf8)
         case .array(let items):

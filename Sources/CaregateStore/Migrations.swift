@@ -95,6 +95,16 @@ enum Migrations {
             "CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id)",
             "CREATE TABLE sign_in_failures (username_hash TEXT PRIMARY KEY, failures BIGINT NOT NULL, first_at BIGINT NOT NULL, locked_until BIGINT)",
         ] }),
+        Migration(version: 11, name: "clinical resources served as FHIR R4 (Observation, Condition, AllergyIntolerance)", statements: { _ in [
+            // The resource as FHIR JSON, with the fields its search parameters read beside it.
+            """
+            CREATE TABLE clinical_resources (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, resource_type TEXT NOT NULL, patient_id TEXT NOT NULL,
+              category TEXT NOT NULL, code TEXT NOT NULL, code_system TEXT NOT NULL, status TEXT NOT NULL, recorded_at TEXT NOT NULL,
+              version BIGINT NOT NULL, updated_at BIGINT NOT NULL, content TEXT NOT NULL)
+            """,
+            "CREATE INDEX clinical_resources_patient ON clinical_resources (organization_id, resource_type, patient_id)",
+            "CREATE INDEX clinical_resources_type ON clinical_resources (organization_id, resource_type, id)",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

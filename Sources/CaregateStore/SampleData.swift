@@ -130,6 +130,12 @@ public struct SampleData: Sendable {
                     try await insert("note_impressions", ["id", "note_id", "code", "description", "position", "updated_at"], [
                         id("imp", "impressions", i * 2 + k), note, Self.icd[(i + k) % Self.icd.count], ["Primary impression", "Secondary impression"][k], Int64(k), now])
                 }
+                for resource in Self.clinicalResources(patient: patient, encounter: id("apt", "appointments", i * 2), day: day, index: i, id: { id($0, "clinical", $1) }) {
+                    try await insert("clinical_resources", ["id", "resource_type", "patient_id", "category", "code", "code_system", "status", "recorded_at",
+                                                            "version", "updated_at", "content"], [
+                        resource.id, resource.type, patient, resource.category, resource.code, resource.system, resource.status, resource.date,
+                        Int64(1), now, String(decoding: resource.content.serialized(), as: UTF8.self)])
+                }
                 try await insert("tasks", ["id", "title", "description", "status", "note_id", "provider_id", "patient_id", "due_date", "created_at", "updated_at"], [
                     id("tsk", "tasks", i), "Follow up with \(first) \(last)", "Call about results", ["open", "completed", "cancelled"][i % 3], note, provider, patient, day, now, now])
                 try await insert("emails", ["id", "patient_id", "direction", "from_address", "to_address", "subject", "body", "status", "created_at"], [
@@ -149,6 +155,77 @@ public struct SampleData: Sendable {
         return ["patients": max(existing, counts.patients), "appointments": counts.patients * 2, "providers": counts.providers,
                 "facilities": counts.facilities, "bills": counts.patients, "claims": counts.patients, "notes": counts.patients,
                 "tasks": counts.patients, "emails": counts.patients, "phoneNumbers": counts.phoneNumbers, "products": counts.products,
-                "inventoryChanges": 5]
+                "inventoryChanges": 5, "observations": counts.patients * 4, "conditions": counts.patients, "allergyIntolerances": counts.patients]
+    }
+
+    // MARK: Clinical resources (FHIR)
+
+    struct ClinicalSample {
+        var id: String
+        var type: String
+        var category: String
+        var code: String
+        var system: String
+        var status: String
+        var date: String
+        var content: JSONValue
+    }
+
+    static let loinc = "http://loinc.org"
+    static let ucum = "http://unitsofmeasure.org"
+    static let observationCategory = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+    /// Per patient: two vital signs and two laboratory results (LOINC), a condition (ICD-10-CM)
+    /// and an allergy (SNOMED CT), all valid FHIR R4.
+    static func clinicalResources(patient: String, encounter: String, day: String, index i: Int, id: (String, Int) -> String) -> [ClinicalSample] {
+        let at = "\(day)T09:00:00Z"
+        func observation(_ n: Int, category: (String, String), code: (String, String), value: JSONValue, unit: (String, String)) -> ClinicalSample {
+            let obs = id("obs", i * 4 + n)
+            return ClinicalSample(id: obs, type: "Observation", category: category.0, code: code.0, system: loinc, status: "final", date: at, content: [
+                "resourceType": "Observation", "id": .string(FHIRID.fhir(obs)), "status": "final",
+                "category": [["coding": [["system": .string(observationCategory), "code": .string(category.0), "display": .string(category.1)]]]],
+                "code": ["coding": [["system": .string(loinc), "code": .string(code.0), "display": .string(code.1)]], "text": .string(code.1)],
+                "subject": ["reference": .string(FHIRID.reference("Patient", patient))],
+                "encounter": ["reference": .string(FHIRID.reference("Encounter", encounter))], "effectiveDateTime": .string(at),
+                "valueQuantity": ["value": value, "unit": .string(unit.0), "system": .string(ucum), "code": .string(unit.1)],
+            ])
+        }
+        let vital = ("vital-signs", "Vital Signs"), lab = ("laboratory", "Laboratory")
+        let conditions = [("Z00.00", "Encounter for general adult medical examination"), ("L57.0", "Actinic keratosis"),
+                          ("M25.561", "Pain in right knee"), ("I10", "Essential (primary) hypertension"), ("E11.9", "Type 2 diabetes mellitus"),
+                          ("J06.9", "Acute upper respiratory infection")]
+        let allergies = [("91936005", "Allergy to penicillin", "medication"), ("91935009", "Allergy to peanut", "food"),
+                         ("418689008", "Allergy to grass pollen", "environment")]
+        let condition = conditions[i % conditions.count], allergy = allergies[i % allergies.count]
+        let conditionID = id("cnd", i), allergyID = id("alg", i)
+        let clinicalStatus = i % 4 == 0 ? "resolved" : "active"
+        let conditionCategory = i % 2 == 0 ? ("encounter-diagnosis", "Encounter Diagnosis") : ("problem-list-item", "Problem List Item")
+        return [
+            observation(0, category: vital, code: ("8867-4", "Heart rate"), value: .int(Int64(60 + i % 25)), unit: ("beats/minute", "/min")),
+            observation(1, category: vital, code: ("29463-7", "Body weight"), value: .number("\(55 + i % 40).\(i % 10)"), unit: ("kg", "kg")),
+            observation(2, category: lab, code: ("2339-0", "Glucose [Mass/volume] in Blood"), value: .int(Int64(80 + i % 60)), unit: ("mg/dL", "mg/dL")),
+            observation(3, category: lab, code: ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"), value: .number("\(5 + i % 3).\(i % 10)"), unit: ("%", "%")),
+            ClinicalSample(id: conditionID, type: "Condition", category: conditionCategory.0, code: condition.0, system: "http://hl7.org/fhir/sid/icd-10-cm",
+                           status: clinicalStatus, date: at, content: [
+                "resourceType": "Condition", "id": .string(FHIRID.fhir(conditionID)),
+                "clinicalStatus": ["coding": [["system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": .string(clinicalStatus)]]],
+                "verificationStatus": ["coding": [["system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"]]],
+                "category": [["coding": [["system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": .string(conditionCategory.0),
+                                          "display": .string(conditionCategory.1)]]]],
+                "code": ["coding": [["system": "http://hl7.org/fhir/sid/icd-10-cm", "code": .string(condition.0), "display": .string(condition.1)]],
+                         "text": .string(condition.1)],
+                "subject": ["reference": .string(FHIRID.reference("Patient", patient))],
+                "encounter": ["reference": .string(FHIRID.reference("Encounter", encounter))], "recordedDate": .string(at),
+            ]),
+            ClinicalSample(id: allergyID, type: "AllergyIntolerance", category: allergy.2, code: allergy.0, system: "http://snomed.info/sct",
+                           status: "active", date: at, content: [
+                "resourceType": "AllergyIntolerance", "id": .string(FHIRID.fhir(allergyID)),
+                "clinicalStatus": ["coding": [["system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"]]],
+                "verificationStatus": ["coding": [["system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed"]]],
+                "type": "allergy", "category": [.string(allergy.2)], "criticality": "low",
+                "code": ["coding": [["system": "http://snomed.info/sct", "code": .string(allergy.0), "display": .string(allergy.1)]], "text": .string(allergy.1)],
+                "patient": ["reference": .string(FHIRID.reference("Patient", patient))], "recordedDate": .string(at),
+            ]),
+        ]
     }
 }

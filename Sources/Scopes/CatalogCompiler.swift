@@ -220,6 +220,23 @@ struct CatalogCompiler {
         credentialMasks = CredentialType.allCases.map { type in
             pending.filter { $0.credentialTypes.contains(type) }.reduce(ScopeSet.Bits.zero) { $0 | $1.mask }
         }
+        // A SMART catalog (one with patient/ or user/ scopes) takes every scope the SMART grammar
+        // spells for its resource types, in each of its contexts (SPEC §7: `patient/Observation.c`
+        // as well as the listed `patient/Observation.read`), carried by the credential types
+        // that carry that context's listed scopes.
+        if layout[contextBase: .patient] != nil || layout[contextBase: .user] != nil {
+            for context in ScopeContext.allCases where layout[contextBase: context] != nil {
+                let grid = layout.grantMask(context: context, resource: 0, permissions: .all)
+                knownMask |= grid
+                for (t, type) in CredentialType.allCases.enumerated() {
+                    let carried = pending.contains { p in
+                        if case .resource(let r)? = p.scope?.form { return r.context == context && p.credentialTypes.contains(type) }
+                        return false
+                    }
+                    if carried { credentialMasks[t] |= grid }
+                }
+            }
+        }
         selfServiceMask = pending.filter(\.entry.selfService).reduce(ScopeSet.Bits.zero) { $0 | $1.mask }
     }
 

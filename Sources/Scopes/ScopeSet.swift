@@ -36,6 +36,16 @@ public struct ScopeSet: Hashable, Sendable {
         return n
     }
 
+    /// The set as if every constrained grant held without its query constraints: what a
+    /// backend that applies the constraints itself (narrowing a search, hiding a resource
+    /// that does not match) decides routes with. Equal to `self` when nothing is constrained.
+    public var liftingConstraints: ScopeSet {
+        if constrained.isEmpty { return self }
+        var lifted = bits
+        for grant in constrained { lifted |= grant.mask }
+        return ScopeSet(bits: lifted)
+    }
+
     /// Permissions held by both sets: how a credential's scopes meet a clinic's grants.
     /// Constrained grants narrow, so both sets' constraints apply.
     /// - Parameter other: A set of the same catalog.

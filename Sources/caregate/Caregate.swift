@@ -137,6 +137,10 @@ struct ServerArguments: ParsableArguments {
         "Gateway mode: enforce a surface and forward it to an upstream (repeatable).", valueName: "SURFACE=URL"))
     var upstreams: [String] = []
     @Option(help: ArgumentHelp(
+        "What serves /fhir/R4: builtin (FHIR R4 over the clinic database, also when the platform has an upstream) or upstream (the platform's upstream, forwarded).",
+        valueName: "builtin|upstream"))
+    var fhir = "builtin"
+    @Option(help: ArgumentHelp(
         "Gateway configuration file: {\"upstreams\": [{\"surface\", \"url\", \"timeoutSeconds\"?}]}.", valueName: "FILE"))
     var gatewayConfig: String?
     @Option(name: .customLong("trusted-proxy"), help: ArgumentHelp(
@@ -193,6 +197,8 @@ struct ServerArguments: ParsableArguments {
         } catch {
             throw ValidationError("\(error)")
         }
+        guard let fhirBackend = FHIRBackend(rawValue: fhir) else { throw ValidationError("--fhir must be builtin or upstream") }
+        options.fhirBackend = fhirBackend
         return options
     }
 

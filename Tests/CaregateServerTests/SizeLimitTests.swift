@@ -43,11 +43,11 @@ import Testing
                 headers: ["Content-Type": "application/x-www-form-urlencoded"])
             #expect(token.status == 413 && token.json?.string("error") == "invalid_request")
 
-            let platform = try await s.createApp(developer: dev.token, scopes: ["cms.fhir.rest.write"], surface: "platform")
+            let platform = try await s.createApp(developer: dev.token, scopes: ["cms.identity.match"], surface: "platform")
             _ = try await s.install(app: platform.id, clinic: clinic)
             let platformKey = try await s.createKey(developer: dev.token, app: platform.id, scopes: nil).key
             func post(_ bytes: Int) async throws -> TestServer.Reply {
-                try await s.request("POST", "/fhir/R4/Patient", token: platformKey, organization: clinic.uuid, body: Data(repeating: 0x61, count: bytes),
+                try await s.request("POST", "/api/identity/match", token: platformKey, organization: clinic.uuid, body: Data(repeating: 0x61, count: bytes),
                                     headers: ["Content-Type": "application/fhir+json"])
             }
             // Declared lengths: under the limit (read whole, or streamed past 256 KiB) pass; over it, 413 before forwarding.
@@ -59,7 +59,7 @@ import Testing
             #expect(declared.status == 413 && declared.json?.string("code") == "payload_too_large" && Echoed(declared) == nil)
             // Chunked: counted as it streams.
             for (size, status) in [(100 * 1024, 200), (600 * 1024, 413)] {
-                let run = try await runProgram("/usr/bin/env", ["python3", "-c", Self.chunked, s.base + "/fhir/R4/Patient", platformKey, clinic.uuid, "\(size)"])
+                let run = try await runProgram("/usr/bin/env", ["python3", "-c", Self.chunked, s.base + "/api/identity/match", platformKey, clinic.uuid, "\(size)"])
                 try #require(run.status == 0, "\(run.output)")
                 let result = try #require(try JSONSerialization.jsonObject(with: Data(run.output.split(separator: "\n").last!.utf8)) as? [String: Any])
                 #expect(result["status"] as? Int == status, "chunked \(size): \(result)")

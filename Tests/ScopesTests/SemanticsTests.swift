@@ -150,7 +150,10 @@ struct SemanticsTests {
         #expect(throws: ScopeResolutionError(scope: "system/widgets.read", reason: .unknownResourceType("widgets"))) {
             try practice.resolve("system/widgets.read")
         }
-        #expect(throws: ScopeResolutionError(scope: "patient/Observation.c", reason: .unknown)) { try platform.resolve("patient/Observation.c") }
+        #expect(throws: ScopeResolutionError(scope: "patient/Widget.rs", reason: .unknownResourceType("Widget"))) { try platform.resolve("patient/Widget.rs") }
+        // The SMART grammar spells writes in the patient context too, though seed 003 lists only reads (SPEC §7).
+        #expect(throws: Never.self) { try platform.resolve("patient/Observation.c user/Condition.cud", credentialType: .smartOnFHIR) }
+        #expect(throws: ScopeResolutionError.self) { try platform.resolve("patient/Observation.c", credentialType: .apiKey) }
         #expect(throws: ScopeResolutionError(scope: "read:marketplace", reason: .unknown)) { try v3.resolve("read:marketplace") }
         // A syntax error names the scope too.
         do {

@@ -19,6 +19,11 @@ final class Credential: Sendable {
     /// The effective set on each served surface, by surface index (empty on the surfaces
     /// that are not the app's).
     let effective: [ScopeSet]
+    /// The set `decide` reads, by ``Surface/decisionIndex``: an effective set, or one adjusted
+    /// to what the surface's backend enforces itself (``Surface/DecisionRule``).
+    let decisionSets: [ScopeSet]
+    /// Who a SMART launch token acts for (nil for API keys and backend tokens).
+    let person: LaunchPerson?
     /// `/marketplace/me`'s answer on each marketplace surface (empty elsewhere): it depends on
     /// nothing but the credential, so it is built once, when the credential is resolved.
     let meBody: [ByteBuffer]
@@ -27,7 +32,7 @@ final class Credential: Sendable {
 
     init(
         keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
-        organizationID: String, effective: [ScopeSet], meBody: [ByteBuffer], scopeHeader: [String]
+        organizationID: String, effective: [ScopeSet], decisionSets: [ScopeSet], person: LaunchPerson?, meBody: [ByteBuffer], scopeHeader: [String]
     ) {
         self.keyID = keyID
         self.type = type
@@ -38,9 +43,21 @@ final class Credential: Sendable {
         self.liveVersionID = liveVersionID
         self.organizationID = organizationID
         self.effective = effective
+        self.decisionSets = decisionSets
+        self.person = person
         self.meBody = meBody
         self.scopeHeader = scopeHeader
     }
+}
+
+/// The SMART launch context of a token: what `patient/` and `user/` scopes are confined to.
+struct LaunchPerson: Sendable, Equatable {
+    /// The patient in context (`patient` of the token answer), if any.
+    var patient: String?
+    /// The signed-in person as a relative FHIR reference (`Practitioner/prv_…`, `Patient/pat_…`).
+    var fhirUser: String?
+    /// Whether the token carries any `patient/` scope (such a token without a patient is refused).
+    var holdsPatientScopes: Bool
 }
 
 /// Resolved credentials by (key lookup id or token id, clinic), so that the hot path does no

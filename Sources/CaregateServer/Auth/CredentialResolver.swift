@@ -98,12 +98,15 @@ struct CredentialResolver: Sendable {
         if let family = claims.fam, try await !smart.isFamilyActive(family) { return .invalidKey }
         guard let installation = try await grants.installation(appID: app.id, organizationID: organizationID) else { return .notInstalled }
         let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
-        // Fail closed: a `patient/` scope must reach only its patient's compartment, and no route
-        // here confines a request to one patient yet, so such scopes open nothing (SPEC §8).
-        let scopes = claims.scope.split(separator: " ").map(String.init).filter { !$0.hasPrefix("patient/") }
+        let scopes = claims.scope.split(separator: " ").map(String.init)
+        let holdsPatientScopes = scopes.contains { $0.hasPrefix("patient/") }
+        let person = claims.patient != nil || claims.fhirUser != nil || holdsPatientScopes
+            ? LaunchPerson(patient: claims.patient.map(FHIRID.fhir), fhirUser: claims.fhirUser.map(FHIRID.fhir), holdsPatientScopes: holdsPatientScopes)
+            : nil
         let credential = makeCredential(
             id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
-            declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type)
+            declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type,
+            person: person)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
@@ -123,22 +126,35 @@ struct CredentialResolver: Sendable {
 
     func makeCredential(
         id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, declared: [String], organizationID: String, credentialScopes: [String],
-        grants approved: [String], type: CredentialType
+        grants approved: [String], type: CredentialType, person: LaunchPerson? = nil
     ) -> Credential {
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
         // must not open the practice API, whose grammar happens to accept it.
         let group = registry.surface(named: app.surface)?.group
-        let effective = registry.surfaces.map { surface in
-            guard surface.group == group else { return ScopeSet.empty }
-            let catalog = surface.catalog
-            let credential = Self.known(credentialScopes, in: catalog)
-            let granted = Self.known(approved, in: catalog).intersection(Self.known(declared, in: catalog))
-            return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
+        func effectiveSets(_ credentialScopes: [String]) -> [ScopeSet] {
+            registry.surfaces.map { surface in
+                guard surface.group == group else { return ScopeSet.empty }
+                let catalog = surface.catalog
+                let credential = Self.known(credentialScopes, in: catalog)
+                let granted = Self.known(approved, in: catalog).intersection(Self.known(declared, in: catalog))
+                return catalog.effectiveSet(credential: credential, grants: granted, credentialType: type)
+            }
         }
-        let names = zip(registry.surfaces, effective).map { $0.catalog.scopeNames(in: $1) }
+        let effective = effectiveSets(credentialScopes)
+        // What an upstream sees and decides with: `patient/` scopes open nothing there, as no
+        // upstream confines a request to one patient (fail closed, SPEC §8).
+        let withoutPatientScopes = person?.holdsPatientScopes == true ? effectiveSets(credentialScopes.filter { !$0.hasPrefix("patient/") }) : effective
+        let decisionSets = registry.decisionSlots.map { slot in
+            switch slot.rule {
+            case .effective: effective[slot.index]
+            case .withoutPatientScopes: withoutPatientScopes[slot.index]
+            case .constraintsLifted: effective[slot.index].liftingConstraints
+            }
+        }
+        let names = zip(registry.surfaces, withoutPatientScopes).map { $0.catalog.scopeNames(in: $1) }
         return Credential(
             keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective,
+            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, decisionSets: decisionSets, person: person,
             meBody: zip(registry.surfaces, names).map { surface, scopes in
                 guard surface.answersMe else { return ByteBuffer() }
                 let data: JSONValue = [

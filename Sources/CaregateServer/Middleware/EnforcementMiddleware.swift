@@ -24,7 +24,7 @@ struct EnforcementMiddleware: RouterMiddleware {
         let method = Scopes.HTTPMethod(request.method)
         return try await audit.recording(request, path: path, context) { event in
             let credential = try await authenticator.authenticate(request, &event)
-            let decision = method.map { Self.decide(surface, credential.effective[surface.index], $0, path, request.uri.query) } ?? .methodNotAllowed
+            let decision = method.map { Self.decide(surface, credential.decisionSets[surface.decisionIndex], $0, path, request.uri.query) } ?? .methodNotAllowed
             event.note(decision, in: surface.catalog)
             if let route = decision.route { context.coreContext.endpointPath.value = surface.routeTemplates[route.index] }
             switch decision {
@@ -35,6 +35,8 @@ struct EnforcementMiddleware: RouterMiddleware {
                 case .upstream(let forwarder):
                     return try await forwarder.forward(
                         request, path: path, context: context, credential: credential, scopeHeader: credential.scopeHeader[surface.index])
+                case .fhir(let api):
+                    return try await api.respond(request, path: path, route: route, credential: credential, surface: surface)
                 case .notServed:
                     throw APIError.notFound()
                 }

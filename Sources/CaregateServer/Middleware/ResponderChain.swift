@@ -48,9 +48,9 @@ struct RouterErrorMiddleware: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             let allowed = methods.allowed(request.uri.path)
             let refusal: any Error = allowed.isEmpty ? error : APIError.methodNotAllowed(request.method, allow: allowed)
-            return TraceMiddleware.response(for: refusal, traceID: context.traceID, logger: context.logger)
+            return TraceMiddleware.response(for: refusal, request: request, traceID: context.traceID, logger: context.logger)
         } catch {
-            return TraceMiddleware.response(for: error, traceID: context.traceID, logger: context.logger)
+            return TraceMiddleware.response(for: error, request: request, traceID: context.traceID, logger: context.logger)
         }
     }
 }

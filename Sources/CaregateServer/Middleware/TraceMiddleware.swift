@@ -24,17 +24,23 @@ struct TraceMiddleware: RouterMiddleware {
             }
             response = try await next(request, context)
         } catch {
-            response = Self.response(for: error, traceID: traceID, logger: context.logger)
+            response = Self.response(for: error, request: request, traceID: traceID, logger: context.logger)
         }
         response.headers[.traceID] = traceID
         return response
     }
 
-    /// Any error as an answer in the `{code, message, trace_id}` shape.
-    static func response(for error: any Error, traceID: String, logger: Logger) -> Response {
+    /// Any error as an answer in the `{code, message, trace_id}` shape, or as a FHIR
+    /// `OperationOutcome` on the FHIR base (`/fhir/R4`).
+    static func response(for error: any Error, request: Request, traceID: String, logger: Logger) -> Response {
+        let refusal = apiError(for: error, logger: logger)
+        return request.uri.path.isPath(under: Discovery.fhirBasePath) ? refusal.operationOutcome(traceID: traceID) : refusal.response(traceID: traceID)
+    }
+
+    static func apiError(for error: any Error, logger: Logger) -> APIError {
         switch error {
         case let error as APIError:
-            return error.response(traceID: traceID)
+            return error
         case let error as HTTPError:
             let code = switch error.status.code {
             case 404: "not_found"
@@ -44,22 +50,21 @@ struct TraceMiddleware: RouterMiddleware {
             default: "internal_error"
             }
             let message = error.body ?? (error.status.code == 404 ? "Not found" : error.status.reasonPhrase)
-            return APIError(error.status, code, message, headers: error.headers).response(traceID: traceID)
+            return APIError(error.status, code, message, headers: error.headers)
         case let error as StoreError:
             return switch error {
-            case .conflict(let message): APIError.conflict(message).response(traceID: traceID)
-            case .invalid(let message): APIError.badRequest(message).response(traceID: traceID)
-            case .notFound(let message): APIError.notFound(message).response(traceID: traceID)
+            case .conflict(let message): APIError.conflict(message)
+            case .invalid(let message): APIError.badRequest(message)
+            case .notFound(let message): APIError.notFound(message)
             }
         case let error as DecodingError:
-            return APIError.badRequest("invalid JSON body: \(describe(error))").response(traceID: traceID)
+            return APIError.badRequest("invalid JSON body: \(describe(error))")
         case let error where Database.isUnavailable(error):
             logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
             return APIError(.serviceUnavailable, "service_unavailable", "The database is not reachable; try again shortly", headers: [.retryAfter: "1"])
-                .response(traceID: traceID)
         default:
             logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
-            return APIError(.internalServerError, "internal_error", "Internal error").response(traceID: traceID)
+            return APIError(.internalServerError, "internal_error", "Internal error")
         }
     }
 

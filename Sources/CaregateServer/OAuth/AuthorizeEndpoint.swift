@@ -207,8 +207,10 @@ struct AuthorizeEndpoint: Sendable {
         let approved = offer.filter { ticked.contains($0) }
         guard !approved.isEmpty else { throw Redirected(error: "access_denied", description: "no scope was approved") }
         let banner = pending.launchBanner ?? (patient != nil)
+        // The context names FHIR resources, so in FHIR ids (`pat-…`; a record id's `_` is not allowed there).
         let context = LaunchContext(
-            patient: patient, encounter: pending.launchEncounter, needPatientBanner: banner, fhirUser: user.fhirUser, nonce: pending.nonce)
+            patient: patient.map(FHIRID.fhir), encounter: pending.launchEncounter.map(FHIRID.fhir), needPatientBanner: banner,
+            fhirUser: FHIRID.fhir(user.fhirUser), nonce: pending.nonce)
         let code = try await smart.createCode(
             clientID: pending.clientID, redirectURI: pending.redirectURI, codeChallenge: pending.codeChallenge, userID: user.id,
             organizationID: user.organizationID, scope: approved, context: context)

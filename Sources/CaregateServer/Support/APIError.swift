@@ -51,6 +51,37 @@ public struct APIError: Error, Sendable {
             headers: [.allow: allow.joined(separator: ", ")])
     }
 
+    /// The answer on `/fhir/R4`: the same status and headers, the body a FHIR `OperationOutcome`
+    /// (SPEC §8) whose issue carries the message and the trace id.
+    func operationOutcome(traceID: String) -> Response {
+        var headers = self.headers
+        headers[.contentType] = FHIRAPI.contentType
+        headers[.cacheControl] = "no-store"
+        let body: JSONValue = [
+            "resourceType": "OperationOutcome",
+            "issue": [["severity": "error", "code": .string(issueCode), "details": ["text": .string(message)], "diagnostics": .string("trace_id \(traceID)")]],
+        ]
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serialized())))
+    }
+
+    /// The FHIR issue type (`http://hl7.org/fhir/issue-type`) of this error.
+    var issueCode: String {
+        if code == "not_supported" { return "not-supported" }
+        switch status.code {
+        case 401: return "login"
+        case 403: return "forbidden"
+        case 404: return "not-found"
+        case 405, 406, 415, 501: return "not-supported"
+        case 409, 412: return "conflict"
+        case 413: return "too-long"
+        case 422: return "processing"
+        case 429: return "throttled"
+        case 503: return "transient"
+        case 400..<500: return "invalid"
+        default: return "exception"
+        }
+    }
+
     func response(traceID: String) -> Response {
         var headers = self.headers
         headers[.contentType] = "application/json"

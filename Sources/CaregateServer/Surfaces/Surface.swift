@@ -10,13 +10,29 @@ final class Surface: Sendable {
         case clinicAPI(ClinicAPI)
         /// An upstream service Caregate stands in front of (gateway mode).
         case upstream(UpstreamForwarder)
+        /// FHIR R4 over the clinic database (`/fhir/R4`), confining patient tokens itself.
+        case fhir(FHIRAPI)
         /// Known to the grant chain (apps declare its scopes, keys carry them) but not served here.
         case notServed
+    }
+
+    /// Which of a credential's sets `decide` reads on a surface.
+    enum DecisionRule: Sendable {
+        /// The effective set as it is.
+        case effective
+        /// Without `patient/` scopes: a backend that cannot confine a request to one patient
+        /// (an upstream) must not be opened by them (fail closed, SPEC §8).
+        case withoutPatientScopes
+        /// With query constraints lifted: the backend narrows results by them itself.
+        case constraintsLifted
     }
 
     let catalog: CompiledCatalog
     /// The index of this surface's effective set in ``Credential/effective``.
     let index: Int
+    /// The index of the set `decide` reads in ``Credential/decisionSets``.
+    let decisionIndex: Int
+    let decisionRule: DecisionRule
     /// The surfaces with the same group share apps, keys and scopes (`/v3` and `/v1`).
     let group: String
     /// Path prefixes this surface owns (empty when it is not served).
@@ -34,19 +50,24 @@ final class Surface: Sendable {
 
     var name: String { catalog.surface }
 
-    init(catalog: CompiledCatalog, index: Int, group: String, prefixes: [String], backend: Backend) {
+    init(
+        catalog: CompiledCatalog, index: Int, decisionIndex: Int? = nil, decisionRule: DecisionRule = .effective, group: String, prefixes: [String],
+        backend: Backend
+    ) {
         self.catalog = catalog
         self.index = index
+        self.decisionIndex = decisionIndex ?? index
+        self.decisionRule = decisionRule
         self.group = group
         self.prefixes = prefixes
         self.backend = backend
         routeTemplates = catalog.routes.map(\.path)
-        if case .upstream = backend {
-            // Caregate answers SMART discovery at the FHIR base itself, in front of any upstream.
-            let discovery = Self.discoveryPaths.filter { path in prefixes.contains { path.hasPrefix($0) } }.map { $0[...] }
-            routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) } + discovery
-        } else {
-            routerPaths = []
+        // Caregate answers SMART discovery at the FHIR base itself, in front of any upstream.
+        let discovery = Self.discoveryPaths.filter { path in prefixes.contains { path.isPath(under: $0) } }.map { $0[...] }
+        switch backend {
+        case .upstream: routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) } + discovery
+        case .fhir: routerPaths = discovery
+        case .clinicAPI, .notServed: routerPaths = []
         }
         if case .clinicAPI(let api) = backend {
             answersMe = api.meRoute != nil

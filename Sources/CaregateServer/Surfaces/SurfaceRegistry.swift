@@ -14,14 +14,25 @@ struct SurfaceRegistry: Sendable {
     /// The surface of an app created without one.
     static let defaultAppSurface = "marketplace-v3"
 
+    /// The catalog whose `/fhir/R4` routes the built-in FHIR API serves (SPEC §8).
+    static let fhirSurface = "platform"
+
     /// In the order of ``Credential/effective``.
     let surfaces: [Surface]
+    /// The built-in FHIR API over the clinic database, when it serves `/fhir/R4` (it shares
+    /// the platform catalog's effective set; its own decision set lifts query constraints).
+    let fhir: Surface?
+    /// What each of ``Credential/decisionSets`` is: an effective set's index and its rule.
+    let decisionSlots: [(index: Int, rule: Surface.DecisionRule)]
     /// Path prefix → surface, longest prefix first.
     private let prefixes: [(prefix: String, surface: Surface)]
 
     /// - Throws: ``GatewayConfigurationError`` for an upstream of an unknown surface, of a
     ///   surface Caregate serves itself, or a second upstream of one surface.
-    static func check(upstreams: [UpstreamConfiguration], catalogs: [CompiledCatalog]) throws(GatewayConfigurationError) {
+    static func check(upstreams: [UpstreamConfiguration], catalogs: [CompiledCatalog], fhirBackend: FHIRBackend = .builtIn) throws(GatewayConfigurationError) {
+        if fhirBackend == .upstream, !upstreams.contains(where: { $0.surface == fhirSurface }) {
+            throw GatewayConfigurationError("--fhir upstream needs an upstream for the \(fhirSurface) surface (--upstream \(fhirSurface)=URL)")
+        }
         for upstream in upstreams {
             guard catalogs.contains(where: { $0.surface == upstream.surface }) else {
                 throw GatewayConfigurationError(
@@ -34,25 +45,43 @@ struct SurfaceRegistry: Sendable {
         guard Set(upstreams.map(\.surface)).count == upstreams.count else { throw GatewayConfigurationError("a surface may have one upstream") }
     }
 
-    /// `upstreams` must have passed ``check(upstreams:catalogs:)``.
+    /// `upstreams` must have passed ``check(upstreams:catalogs:fhirBackend:)``. With `fhirBackend`
+    /// `.builtIn`, `/fhir/R4` is the clinic database's FHIR API even when the platform has an
+    /// upstream (its other routes go there); with `.upstream` it is forwarded like the rest.
     init(
-        catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], clinicAPI: (CompiledCatalog, String) -> ClinicAPI,
-        forwarder: (CompiledCatalog, UpstreamConfiguration) -> UpstreamForwarder
+        catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], fhirBackend: FHIRBackend = .builtIn,
+        clinicAPI: (CompiledCatalog, String) -> ClinicAPI, forwarder: (CompiledCatalog, UpstreamConfiguration) -> UpstreamForwarder,
+        fhir: (CompiledCatalog) -> FHIRAPI
     ) {
         let builtIn = Dictionary(uniqueKeysWithValues: Self.clinicAPISurfaces.map { ($0.surface, $0.prefix) })
+        let fhirBase = Discovery.fhirBasePath
         surfaces = catalogs.enumerated().map { index, catalog in
             if let prefix = builtIn[catalog.surface] {
                 return Surface(
                     catalog: catalog, index: index, group: Self.clinicAPIGroup, prefixes: [prefix], backend: .clinicAPI(clinicAPI(catalog, prefix)))
             }
             if let upstream = upstreams.first(where: { $0.surface == catalog.surface }) {
+                var owned = Self.ownedPrefixes(of: catalog)
+                if catalog.surface == Self.fhirSurface && fhirBackend == .builtIn { owned.remove(fhirBase) }
                 return Surface(
-                    catalog: catalog, index: index, group: catalog.surface, prefixes: Self.ownedPrefixes(of: catalog).sorted(),
+                    catalog: catalog, index: index, decisionRule: .withoutPatientScopes, group: catalog.surface, prefixes: owned.sorted(),
                     backend: .upstream(forwarder(catalog, upstream)))
             }
             return Surface(catalog: catalog, index: index, group: catalog.surface, prefixes: [], backend: .notServed)
         }
-        prefixes = surfaces.flatMap { surface in surface.prefixes.map { ($0, surface) } }.sorted { $0.prefix.count > $1.prefix.count }
+        var slots = surfaces.map { (index: $0.index, rule: $0.decisionRule) }
+        if fhirBackend == .builtIn, let platform = surfaces.first(where: { $0.name == Self.fhirSurface }),
+           Self.ownedPrefixes(of: platform.catalog).contains(fhirBase) {
+            self.fhir = Surface(
+                catalog: platform.catalog, index: platform.index, decisionIndex: slots.count, decisionRule: .constraintsLifted, group: platform.group,
+                prefixes: [fhirBase], backend: .fhir(fhir(platform.catalog)))
+            slots.append((platform.index, .constraintsLifted))
+        } else {
+            self.fhir = nil
+        }
+        decisionSlots = slots
+        prefixes = (surfaces + [self.fhir].compactMap { $0 }).flatMap { surface in surface.prefixes.map { ($0, surface) } }
+            .sorted { $0.prefix.count > $1.prefix.count }
     }
 
     /// The leading literal segments (at most two) of each route: the paths an upstream surface owns.
@@ -118,6 +147,12 @@ struct SurfaceRegistry: Sendable {
         }
         return .success(result)
     }
+}
+
+/// What serves `/fhir/R4`: the FHIR API over the clinic database, or the platform's upstream.
+public enum FHIRBackend: String, Sendable, CaseIterable {
+    case builtIn = "builtin"
+    case upstream
 }
 
 /// Why a scope list was refused, in words a client can act on.

@@ -1,0 +1,213 @@
+import CaregateStore
+import HTTPTypes
+import Hummingbird
+import Scopes
+
+/// The backend of `/fhir/R4` over the clinic database (SPEC §8): read and search of the nine
+/// served types, create, update and delete of the clinical ones. Every answer is confined to
+/// what ``FHIRAccess`` says the credential reaches: a search is narrowed in the query itself,
+/// a read or write of anything outside is answered exactly as one of a resource that does not
+/// exist, and a search naming another patient than the token's is a 403.
+struct FHIRAPI: Sendable {
+    enum Operation: Sendable { case search, read, create, update, delete, bundle, export }
+
+    /// By route index.
+    let operations: [Operation?]
+    let store: FHIRStore
+    /// The absolute FHIR base (`<issuer>/fhir/R4`), for `fullUrl`, links and `Location`.
+    let base: String
+
+    static let maxBodyBytes = 1 << 20
+    static let contentType = "application/fhir+json; charset=utf-8"
+
+    init(catalog: CompiledCatalog, store: FHIRStore, issuer: String) {
+        let prefix = Discovery.fhirBasePath
+        operations = catalog.routes.map { route in
+            guard route.path.isPath(under: prefix) else { return nil }
+            let rest = route.path.dropFirst(prefix.count).split(separator: "/")
+            if rest.contains(where: { $0.contains("$export") }) { return .export }
+            let typed = rest.first?.hasPrefix("{ResourceType") == true
+            switch (route.method, rest.count) {
+            case (.post, 0): return .bundle
+            case (.get, 1) where typed: return .search
+            case (.post, 1) where typed: return .create
+            case (.get, 2) where typed && rest[1] == "{id}": return .read
+            case (.put, 2) where typed && rest[1] == "{id}": return .update
+            case (.delete, 2) where typed && rest[1] == "{id}": return .delete
+            default: return nil
+            }
+        }
+        self.store = store
+        base = issuer + prefix
+    }
+
+    func respond(_ request: Request, path: String, route: RouteID, credential: Credential, surface: Surface) async throws -> Response {
+        guard let operation = operations[route.index] else { throw APIError.notFound("No route \(request.method.rawValue) \(Validate.safe(request.uri.path))") }
+        // Fail closed: `patient/` scopes without a patient would otherwise reach nobody's or everybody's data.
+        if let person = credential.person, person.holdsPatientScopes, person.patient == nil {
+            throw APIError.forbidden("This token carries patient/ scopes but no patient context, so it is refused on every FHIR route (request launch/patient, or launch in an EHR launch)")
+        }
+        guard case .success(let segments) = RequestPath.segments(path) else { throw APIError.badRequest("invalid path") }
+        var response: Response
+        switch operation {
+        case .search:
+            response = try await search(try Self.type(segments[2]), request: request, credential: credential, surface: surface)
+        case .read:
+            response = try await read(try Self.type(segments[2]), id: try Self.id(segments[3]), credential: credential, surface: surface)
+        case .create:
+            var request = request
+            response = try await create(try Self.writableType(segments[2], request.method), request: &request, credential: credential, surface: surface)
+        case .update:
+            var request = request
+            response = try await update(
+                try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), request: &request, credential: credential, surface: surface)
+        case .delete:
+            response = try await delete(try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), credential: credential, surface: surface)
+        case .bundle, .export:
+            throw APIError(.notImplemented, "not_supported", "\(operation == .bundle ? "Bundles" : "Bulk export") are not served by Caregate's built-in FHIR API yet")
+        }
+        if request.method == .head { response.body = .init() }
+        return response
+    }
+
+    // MARK: Interactions
+
+    private func search(_ type: FHIRType, request: Request, credential: Credential, surface: Surface) async throws -> Response {
+        let search = try FHIRSearch(type: type, query: request.uri.query)
+        let reaches = try Self.reaches(credential, surface, type, .search)
+        if type.inPatientCompartment, let confined = FHIRAccess.confinedPatients(reaches), let named = search.namedPatients,
+           !named.allSatisfy(confined.contains) {
+            throw APIError.forbidden("This token reaches only its patient's compartment; the search names another patient")
+        }
+        let page = try await store.search(
+            type, organization: credential.organizationID, filters: search.filters, access: FHIRAccess.storeAccess(reaches), count: search.count,
+            offset: search.offset)
+        var links: [JSONValue] = [["relation": "self", "url": .string(pageURL(type, request.uri.query, offset: search.offset))]]
+        if search.count > 0, search.offset + page.resources.count < page.total {
+            links.append(["relation": "next", "url": .string(pageURL(type, request.uri.query, offset: search.offset + search.count))])
+        }
+        if search.offset > 0, search.count > 0 {
+            links.append(["relation": "previous", "url": .string(pageURL(type, request.uri.query, offset: max(0, search.offset - search.count)))])
+        }
+        let bundle: JSONValue = [
+            "resourceType": "Bundle", "type": "searchset", "total": .int(Int64(page.total)), "link": .array(links),
+            "entry": .array(page.resources.map { resource in
+                ["fullUrl": .string("\(base)/\(type.rawValue)/\(resource["id"]?.stringValue ?? "")"), "resource": resource, "search": ["mode": "match"]]
+            }),
+        ]
+        return Self.answer(bundle)
+    }
+
+    private func read(_ type: FHIRType, id: String, credential: Credential, surface: Surface) async throws -> Response {
+        let reaches = try Self.reaches(credential, surface, type, .read)
+        guard let resource = try await store.read(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) else {
+            throw Self.unknown(type, id)
+        }
+        var response = Self.answer(resource)
+        if let version = resource["meta"]?["versionId"]?.stringValue { response.headers[.eTag] = "W/\"\(version)\"" }
+        return response
+    }
+
+    private func create(_ type: FHIRType, request: inout Request, credential: Credential, surface: Surface) async throws -> Response {
+        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: nil)
+        let reaches = try Self.reaches(credential, surface, type, .create)
+        try Self.check(index, against: reaches, type: type)
+        guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
+            throw APIError(.unprocessableContent, "unprocessable", "Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
+        }
+        let created = try await store.create(type, organization: credential.organizationID, resource: resource, index: index)
+        let id = created["id"]?.stringValue ?? ""
+        var response = Self.answer(created, status: .created)
+        response.headers[.location] = "\(base)/\(type.rawValue)/\(id)/_history/1"
+        response.headers[.eTag] = "W/\"1\""
+        return response
+    }
+
+    private func update(_ type: FHIRType, id: String, request: inout Request, credential: Credential, surface: Surface) async throws -> Response {
+        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: id)
+        let reaches = try Self.reaches(credential, surface, type, .update)
+        // The resource must be within reach before and after: an update cannot move it out.
+        try Self.check(index, against: reaches, type: type)
+        guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
+            throw APIError(.unprocessableContent, "unprocessable", "Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
+        }
+        guard let updated = try await store.update(
+            type, organization: credential.organizationID, id: id, resource: resource, index: index, access: FHIRAccess.storeAccess(reaches))
+        else { throw Self.unknown(type, id) }
+        var response = Self.answer(updated)
+        if let version = updated["meta"]?["versionId"]?.stringValue { response.headers[.eTag] = "W/\"\(version)\"" }
+        return response
+    }
+
+    private func delete(_ type: FHIRType, id: String, credential: Credential, surface: Surface) async throws -> Response {
+        let reaches = try Self.reaches(credential, surface, type, .delete)
+        guard try await store.delete(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) else {
+            throw Self.unknown(type, id)
+        }
+        return Response(status: .noContent)
+    }
+
+    // MARK: Helpers
+
+    private static func reaches(_ credential: Credential, _ surface: Surface, _ type: FHIRType, _ interaction: FHIRAccess.Interaction) throws -> [FHIRAccess.Reach] {
+        let reaches = FHIRAccess.reaches(credential, on: surface, type: type, interaction: interaction)
+        guard !reaches.isEmpty else {
+            throw APIError.forbidden("No scope of this token reaches \(type.rawValue) for \(interaction) (a user/ scope needs a signed-in person, a patient/ scope a patient)")
+        }
+        return reaches
+    }
+
+    /// A resource about to be written must be within one of the reaches.
+    private static func check(_ index: FHIRStore.ClinicalIndex, against reaches: [FHIRAccess.Reach], type: FHIRType) throws {
+        guard !FHIRAccess.admits(reaches, index) else { return }
+        if let confined = FHIRAccess.confinedPatients(reaches), !confined.contains(index.patient) {
+            throw APIError.forbidden("This token reaches only its patient's compartment; the resource is another patient's")
+        }
+        throw APIError.forbidden("This token's scopes for \(type.rawValue) do not cover this resource (their query constraints do not match it)")
+    }
+
+    /// What reading anything outside reach answers, the same as for an id that does not exist.
+    private static func unknown(_ type: FHIRType, _ id: String) -> APIError {
+        APIError.notFound("\(type.rawValue)/\(Validate.safe(id)) is not known")
+    }
+
+    private static func type(_ name: String) throws -> FHIRType {
+        guard let type = FHIRType(rawValue: name) else {
+            throw APIError(
+                .notFound, "not_supported",
+                "\(Validate.safe(name)) is not served here (served: \(FHIRType.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return type
+    }
+
+    private static func writableType(_ name: String, _ method: HTTPRequest.Method) throws -> FHIRType {
+        let type = try type(name)
+        guard type.isClinical else {
+            throw APIError(
+                .methodNotAllowed, "method_not_allowed",
+                "\(type.rawValue) is read-only here: it is the clinic's record, written through /v3 (Observation, Condition and AllergyIntolerance are writable)",
+                headers: [.allow: "GET, HEAD"])
+        }
+        return type
+    }
+
+    /// A FHIR logical id: 1–64 of `A-Z a-z 0-9 - .` (a record id as `/v3` writes it, `pat_…`, is read as its FHIR id).
+    static func id(_ record: String) throws -> String {
+        let text = FHIRID.fhir(record)
+        guard (1...64).contains(text.utf8.count), text.utf8.allSatisfy({ $0 == 0x2D || $0 == 0x2E || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+        else { throw APIError.badRequest("\"\(Validate.safe(text))\" is not a FHIR id (1-64 of A-Z, a-z, 0-9, '-', '.')") }
+        return text
+    }
+
+    /// The search's own URL with `_offset` set: paging links are searches like any other, so
+    /// following one is decided and confined afresh.
+    private func pageURL(_ type: FHIRType, _ query: String?, offset: Int) -> String {
+        var items = (query ?? "").split(separator: "&").filter { !$0.hasPrefix("_offset=") && $0 != "_offset" }.map(String.init)
+        if offset > 0 { items.append("_offset=\(offset)") }
+        return "\(base)/\(type.rawValue)" + (items.isEmpty ? "" : "?" + items.joined(separator: "&"))
+    }
+
+    static func answer(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+}

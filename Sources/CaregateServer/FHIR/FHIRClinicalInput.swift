@@ -1,0 +1,111 @@
+import CaregateStore
+import Hummingbird
+
+/// A clinical resource as a client writes it: read strictly, with the fields its search
+/// parameters and access rules read taken out of it.
+enum FHIRClinicalInput {
+    static let observationStatuses: Set<String> = ["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"]
+
+    static func read(_ request: inout Request, type: FHIRType, id: String?) async throws -> (JSONValue, FHIRStore.ClinicalIndex) {
+        guard let contentType = request.headers[.contentType]?.lowercased(),
+              contentType.hasPrefix("application/fhir+json") || contentType.hasPrefix("application/json")
+        else { throw APIError(.unsupportedMediaType, "unsupported_media_type", "the body must be application/fhir+json") }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: FHIRAPI.maxBodyBytes)
+        } catch {
+            throw APIError(.contentTooLarge, "payload_too_large", "a FHIR resource may be at most \(FHIRAPI.maxBodyBytes) bytes")
+        }
+        let resource: JSONValue
+        do {
+            resource = try JSONValue.parse(buffer.readableBytesView, maxDepth: 32)
+        } catch {
+            throw APIError.badRequest("the body is not a JSON resource: \(error)")
+        }
+        guard case .object = resource else { throw APIError.badRequest("the body must be a JSON object (a FHIR resource)") }
+        guard resource["resourceType"]?.stringValue == type.rawValue else {
+            throw APIError.badRequest("resourceType must be \"\(type.rawValue)\" on this path")
+        }
+        if let id {
+            guard resource["id"]?.stringValue == id else { throw APIError.badRequest("the resource's id must be \"\(id)\", the id in the path") }
+        }
+        let patient: String
+        let status: String
+        let date: String?
+        var category = ""
+        var code = "", codeSystem = ""
+        if let coding = resource["code"]?["coding"]?.first {
+            code = coding["code"]?.stringValue ?? ""
+            codeSystem = coding["system"]?.stringValue ?? ""
+        }
+        switch type {
+        case .Observation:
+            patient = try reference(resource["subject"], "subject")
+            guard let value = resource["status"]?.stringValue, observationStatuses.contains(value) else {
+                throw APIError.badRequest("status must be one of \(observationStatuses.sorted().joined(separator: ", "))")
+            }
+            status = value
+            guard !code.isEmpty else { throw APIError.badRequest("code.coding[0].code is required") }
+            category = resource["category"]?.first?["coding"]?.first?["code"]?.stringValue ?? ""
+            date = resource["effectiveDateTime"]?.stringValue ?? resource["effectiveInstant"]?.stringValue
+        case .Condition:
+            patient = try reference(resource["subject"], "subject")
+            status = resource["clinicalStatus"]?["coding"]?.first?["code"]?.stringValue ?? ""
+            category = resource["category"]?.first?["coding"]?.first?["code"]?.stringValue ?? ""
+            date = resource["recordedDate"]?.stringValue ?? resource["onsetDateTime"]?.stringValue
+        case .AllergyIntolerance:
+            patient = try reference(resource["patient"], "patient")
+            status = resource["clinicalStatus"]?["coding"]?.first?["code"]?.stringValue ?? ""
+            category = resource["category"]?.first?.stringValue ?? ""
+            date = resource["recordedDate"]?.stringValue
+        default:
+            throw APIError.badRequest("\(type.rawValue) is read-only here")
+        }
+        var instant = ""
+        if let date {
+            guard let interval = FHIRSearch.interval(date) else { throw APIError.badRequest("\"\(Validate.safe(date))\" is not a FHIR dateTime") }
+            instant = interval.0
+        }
+        // Writes that reference another patient are refused: every Patient reference is the subject.
+        var references: [String] = []
+        collectPatientReferences(resource, into: &references)
+        if let other = references.first(where: { $0 != patient }) {
+            throw APIError.forbidden("The resource refers to Patient/\(Validate.safe(other)) as well as to its subject Patient/\(Validate.safe(patient))")
+        }
+        return (resource, FHIRStore.ClinicalIndex(patient: patient, category: category, code: code, codeSystem: codeSystem, status: status, date: instant))
+    }
+
+    /// The patient id of a `{"reference": "Patient/<id>"}`.
+    static func reference(_ value: JSONValue?, _ name: String) throws -> String {
+        guard let text = value?["reference"]?.stringValue, text.hasPrefix("Patient/"), let id = try? FHIRAPI.id(String(text.dropFirst("Patient/".count)))
+        else { throw APIError.badRequest("\(name).reference must be \"Patient/<id>\"") }
+        return id
+    }
+
+    /// The ids of every `reference` to a Patient anywhere in the resource (relative or absolute).
+    static func collectPatientReferences(_ value: JSONValue, into out: inout [String]) {
+        switch value {
+        case .object(let pairs):
+            for (key, member) in pairs {
+                if key == "reference", let text = member.stringValue {
+                    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+                    if parts.count >= 2, parts[parts.count - 2] == "Patient" { out.append(FHIRID.fhir(String(parts[parts.count - 1]))) }
+                } else {
+                    collectPatientReferences(member, into: &out)
+                }
+            }
+        case .array(let items):
+            for item in items { collectPatientReferences(item, into: &out) }
+        default:
+            break
+        }
+    }
+}
+
+extension JSONValue {
+    /// The first element of an array.
+    var first: JSONValue? {
+        if case .array(let items) = self { return items.first }
+        return nil
+    }
+}

@@ -1,0 +1,190 @@
+import CaregateStore
+// The server's own token service mints the one token no issuing flow gives out (patient/
+// scopes without a patient), to check that the FHIR API refuses it on its own.
+@testable import CaregateServer
+import Foundation
+import Testing
+
+/// FHIR R4 over the clinic data (SPEC §8), with the confinement rules checked one by one as a
+/// SMART app meets them: tokens from real launches through the sign-in and consent pages, the
+/// requests and the R4B validation of every answer in Fixtures/fhir_compartment.py.
+@Suite struct FHIRTests {
+    static let password = "correct horse battery staple"
+    static let appScopes = [
+        "launch/patient", "openid", "fhirUser", "patient/*.rs", "patient/Observation.cud", "patient/Patient.rs",
+        "patient/Observation.rs?category=laboratory", "cms.fhir.r4.read",
+    ]
+
+    /// What fhir_compartment.py observed, by scenario.
+    struct Observed {
+        let raw: [String: Any]
+        func scenario(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) -> [String: Any] {
+            let value = raw[name] as? [String: Any] ?? [:]
+            #expect(value["error"] == nil, "\(name) raised: \(value["error"] ?? "")", sourceLocation: sourceLocation)
+            return value
+        }
+    }
+
+    /// Starts the scenario script against a server and clinic set up as SPEC §8's rules need.
+    static func observe(_ s: TestServer) async throws -> (Observed, patient: String, other: String) {
+        let dev = try await s.createDeveloper()
+        let clinic = try await s.createClinic(patients: 50)
+        let foreign = try await s.createClinic(patients: 2)
+        let app = try await s.createApp(developer: dev.token, scopes: appScopes, surface: "platform")
+        _ = try await s.install(app: app.id, clinic: clinic)
+        let key = try await s.createKey(developer: dev.token, app: app.id, scopes: ["cms.fhir.r4.read"])
+        let reply = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token, json: [
+            "scopes": appScopes.filter { $0 != "cms.fhir.r4.read" }, "grantTypes": ["authorization_code", "refresh_token"], "public": true,
+            "redirectUris": ["http://127.0.0.1:9/callback"],
+        ])
+        try expectStatus(reply, 201)
+        let clientID = reply.json!.string("clientId")
+        // No flow issues patient/ scopes without a patient (the picker runs first); were one to,
+        // as another FHIR server's did, the FHIR API must still refuse the token.
+        let noPatientToken = try await s.server.tokens.issue(
+            clientID: clientID, scope: "patient/Observation.rs patient/Patient.rs", organizationID: clinic.id, subject: "usr_test",
+            context: LaunchContext(fhirUser: "Practitioner/prv-test")).token
+        // Record ids as /v3 shows them (pat_…) and as FHIR does (pat-…).
+        let records = try await s.server.clinic.list(.patients, organization: clinic.id, filters: [], after: nil, limit: 3).items.compactMap { $0["id"]?.stringValue }
+        let patients = records.map(FHIRID.fhir)
+        let provider = try #require(try await s.server.clinic.list(.providers, organization: clinic.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue)
+        let foreignPatient = try #require(try await s.server.clinic.list(.patients, organization: foreign.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue)
+        let tag = UUID().uuidString.prefix(6).lowercased()
+        for (username, role, link) in [("fhir.pat.\(tag)", "patient", patients[0]), ("fhir.dr.\(tag)", "clinician", provider)] {
+            try expectStatus(try await s.request("POST", "/manage/organizations/\(clinic.id)/users", token: clinic.adminToken, json: [
+                "username": username, "password": password, "role": role, role == "clinician" ? "providerId" : "patientId": FHIRID.record(link),
+            ]), 201)
+        }
+        let config: [String: Any] = [
+            "base": s.base, "fhirBase": s.base + "/fhir/R4",
+            "public": ["clientId": clientID, "redirectUri": "http://127.0.0.1:9/callback"],
+            "patientUser": ["username": "fhir.pat.\(tag)", "password": password, "patientId": patients[0]],
+            "clinician": ["username": "fhir.dr.\(tag)", "password": password],
+            "otherPatient": patients[1], "foreignPatient": FHIRID.fhir(foreignPatient), "key": key.key, "orgHeader": clinic.uuid, "noPatientToken": noPatientToken,
+            "scopes": [
+                "patient": "launch/patient openid fhirUser patient/*.rs patient/Observation.cud",
+                "lab": "launch/patient patient/Patient.rs patient/Observation.rs?category=laboratory",
+            ],
+        ]
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fhir-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: config).write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/fhir_compartment.py").path
+        let (status, output) = try await runProgram("/usr/bin/env", ["python3", script, path.path])
+        try #require(status == 0, "fhir_compartment.py failed: \(output)")
+        let line = try #require(output.split(separator: "\n").last)
+        let raw = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(output)")
+        return (Observed(raw: raw), patients[0], patients[1])
+    }
+
+    @Test("the built-in FHIR API confines every token as SPEC §8 says", arguments: Backend.allCases)
+    func builtIn(_ backend: Backend) async throws {
+        let port = try OAuthTests.closedPort()
+        try await withServer(backend, configure: {
+            $0.port = port
+            $0.issuer = "http://127.0.0.1:\(port)"
+        }) { s in
+            let (observed, me, _) = try await Self.observe(s)
+            Self.assertRules(observed, me: me)
+        }
+    }
+
+    static func assertRules(_ observed: Observed, me: String) {
+        func sub(_ object: [String: Any], _ key: String) -> [String: Any] { object[key] as? [String: Any] ?? [:] }
+        let tokens = observed.raw["tokens"] as? [String: Any] ?? [:]
+        #expect(sub(tokens, "patient")["patient"] as? String == me, "the launch token's patient: \(tokens)")
+        #expect(sub(tokens, "lab")["patient"] as? String == me, "the launch token's patient: \(tokens)")
+
+        // A patient/*.rs token: every search of every compartment type returns only its patient's.
+        let compartment = observed.scenario("compartment")
+        for (kind, result) in sub(compartment, "searches") {
+            let result = result as? [String: Any] ?? [:]
+            #expect(result["statuses"] as? [Int] == [200], "\(kind) search")
+            #expect((result["count"] as? Int ?? 0) > 0, "\(kind) search found nothing of the patient's")
+            #expect(result["owners"] as? [String] == [me], "\(kind) search returned another patient's: \(result)")
+        }
+        for (search, status) in sub(compartment, "named_self") { #expect(status as? Int == 200, "\(search)") }
+
+        // Practitioner, Location and Organization stay readable.
+        for (kind, result) in sub(observed.scenario("reference_types"), "types") {
+            let result = result as? [String: Any] ?? [:]
+            #expect((result["count"] as? Int ?? 0) > 0 && result["read"] as? Int == 200, "\(kind): \(result)")
+        }
+
+        // Another patient: named in a search, 403; read by id, answered as an id that does not exist.
+        let other = observed.scenario("other_patient")
+        for (search, outcome) in sub(other, "searches") {
+            let outcome = outcome as? [String: Any] ?? [:]
+            #expect(outcome["status"] as? Int == 403 && outcome["resourceType"] as? String == "OperationOutcome", "\(search): \(outcome)")
+        }
+        for (kind, read) in sub(other, "reads") {
+            let read = read as? [String: Any] ?? [:]
+            #expect(read["foreign"] as? Int == 404 && read["same"] as? Bool == true, "\(kind) of another patient: \(read)")
+        }
+
+        // $everything, $export, _include/_revinclude/_has/chains and a Bundle naming B are refused.
+        let refused = observed.scenario("refused_operations")
+        for operation in ["everything", "export", "patient_export", "include", "revinclude", "has", "chained", "bundle_with_B"] {
+            let outcome = sub(refused, operation)
+            let status = outcome["status"] as? Int ?? 0
+            #expect((400..<500).contains(status) && outcome["resourceType"] as? String == "OperationOutcome", "\(operation): \(outcome)")
+        }
+        #expect((sub(refused, "include")["text"] as? String)?.contains("_include") == true)
+
+        // Writes: another patient's is 403 and nothing is written; one's own works.
+        let writes = observed.scenario("writes")
+        #expect(sub(writes, "create_for_B")["status"] as? Int == 403, "\(sub(writes, "create_for_B"))")
+        #expect(sub(writes, "create_referencing_B")["status"] as? Int == 403)
+        #expect(writes["create_own"] as? Int == 201 && writes["read_back"] as? Int == 200, "\(writes)")
+        #expect(sub(writes, "move_to_B")["status"] as? Int == 403)
+        #expect(writes["update_own"] as? Int == 200 && writes["version_after_update"] as? String == "2")
+        #expect(writes["delete_own"] as? Int == 204 && writes["read_after_delete"] as? Int == 404)
+        #expect(sub(writes, "update_B")["status"] as? Int == 404 && sub(writes, "delete_B")["status"] as? Int == 404, "\(writes)")
+
+        // patient/Observation.rs?category=laboratory: only laboratory, a vital sign unreadable, no create.
+        let granular = observed.scenario("granular")
+        #expect(sub(granular, "search")["categories"] as? [String] == ["laboratory"], "\(granular)")
+        #expect((sub(granular, "search")["count"] as? Int ?? 0) > 0)
+        #expect(sub(granular, "read_vital")["status"] as? Int == 404 && granular["read_lab"] as? Int == 200, "\(granular)")
+        #expect(granular["search_vital"] as? Int == 0)
+        #expect(sub(granular, "create_lab")["status"] as? Int == 403)
+
+        // patient/ scopes without a patient: refused on every FHIR route but /metadata.
+        let noPatient = observed.scenario("no_patient_context")
+        for (path, status) in sub(noPatient, "routes") { #expect(status as? Int == 403, "\(path) without a patient context: \(noPatient)") }
+        #expect(noPatient["metadata"] as? Int == 200)
+
+        // 401 and 403 are OperationOutcomes with X-Trace-Id and WWW-Authenticate.
+        let errors = observed.scenario("errors")
+        for (name, status) in [("no_token", 401), ("bad_token", 401), ("insufficient", 403)] {
+            let outcome = sub(errors, name)
+            #expect(outcome["status"] as? Int == status && outcome["resourceType"] as? String == "OperationOutcome", "\(name): \(outcome)")
+            #expect((outcome["trace_id"] as? String)?.isEmpty == false && (outcome["www_authenticate"] as? String)?.hasPrefix("Bearer") == true, "\(name): \(outcome)")
+        }
+        #expect(sub(errors, "unsupported")["status"] as? Int == 400 && sub(errors, "unsupported")["code"] as? String == "not-supported")
+        #expect((sub(errors, "unsupported")["text"] as? String).map { $0.contains("\"name\"") && $0.contains("\"_sort\"") } == true, "\(errors)")
+        #expect(sub(errors, "bad_date")["status"] as? Int == 400)
+
+        // cms.fhir.r4.read on an API key: the whole clinic, nothing of another.
+        let wide = observed.scenario("clinic_wide")
+        let totals = sub(wide, "totals")
+        #expect(totals["Patient"] as? Int == 50 && totals["Observation"] as? Int == 200 && totals["Condition"] as? Int == 50, "\(totals)")
+        #expect(totals["AllergyIntolerance"] as? Int == 50 && totals["Encounter"] as? Int == 100 && totals["Appointment"] as? Int == 100, "\(totals)")
+        #expect(totals["Organization"] as? Int == 1 && totals["Practitioner"] as? Int == 5 && totals["Location"] as? Int == 3, "\(totals)")
+        #expect(wide["foreign_patient"] as? Int == 404 && wide["foreign_search"] as? Int == 0)
+        #expect(wide["paged_patients"] as? Int == 50)
+        #expect((wide["date_ge"] as? Int ?? 0) + (wide["date_lt"] as? Int ?? 0) == 200 && (wide["date_ge"] as? Int ?? 0) > 0)
+        #expect(wide["code"] as? Int == 50 && wide["code_wrong_system"] as? Int == 0)
+        #expect((wide["status"] as? Int ?? 0) > 0 && (wide["status"] as? Int ?? 0) < 50)
+
+        // fhirclient reads the Patient and searches Observations with the launch token.
+        let client = observed.scenario("fhirclient_reads")
+        #expect(client["patient_id"] as? String == me && (client["observations"] as? Int ?? 0) >= 4)
+        #expect(client["observation_subjects"] as? [String] == ["Patient/\(me)"])
+
+        // Every answer validates with the fhir.resources R4B models.
+        let validation = observed.raw["validation"] as? [String: Any] ?? [:]
+        #expect((validation["count"] as? Int ?? 0) > 200, "\(validation)")
+        #expect((validation["failures"] as? [String] ?? ["?"]).isEmpty, "\(validation)")
+    }
+}
