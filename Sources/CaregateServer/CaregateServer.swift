@@ -164,7 +164,7 @@ public final class CaregateServer: Sendable {
                 UpstreamForwarder(
                     surface: catalog.surface, upstream: upstream, pool: pools[upstream.surface], client: client, trustedProxies: trustedProxies)
             },
-            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer) })
+            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer, logger: logger) })
         Self.bootstrapMetrics()
     }
 
@@ -323,8 +323,9 @@ public final class CaregateServer: Sendable {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: auditWriter), .init(service: watcher)]
         // Housekeeping: the audit log past its retention (0 keeps it all), ended console sessions,
-        // and SMART state that can no longer be used.
+        // SMART state that can no longer be used, and bulk exports past their hour.
         let audit = AuditStore(database: database)
+        let fhirStore = FHIRStore(database: database)
         let retention = Int64(options.auditRetentionDays) * 86_400_000
         let logger = self.logger
         let smart = self.smart
@@ -335,6 +336,7 @@ public final class CaregateServer: Sendable {
             }
             try await grants.pruneWebSessions()
             try await smart.prune()
+            try await fhirStore.pruneExports()
         }))
         let clinic = self.clinic
         let outbox = PollingService(name: "email outbox", interval: .seconds(1), logger: logger) {

@@ -58,6 +58,8 @@ public struct FHIRFilter: Sendable, Hashable {
         case status
         /// The resource's clinical date: effective, recorded or start, as an ISO instant.
         case date
+        /// When the record was last written (milliseconds; see ``FHIRStore/tracksLastUpdated(_:)``).
+        case lastUpdated
     }
 
     public enum Test: Sendable, Hashable {
@@ -75,6 +77,8 @@ public struct FHIRFilter: Sendable, Hashable {
         case outside(from: String, until: String)
         /// Matches nothing (a value that cannot occur, such as a category of a foreign system).
         case nothing
+        /// Written at or after this time (milliseconds since 1970).
+        case writtenSince(Int64)
     }
 
     public struct Coding: Sendable, Hashable {
@@ -138,6 +142,10 @@ public struct FHIRStore: Sendable {
     public func read(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?) async throws -> JSONValue? {
         try await search(type, organization: organization, filters: [FHIRFilter(.id, .anyOf([id]))], access: access, count: 1, offset: 0).resources.first
     }
+
+    /// Whether the store knows when records of `type` were last written (clinical resources;
+    /// patients by their creation): `_since` can filter only those.
+    public func tracksLastUpdated(_ type: FHIRType) -> Bool { type.isClinical || type == .Patient }
 
     /// Whether a patient with this id exists in this organization.
     public func patientExists(organization: String, id: String) async throws -> Bool {
@@ -281,6 +289,8 @@ private struct Table {
         case (.code, _) where type.isClinical: "code"
         case (.status, _) where type.isClinical: "status"
         case (.date, _) where type.isClinical: "recorded_at"
+        case (.lastUpdated, .Patient): "created_at"
+        case (.lastUpdated, _) where type.isClinical: "updated_at"
         default: nil
         }
     }
@@ -321,6 +331,8 @@ private struct Table {
                 return "\(ident: column) = \(bind: coding.code)"
             }
             return "(" + parts.dropFirst().reduce(parts[0]) { $0 + " OR " + $1 } + ")"
+        case .writtenSince(let millis):
+            return "\(ident: column) >= \(bind: millis)"
         case .onOrAfter(let instant):
             return "\(ident: column) >= \(bind: instant)"
         case .before(let instant):
@@ -412,18 +424,52 @@ private struct Table {
     }
 }
 
-/// FHIR instants as the store writes and compares them: `2026-03-04T09:00:00Z`.
+/// FHIR instants as the store writes and compares them (`2026-03-04T09:00:00Z`), by the
+/// proleptic Gregorian calendar's arithmetic (Foundation's switches to Julian dates before 1582).
 public enum FHIRDate {
     public static func instant(millis: Int64) -> String {
-        instant(seconds: Double(millis) / 1000)
+        instant(seconds: millis >= 0 ? millis / 1000 : (millis - 999) / 1000)
     }
 
     /// - Parameter seconds: Seconds since 1970-01-01T00:00:00Z.
-    public static func instant(seconds: Double) -> String {
-        let date = Date(timeIntervalSince1970: seconds)
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+    public static func instant(seconds: Int64) -> String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let rest = seconds - days * 86_400
+        let (y, m, d) = civil(days)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let year = String(y)
+        return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-\(two(m))-\(two(d))T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
+    }
+
+    /// Days from 1970-01-01 to a date (H. Hinnant's days_from_civil).
+    public static func days(year: Int, month: Int, day: Int) -> Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = Int64((month + 9) % 12)
+        let doy = (153 * mp + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// The date of a day count from 1970-01-01 (civil_from_days).
+    static func civil(_ days: Int64) -> (Int64, Int64, Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    public static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: 30
+        default: 31
+        }
     }
 }

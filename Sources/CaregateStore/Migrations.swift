@@ -105,6 +105,17 @@ enum Migrations {
             "CREATE INDEX clinical_resources_patient ON clinical_resources (organization_id, resource_type, patient_id)",
             "CREATE INDEX clinical_resources_type ON clinical_resources (organization_id, resource_type, id)",
         ] }),
+        Migration(version: 12, name: "FHIR Bulk Data export jobs and their NDJSON files", statements: { _ in [
+            """
+            CREATE TABLE export_jobs (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, client_id TEXT NOT NULL, request TEXT NOT NULL,
+              types TEXT NOT NULL, status TEXT NOT NULL, progress TEXT NOT NULL, transaction_time TEXT NOT NULL, created_at BIGINT NOT NULL,
+              completed_at BIGINT, expires_at BIGINT NOT NULL, error TEXT)
+            """,
+            """
+            CREATE TABLE export_files (job_id TEXT NOT NULL, resource_type TEXT NOT NULL, part BIGINT NOT NULL, count BIGINT NOT NULL,
+              content TEXT NOT NULL, PRIMARY KEY (job_id, part))
+            """,
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

@@ -24,6 +24,8 @@ public struct SampleData: Sendable {
                            ("Flu vaccine dose", "VAC-FLU", "dose"), ("Exam table paper", "PPR-21", "roll"), ("Sharps container", "SHP-02", "each"),
                            ("Suture kit", "SUT-KIT", "kit")]
 
+    static let patientsPerTransaction = 500
+
     let store: ClinicStore
     public init(store: ClinicStore) { self.store = store }
 
@@ -32,37 +34,15 @@ public struct SampleData: Sendable {
         let now = Clock.millis()
         @Sendable func id(_ prefix: String, _ collection: String, _ i: Int) -> String { Identifier.derived(prefix, "\(org)/\(collection)/\(i)") }
         let existing = try await store.sql.raw("SELECT COUNT(*) AS n FROM patients WHERE organization_id = \(bind: org)").first(decodingColumn: "n", as: Int.self) ?? 0
+        // Written in transactions of at most `patientsPerTransaction` patients, so that a large
+        // clinic does not hold SQLite's one write lock for seconds (other writers would time out);
+        // ids that exist already are kept, so a run cut short is completed by the next one.
         try await store.database.transaction { db in
-            // Rows are written in multi-row INSERTs, each table's in the order first written, so
-            // that a record is always written before the records that name it; ids that exist
-            // already are kept (ON CONFLICT DO NOTHING).
-            var order: [String] = []
-            var pending: [String: (columns: [String], rows: [[any Encodable & Sendable]])] = [:]
-            var pendingRows = 0
-            func flush() async throws {
-                for table in order {
-                    guard let batch = pending[table], !batch.rows.isEmpty else { continue }
-                    var query: SQLQueryString = "INSERT INTO \(ident: table) (organization_id, \(unsafeRaw: batch.columns.joined(separator: ", "))) VALUES "
-                    for (r, row) in batch.rows.enumerated() {
-                        query += r == 0 ? "(\(bind: org)" : ", (\(bind: org)"
-                        for value in row { query += ", \(bind: value)" }
-                        query += ")"
-                    }
-                    query += " ON CONFLICT (id) DO NOTHING"
-                    try await db.raw(query).run()
-                    pending[table]!.rows.removeAll(keepingCapacity: true)
-                }
-                pendingRows = 0
-            }
+            let batch = SampleBatch(db: db, organization: org)
             func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
-                if pending[table] == nil {
-                    order.append(table)
-                    pending[table] = (columns, [])
-                }
-                pending[table]!.rows.append(values)
-                pendingRows += 1
-                if pendingRows >= 400 { try await flush() }
+                try await batch.insert(table, columns, values)
             }
+            func flush() async throws { try await batch.flush() }
             for i in 0..<counts.providers {
                 try await insert("providers", ["id", "first_name", "last_name", "specialty", "npi", "email"], [
                     id("prv", "providers", i), Self.firstNames[(i * 7 + 3) % Self.firstNames.count], Self.lastNames[(i * 5 + 1) % Self.lastNames.count],
@@ -87,62 +67,78 @@ public struct SampleData: Sendable {
                     try await db.raw("INSERT INTO stock_levels (organization_id, product_id, quantity, updated_at) VALUES (\(bind: org), \(bind: productID), \(bind: Int64(50 + i * 5)), \(bind: now))").run()
                 }
             }
-            for i in 0..<counts.patients {
-                let first = Self.firstNames[i % Self.firstNames.count], last = Self.lastNames[(i / Self.firstNames.count + i) % Self.lastNames.count]
-                let patient = id("pat", "patients", i)
-                let provider = id("prv", "providers", i % counts.providers)
-                let facility = id("fac", "facilities", i % counts.facilities)
-                try await insert("patients", ["id", "first_name", "last_name", "date_of_birth", "email", "phone", "gender", "created_at"], [
-                    patient, first, last, String(format: "%04d-%02d-%02d", 1950 + i % 60, 1 + i % 12, 1 + i % 28),
-                    "\(first.lowercased()).\(last.lowercased())\(i)@mail.example", "+1503555\(String(format: "%04d", 3000 + i))", ["female", "male", "other"][i % 3], now])
-                let day = String(format: "2026-%02d-%02d", 1 + i % 12, 1 + i % 28)
-                for k in 0..<2 {
-                    try await insert("appointments", ["id", "patient_id", "provider_id", "facility_id", "start_at", "end_at", "status", "reason"], [
-                        id("apt", "appointments", i * 2 + k), patient, provider, facility, "\(day)T\(String(format: "%02d", 9 + k * 3)):00:00Z",
-                        "\(day)T\(String(format: "%02d", 9 + k * 3)):30:00Z", ["scheduled", "completed", "cancelled", "no_show"][(i + k) % 4],
-                        Self.reasons[(i + k) % Self.reasons.count]])
+            try await flush()
+        }
+        for chunk in stride(from: 0, to: counts.patients, by: Self.patientsPerTransaction) {
+            try await store.database.transaction { db in
+                let batch = SampleBatch(db: db, organization: org)
+                func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
+                    try await batch.insert(table, columns, values)
                 }
-                let bill = id("bil", "bills", i)
-                let lines = [Self.cpt[i % Self.cpt.count], Self.cpt[(i + 2) % Self.cpt.count]]
-                let total = Int64(lines.reduce(0) { $0 + $1.2 })
-                try await insert("bills", ["id", "patient_id", "provider_id", "appointment_id", "service_date", "status", "total_cents"], [
-                    bill, patient, provider, id("apt", "appointments", i * 2), day, ["open", "paid", "submitted"][i % 3], total])
-                for (position, line) in lines.enumerated() {
-                    try await insert("bill_line_items", ["id", "bill_id", "code", "description", "units", "amount_cents", "position"], [
-                        id("bli", "bill-lines", i * 2 + position), bill, line.0, line.1, Int64(1), Int64(line.2), Int64(position)])
+                for i in chunk..<min(chunk + Self.patientsPerTransaction, counts.patients) {
+                    let first = Self.firstNames[i % Self.firstNames.count], last = Self.lastNames[(i / Self.firstNames.count + i) % Self.lastNames.count]
+                    let patient = id("pat", "patients", i)
+                    let provider = id("prv", "providers", i % counts.providers)
+                    let facility = id("fac", "facilities", i % counts.facilities)
+                    try await insert("patients", ["id", "first_name", "last_name", "date_of_birth", "email", "phone", "gender", "created_at"], [
+                        patient, first, last, String(format: "%04d-%02d-%02d", 1950 + i % 60, 1 + i % 12, 1 + i % 28),
+                        "\(first.lowercased()).\(last.lowercased())\(i)@mail.example", "+1503555\(String(format: "%04d", 3000 + i))", ["female", "male", "other"][i % 3], now])
+                    let day = String(format: "2026-%02d-%02d", 1 + i % 12, 1 + i % 28)
+                    for k in 0..<2 {
+                        try await insert("appointments", ["id", "patient_id", "provider_id", "facility_id", "start_at", "end_at", "status", "reason"], [
+                            id("apt", "appointments", i * 2 + k), patient, provider, facility, "\(day)T\(String(format: "%02d", 9 + k * 3)):00:00Z",
+                            "\(day)T\(String(format: "%02d", 9 + k * 3)):30:00Z", ["scheduled", "completed", "cancelled", "no_show"][(i + k) % 4],
+                            Self.reasons[(i + k) % Self.reasons.count]])
+                    }
+                    let bill = id("bil", "bills", i)
+                    let lines = [Self.cpt[i % Self.cpt.count], Self.cpt[(i + 2) % Self.cpt.count]]
+                    let total = Int64(lines.reduce(0) { $0 + $1.2 })
+                    try await insert("bills", ["id", "patient_id", "provider_id", "appointment_id", "service_date", "status", "total_cents"], [
+                        bill, patient, provider, id("apt", "appointments", i * 2), day, ["open", "paid", "submitted"][i % 3], total])
+                    for (position, line) in lines.enumerated() {
+                        try await insert("bill_line_items", ["id", "bill_id", "code", "description", "units", "amount_cents", "position"], [
+                            id("bli", "bill-lines", i * 2 + position), bill, line.0, line.1, Int64(1), Int64(line.2), Int64(position)])
+                    }
+                    try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
+                        id("bcg", "coding-cpt", i), bill, "CPT", lines.map(\.0).joined(separator: " "), Int64(0)])
+                    try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
+                        id("bcg", "coding-icd", i), bill, "ICD-10-CM", Self.icd[i % Self.icd.count], Int64(1)])
+                    try await insert("claims", ["id", "patient_id", "bill_id", "status", "submitted_on", "total_cents", "payer_name", "plan_name", "member_id", "group_number"], [
+                        id("clm", "claims", i), patient, bill, ["submitted", "accepted", "denied", "paid"][i % 4], day, total,
+                        ["Cascade Health Plan", "Evergreen Mutual", "Pacific Care"][i % 3], ["PPO Gold", "HMO Silver", "EPO Bronze"][i % 3],
+                        "M\(String(format: "%08d", 10_000 + i * 37))", "G\(String(format: "%05d", 500 + i % 40))"])
+                    let note = id("not", "notes", i)
+                    try await insert("notes", ["id", "patient_id", "provider_id", "visit_date", "title", "subjective", "objective", "assessment", "plan", "updated_at"], [
+                        note, patient, provider, day, Self.reasons[i % Self.reasons.count],
+                        "Patient reports \(["mild fatigue", "a new mole", "knee pain on stairs", "no complaints"][i % 4]).",
+                        "BP \(110 + i % 30)/\(70 + i % 15), HR \(60 + i % 25).",
+                        ["Stable", "Benign-appearing lesion", "Patellofemoral pain", "Healthy adult"][i % 4],
+                        ["Return in 12 months", "Biopsy if changes", "Physical therapy", "Routine screening"][i % 4], now])
+                    for k in 0..<2 {
+                        try await insert("note_impressions", ["id", "note_id", "code", "description", "position", "updated_at"], [
+                            id("imp", "impressions", i * 2 + k), note, Self.icd[(i + k) % Self.icd.count], ["Primary impression", "Secondary impression"][k], Int64(k), now])
+                    }
+                    for resource in Self.clinicalResources(patient: patient, encounter: id("apt", "appointments", i * 2), day: day, index: i, id: { id($0, "clinical", $1) }) {
+                        try await insert("clinical_resources", ["id", "resource_type", "patient_id", "category", "code", "code_system", "status", "recorded_at",
+                                                                "version", "updated_at", "content"], [
+                            resource.id, resource.type, patient, resource.category, resource.code, resource.system, resource.status, resource.date,
+                            Int64(1), now, String(decoding: resource.content.serialized(), as: UTF8.self)])
+                    }
+                    try await insert("tasks", ["id", "title", "description", "status", "note_id", "provider_id", "patient_id", "due_date", "created_at", "updated_at"], [
+                        id("tsk", "tasks", i), "Follow up with \(first) \(last)", "Call about results", ["open", "completed", "cancelled"][i % 3], note, provider, patient, day, now, now])
+                    try await insert("emails", ["id", "patient_id", "direction", "from_address", "to_address", "subject", "body", "status", "created_at"], [
+                        id("eml", "emails", i), patient, i % 2 == 0 ? "outbound" : "inbound",
+                        i % 2 == 0 ? "frontdesk@clinic.example" : "\(first.lowercased())\(i)@mail.example",
+                        i % 2 == 0 ? "\(first.lowercased())\(i)@mail.example" : "frontdesk@clinic.example",
+                        i % 2 == 0 ? "Appointment reminder" : "Question about my visit", "Hello \(first), …", i % 2 == 0 ? "sent" : "received", now])
                 }
-                try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
-                    id("bcg", "coding-cpt", i), bill, "CPT", lines.map(\.0).joined(separator: " "), Int64(0)])
-                try await insert("bill_coding_groups", ["id", "bill_id", "code_system", "codes", "position"], [
-                    id("bcg", "coding-icd", i), bill, "ICD-10-CM", Self.icd[i % Self.icd.count], Int64(1)])
-                try await insert("claims", ["id", "patient_id", "bill_id", "status", "submitted_on", "total_cents", "payer_name", "plan_name", "member_id", "group_number"], [
-                    id("clm", "claims", i), patient, bill, ["submitted", "accepted", "denied", "paid"][i % 4], day, total,
-                    ["Cascade Health Plan", "Evergreen Mutual", "Pacific Care"][i % 3], ["PPO Gold", "HMO Silver", "EPO Bronze"][i % 3],
-                    "M\(String(format: "%08d", 10_000 + i * 37))", "G\(String(format: "%05d", 500 + i % 40))"])
-                let note = id("not", "notes", i)
-                try await insert("notes", ["id", "patient_id", "provider_id", "visit_date", "title", "subjective", "objective", "assessment", "plan", "updated_at"], [
-                    note, patient, provider, day, Self.reasons[i % Self.reasons.count],
-                    "Patient reports \(["mild fatigue", "a new mole", "knee pain on stairs", "no complaints"][i % 4]).",
-                    "BP \(110 + i % 30)/\(70 + i % 15), HR \(60 + i % 25).",
-                    ["Stable", "Benign-appearing lesion", "Patellofemoral pain", "Healthy adult"][i % 4],
-                    ["Return in 12 months", "Biopsy if changes", "Physical therapy", "Routine screening"][i % 4], now])
-                for k in 0..<2 {
-                    try await insert("note_impressions", ["id", "note_id", "code", "description", "position", "updated_at"], [
-                        id("imp", "impressions", i * 2 + k), note, Self.icd[(i + k) % Self.icd.count], ["Primary impression", "Secondary impression"][k], Int64(k), now])
-                }
-                for resource in Self.clinicalResources(patient: patient, encounter: id("apt", "appointments", i * 2), day: day, index: i, id: { id($0, "clinical", $1) }) {
-                    try await insert("clinical_resources", ["id", "resource_type", "patient_id", "category", "code", "code_system", "status", "recorded_at",
-                                                            "version", "updated_at", "content"], [
-                        resource.id, resource.type, patient, resource.category, resource.code, resource.system, resource.status, resource.date,
-                        Int64(1), now, String(decoding: resource.content.serialized(), as: UTF8.self)])
-                }
-                try await insert("tasks", ["id", "title", "description", "status", "note_id", "provider_id", "patient_id", "due_date", "created_at", "updated_at"], [
-                    id("tsk", "tasks", i), "Follow up with \(first) \(last)", "Call about results", ["open", "completed", "cancelled"][i % 3], note, provider, patient, day, now, now])
-                try await insert("emails", ["id", "patient_id", "direction", "from_address", "to_address", "subject", "body", "status", "created_at"], [
-                    id("eml", "emails", i), patient, i % 2 == 0 ? "outbound" : "inbound",
-                    i % 2 == 0 ? "frontdesk@clinic.example" : "\(first.lowercased())\(i)@mail.example",
-                    i % 2 == 0 ? "\(first.lowercased())\(i)@mail.example" : "frontdesk@clinic.example",
-                    i % 2 == 0 ? "Appointment reminder" : "Question about my visit", "Hello \(first), …", i % 2 == 0 ? "sent" : "received", now])
+                try await batch.flush()
+            }
+        }
+        try await store.database.transaction { db in
+            let batch = SampleBatch(db: db, organization: org)
+            func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
+                try await batch.insert(table, columns, values)
             }
             for i in 0..<5 {
                 let change = id("inv", "inventory-changes", i)
@@ -150,7 +146,7 @@ public struct SampleData: Sendable {
                 try await insert("inventory_change_lines", ["id", "change_id", "product_id", "quantity_delta", "position"], [
                     id("icl", "inventory-lines", i), change, id("prd", "products", i % counts.products), Int64(0), Int64(0)])
             }
-            try await flush()
+            try await batch.flush()
         }
         return ["patients": max(existing, counts.patients), "appointments": counts.patients * 2, "providers": counts.providers,
                 "facilities": counts.facilities, "bills": counts.patients, "claims": counts.patients, "notes": counts.patients,
@@ -229,3 +225,46 @@ public struct SampleData: Sendable {
         ]
     }
 }
+
+/// Rows of one transaction, written in multi-row INSERTs, each table's in the order first
+/// written, so that a record is always written before the records that name it; ids that exist
+/// already are kept (ON CONFLICT DO NOTHING).
+private final class SampleBatch {
+    let db: any SQLDatabase
+    let organization: String
+    private var order: [String] = []
+    private var pending: [String: (columns: [String], rows: [[any Encodable & Sendable]])] = [:]
+    private var pendingRows = 0
+
+    init(db: any SQLDatabase, organization: String) {
+        self.db = db
+        self.organization = organization
+    }
+
+    func insert(_ table: String, _ columns: [String], _ values: [any Encodable & Sendable]) async throws {
+        if pending[table] == nil {
+            order.append(table)
+            pending[table] = (columns, [])
+        }
+        pending[table]!.rows.append(values)
+        pendingRows += 1
+        if pendingRows >= 400 { try await flush() }
+    }
+
+    func flush() async throws {
+        for table in order {
+            guard let batch = pending[table], !batch.rows.isEmpty else { continue }
+            var query: SQLQueryString = "INSERT INTO \(ident: table) (organization_id, \(unsafeRaw: batch.columns.joined(separator: ", "))) VALUES "
+            for (r, row) in batch.rows.enumerated() {
+                query += r == 0 ? "(\(bind: organization)" : ", (\(bind: organization)"
+                for value in row { query += ", \(bind: value)" }
+                query += ")"
+            }
+            query += " ON CONFLICT (id) DO NOTHING"
+            try await db.raw(query).run()
+            pending[table]!.rows.removeAll(keepingCapacity: true)
+        }
+        pendingRows = 0
+    }
+}
+

@@ -12,7 +12,7 @@ import Testing
     static let password = "correct horse battery staple"
     static let appScopes = [
         "launch/patient", "openid", "fhirUser", "patient/*.rs", "patient/Observation.cud", "patient/Patient.rs",
-        "patient/Observation.rs?category=laboratory", "cms.fhir.r4.read",
+        "patient/Observation.rs?category=laboratory", "cms.fhir.r4.read", "user/*.rs",
     ]
 
     /// What fhir_compartment.py observed, by scenario.
@@ -59,11 +59,12 @@ import Testing
             "base": s.base, "fhirBase": s.base + "/fhir/R4",
             "public": ["clientId": clientID, "redirectUri": "http://127.0.0.1:9/callback"],
             "patientUser": ["username": "fhir.pat.\(tag)", "password": password, "patientId": patients[0]],
-            "clinician": ["username": "fhir.dr.\(tag)", "password": password],
+            "clinician": ["username": "fhir.dr.\(tag)", "password": password, "providerId": FHIRID.fhir(provider)],
             "otherPatient": patients[1], "foreignPatient": FHIRID.fhir(foreignPatient), "key": key.key, "orgHeader": clinic.uuid, "noPatientToken": noPatientToken,
             "scopes": [
                 "patient": "launch/patient openid fhirUser patient/*.rs patient/Observation.cud",
                 "lab": "launch/patient patient/Patient.rs patient/Observation.rs?category=laboratory",
+                "clinician": "openid fhirUser user/*.rs",
             ],
         ]
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("fhir-\(UUID().uuidString).json")
@@ -86,6 +87,83 @@ import Testing
         }) { s in
             let (observed, me, _) = try await Self.observe(s)
             Self.assertRules(observed, me: me)
+        }
+    }
+
+    @Test("a system/*.read bulk export of a 1,000-patient clinic completes; its files parse as their types and reach no other client",
+          arguments: Backend.allCases)
+    func bulkExport(_ backend: Backend) async throws {
+        let port = try OAuthTests.closedPort()
+        try await withServer(backend, configure: {
+            $0.port = port
+            $0.issuer = "http://127.0.0.1:\(port)"
+        }) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1_000)
+            let app = try await s.createApp(developer: dev.token, scopes: ["system/*.read", "cms.fhir.r4.read"], surface: "platform")
+            _ = try await s.install(app: app.id, clinic: clinic)
+            func token(_ scope: String) async throws -> String {
+                let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: [scope], extra: ["organizationId": clinic.id])
+                let issued = try await OAuthTests.form(s, "grant_type=client_credentials&scope=\(scope)", basic: client)
+                try expectStatus(issued, 200)
+                return issued.json!.string("access_token")
+            }
+            let exporter = try await token("system/*.read"), stranger = try await token("system/*.read")
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: ["cms.fhir.r4.read"]).key
+            let async = ["Prefer": "respond-async", "Accept": "application/fhir+json"]
+            let path = "/fhir/R4/$export?_type=Patient,Observation,AllergyIntolerance"
+
+            // Refused: without Prefer: respond-async, an unsupported parameter, a key without system/ scopes.
+            #expect(try await s.request("GET", path, token: exporter, headers: ["Accept": "application/fhir+json"]).status == 400)
+            let unsupported = try await s.request("GET", "/fhir/R4/$export?_typeFilter=x", token: exporter, headers: async)
+            #expect(unsupported.status == 400 && unsupported.text.contains("_typeFilter"))
+            #expect(try await s.request("GET", path, token: key, organization: clinic.uuid, headers: async).status == 403)
+
+            let kickOff = try await s.request("GET", path, token: exporter, headers: async)
+            try expectStatus(kickOff, 202)
+            let location = try #require(kickOff.header("Content-Location"))
+            #expect(location.hasPrefix("http://127.0.0.1:\(port)/fhir/R4/$export-poll-status/exp_"))
+            let status = String(location.dropFirst(s.base.count))
+            // Polled as a client does: 202 with X-Progress until the manifest (a fifth of Retry-After between polls).
+            func manifest(_ status: String) async throws -> JSONObject? {
+                let deadline = ContinuousClock.now + .seconds(120)
+                while ContinuousClock.now < deadline {
+                    let poll = try await s.request("GET", status, token: exporter)
+                    if poll.status == 200 {
+                        #expect(poll.header("Expires") != nil)
+                        return poll.json
+                    }
+                    try expectStatus(poll, 202)
+                    #expect(poll.header("X-Progress")?.isEmpty == false)
+                    try await Task.sleep(for: .milliseconds(Int(poll.header("Retry-After") ?? "1")! * 200))
+                }
+                return nil
+            }
+            let outputs = try #require(try await manifest(status), "the export did not complete").array("output")
+            #expect(outputs.map { $0.string("type") } == ["Patient", "Observation", "AllergyIntolerance"])
+            #expect(outputs.map { $0.raw["count"] as? Int } == [1_000, 4_000, 1_000])
+            for output in outputs {
+                let url = String(output.string("url").dropFirst(s.base.count))
+                let file = try await s.request("GET", url, token: exporter)
+                try expectStatus(file, 200)
+                #expect(file.header("Content-Type")?.hasPrefix("application/fhir+ndjson") == true)
+                let lines = file.text.split(separator: "\n")
+                #expect(lines.count == output.raw["count"] as? Int)
+                let types = Set(lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["resourceType"] as? String })
+                #expect(types == [output.string("type")], "\(output.string("type")): \(types)")
+                // Another client of the same app, with the same scopes, is told the file does not exist.
+                #expect(try await s.request("GET", url, token: stranger).status == 404)
+            }
+            #expect(try await s.request("GET", status, token: stranger).status == 404)
+            // _since: nothing was written after 2099.
+            let later = try await s.request("GET", "/fhir/R4/$export?_type=Observation&_since=2099-01-01T00:00:00Z", token: exporter, headers: async)
+            try expectStatus(later, 202)
+            let laterStatus = try #require(later.header("Content-Location"))
+            let none = try #require(try await manifest(String(laterStatus.dropFirst(s.base.count))))
+            #expect(none.array("output").isEmpty)
+            // Deleted at the client's request: the files go with the job.
+            #expect(try await s.request("DELETE", status, token: exporter).status == 202)
+            #expect(try await s.request("GET", String(outputs[0].string("url").dropFirst(s.base.count)), token: exporter).status == 404)
         }
     }
 
@@ -176,6 +254,12 @@ import Testing
         #expect((wide["date_ge"] as? Int ?? 0) + (wide["date_lt"] as? Int ?? 0) == 200 && (wide["date_ge"] as? Int ?? 0) > 0)
         #expect(wide["code"] as? Int == 50 && wide["code_wrong_system"] as? Int == 0)
         #expect((wide["status"] as? Int ?? 0) > 0 && (wide["status"] as? Int ?? 0) < 50)
+
+        // user/*.rs for a signed-in clinician: the clinic (no picker: a user-level app), nothing of another clinic.
+        let clinician = observed.scenario("clinician_user")
+        #expect(clinician["pages"] as? [String] == ["sign-in", "consent"], "\(clinician)")
+        #expect(clinician["observations"] as? Int == 200 && clinician["patients"] as? Int == 50, "\(clinician)")
+        #expect(clinician["foreign_patient"] as? Int == 404 && clinician["own_record"] as? Int == 200, "\(clinician)")
 
         // fhirclient reads the Patient and searches Observations with the launch token.
         let client = observed.scenario("fhirclient_reads")

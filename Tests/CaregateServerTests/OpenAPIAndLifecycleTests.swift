@@ -38,13 +38,26 @@ struct OpenAPIAndLifecycleTests {
                     #expect(documented[shape(route.path)]?[route.method.description.lowercased()] != nil, "\(route.template) is missing")
                 }
             }
+            // The built-in FHIR API: every served type's search and read, the clinical types' writes,
+            // with OperationOutcome errors.
+            for type in FHIRType.allCases {
+                let methods = Set((paths["/fhir/R4/\(type.rawValue)"] ?? [:]).keys).union(Set((paths["/fhir/R4/\(type.rawValue)/{id}"] ?? [:]).keys))
+                #expect(methods == (type.isClinical ? ["get", "post", "put", "delete"] : ["get"]), "\(type.rawValue): \(methods)")
+                let search = paths["/fhir/R4/\(type.rawValue)"]?["get"] as? [String: Any]
+                let forbidden = (search?["responses"] as? [String: Any])?["403"] as? [String: Any]
+                #expect((forbidden?["content"] as? [String: Any])?["application/fhir+json"] != nil, "\(type.rawValue) 403")
+            }
             // Nothing documented that is not served: a router route, or a method the clinic catalogs
-            // route on that path (`GET /v3/emails/send` is served by `GET /v3/emails/{id}`).
+            // (or, on /fhir/R4, the platform catalog) route on that path (`GET /v3/emails/send` is
+            // served by `GET /v3/emails/{id}`).
             let served = Set(router.map { "\($0.method.lowercased()) \(shape($0.path))" })
+            let platform = try CatalogLoader.load(file: catalogDirectory.appendingPathComponent("platform.json"))
             for (path, operations) in paths {
                 for method in operations.keys {
-                    let sample = path.split(separator: "/", omittingEmptySubsequences: false).map { $0.hasPrefix("{") ? "x0" : String($0) }.joined(separator: "/")
-                    let routed = [EnforcementTests.v3, EnforcementTests.v1].contains { $0.explain(.empty, method: method.uppercased(), target: sample).route != nil }
+                    let sample = path.split(separator: "/", omittingEmptySubsequences: false)
+                        .map { $0 == "{ResourceType}" ? "Patient" : $0.hasPrefix("{") ? "x0" : String($0) }.joined(separator: "/")
+                    let catalogs = path.hasPrefix("/fhir/R4") ? [platform] : [EnforcementTests.v3, EnforcementTests.v1]
+                    let routed = catalogs.contains { $0.explain(.empty, method: method.uppercased(), target: sample).route != nil }
                     #expect(served.contains("\(method) \(shape(path))") || routed, "\(method) \(path) is documented but not served")
                 }
             }

@@ -1,6 +1,7 @@
 import CaregateStore
 import HTTPTypes
 import Hummingbird
+import Logging
 import Scopes
 
 /// The backend of `/fhir/R4` over the clinic database (SPEC §8): read and search of the nine
@@ -9,23 +10,35 @@ import Scopes
 /// a read or write of anything outside is answered exactly as one of a resource that does not
 /// exist, and a search naming another patient than the token's is a 403.
 struct FHIRAPI: Sendable {
-    enum Operation: Sendable { case search, read, create, update, delete, bundle, export }
+    enum Operation: Sendable, Equatable {
+        case search, read, create, update, delete, bundle
+        case exportKickOff(patientLevel: Bool), exportGroup, exportStatus, exportCancel, exportFile
+    }
 
     /// By route index.
     let operations: [Operation?]
     let store: FHIRStore
+    let export: BulkExport
     /// The absolute FHIR base (`<issuer>/fhir/R4`), for `fullUrl`, links and `Location`.
     let base: String
 
     static let maxBodyBytes = 1 << 20
     static let contentType = "application/fhir+json; charset=utf-8"
 
-    init(catalog: CompiledCatalog, store: FHIRStore, issuer: String) {
+    init(catalog: CompiledCatalog, store: FHIRStore, issuer: String, logger: Logger) {
         let prefix = Discovery.fhirBasePath
         operations = catalog.routes.map { route in
             guard route.path.isPath(under: prefix) else { return nil }
             let rest = route.path.dropFirst(prefix.count).split(separator: "/")
-            if rest.contains(where: { $0.contains("$export") }) { return .export }
+            switch (route.method, rest.first ?? "", rest.last ?? "") {
+            case (.get, "$export", _), (.post, "$export", _): return .exportKickOff(patientLevel: false)
+            case (.get, "Patient", "$export"), (.post, "Patient", "$export"): return .exportKickOff(patientLevel: true)
+            case (_, "Group", "$export"): return .exportGroup
+            case (.get, "$export-poll-status", _): return .exportStatus
+            case (.delete, "$export-poll-status", _): return .exportCancel
+            case (.get, "$export-file", _): return .exportFile
+            default: break
+            }
             let typed = rest.first?.hasPrefix("{ResourceType") == true
             switch (route.method, rest.count) {
             case (.post, 0): return .bundle
@@ -39,6 +52,7 @@ struct FHIRAPI: Sendable {
         }
         self.store = store
         base = issuer + prefix
+        export = BulkExport(store: store, base: base, logger: logger)
     }
 
     func respond(_ request: Request, path: String, route: RouteID, credential: Credential, surface: Surface) async throws -> Response {
@@ -63,8 +77,19 @@ struct FHIRAPI: Sendable {
                 try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), request: &request, credential: credential, surface: surface)
         case .delete:
             response = try await delete(try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), credential: credential, surface: surface)
-        case .bundle, .export:
-            throw APIError(.notImplemented, "not_supported", "\(operation == .bundle ? "Bundles" : "Bulk export") are not served by Caregate's built-in FHIR API yet")
+        case .bundle:
+            throw APIError(.notImplemented, "not_supported", "Bundles are not served by Caregate's built-in FHIR API yet")
+        case .exportKickOff(let patientLevel):
+            var request = request
+            response = try await export.kickOff(&request, credential: credential, surface: surface, patientLevel: patientLevel)
+        case .exportGroup:
+            throw APIError.notFound("Group/\(Validate.safe(segments[3])) is not known (this server has no groups)")
+        case .exportStatus:
+            response = try await export.status(segments[3], credential: credential)
+        case .exportCancel:
+            response = try await export.cancel(segments[3], credential: credential)
+        case .exportFile:
+            response = try await export.file(segments[3], type: segments[4], credential: credential)
         }
         if request.method == .head { response.body = .init() }
         return response
@@ -113,7 +138,7 @@ struct FHIRAPI: Sendable {
         let reaches = try Self.reaches(credential, surface, type, .create)
         try Self.check(index, against: reaches, type: type)
         guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
-            throw APIError(.unprocessableContent, "unprocessable", "Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
+            throw APIError.badRequest("Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
         }
         let created = try await store.create(type, organization: credential.organizationID, resource: resource, index: index)
         let id = created["id"]?.stringValue ?? ""
@@ -124,12 +149,16 @@ struct FHIRAPI: Sendable {
     }
 
     private func update(_ type: FHIRType, id: String, request: inout Request, credential: Credential, surface: Surface) async throws -> Response {
-        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: id)
         let reaches = try Self.reaches(credential, surface, type, .update)
+        // What is out of reach (or absent) is a 404 before anything about the body is said.
+        guard try await store.read(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) != nil else {
+            throw Self.unknown(type, id)
+        }
+        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: id)
         // The resource must be within reach before and after: an update cannot move it out.
         try Self.check(index, against: reaches, type: type)
         guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
-            throw APIError(.unprocessableContent, "unprocessable", "Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
+            throw APIError.badRequest("Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
         }
         guard let updated = try await store.update(
             type, organization: credential.organizationID, id: id, resource: resource, index: index, access: FHIRAccess.storeAccess(reaches))
@@ -189,6 +218,15 @@ struct FHIRAPI: Sendable {
                 headers: [.allow: "GET, HEAD"])
         }
         return type
+    }
+
+    /// The methods a FHIR path answers, for a 405's `Allow`: writes only on the clinical types.
+    static func allowedMethods(_ path: String) -> [String]? {
+        guard case .success(let segments) = RequestPath.segments(path), segments.count == 3 || segments.count == 4,
+              let type = FHIRType(rawValue: segments[2]), segments.count == 3 || !segments[3].hasPrefix("$")
+        else { return nil }
+        guard type.isClinical else { return ["GET", "HEAD"] }
+        return segments.count == 3 ? ["GET", "HEAD", "POST"] : ["GET", "HEAD", "PUT", "DELETE"]
     }
 
     /// A FHIR logical id: 1–64 of `A-Z a-z 0-9 - .` (a record id as `/v3` writes it, `pat_…`, is read as its FHIR id).

@@ -115,9 +115,11 @@ struct FHIRAccess {
         case .code: value = index.code
         case .status: value = index.status
         case .date: value = index.date
+        case .lastUpdated: return true
         }
         switch filter.test {
         case .nothing: return false
+        case .writtenSince: return true
         case .anyOf(let values): return values.contains(value)
         case .codes(let codings):
             return codings.contains { $0.code == value && (filter.field != .code || $0.system == nil || $0.system == index.codeSystem) }

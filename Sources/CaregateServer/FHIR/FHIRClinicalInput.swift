@@ -4,6 +4,10 @@ import Hummingbird
 /// A clinical resource as a client writes it: read strictly, with the fields its search
 /// parameters and access rules read taken out of it.
 enum FHIRClinicalInput {
+    /// FHIR R4's `dateTime` (a time has seconds and a zone), as the specification writes it.
+    nonisolated(unsafe) static let dateTime =
+        #/([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?/#
+
     static let observationStatuses: Set<String> = ["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"]
 
     static func read(_ request: inout Request, type: FHIRType, id: String?) async throws -> (JSONValue, FHIRStore.ClinicalIndex) {
@@ -63,7 +67,9 @@ enum FHIRClinicalInput {
         }
         var instant = ""
         if let date {
-            guard let interval = FHIRSearch.interval(date) else { throw APIError.badRequest("\"\(Validate.safe(date))\" is not a FHIR dateTime") }
+            guard (try? Self.dateTime.wholeMatch(in: date)) != nil, let interval = FHIRSearch.interval(date) else {
+                throw APIError.badRequest("\"\(Validate.safe(date))\" is not a FHIR dateTime")
+            }
             instant = interval.0
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.

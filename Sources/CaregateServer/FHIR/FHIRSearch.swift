@@ -1,5 +1,4 @@
 import CaregateStore
-import Foundation
 import Scopes
 
 /// A FHIR search request read strictly: every parameter is one this server applies, or the
@@ -14,8 +13,10 @@ struct FHIRSearch {
 
     static let defaultCount = 50
     static let maxCount = 200
+    static let maxRequestedCount = 1_000_000
     static let maxOffset = 1_000_000
-    static let maxValues = 100
+    static let maxValues = 1_024
+    static let maxValueBytes = 2_048
 
     /// Parameters every search takes.
     static let common = ["_id", "_count", "_offset", "_format"]
@@ -55,7 +56,9 @@ struct FHIRSearch {
         for (name, value) in items {
             switch name {
             case "_count":
-                guard let n = Int(value), n >= 0 else { throw APIError.badRequest("_count must be a whole number from 0") }
+                guard let n = Int(value), (0...Self.maxRequestedCount).contains(n) else {
+                    throw APIError.badRequest("_count must be a whole number from 0 to \(Self.maxRequestedCount) (at most \(Self.maxCount) are returned)")
+                }
                 count = min(n, Self.maxCount)
             case "_offset":
                 guard let n = Int(value), (0...Self.maxOffset).contains(n) else { throw APIError.badRequest("_offset must be a whole number from 0 to \(Self.maxOffset)") }
@@ -88,6 +91,7 @@ struct FHIRSearch {
     }
 
     static func filter(_ name: String, _ value: String, type: FHIRType) throws -> FHIRFilter {
+        guard value.utf8.count <= maxValueBytes else { throw APIError.badRequest("\(name) may be at most \(maxValueBytes) bytes") }
         let values = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard !value.isEmpty, values.allSatisfy({ !$0.isEmpty }) else { throw APIError.badRequest("\(name) needs a value") }
         guard values.count <= maxValues else { throw APIError.badRequest("\(name) takes at most \(maxValues) values") }
@@ -157,35 +161,32 @@ struct FHIRSearch {
         }
     }
 
-    /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store writes instants.
+    /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store
+    /// writes instants (proleptic Gregorian, UTC; an offset is applied).
     static func interval(_ text: String) -> (String, String)? {
         let pattern = #/^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/#
-        guard let m = try? pattern.wholeMatch(in: text) else { return nil }
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        var components = DateComponents(year: Int(m.1)!, month: m.2.map { Int($0)! } ?? 1, day: m.3.map { Int($0)! } ?? 1)
-        guard (1...12).contains(components.month!), (1...31).contains(components.day!) else { return nil }
-        let step: Calendar.Component
-        if let hour = m.4, let minute = m.5 {
-            guard let h = Int(hour), let mi = Int(minute), h < 24, mi < 60 else { return nil }
-            components.hour = h
-            components.minute = mi
-            step = m.6 == nil ? .minute : .second
-            if let second = m.6 {
-                guard let s = Int(second), s < 60 else { return nil }
-                components.second = s
+        guard let m = try? pattern.wholeMatch(in: text), let year = Int(m.1), year >= 1 else { return nil }
+        let month = m.2.flatMap { Int($0) } ?? 1, day = m.3.flatMap { Int($0) } ?? 1
+        guard (1...12).contains(month), (1...FHIRDate.daysIn(month: month, year: year)).contains(day) else { return nil }
+        var start = FHIRDate.days(year: year, month: month, day: day) * 86_400
+        let end: Int64
+        if let hour = m.4.flatMap({ Int($0) }), let minute = m.5.flatMap({ Int($0) }) {
+            let second = m.6.flatMap { Int($0) } ?? 0
+            guard hour < 24, minute < 60, second < 60 else { return nil }
+            start += Int64(hour * 3600 + minute * 60 + second)
+            if let zone = m.7, zone != "Z" {
+                let parts = zone.dropFirst().split(separator: ":")
+                guard let h = Int(parts[0]), let mi = Int(parts[1]), h < 24, mi < 60 else { return nil }
+                start -= Int64((zone.hasPrefix("-") ? -1 : 1) * (h * 3600 + mi * 60))
             }
+            end = start + (m.6 == nil ? 60 : 1)
+        } else if m.3 != nil {
+            end = start + 86_400
+        } else if m.2 != nil {
+            end = (month == 12 ? FHIRDate.days(year: year + 1, month: 1, day: 1) : FHIRDate.days(year: year, month: month + 1, day: 1)) * 86_400
         } else {
-            step = m.3 != nil ? .day : m.2 != nil ? .month : .year
+            end = FHIRDate.days(year: year + 1, month: 1, day: 1) * 86_400
         }
-        guard var start = calendar.date(from: components), calendar.component(.day, from: start) == components.day! else { return nil }
-        if let zone = m.7, zone != "Z" {
-            let sign: Double = zone.hasPrefix("-") ? -1 : 1
-            let parts = zone.dropFirst().split(separator: ":")
-            guard let h = Double(parts[0]), let mi = Double(parts[1]), h < 24, mi < 60 else { return nil }
-            start = start.addingTimeInterval(-sign * (h * 3600 + mi * 60))
-        }
-        guard let end = calendar.date(byAdding: step, value: 1, to: start) else { return nil }
-        return (FHIRDate.instant(seconds: start.timeIntervalSince1970), FHIRDate.instant(seconds: end.timeIntervalSince1970))
+        return (FHIRDate.instant(seconds: start), FHIRDate.instant(seconds: end))
     }
 }

@@ -259,7 +259,7 @@ extension ManagementAPI {
         ("Launch", .object([("launch", .text), ("launchUrl", .nullable(.text)), ("iss", .text), ("expiresAt", .dateTime)],
                            required: ["launch", "launchUrl", "iss", "expiresAt"])),
         ("OAuthClient", .object(
-            [("clientId", .text), ("clientSecret", .nullable(.text)), ("appId", .id), ("credentialType", .oneOf(["oauth2", "service_key"])),
+            [("clientId", .text), ("clientSecret", .nullable(.text)), ("appId", .id), ("credentialType", .oneOf(["oauth2", "service_key", "smart_on_fhir"])),
              ("grantTypes", .array(.text)), ("scopes", .array(.text)), ("organizationId", .nullable(.id)), ("jwksUri", .nullable(.text)),
              ("tokenEndpointAuthMethod", .oneOf(["client_secret_basic", "private_key_jwt", "none"])), ("redirectUris", .array(.text)),
              ("launchUrl", .nullable(.text)), ("public", .boolean)],

@@ -46,6 +46,9 @@ struct EnforcementMiddleware: RouterMiddleware {
                 // A method no route table knows (PROPFIND) is a 405 where the path exists, else a 404.
                 let allow = Self.allowedMethods(surface, path)
                 guard !allow.isEmpty else { throw APIError.refusal(.notFound, request) }
+                if case .fhir = surface.backend, let served = FHIRAPI.allowedMethods(path) {
+                    throw APIError.methodNotAllowed(request.method, allow: served)
+                }
                 throw APIError.methodNotAllowed(request.method, allow: allow.map(\.description))
             case .notFound, .invalidPath:
                 throw APIError.refusal(decision, request)

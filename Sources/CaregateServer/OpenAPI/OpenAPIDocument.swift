@@ -22,14 +22,17 @@ enum OpenAPIDocument {
             return (name, schema.json)
         }
         for surface in registry.gatewaySurfaces { SurfaceOperations.addGateway(surface, to: &paths) }
+        if let fhir = registry.fhir { FHIROperations.add(fhir, to: &paths) }
+        schemas += FHIROperations.schemas
         return [
             "openapi": "3.1.0",
             "info": [
                 "title": "Caregate", "version": .string(version),
                 "description": """
                     Scope-based permission system for healthcare partner APIs: the management API, OAuth 2.0, \
-                    the built-in clinic data API (/v3, /v1) and the gateway surfaces. Every error answer is \
-                    {code, message, trace_id} (RFC 6749 {error, error_description} on /oauth2); every 405 carries Allow.
+                    the built-in clinic data API (/v3, /v1), FHIR R4 (/fhir/R4) and the gateway surfaces. Every error answer is \
+                    {code, message, trace_id} (RFC 6749 {error, error_description} on /oauth2, a FHIR OperationOutcome on \
+                    /fhir/R4); every 405 carries Allow.
                     """,
             ],
             "paths": paths.json,

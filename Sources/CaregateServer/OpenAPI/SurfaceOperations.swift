@@ -87,7 +87,11 @@ enum SurfaceOperations {
 
     static func addGateway(_ surface: Surface, to paths: inout OpenAPIPaths) {
         let typed = typedParameters(surface.catalog)
-        add(surface, to: &paths, documented: { !$0.isPublic }) { route, names in
+        // Only the routes this upstream serves (not /fhir/R4 when the built-in FHIR API has it).
+        let owned = { (route: RouteInfo) in surface.prefixes.contains { route.path.isPath(under: $0) } }
+        add(surface, to: &paths, documented: { !$0.isPublic && owned($0) }) { route, names in
+            // Caregate's own errors on the FHIR base are OperationOutcomes.
+            let error = route.path.isPath(under: Discovery.fhirBasePath) ? FHIROperations.outcome : OpenAPIDocument.errorResponse
             var document = base(route, surface)
             document.set("description", .string("Forwarded to the \(surface.name) upstream when allowed. Required scope: \(route.requirement)"))
             var parameters: [JSONValue] = []
@@ -105,9 +109,8 @@ enum SurfaceOperations {
                 ("200", ["description": "The upstream's answer, passed through", "content": ["*/*": ["schema": [:] as JSONValue]]]),
                 ("default", ["description": "The upstream's answer, whatever its status, passed through", "content": ["*/*": ["schema": [:] as JSONValue]]]),
             ] + refusals(route) + [
-                ("413", OpenAPIDocument.errorResponse("Body over the upstream's maxBodyBytes")),
-                ("502", OpenAPIDocument.errorResponse("The upstream is unavailable")),
-                ("504", OpenAPIDocument.errorResponse("The upstream did not answer in time")),
+                ("413", error("Body over the upstream's maxBodyBytes")), ("502", error("The upstream is unavailable")),
+                ("504", error("The upstream did not answer in time")),
             ]))
             return document
         }
@@ -154,8 +157,11 @@ enum SurfaceOperations {
          "description": .string(parameter.description)]
     }
 
-    /// What the enforcement pipeline answers on every route of a surface.
+    /// What the enforcement pipeline answers on every route of a surface (OperationOutcomes on the FHIR base).
     static func refusals(_ route: RouteInfo) -> [(String, JSONValue)] {
+        if route.path.isPath(under: Discovery.fhirBasePath) {
+            return FHIROperations.errors(route.isPublic ? [] : [("403", "Insufficient scope")]).filter { $0.0 != "403" || !route.isPublic }
+        }
         var answers: [(String, JSONValue)] = [
             ("400", OpenAPIDocument.errorResponse("Invalid path, query or X-Organization-Id (the message names it)")),
             ("401", OpenAPIDocument.errorResponse("Missing, invalid, expired or revoked credential, or an app not installed in this clinic")),

@@ -272,6 +272,18 @@ def clinic_wide(cfg, out, state):
     out["status"] = key.get("Condition", **{"clinical-status": "active"}, _count="0").json().get("total")
 
 
+def clinician_user(cfg, out, state):
+    """user/*.rs for a clinician: what the clinician may see, the clinic."""
+    result, verifier, _ = raw_authorization(cfg, cfg["public"], cfg["scopes"]["clinician"], cfg["clinician"])
+    out["pages"] = result["pages"]
+    token = exchange(cfg, cfg["public"], result["query"]["code"], verifier).json()
+    caller = Caller(cfg, token["access_token"])
+    out["observations"] = caller.get("Observation", _count="0").json().get("total")
+    out["patients"] = caller.get("Patient", _count="0").json().get("total")
+    out["foreign_patient"] = caller.get("Patient/" + cfg["foreignPatient"]).status_code
+    out["own_record"] = caller.get("Practitioner/" + cfg["clinician"]["providerId"]).status_code
+
+
 def fhirclient_reads(cfg, out, state):
     """fhirclient's own models read the patient and search its Observations with the launch token."""
     from fhirclient import server as fhir_server
@@ -295,7 +307,7 @@ SCENARIOS = [
     ("compartment", compartment), ("reference_types", reference_types), ("other_patient", other_patient),
     ("refused_operations", refused_operations), ("writes", writes), ("granular", granular),
     ("no_patient_context", no_patient_context), ("errors", errors), ("clinic_wide", clinic_wide),
-    ("fhirclient_reads", fhirclient_reads),
+    ("clinician_user", clinician_user), ("fhirclient_reads", fhirclient_reads),
 ]
 
 

@@ -1,0 +1,119 @@
+import SQLKit
+
+/// A FHIR Bulk Data export (`$export`): who asked, what, and how far it got.
+public struct ExportJobRecord: Sendable {
+    public enum Status: String, Sendable { case inProgress = "in-progress", completed, failed }
+    public var id: String
+    public var organizationID: String
+    /// The key or OAuth client that asked: the only one that may see the job and its files.
+    public var clientID: String
+    /// The kick-off request's URL, as the manifest repeats it.
+    public var request: String
+    public var types: [String]
+    public var status: Status
+    public var progress: String
+    public var transactionTime: String
+    public var expiresAt: Int64
+    public var error: String?
+}
+
+extension FHIRStore {
+    /// How long a job and its files are kept after the kick-off.
+    public static let exportLifetime: Int64 = 3_600_000
+
+    public func createExportJob(organization: String, clientID: String, request: String, types: [String]) async throws -> ExportJobRecord {
+        let now = Clock.millis()
+        let job = ExportJobRecord(
+            id: Identifier.random("exp"), organizationID: organization, clientID: clientID, request: request, types: types, status: .inProgress,
+            progress: "queued", transactionTime: FHIRDate.instant(millis: now), expiresAt: now + Self.exportLifetime)
+        try await sql.raw("""
+            INSERT INTO export_jobs (id, organization_id, client_id, request, types, status, progress, transaction_time, created_at, expires_at)
+            VALUES (\(bind: job.id), \(bind: organization), \(bind: clientID), \(bind: request), \(bind: types.joined(separator: ",")),
+              \(bind: job.status.rawValue), \(bind: job.progress), \(bind: job.transactionTime), \(bind: now), \(bind: job.expiresAt))
+            """).run()
+        return job
+    }
+
+    /// The job, if it exists, has not expired, and belongs to this client in this clinic.
+    public func exportJob(_ id: String, organization: String, clientID: String) async throws -> ExportJobRecord? {
+        guard let row = try await sql.raw("""
+            SELECT id, organization_id, client_id, request, types, status, progress, transaction_time, expires_at, error FROM export_jobs
+            WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID) AND expires_at > \(bind: Clock.millis())
+            """).first()
+        else { return nil }
+        return ExportJobRecord(
+            id: try row.decode(column: "id", as: String.self), organizationID: try row.decode(column: "organization_id", as: String.self),
+            clientID: try row.decode(column: "client_id", as: String.self), request: try row.decode(column: "request", as: String.self),
+            types: try row.decode(column: "types", as: String.self).split(separator: ",").map(String.init),
+            status: ExportJobRecord.Status(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
+            progress: try row.decode(column: "progress", as: String.self), transactionTime: try row.decode(column: "transaction_time", as: String.self),
+            expiresAt: try row.decode(column: "expires_at", as: Int64.self), error: try row.decode(column: "error", as: String?.self))
+    }
+
+    public func setExportProgress(_ id: String, _ progress: String) async throws {
+        try await sql.raw("UPDATE export_jobs SET progress = \(bind: progress) WHERE id = \(bind: id) AND status = 'in-progress'").run()
+    }
+
+    /// One part of a type's NDJSON file.
+    public func addExportPart(_ id: String, type: String, part: Int, count: Int, content: String) async throws {
+        try await sql.raw("""
+            INSERT INTO export_files (job_id, resource_type, part, count, content)
+            VALUES (\(bind: id), \(bind: type), \(bind: Int64(part)), \(bind: Int64(count)), \(bind: content))
+            """).run()
+    }
+
+    public func finishExportJob(_ id: String, error: String?) async throws {
+        try await sql.raw("""
+            UPDATE export_jobs SET status = \(bind: error == nil ? "completed" : "failed"), error = \(bind: error), completed_at = \(bind: Clock.millis())
+            WHERE id = \(bind: id) AND status = 'in-progress'
+            """).run()
+    }
+
+    /// Each exported type with its resource count, in the job's order.
+    public func exportOutputs(_ id: String) async throws -> [(type: String, count: Int)] {
+        try await sql.raw("""
+            SELECT resource_type, CAST(SUM(count) AS BIGINT) AS n, MIN(part) AS first FROM export_files WHERE job_id = \(bind: id)
+            GROUP BY resource_type ORDER BY MIN(part)
+            """).all().map { (try $0.decode(column: "resource_type", as: String.self), try $0.decode(column: "n", as: Int.self)) }
+    }
+
+    /// Calls `body` with each part of a type's file, in order (one part in memory at a time).
+    public func exportParts(_ id: String, type: String, _ body: (String) async throws -> Void) async throws {
+        var next: Int64 = 0
+        while true {
+            guard let row = try await sql.raw("""
+                SELECT part, content FROM export_files WHERE job_id = \(bind: id) AND resource_type = \(bind: type) AND part >= \(bind: next)
+                ORDER BY part LIMIT 1
+                """).first()
+            else { return }
+            try await body(try row.decode(column: "content", as: String.self))
+            next = try row.decode(column: "part", as: Int64.self) + 1
+        }
+    }
+
+    /// Deletes a job and its files; whether there was one.
+    public func deleteExportJob(_ id: String, organization: String, clientID: String) async throws -> Bool {
+        try await database.transaction { db in
+            guard try await db.raw("""
+                SELECT id FROM export_jobs WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID)
+                """).first() != nil
+            else { return false }
+            try await db.raw("DELETE FROM export_files WHERE job_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM export_jobs WHERE id = \(bind: id)").run()
+            return true
+        }
+    }
+
+    /// Deletes expired jobs with their files; how many jobs went.
+    @discardableResult
+    public func pruneExports(now: Int64 = Clock.millis()) async throws -> Int {
+        try await database.transaction { db in
+            let expired = try await db.raw("SELECT id FROM export_jobs WHERE expires_at <= \(bind: now)").all().map { try $0.decode(column: "id", as: String.self) }
+            for id in expired {
+                try await db.raw("DELETE FROM export_files WHERE job_id = \(bind: id)").run()
+                try await db.raw("DELETE FROM export_jobs WHERE id = \(bind: id)").run()
+            }
+            return expired.count
+        }
+    }
+}
