@@ -174,59 +174,92 @@ public struct FHIRStore: Sendable {
 
     /// Stores a new clinical resource under a new id; returns it as read back.
     public func create(_ type: FHIRType, organization: String, resource: JSONValue, index: ClinicalIndex) async throws -> JSONValue {
-        precondition(type.isClinical)
-        let id = Identifier.random(type.idPrefix)
-        var resource = resource
-        resource.set("id", .string(FHIRID.fhir(id)))
-        let now = Clock.millis()
-        try await sql.raw("""
-            INSERT INTO clinical_resources (id, organization_id, resource_type, patient_id, category, code, code_system, status, recorded_at,
-              version, updated_at, content)
-            VALUES (\(bind: id), \(bind: organization), \(bind: type.rawValue), \(bind: FHIRID.record(index.patient)), \(bind: index.category), \(bind: index.code),
-              \(bind: index.codeSystem), \(bind: index.status), \(bind: index.date), 1, \(bind: now),
-              \(bind: String(decoding: Self.stored(resource).serialized(), as: UTF8.self)))
-            """).run()
-        return Table(type).render(resource, version: 1, updatedAt: now)
+        try await writing { try await $0.create(type, organization: organization, resource: resource, index: index) }
     }
 
     /// Replaces a clinical resource that exists and matches `access`; nil when there is none.
     public func update(
         _ type: FHIRType, organization: String, id: String, resource: JSONValue, index: ClinicalIndex, access: [[FHIRFilter]]?
     ) async throws -> JSONValue? {
+        try await writing { try await $0.update(type, organization: organization, id: id, resource: resource, index: index, access: access) }
+    }
+
+    /// Deletes a clinical resource that exists and matches `access`; whether there was one.
+    public func delete(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?) async throws -> Bool {
+        try await writing { try await $0.delete(type, organization: organization, id: id, access: access) }
+    }
+
+    /// Runs several writes in one transaction (a FHIR transaction Bundle): all or none of them.
+    public func writing<R: Sendable>(_ body: @escaping @Sendable (FHIRWrites) async throws -> R) async throws -> R {
+        try await database.transaction { db in try await body(FHIRWrites(db: db)) }
+    }
+
+    /// The stored JSON: without `meta`, which the store writes on every answer.
+    static func stored(_ resource: JSONValue) -> JSONValue {
+        guard case .object(let pairs) = resource else { return resource }
+        return .object(pairs.filter { $0.0 != "meta" })
+    }
+}
+
+/// The clinical writes of one transaction (``FHIRStore/writing(_:)``).
+public struct FHIRWrites: Sendable {
+    let db: any SQLDatabase
+
+    /// Stores a new clinical resource under a new id; returns it as read back.
+    public func create(_ type: FHIRType, organization: String, resource: JSONValue, index: FHIRStore.ClinicalIndex) async throws -> JSONValue {
         precondition(type.isClinical)
-        var stored = resource
-        stored.set("id", .string(FHIRID.fhir(id)))
-        let resource = stored
-        let content = String(decoding: Self.stored(resource).serialized(), as: UTF8.self)
+        let id = Identifier.random(type.idPrefix)
+        var resource = resource
+        resource.set("id", .string(FHIRID.fhir(id)))
         let now = Clock.millis()
-        return try await database.transaction { db in
-            guard try await isReachable(type, organization: organization, id: id, access: access, on: db) else { return nil }
-            let row = try await db.raw("""
-                UPDATE clinical_resources SET patient_id = \(bind: FHIRID.record(index.patient)), category = \(bind: index.category), code = \(bind: index.code),
-                  code_system = \(bind: index.codeSystem), status = \(bind: index.status), recorded_at = \(bind: index.date),
-                  version = version + 1, updated_at = \(bind: now), content = \(bind: content)
-                WHERE organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))
-                RETURNING version
-                """).first()
-            guard let version = try row?.decode(column: "version", as: Int64.self) else { return nil }
-            return Table(type).render(resource, version: version, updatedAt: now)
-        }
+        try await db.raw("""
+            INSERT INTO clinical_resources (id, organization_id, resource_type, patient_id, category, code, code_system, status, recorded_at,
+              version, updated_at, content)
+            VALUES (\(bind: id), \(bind: organization), \(bind: type.rawValue), \(bind: FHIRID.record(index.patient)), \(bind: index.category), \(bind: index.code),
+              \(bind: index.codeSystem), \(bind: index.status), \(bind: index.date), 1, \(bind: now),
+              \(bind: String(decoding: FHIRStore.stored(resource).serialized(), as: UTF8.self)))
+            """).run()
+        return Table(type).render(resource, version: 1, updatedAt: now)
+    }
+
+    /// Replaces a clinical resource that exists and matches `access`; nil when there is none.
+    public func update(
+        _ type: FHIRType, organization: String, id: String, resource: JSONValue, index: FHIRStore.ClinicalIndex, access: [[FHIRFilter]]?
+    ) async throws -> JSONValue? {
+        precondition(type.isClinical)
+        var resource = resource
+        resource.set("id", .string(FHIRID.fhir(id)))
+        let content = String(decoding: FHIRStore.stored(resource).serialized(), as: UTF8.self)
+        let now = Clock.millis()
+        guard try await isReachable(type, organization: organization, id: id, access: access) else { return nil }
+        let row = try await db.raw("""
+            UPDATE clinical_resources SET patient_id = \(bind: FHIRID.record(index.patient)), category = \(bind: index.category), code = \(bind: index.code),
+              code_system = \(bind: index.codeSystem), status = \(bind: index.status), recorded_at = \(bind: index.date),
+              version = version + 1, updated_at = \(bind: now), content = \(bind: content)
+            WHERE organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))
+            RETURNING version
+            """).first()
+        guard let version = try row?.decode(column: "version", as: Int64.self) else { return nil }
+        return Table(type).render(resource, version: version, updatedAt: now)
     }
 
     /// Deletes a clinical resource that exists and matches `access`; whether there was one.
     public func delete(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?) async throws -> Bool {
         precondition(type.isClinical)
-        return try await database.transaction { db in
-            guard try await isReachable(type, organization: organization, id: id, access: access, on: db) else { return false }
-            try await db.raw("""
-                DELETE FROM clinical_resources WHERE organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))
-                """).run()
-            return true
-        }
+        guard try await isReachable(type, organization: organization, id: id, access: access) else { return false }
+        try await db.raw("""
+            DELETE FROM clinical_resources WHERE organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))
+            """).run()
+        return true
     }
 
-    /// Whether the resource exists and matches `access`, inside a transaction.
-    private func isReachable(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?, on db: any SQLDatabase) async throws -> Bool {
+    /// Whether a patient with this id exists in this organization.
+    public func patientExists(organization: String, id: String) async throws -> Bool {
+        try await db.raw("SELECT id FROM patients WHERE organization_id = \(bind: organization) AND id = \(bind: FHIRID.record(id))").first() != nil
+    }
+
+    /// Whether the resource exists and matches `access`.
+    private func isReachable(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?) async throws -> Bool {
         let table = Table(type)
         var conditions: SQLQueryString = "organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))"
         if let access {
@@ -237,12 +270,6 @@ public struct FHIRStore: Sendable {
             conditions += " AND (" + alternatives.dropFirst().reduce(alternatives[0]) { $0 + " OR " + $1 } + ")"
         }
         return try await db.raw("SELECT id FROM clinical_resources WHERE " + conditions).first() != nil
-    }
-
-    /// The stored JSON: without `meta`, which the store writes on every answer.
-    static func stored(_ resource: JSONValue) -> JSONValue {
-        guard case .object(let pairs) = resource else { return resource }
-        return .object(pairs.filter { $0.0 != "meta" })
     }
 }
 

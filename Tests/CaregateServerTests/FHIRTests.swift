@@ -167,6 +167,88 @@ import Testing
         }
     }
 
+    @Test("transaction Bundles are checked whole and written in one transaction; batches answer per entry", arguments: Backend.allCases)
+    func bundles(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 3)
+            let other = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(
+                developer: dev.token, scopes: ["cms.fhir.r4.read", "cms.fhir.rest.write", "cms.fhir.bundle.push"], surface: "platform")
+            _ = try await s.install(app: app.id, clinic: clinic)
+            let full = try await s.createKey(developer: dev.token, app: app.id, scopes: nil).key
+            let pushOnly = try await s.createKey(developer: dev.token, app: app.id, scopes: ["cms.fhir.bundle.push"]).key
+            let patient = FHIRID.fhir(try #require(
+                try await s.server.clinic.list(.patients, organization: clinic.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue))
+            let stranger = FHIRID.fhir(try #require(
+                try await s.server.clinic.list(.patients, organization: other.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue))
+            func observation(_ subject: String) -> [String: Any] {
+                ["resourceType": "Observation", "status": "final", "subject": ["reference": "Patient/\(subject)"],
+                 "code": ["coding": [["system": "http://loinc.org", "code": "8867-4"]]], "effectiveDateTime": "2026-11-30T08:00:00Z"]
+            }
+            func post(_ key: String, _ type: String, _ entries: [[String: Any]]) async throws -> TestServer.Reply {
+                let body = try JSONSerialization.data(withJSONObject: ["resourceType": "Bundle", "type": type, "entry": entries])
+                return try await s.request("POST", "/fhir/R4", token: key, organization: clinic.uuid, body: body, headers: ["Content-Type": "application/fhir+json"])
+            }
+            func count() async throws -> Int {
+                let reply = try await s.request("GET", "/fhir/R4/Observation?_count=0", token: full, organization: clinic.uuid)
+                return reply.json?.raw["total"] as? Int ?? -1
+            }
+            let before = try await count()
+            #expect(before == 12)
+
+            // One bad entry refuses the whole transaction, and nothing of it is written.
+            let refused = try await post(full, "transaction", [
+                ["request": ["method": "POST", "url": "Observation"], "resource": observation(patient)],
+                ["request": ["method": "POST", "url": "Observation"], "resource": observation(stranger)],
+            ])
+            #expect(refused.status == 400 && refused.text.contains("Bundle entry 1"), "\(refused.status): \(refused.text)")
+            #expect(try await count() == before)
+            let readOnly = try await post(full, "transaction", [["request": ["method": "PUT", "url": "Patient/\(patient)"], "resource": ["resourceType": "Patient"]]])
+            #expect(readOnly.status == 400 && readOnly.json?.string("resourceType") == "OperationOutcome")
+
+            // A good one: deletes, creates, updates, then reads, each answered in its entry.
+            let first = try await post(full, "transaction", [["request": ["method": "POST", "url": "Observation"], "resource": observation(patient)]])
+            try expectStatus(first, 200)
+            let created = try #require((first.json?.array("entry").first?.object("resource"))?.string("id"))
+            var amended = observation(patient)
+            amended["id"] = created
+            amended["status"] = "amended"
+            let mixed = try await post(full, "transaction", [
+                ["request": ["method": "GET", "url": "Observation/\(created)"]],
+                ["request": ["method": "PUT", "url": "Observation/\(created)"], "resource": amended],
+                ["request": ["method": "POST", "url": "Observation"], "resource": observation(patient)],
+                ["request": ["method": "GET", "url": "Observation?patient=\(patient)&_count=0"]],
+            ])
+            try expectStatus(mixed, 200)
+            #expect(mixed.json?.string("type") == "transaction-response")
+            let statuses = mixed.json?.array("entry").map { $0.object("response")?.string("status") ?? "" }
+            #expect(statuses == ["200 OK", "200 OK", "201 Created", "200 OK"], "\(statuses ?? [])")
+            #expect(mixed.json?.array("entry")[0].object("resource")?.string("status") == "amended", "the read comes after the writes")
+            #expect(mixed.json?.array("entry")[3].object("resource")?.raw["total"] as? Int == 6)
+            #expect(try await count() == before + 2)
+
+            // A batch answers each entry on its own.
+            let batch = try await post(full, "batch", [
+                ["request": ["method": "POST", "url": "Observation"], "resource": observation(stranger)],
+                ["request": ["method": "DELETE", "url": "Observation/\(created)"]],
+                ["request": ["method": "GET", "url": "Observation/\(created)"]],
+            ])
+            try expectStatus(batch, 200)
+            #expect(batch.json?.array("entry").map { $0.object("response")?.string("status") ?? "" } == ["400 Bad Request", "204 No Content", "404 Not Found"])
+
+            // cms.fhir.bundle.push writes through Bundles, clinic-wide, and reads nothing.
+            let pushed = try await post(pushOnly, "batch", [
+                ["request": ["method": "POST", "url": "Observation"], "resource": observation(patient)],
+                ["request": ["method": "GET", "url": "Observation?patient=\(patient)"]],
+            ])
+            #expect(pushed.json?.array("entry").map { $0.object("response")?.string("status") ?? "" } == ["201 Created", "403 Forbidden"], "\(pushed.text)")
+            #expect(try await s.request("POST", "/fhir/R4/Observation", token: pushOnly, organization: clinic.uuid,
+                                        body: try JSONSerialization.data(withJSONObject: observation(patient)),
+                                        headers: ["Content-Type": "application/fhir+json"]).status == 403, "but not outside a Bundle")
+        }
+    }
+
     static func assertRules(_ observed: Observed, me: String) {
         func sub(_ object: [String: Any], _ key: String) -> [String: Any] { object[key] as? [String: Any] ?? [:] }
         let tokens = observed.raw["tokens"] as? [String: Any] ?? [:]

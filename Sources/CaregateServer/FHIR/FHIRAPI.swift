@@ -65,9 +65,9 @@ struct FHIRAPI: Sendable {
         var response: Response
         switch operation {
         case .search:
-            response = try await search(try Self.type(segments[2]), request: request, credential: credential, surface: surface)
+            response = Self.answer(try await search(try Self.type(segments[2]), query: request.uri.query, credential: credential, surface: surface))
         case .read:
-            response = try await read(try Self.type(segments[2]), id: try Self.id(segments[3]), credential: credential, surface: surface)
+            response = Self.answer(try await read(try Self.type(segments[2]), id: try Self.id(segments[3]), credential: credential, surface: surface))
         case .create:
             var request = request
             response = try await create(try Self.writableType(segments[2], request.method), request: &request, credential: credential, surface: surface)
@@ -78,7 +78,8 @@ struct FHIRAPI: Sendable {
         case .delete:
             response = try await delete(try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), credential: credential, surface: surface)
         case .bundle:
-            throw APIError(.notImplemented, "not_supported", "Bundles are not served by Caregate's built-in FHIR API yet")
+            var request = request
+            response = try await bundle(&request, credential: credential, surface: surface)
         case .exportKickOff(let patientLevel):
             var request = request
             response = try await export.kickOff(&request, credential: credential, surface: surface, patientLevel: patientLevel)
@@ -97,8 +98,8 @@ struct FHIRAPI: Sendable {
 
     // MARK: Interactions
 
-    private func search(_ type: FHIRType, request: Request, credential: Credential, surface: Surface) async throws -> Response {
-        let search = try FHIRSearch(type: type, query: request.uri.query)
+    func search(_ type: FHIRType, query: String?, credential: Credential, surface: Surface) async throws -> Outcome {
+        let search = try FHIRSearch(type: type, query: query)
         let reaches = try Self.reaches(credential, surface, type, .search)
         if type.inPatientCompartment, let confined = FHIRAccess.confinedPatients(reaches), let named = search.namedPatients,
            !named.allSatisfy(confined.contains) {
@@ -107,12 +108,12 @@ struct FHIRAPI: Sendable {
         let page = try await store.search(
             type, organization: credential.organizationID, filters: search.filters, access: FHIRAccess.storeAccess(reaches), count: search.count,
             offset: search.offset)
-        var links: [JSONValue] = [["relation": "self", "url": .string(pageURL(type, request.uri.query, offset: search.offset))]]
+        var links: [JSONValue] = [["relation": "self", "url": .string(pageURL(type, query, offset: search.offset))]]
         if search.count > 0, search.offset + page.resources.count < page.total {
-            links.append(["relation": "next", "url": .string(pageURL(type, request.uri.query, offset: search.offset + search.count))])
+            links.append(["relation": "next", "url": .string(pageURL(type, query, offset: search.offset + search.count))])
         }
         if search.offset > 0, search.count > 0 {
-            links.append(["relation": "previous", "url": .string(pageURL(type, request.uri.query, offset: max(0, search.offset - search.count)))])
+            links.append(["relation": "previous", "url": .string(pageURL(type, query, offset: max(0, search.offset - search.count)))])
         }
         let bundle: JSONValue = [
             "resourceType": "Bundle", "type": "searchset", "total": .int(Int64(page.total)), "link": .array(links),
@@ -120,32 +121,20 @@ struct FHIRAPI: Sendable {
                 ["fullUrl": .string("\(base)/\(type.rawValue)/\(resource["id"]?.stringValue ?? "")"), "resource": resource, "search": ["mode": "match"]]
             }),
         ]
-        return Self.answer(bundle)
+        return Outcome(status: .ok, resource: bundle)
     }
 
-    private func read(_ type: FHIRType, id: String, credential: Credential, surface: Surface) async throws -> Response {
+    func read(_ type: FHIRType, id: String, credential: Credential, surface: Surface) async throws -> Outcome {
         let reaches = try Self.reaches(credential, surface, type, .read)
         guard let resource = try await store.read(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) else {
             throw Self.unknown(type, id)
         }
-        var response = Self.answer(resource)
-        if let version = resource["meta"]?["versionId"]?.stringValue { response.headers[.eTag] = "W/\"\(version)\"" }
-        return response
+        return Outcome(status: .ok, resource: resource, etag: resource["meta"]?["versionId"]?.stringValue.map { "W/\"\($0)\"" })
     }
 
     private func create(_ type: FHIRType, request: inout Request, credential: Credential, surface: Surface) async throws -> Response {
-        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: nil)
-        let reaches = try Self.reaches(credential, surface, type, .create)
-        try Self.check(index, against: reaches, type: type)
-        guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
-            throw APIError.badRequest("Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
-        }
-        let created = try await store.create(type, organization: credential.organizationID, resource: resource, index: index)
-        let id = created["id"]?.stringValue ?? ""
-        var response = Self.answer(created, status: .created)
-        response.headers[.location] = "\(base)/\(type.rawValue)/\(id)/_history/1"
-        response.headers[.eTag] = "W/\"1\""
-        return response
+        let write = try await prepare(.create, type, id: nil, resource: try await FHIRClinicalInput.body(&request), credential: credential, surface: surface)
+        return Self.answer(try await store.writing { [self] in try await perform(write, credential: credential, on: $0) })
     }
 
     private func update(_ type: FHIRType, id: String, request: inout Request, credential: Credential, surface: Surface) async throws -> Response {
@@ -154,32 +143,89 @@ struct FHIRAPI: Sendable {
         guard try await store.read(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) != nil else {
             throw Self.unknown(type, id)
         }
-        let (resource, index) = try await FHIRClinicalInput.read(&request, type: type, id: id)
-        // The resource must be within reach before and after: an update cannot move it out.
-        try Self.check(index, against: reaches, type: type)
-        guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
-            throw APIError.badRequest("Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
-        }
-        guard let updated = try await store.update(
-            type, organization: credential.organizationID, id: id, resource: resource, index: index, access: FHIRAccess.storeAccess(reaches))
-        else { throw Self.unknown(type, id) }
-        var response = Self.answer(updated)
-        if let version = updated["meta"]?["versionId"]?.stringValue { response.headers[.eTag] = "W/\"\(version)\"" }
-        return response
+        let write = try await prepare(.update, type, id: id, resource: try await FHIRClinicalInput.body(&request), credential: credential, surface: surface)
+        return Self.answer(try await store.writing { [self] in try await perform(write, credential: credential, on: $0) })
     }
 
     private func delete(_ type: FHIRType, id: String, credential: Credential, surface: Surface) async throws -> Response {
-        let reaches = try Self.reaches(credential, surface, type, .delete)
-        guard try await store.delete(type, organization: credential.organizationID, id: id, access: FHIRAccess.storeAccess(reaches)) else {
-            throw Self.unknown(type, id)
+        let write = try await prepare(.delete, type, id: id, resource: nil, credential: credential, surface: surface)
+        return Self.answer(try await store.writing { [self] in try await perform(write, credential: credential, on: $0) })
+    }
+
+    /// A write checked against everything but the stored state: the body, the reach of the
+    /// resource as written, its patient.
+    struct Write: Sendable {
+        var interaction: FHIRAccess.Interaction
+        var type: FHIRType
+        var id: String?
+        var resource: JSONValue?
+        var index: FHIRStore.ClinicalIndex?
+        var access: [[FHIRFilter]]?
+    }
+
+    func prepare(
+        _ interaction: FHIRAccess.Interaction, _ type: FHIRType, id: String?, resource: JSONValue?, credential: Credential, surface: Surface,
+        inBundle: Bool = false
+    ) async throws -> Write {
+        let reaches = try Self.reaches(credential, surface, type, interaction, inBundle: inBundle)
+        var write = Write(interaction: interaction, type: type, id: id, access: FHIRAccess.storeAccess(reaches))
+        if let resource {
+            let (checked, index) = try FHIRClinicalInput.index(resource, type: type, id: id)
+            // The resource must be within reach as written: an update cannot move it out.
+            try Self.check(index, against: reaches, type: type)
+            guard try await store.patientExists(organization: credential.organizationID, id: index.patient) else {
+                throw APIError.badRequest("Patient/\(Validate.safe(index.patient)) is not a patient of this clinic")
+            }
+            write.resource = checked
+            write.index = index
         }
-        return Response(status: .noContent)
+        return write
+    }
+
+    /// Performs a prepared write in a transaction; an update or delete of what is not within reach is a 404.
+    func perform(_ write: Write, credential: Credential, on writes: FHIRWrites) async throws -> Outcome {
+        let organization = credential.organizationID
+        switch write.interaction {
+        case .create:
+            let created = try await writes.create(write.type, organization: organization, resource: write.resource!, index: write.index!)
+            let id = created["id"]?.stringValue ?? ""
+            return Outcome(status: .created, resource: created, location: "\(base)/\(write.type.rawValue)/\(id)/_history/1", etag: "W/\"1\"")
+        case .update:
+            guard let updated = try await writes.update(
+                write.type, organization: organization, id: write.id!, resource: write.resource!, index: write.index!, access: write.access)
+            else { throw Self.unknown(write.type, write.id!) }
+            return Outcome(status: .ok, resource: updated, etag: updated["meta"]?["versionId"]?.stringValue.map { "W/\"\($0)\"" })
+        case .delete:
+            guard try await writes.delete(write.type, organization: organization, id: write.id!, access: write.access) else {
+                throw Self.unknown(write.type, write.id!)
+            }
+            return Outcome(status: .noContent)
+        case .read, .search:
+            preconditionFailure("not a write")
+        }
+    }
+
+    /// One interaction's result, before it is an HTTP answer or a Bundle entry's `response`.
+    struct Outcome: Sendable {
+        var status: HTTPResponse.Status
+        var resource: JSONValue?
+        var location: String?
+        var etag: String?
+    }
+
+    static func answer(_ outcome: Outcome) -> Response {
+        var response = outcome.resource.map { answer($0, status: outcome.status) } ?? Response(status: outcome.status)
+        if let location = outcome.location { response.headers[.location] = location }
+        if let etag = outcome.etag { response.headers[.eTag] = etag }
+        return response
     }
 
     // MARK: Helpers
 
-    private static func reaches(_ credential: Credential, _ surface: Surface, _ type: FHIRType, _ interaction: FHIRAccess.Interaction) throws -> [FHIRAccess.Reach] {
-        let reaches = FHIRAccess.reaches(credential, on: surface, type: type, interaction: interaction)
+    static func reaches(
+        _ credential: Credential, _ surface: Surface, _ type: FHIRType, _ interaction: FHIRAccess.Interaction, inBundle: Bool = false
+    ) throws -> [FHIRAccess.Reach] {
+        let reaches = FHIRAccess.reaches(credential, on: surface, type: type, interaction: interaction, inBundle: inBundle)
         guard !reaches.isEmpty else {
             throw APIError.forbidden("No scope of this token reaches \(type.rawValue) for \(interaction) (a user/ scope needs a signed-in person, a patient/ scope a patient)")
         }
@@ -187,7 +233,7 @@ struct FHIRAPI: Sendable {
     }
 
     /// A resource about to be written must be within one of the reaches.
-    private static func check(_ index: FHIRStore.ClinicalIndex, against reaches: [FHIRAccess.Reach], type: FHIRType) throws {
+    static func check(_ index: FHIRStore.ClinicalIndex, against reaches: [FHIRAccess.Reach], type: FHIRType) throws {
         guard !FHIRAccess.admits(reaches, index) else { return }
         if let confined = FHIRAccess.confinedPatients(reaches), !confined.contains(index.patient) {
             throw APIError.forbidden("This token reaches only its patient's compartment; the resource is another patient's")
@@ -196,11 +242,11 @@ struct FHIRAPI: Sendable {
     }
 
     /// What reading anything outside reach answers, the same as for an id that does not exist.
-    private static func unknown(_ type: FHIRType, _ id: String) -> APIError {
+    static func unknown(_ type: FHIRType, _ id: String) -> APIError {
         APIError.notFound("\(type.rawValue)/\(Validate.safe(id)) is not known")
     }
 
-    private static func type(_ name: String) throws -> FHIRType {
+    static func type(_ name: String) throws -> FHIRType {
         guard let type = FHIRType(rawValue: name) else {
             throw APIError(
                 .notFound, "not_supported",
@@ -209,7 +255,7 @@ struct FHIRAPI: Sendable {
         return type
     }
 
-    private static func writableType(_ name: String, _ method: HTTPRequest.Method) throws -> FHIRType {
+    static func writableType(_ name: String, _ method: HTTPRequest.Method) throws -> FHIRType {
         let type = try type(name)
         guard type.isClinical else {
             throw APIError(

@@ -35,12 +35,16 @@ struct FHIRAccess {
 
     static let productRead = "cms.fhir.r4.read"
     static let productWrite = "cms.fhir.rest.write"
+    /// Writes through transaction and batch Bundles, clinic-wide (seed 003: "ingest and upsert").
+    static let productBundle = "cms.fhir.bundle.push"
 
     /// The reaches of `credential` for `interaction` on `type`; empty when nothing is granted.
-    static func reaches(_ credential: Credential, on surface: Surface, type: FHIRType, interaction: Interaction) -> [Reach] {
+    /// `inBundle`: the interaction is an entry of a Bundle, which `cms.fhir.bundle.push` also opens for writes.
+    static func reaches(_ credential: Credential, on surface: Surface, type: FHIRType, interaction: Interaction, inBundle: Bool = false) -> [Reach] {
         let set = credential.effective[surface.index]
         let catalog = surface.catalog
         if catalog.contains(set, scope: interaction.isWrite ? productWrite : productRead) { return [Reach(patient: nil, constraints: [])] }
+        if inBundle, interaction.isWrite, catalog.contains(set, scope: productBundle) { return [Reach(patient: nil, constraints: [])] }
         var reaches: [Reach] = []
         for context in [ScopeContext.system, .user, .patient] {
             // Whose data the context reaches; `.some(nil)` is the whole clinic.

@@ -10,15 +10,16 @@ enum FHIRClinicalInput {
 
     static let observationStatuses: Set<String> = ["registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"]
 
-    static func read(_ request: inout Request, type: FHIRType, id: String?) async throws -> (JSONValue, FHIRStore.ClinicalIndex) {
+    /// The body as a JSON object: `application/fhir+json`, at most `limit` bytes, read strictly.
+    static func body(_ request: inout Request, limit: Int = FHIRAPI.maxBodyBytes) async throws -> JSONValue {
         guard let contentType = request.headers[.contentType]?.lowercased(),
               contentType.hasPrefix("application/fhir+json") || contentType.hasPrefix("application/json")
         else { throw APIError(.unsupportedMediaType, "unsupported_media_type", "the body must be application/fhir+json") }
         let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: FHIRAPI.maxBodyBytes)
+            buffer = try await request.collectBody(upTo: limit)
         } catch {
-            throw APIError(.contentTooLarge, "payload_too_large", "a FHIR resource may be at most \(FHIRAPI.maxBodyBytes) bytes")
+            throw APIError(.contentTooLarge, "payload_too_large", "a FHIR body may be at most \(limit) bytes")
         }
         let resource: JSONValue
         do {
@@ -27,6 +28,12 @@ enum FHIRClinicalInput {
             throw APIError.badRequest("the body is not a JSON resource: \(error)")
         }
         guard case .object = resource else { throw APIError.badRequest("the body must be a JSON object (a FHIR resource)") }
+        return resource
+    }
+
+    /// A resource to write, checked, with the fields its search parameters and access rules read.
+    static func index(_ resource: JSONValue, type: FHIRType, id: String?) throws -> (JSONValue, FHIRStore.ClinicalIndex) {
+        guard case .object = resource else { throw APIError.badRequest("a resource must be a JSON object") }
         guard resource["resourceType"]?.stringValue == type.rawValue else {
             throw APIError.badRequest("resourceType must be \"\(type.rawValue)\" on this path")
         }

@@ -4,7 +4,7 @@ import Scopes
 /// The built-in FHIR R4 API in the document: one path per served type (each with exactly the
 /// search parameters that type takes; writes on the clinical types, the others being the
 /// clinic's records, read-only here), FHIR bodies as `application/fhir+json`, and every error
-/// an `OperationOutcome`; bulk export. Transaction Bundles are not served yet, so not listed.
+/// an `OperationOutcome`; transaction and batch Bundles; bulk export.
 enum FHIROperations {
     static let mediaType = "application/fhir+json"
 
@@ -98,6 +98,38 @@ enum FHIROperations {
             }
         }
         addExport(to: &paths)
+        addBundle(to: &paths)
+    }
+
+    /// `POST /fhir/R4`: transaction and batch Bundles.
+    static func addBundle(to paths: inout OpenAPIPaths) {
+        let path = Discovery.fhirBasePath
+        _ = paths.file(path)
+        let entry = Schema.openObject([
+            ("request", .openObject([("method", .oneOf(["GET", "POST", "PUT", "DELETE"])), ("url", .string(minLength: 1, maxLength: 2048))],
+                                    required: ["method", "url"], additional: .any)),
+            ("resource", .ref("FHIRResource")),
+        ], required: ["request"], additional: .any)
+        let bundle = Schema.openObject([
+            ("resourceType", .oneOf(["Bundle"])), ("type", .oneOf(["transaction", "batch"])), ("entry", .array(entry, maxItems: 100)),
+        ], required: ["resourceType", "type"], additional: .any)
+        let response = Schema.openObject([
+            ("resourceType", .oneOf(["Bundle"])), ("type", .oneOf(["transaction-response", "batch-response"])),
+            ("entry", .array(.openObject([("response", .openObject([("status", .text)], required: ["status"], additional: .any))],
+                                         required: ["response"], additional: .any))),
+        ], required: ["resourceType", "type", "entry"], additional: .any)
+        var document = operation(
+            "A transaction or batch Bundle", scope: "cms.fhir.bundle.push", parameters: [],
+            responses: [("200", answer("transaction-response or batch-response, an entry per entry", response))] + errors([
+                ("400", "Not a transaction or batch Bundle, or (a transaction) an entry that is not valid (named)"),
+                ("403", "(A transaction) an entry the credential may not make (named)"), ("404", "(A transaction) an entry's resource is not within reach"),
+                ("405", "(A transaction) an entry's method on a read-only type"), ("413", "Body over 4 MiB"), ("415", "Body not application/fhir+json"),
+            ]))
+        document.set("description", .string(
+            "Each entry is decided and confined as the same request on its own; cms.fhir.bundle.push also opens write entries. A transaction is "
+                + "checked whole, then written in one database transaction, or refused whole with the first refused entry's status."))
+        document.set("requestBody", ["required": true, "content": .object([(mediaType, ["schema": bundle.json] as JSONValue)])])
+        paths.add("post", path, document)
     }
 
     /// FHIR Bulk Data export: kick-off (system and Patient level; a Group is never known here),
