@@ -10,6 +10,9 @@ public struct ExportJobRecord: Sendable {
     /// The kick-off request's URL, as the manifest repeats it.
     public var request: String
     public var types: [String]
+    /// Per type, the reach the export was made with (a signature the server compares): status
+    /// and files are given only to a credential that still reaches as far.
+    public var access: [String: String]
     public var status: Status
     public var progress: String
     public var transactionTime: String
@@ -21,15 +24,19 @@ extension FHIRStore {
     /// How long a job and its files are kept after the kick-off.
     public static let exportLifetime: Int64 = 3_600_000
 
-    public func createExportJob(organization: String, clientID: String, request: String, types: [String]) async throws -> ExportJobRecord {
+    public func createExportJob(
+        organization: String, clientID: String, request: String, types: [String], access: [String: String]
+    ) async throws -> ExportJobRecord {
         let now = Clock.millis()
         let job = ExportJobRecord(
-            id: Identifier.random("exp"), organizationID: organization, clientID: clientID, request: request, types: types, status: .inProgress,
-            progress: "queued", transactionTime: FHIRDate.instant(millis: now), expiresAt: now + Self.exportLifetime)
+            id: Identifier.random("exp"), organizationID: organization, clientID: clientID, request: request, types: types, access: access,
+            status: .inProgress, progress: "queued", transactionTime: FHIRDate.instant(millis: now), expiresAt: now + Self.exportLifetime)
+        let accessJSON: JSONValue = .object(types.map { ($0, .string(access[$0] ?? "")) })
         try await sql.raw("""
-            INSERT INTO export_jobs (id, organization_id, client_id, request, types, status, progress, transaction_time, created_at, expires_at)
+            INSERT INTO export_jobs (id, organization_id, client_id, request, types, access, status, progress, transaction_time, created_at, expires_at)
             VALUES (\(bind: job.id), \(bind: organization), \(bind: clientID), \(bind: request), \(bind: types.joined(separator: ",")),
-              \(bind: job.status.rawValue), \(bind: job.progress), \(bind: job.transactionTime), \(bind: now), \(bind: job.expiresAt))
+              \(bind: String(decoding: accessJSON.serialized(), as: UTF8.self)), \(bind: job.status.rawValue), \(bind: job.progress),
+              \(bind: job.transactionTime), \(bind: now), \(bind: job.expiresAt))
             """).run()
         return job
     }
@@ -37,7 +44,7 @@ extension FHIRStore {
     /// The job, if it exists, has not expired, and belongs to this client in this clinic.
     public func exportJob(_ id: String, organization: String, clientID: String) async throws -> ExportJobRecord? {
         guard let row = try await sql.raw("""
-            SELECT id, organization_id, client_id, request, types, status, progress, transaction_time, expires_at, error FROM export_jobs
+            SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error FROM export_jobs
             WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID) AND expires_at > \(bind: Clock.millis())
             """).first()
         else { return nil }
@@ -45,21 +52,33 @@ extension FHIRStore {
             id: try row.decode(column: "id", as: String.self), organizationID: try row.decode(column: "organization_id", as: String.self),
             clientID: try row.decode(column: "client_id", as: String.self), request: try row.decode(column: "request", as: String.self),
             types: try row.decode(column: "types", as: String.self).split(separator: ",").map(String.init),
+            access: Self.accessSignatures(try row.decode(column: "access", as: String.self)),
             status: ExportJobRecord.Status(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
             progress: try row.decode(column: "progress", as: String.self), transactionTime: try row.decode(column: "transaction_time", as: String.self),
             expiresAt: try row.decode(column: "expires_at", as: Int64.self), error: try row.decode(column: "error", as: String?.self))
+    }
+
+    static func accessSignatures(_ text: String) -> [String: String] {
+        guard case .object(let pairs)? = try? JSONValue.parse(text) else { return [:] }
+        return Dictionary(pairs.compactMap { pair in pair.1.stringValue.map { (pair.0, $0) } }, uniquingKeysWith: { a, _ in a })
     }
 
     public func setExportProgress(_ id: String, _ progress: String) async throws {
         try await sql.raw("UPDATE export_jobs SET progress = \(bind: progress) WHERE id = \(bind: id) AND status = 'in-progress'").run()
     }
 
-    /// One part of a type's NDJSON file.
-    public func addExportPart(_ id: String, type: String, part: Int, count: Int, content: String) async throws {
-        try await sql.raw("""
-            INSERT INTO export_files (job_id, resource_type, part, count, content)
-            VALUES (\(bind: id), \(bind: type), \(bind: Int64(part)), \(bind: Int64(count)), \(bind: content))
-            """).run()
+    /// One part of a type's NDJSON file, written only while the job is in progress (not after
+    /// it was deleted); whether it was written.
+    @discardableResult
+    public func addExportPart(_ id: String, type: String, part: Int, count: Int, content: String) async throws -> Bool {
+        try await database.transaction { db in
+            guard try await db.raw("SELECT id FROM export_jobs WHERE id = \(bind: id) AND status = 'in-progress'").first() != nil else { return false }
+            try await db.raw("""
+                INSERT INTO export_files (job_id, resource_type, part, count, content)
+                VALUES (\(bind: id), \(bind: type), \(bind: Int64(part)), \(bind: Int64(count)), \(bind: content))
+                """).run()
+            return true
+        }
     }
 
     public func finishExportJob(_ id: String, error: String?) async throws {
@@ -113,6 +132,8 @@ extension FHIRStore {
                 try await db.raw("DELETE FROM export_files WHERE job_id = \(bind: id)").run()
                 try await db.raw("DELETE FROM export_jobs WHERE id = \(bind: id)").run()
             }
+            // Parts of a job deleted while they were being written.
+            try await db.raw("DELETE FROM export_files WHERE job_id NOT IN (SELECT id FROM export_jobs)").run()
             return expired.count
         }
     }

@@ -124,11 +124,8 @@ public struct FHIRStore: Sendable {
         if type.isClinical { conditions += " AND resource_type = \(bind: type.rawValue)" }
         for filter in filters { conditions += " AND " + table.condition(filter) }
         if let access {
-            guard !access.isEmpty else { return Page(resources: [], total: 0) }
-            let alternatives = access.map { all -> SQLQueryString in
-                all.isEmpty ? "1 = 1" : "(" + all.dropFirst().reduce(table.condition(all[0])) { $0 + " AND " + table.condition($1) } + ")"
-            }
-            conditions += " AND (" + alternatives.dropFirst().reduce(alternatives[0]) { $0 + " OR " + $1 } + ")"
+            guard let reachable = table.condition(access) else { return Page(resources: [], total: 0) }
+            conditions += " AND " + reachable
         }
         let total = try await sql.raw("SELECT COUNT(*) AS n FROM \(ident: table.name) WHERE " + conditions).first(decodingColumn: "n", as: Int.self) ?? 0
         guard count > 0 else { return Page(resources: [], total: total) }
@@ -263,11 +260,8 @@ public struct FHIRWrites: Sendable {
         let table = Table(type)
         var conditions: SQLQueryString = "organization_id = \(bind: organization) AND resource_type = \(bind: type.rawValue) AND id = \(bind: FHIRID.record(id))"
         if let access {
-            guard !access.isEmpty else { return false }
-            let alternatives = access.map { all -> SQLQueryString in
-                all.isEmpty ? "1 = 1" : "(" + all.dropFirst().reduce(table.condition(all[0])) { $0 + " AND " + table.condition($1) } + ")"
-            }
-            conditions += " AND (" + alternatives.dropFirst().reduce(alternatives[0]) { $0 + " OR " + $1 } + ")"
+            guard let reachable = table.condition(access) else { return false }
+            conditions += " AND " + reachable
         }
         return try await db.raw("SELECT id FROM clinical_resources WHERE " + conditions).first() != nil
     }
@@ -333,6 +327,15 @@ private struct Table {
 
     static let appointmentStatus = ["scheduled": "booked", "completed": "fulfilled", "cancelled": "cancelled", "no_show": "noshow"]
     static let encounterStatus = ["scheduled": "planned", "completed": "finished", "cancelled": "cancelled", "no_show": "cancelled"]
+
+    /// Access filters as one condition: any element, each of its filters (nil when there is no element: nothing is reachable).
+    func condition(_ access: [[FHIRFilter]]) -> SQLQueryString? {
+        guard !access.isEmpty else { return nil }
+        let alternatives = access.map { all -> SQLQueryString in
+            all.isEmpty ? "1 = 1" : "(" + all.dropFirst().reduce(condition(all[0])) { $0 + " AND " + condition($1) } + ")"
+        }
+        return "(" + alternatives.dropFirst().reduce(alternatives[0]) { $0 + " OR " + $1 } + ")"
+    }
 
     func condition(_ filter: FHIRFilter) -> SQLQueryString {
         // A field the type does not have matches nothing: a constraint that cannot be checked must not widen.

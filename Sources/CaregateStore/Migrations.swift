@@ -108,7 +108,7 @@ enum Migrations {
         Migration(version: 12, name: "FHIR Bulk Data export jobs and their NDJSON files", statements: { _ in [
             """
             CREATE TABLE export_jobs (id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, client_id TEXT NOT NULL, request TEXT NOT NULL,
-              types TEXT NOT NULL, status TEXT NOT NULL, progress TEXT NOT NULL, transaction_time TEXT NOT NULL, created_at BIGINT NOT NULL,
+              types TEXT NOT NULL, access TEXT NOT NULL, status TEXT NOT NULL, progress TEXT NOT NULL, transaction_time TEXT NOT NULL, created_at BIGINT NOT NULL,
               completed_at BIGINT, expires_at BIGINT NOT NULL, error TEXT)
             """,
             """

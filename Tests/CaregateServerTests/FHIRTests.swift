@@ -78,13 +78,18 @@ import Testing
         return (Observed(raw: raw), patients[0], patients[1])
     }
 
-    @Test("the built-in FHIR API confines every token as SPEC §8 says", arguments: Backend.allCases)
-    func builtIn(_ backend: Backend) async throws {
+    /// A server whose issuer is its own address: the FHIR base in links and launch `aud`s must be reachable.
+    static func withAddressedServer(_ backend: Backend, _ body: (TestServer) async throws -> Void) async throws {
         let port = try OAuthTests.closedPort()
         try await withServer(backend, configure: {
             $0.port = port
             $0.issuer = "http://127.0.0.1:\(port)"
-        }) { s in
+        }, body)
+    }
+
+    @Test("the built-in FHIR API confines every token as SPEC §8 says", arguments: Backend.allCases)
+    func builtIn(_ backend: Backend) async throws {
+        try await Self.withAddressedServer(backend) { s in
             let (observed, me, _) = try await Self.observe(s)
             Self.assertRules(observed, me: me)
         }
@@ -93,22 +98,25 @@ import Testing
     @Test("a system/*.read bulk export of a 1,000-patient clinic completes; its files parse as their types and reach no other client",
           arguments: Backend.allCases)
     func bulkExport(_ backend: Backend) async throws {
-        let port = try OAuthTests.closedPort()
-        try await withServer(backend, configure: {
-            $0.port = port
-            $0.issuer = "http://127.0.0.1:\(port)"
-        }) { s in
+        try await Self.withAddressedServer(backend) { s in
+            let port = String(s.base.split(separator: ":").last!)
             let dev = try await s.createDeveloper()
             let clinic = try await s.createClinic(patients: 1_000)
             let app = try await s.createApp(developer: dev.token, scopes: ["system/*.read", "cms.fhir.r4.read"], surface: "platform")
             _ = try await s.install(app: app.id, clinic: clinic)
-            func token(_ scope: String) async throws -> String {
-                let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: [scope], extra: ["organizationId": clinic.id])
+            func client() async throws -> (id: String, secret: String) {
+                try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["system/*.read"], extra: ["organizationId": clinic.id])
+            }
+            func token(_ client: (id: String, secret: String), _ scope: String = "system/*.read") async throws -> String {
                 let issued = try await OAuthTests.form(s, "grant_type=client_credentials&scope=\(scope)", basic: client)
                 try expectStatus(issued, 200)
                 return issued.json!.string("access_token")
             }
-            let exporter = try await token("system/*.read"), stranger = try await token("system/*.read")
+            let exporting = try await client()
+            let exporter = try await token(exporting), stranger = try await token(try await client())
+            // The same client with narrower tokens: each sees only what it still reaches.
+            let narrower = try await token(exporting, "system/Patient.read")
+            let labsOnly = try await token(exporting, "system/Observation.rs?category=laboratory")
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: ["cms.fhir.r4.read"]).key
             let async = ["Prefer": "respond-async", "Accept": "application/fhir+json"]
             let path = "/fhir/R4/$export?_type=Patient,Observation,AllergyIntolerance"
@@ -118,6 +126,8 @@ import Testing
             let unsupported = try await s.request("GET", "/fhir/R4/$export?_typeFilter=x", token: exporter, headers: async)
             #expect(unsupported.status == 400 && unsupported.text.contains("_typeFilter"))
             #expect(try await s.request("GET", path, token: key, organization: clinic.uuid, headers: async).status == 403)
+            // HEAD is decided as GET but starts nothing.
+            #expect(try await s.request("HEAD", path, token: exporter, headers: async).status == 405)
 
             let kickOff = try await s.request("GET", path, token: exporter, headers: async)
             try expectStatus(kickOff, 202)
@@ -155,6 +165,15 @@ import Testing
                 #expect(try await s.request("GET", url, token: stranger).status == 404)
             }
             #expect(try await s.request("GET", status, token: stranger).status == 404)
+            // The status URL repeats _type, so system/<Type>.read opens it only for its own types.
+            let statusPath = status.split(separator: "?")[0]
+            #expect(try await s.request("GET", status, token: narrower).status == 403)
+            let narrowed = try await s.request("GET", statusPath + "?_type=Patient", token: narrower)
+            #expect(narrowed.json?.array("output").map { $0.string("type") } == ["Patient"], "\(narrowed.text)")
+            #expect(try await s.request("GET", String(outputs[0].string("url").dropFirst(s.base.count)), token: narrower).status == 200)
+            #expect(try await s.request("GET", String(outputs[1].string("url").dropFirst(s.base.count)), token: narrower).status == 403)
+            // A token reaching only laboratory Observations opens the file's route, not its content: made with more reach.
+            #expect(try await s.request("GET", String(outputs[1].string("url").dropFirst(s.base.count)), token: labsOnly).status == 404)
             // _since: nothing was written after 2099.
             let later = try await s.request("GET", "/fhir/R4/$export?_type=Observation&_since=2099-01-01T00:00:00Z", token: exporter, headers: async)
             try expectStatus(later, 202)
@@ -295,6 +314,7 @@ import Testing
         let writes = observed.scenario("writes")
         #expect(sub(writes, "create_for_B")["status"] as? Int == 403, "\(sub(writes, "create_for_B"))")
         #expect(sub(writes, "create_referencing_B")["status"] as? Int == 403)
+        #expect(sub(writes, "create_referencing_B_versioned")["status"] as? Int == 403 && sub(writes, "create_referencing_identifier")["status"] as? Int == 403)
         #expect(writes["create_own"] as? Int == 201 && writes["read_back"] as? Int == 200, "\(writes)")
         #expect(sub(writes, "move_to_B")["status"] as? Int == 403)
         #expect(writes["update_own"] as? Int == 200 && writes["version_after_update"] as? String == "2")

@@ -57,6 +57,7 @@ struct BulkExport: Sendable {
         }
         let candidates = (requested ?? FHIRType.allCases).filter { !patientLevel || $0.inPatientCompartment }
         var plan: [(FHIRType, [[FHIRFilter]]?)] = []
+        var signatures: [String: String] = [:]
         for type in candidates {
             let reaches = FHIRAccess.reaches(credential, on: surface, type: type, interaction: .search)
             if reaches.isEmpty {
@@ -65,6 +66,7 @@ struct BulkExport: Sendable {
                 continue
             }
             var access = FHIRAccess.storeAccess(reaches)
+            signatures[type.rawValue] = Self.signature(access)
             if let since, store.tracksLastUpdated(type) {
                 let filter = FHIRFilter(.lastUpdated, .writtenSince(since))
                 access = (access ?? [[]]).map { $0 + [filter] }
@@ -73,7 +75,7 @@ struct BulkExport: Sendable {
         }
         let url = base + (patientLevel ? "/Patient/$export" : "/$export") + (request.uri.query.map { "?" + $0 } ?? "")
         let job = try await store.createExportJob(
-            organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue))
+            organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue), access: signatures)
         let organization = credential.organizationID
         let store = self.store, logger = self.logger
         Task.detached {
@@ -104,7 +106,9 @@ struct BulkExport: Sendable {
                         resource.write(into: &text)
                         text.append(UInt8(ascii: "\n"))
                     }
-                    try await store.addExportPart(job, type: type.rawValue, part: part, count: page.resources.count, content: String(decoding: text, as: UTF8.self))
+                    // A job deleted meanwhile (its client cancelled it) stops here.
+                    guard try await store.addExportPart(job, type: type.rawValue, part: part, count: page.resources.count, content: String(decoding: text, as: UTF8.self))
+                    else { return }
                     part += 1
                     offset += page.resources.count
                     if page.resources.count < pageSize { break }
@@ -118,17 +122,34 @@ struct BulkExport: Sendable {
         }
     }
 
-    func status(_ id: String, credential: Credential) async throws -> Response {
+    /// The reach an export of a type was made with, as text the job keeps.
+    static func signature(_ access: [[FHIRFilter]]?) -> String { String(describing: access) }
+
+    /// The job's types the credential still reaches as far as the export did (the whole clinic
+    /// reaches every export): a narrowed grant or a narrower token of the same client sees less.
+    func reachable(_ job: ExportJobRecord, credential: Credential, surface: Surface) -> Set<String> {
+        Set(job.types.filter { name in
+            guard let type = FHIRType(rawValue: name) else { return false }
+            let reaches = FHIRAccess.reaches(credential, on: surface, type: type, interaction: .search)
+            guard !reaches.isEmpty else { return false }
+            let access = FHIRAccess.storeAccess(reaches)
+            return access == nil || Self.signature(access) == job.access[name]
+        })
+    }
+
+    func status(_ id: String, credential: Credential, surface: Surface) async throws -> Response {
         guard let job = try await store.exportJob(id, organization: credential.organizationID, clientID: credential.keyID) else {
             throw APIError.notFound("Export \(Validate.safe(id)) is not known")
         }
+        let reachable = reachable(job, credential: credential, surface: surface)
+        guard !reachable.isEmpty || job.types.isEmpty else { throw APIError.notFound("Export \(Validate.safe(id)) is not known") }
         switch job.status {
         case .inProgress:
             return Response(status: .accepted, headers: [HTTPField.Name("X-Progress")!: job.progress, .retryAfter: "1"])
         case .failed:
             throw APIError(.internalServerError, "export_failed", job.error ?? "the export failed")
         case .completed:
-            let outputs = try await store.exportOutputs(id)
+            let outputs = try await store.exportOutputs(id).filter { reachable.contains($0.type) }
             let manifest: JSONValue = [
                 "transactionTime": .string(job.transactionTime), "request": .string(job.request), "requiresAccessToken": true,
                 "output": .array(outputs.map { output in
@@ -151,9 +172,9 @@ struct BulkExport: Sendable {
     }
 
     /// One type's file, streamed part by part; anyone but the job's own client is told it does not exist.
-    func file(_ id: String, type: String, credential: Credential) async throws -> Response {
+    func file(_ id: String, type: String, credential: Credential, surface: Surface) async throws -> Response {
         guard let job = try await store.exportJob(id, organization: credential.organizationID, clientID: credential.keyID), job.status == .completed,
-              job.types.contains(type)
+              job.types.contains(type), reachable(job, credential: credential, surface: surface).contains(type)
         else { throw APIError.notFound("Export file \(Validate.safe(id))/\(Validate.safe(type)) is not known") }
         let store = self.store, logger = self.logger
         return Response(status: .ok, headers: [.contentType: Self.ndjson], body: ResponseBody { writer in

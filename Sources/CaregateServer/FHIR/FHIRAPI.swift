@@ -81,16 +81,18 @@ struct FHIRAPI: Sendable {
             var request = request
             response = try await bundle(&request, credential: credential, surface: surface)
         case .exportKickOff(let patientLevel):
+            // HEAD is decided as GET; it must not start an export.
+            guard request.method != .head else { throw APIError.methodNotAllowed(request.method, allow: ["GET", "POST"]) }
             var request = request
             response = try await export.kickOff(&request, credential: credential, surface: surface, patientLevel: patientLevel)
         case .exportGroup:
             throw APIError.notFound("Group/\(Validate.safe(segments[3])) is not known (this server has no groups)")
         case .exportStatus:
-            response = try await export.status(segments[3], credential: credential)
+            response = try await export.status(segments[3], credential: credential, surface: surface)
         case .exportCancel:
             response = try await export.cancel(segments[3], credential: credential)
         case .exportFile:
-            response = try await export.file(segments[3], type: segments[4], credential: credential)
+            response = try await export.file(segments[3], type: segments[4], credential: credential, surface: surface)
         }
         if request.method == .head { response.body = .init() }
         return response

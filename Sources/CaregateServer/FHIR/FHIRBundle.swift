@@ -36,6 +36,15 @@ extension FHIRAPI {
             items = list
         }
         guard items.count <= Self.maxBundleEntries else { throw APIError.badRequest("a Bundle may have at most \(Self.maxBundleEntries) entries") }
+        // A malformed entry makes a malformed Bundle (FHIR's bdl-3): refused whole, batch or not.
+        for (n, item) in items.enumerated() {
+            guard case .object = item, let method = item["request"]?["method"]?.stringValue, ["GET", "POST", "PUT", "DELETE"].contains(method),
+                  let url = item["request"]?["url"]?.stringValue, (1...2048).contains(url.utf8.count)
+            else { throw APIError.badRequest("Bundle entry \(n): request.method (GET, POST, PUT or DELETE) and request.url (1-2048 bytes) are required") }
+            if let resource = item["resource"], resource["resourceType"]?.stringValue == nil {
+                throw APIError.badRequest("Bundle entry \(n): resource must be a FHIR resource (an object with resourceType)")
+            }
+        }
         if kind == "batch" {
             var answers: [JSONValue] = []
             for (n, item) in items.enumerated() {

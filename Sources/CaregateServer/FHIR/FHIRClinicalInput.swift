@@ -83,7 +83,9 @@ enum FHIRClinicalInput {
         var references: [String] = []
         collectPatientReferences(resource, into: &references)
         if let other = references.first(where: { $0 != patient }) {
-            throw APIError.forbidden("The resource refers to Patient/\(Validate.safe(other)) as well as to its subject Patient/\(Validate.safe(patient))")
+            throw APIError.forbidden(other.isEmpty
+                ? "The resource refers to a patient by identifier alone; every Patient reference must be its subject, Patient/\(Validate.safe(patient))"
+                : "The resource refers to Patient/\(Validate.safe(other)) as well as to its subject Patient/\(Validate.safe(patient))")
         }
         return (resource, FHIRStore.ClinicalIndex(patient: patient, category: category, code: code, codeSystem: codeSystem, status: status, date: instant))
     }
@@ -95,18 +97,25 @@ enum FHIRClinicalInput {
         return id
     }
 
-    /// The ids of every `reference` to a Patient anywhere in the resource (relative or absolute).
+    /// The ids of every reference to a Patient anywhere in the resource: relative, absolute,
+    /// versioned (`Patient/x/_history/2`) or with a trailing slash; a reference typed `Patient`
+    /// that names no id (an identifier alone) counts as an unknown patient ("").
     static func collectPatientReferences(_ value: JSONValue, into out: inout [String]) {
         switch value {
         case .object(let pairs):
+            var named = false
             for (key, member) in pairs {
                 if key == "reference", let text = member.stringValue {
-                    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-                    if parts.count >= 2, parts[parts.count - 2] == "Patient" { out.append(FHIRID.fhir(String(parts[parts.count - 1]))) }
+                    let parts = text.split(separator: "/")
+                    for (i, part) in parts.enumerated() where part == "Patient" && i + 1 < parts.count {
+                        out.append(FHIRID.fhir(String(parts[i + 1])))
+                        named = true
+                    }
                 } else {
                     collectPatientReferences(member, into: &out)
                 }
             }
+            if !named, value["type"]?.stringValue == "Patient" { out.append("") }
         case .array(let items):
             for item in items { collectPatientReferences(item, into: &out) }
         default:

@@ -108,7 +108,7 @@ enum FHIROperations {
         let entry = Schema.openObject([
             ("request", .openObject([("method", .oneOf(["GET", "POST", "PUT", "DELETE"])), ("url", .string(minLength: 1, maxLength: 2048))],
                                     required: ["method", "url"], additional: .any)),
-            ("resource", .ref("FHIRResource")),
+            ("resource", .openObject([("resourceType", .text)], required: ["resourceType"], additional: .any)),
         ], required: ["request"], additional: .any)
         let bundle = Schema.openObject([
             ("resourceType", .oneOf(["Bundle"])), ("type", .oneOf(["transaction", "batch"])), ("entry", .array(entry, maxItems: 100)),

@@ -208,6 +208,10 @@ def writes(cfg, out, state):
     caller, me, other = state["patient"], cfg["patientUser"]["patientId"], cfg["otherPatient"]
     out["create_for_B"] = outcome_of(caller.send("POST", "Observation", observation(other)))
     out["create_referencing_B"] = outcome_of(caller.send("POST", "Observation", observation(me, other_reference="Patient/" + other)))
+    out["create_referencing_B_versioned"] = outcome_of(caller.send("POST", "Observation", observation(me, other_reference="Patient/" + other + "/_history/1")))
+    by_identifier = observation(me)
+    by_identifier["performer"] = [{"type": "Patient", "identifier": {"system": "urn:example", "value": "x"}}]
+    out["create_referencing_identifier"] = outcome_of(caller.send("POST", "Observation", by_identifier))
     created = caller.send("POST", "Observation", observation(me))
     out["create_own"] = created.status_code
     out["location"] = created.headers.get("Location")
