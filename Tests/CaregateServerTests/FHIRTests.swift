@@ -78,6 +78,17 @@ import Testing
         return (Observed(raw: raw), patients[0], patients[1])
     }
 
+    /// Validates each line of an NDJSON file as the named type with the R4B models; prints "valid N".
+    static let validateNDJSON = """
+        import json, sys
+        from fhir.resources.R4B import get_fhir_model_class
+        model, count = get_fhir_model_class(sys.argv[2]), 0
+        for line in open(sys.argv[1]):
+            model.model_validate(json.loads(line))
+            count += 1
+        print("valid %d" % count)
+        """
+
     /// A server whose issuer is its own address: the FHIR base in links and launch `aud`s must be reachable.
     static func withAddressedServer(_ backend: Backend, _ body: (TestServer) async throws -> Void) async throws {
         let port = try OAuthTests.closedPort()
@@ -150,6 +161,13 @@ import Testing
                 return nil
             }
             let outputs = try #require(try await manifest(status), "the export did not complete").array("output")
+            // The backend token reads the whole clinic directly too, and nothing of another.
+            let other = try await s.createClinic(patients: 1)
+            let foreign = FHIRID.fhir(try #require(
+                try await s.server.clinic.list(.patients, organization: other.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue))
+            #expect(try await s.request("GET", "/fhir/R4/Patient?_count=0", token: exporter).json?.raw["total"] as? Int == 1_000)
+            #expect(try await s.request("GET", "/fhir/R4/Patient/\(foreign)", token: exporter).status == 404)
+            #expect(try await s.request("GET", "/fhir/R4/Observation?patient=\(foreign)&_count=0", token: exporter).json?.raw["total"] as? Int == 0)
             #expect(outputs.map { $0.string("type") } == ["Patient", "Observation", "AllergyIntolerance"])
             #expect(outputs.map { $0.raw["count"] as? Int } == [1_000, 4_000, 1_000])
             for output in outputs {
@@ -161,6 +179,12 @@ import Testing
                 #expect(lines.count == output.raw["count"] as? Int)
                 let types = Set(lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["resourceType"] as? String })
                 #expect(types == [output.string("type")], "\(output.string("type")): \(types)")
+                // Every line is a valid FHIR resource of its type (fhir.resources R4B models).
+                let ndjson = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(UUID().uuidString).ndjson")
+                try file.body.write(to: ndjson)
+                defer { try? FileManager.default.removeItem(at: ndjson) }
+                let check = try await runProgram("/usr/bin/env", ["python3", "-c", Self.validateNDJSON, ndjson.path, output.string("type")])
+                #expect(check.status == 0 && check.output.hasSuffix("valid \(output.raw["count"] as? Int ?? -1)\n"), "\(check.output.suffix(600))")
                 // Another client of the same app, with the same scopes, is told the file does not exist.
                 #expect(try await s.request("GET", url, token: stranger).status == 404)
             }
