@@ -66,7 +66,16 @@ import Testing
             let resuming = ContinuousClock.now
             _ = try await Self.postgres(["resume", directory])
             let up = ContinuousClock.now
-            try await Task.sleep(for: .seconds(8))  // load after it
+            // Load after it: at least 8 s, and until more than 20 answers came from 5 s after the
+            // return on (a machine loaded by the suites beside this one answers slower), 60 s at most.
+            try await Task.sleep(for: .seconds(8))
+            let recovered = up + .seconds(5), enough = ContinuousClock.now + .seconds(52)
+            while ContinuousClock.now < enough {
+                var answered = 0
+                for entry in log.all where entry.at > recovered { answered += 1 }
+                if answered > 20 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
             log.stop()
             for client in clients { try await client.value }
 

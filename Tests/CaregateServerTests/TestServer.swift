@@ -91,9 +91,10 @@ final class TestServer: Sendable {
 
     func request(
         _ method: String, _ path: String, token: String? = nil, organization: String? = nil,
-        json: Any? = nil, body: Data? = nil, headers: [String: String] = [:]
+        json: Any? = nil, body: Data? = nil, headers: [String: String] = [:], timeout: TimeInterval = 30
     ) async throws -> Reply {
-        try await httpRequest(base: base, method, path, token: token, organization: organization, json: json, body: body, headers: headers)
+        try await httpRequest(
+            base: base, method, path, token: token, organization: organization, json: json, body: body, headers: headers, timeout: timeout)
     }
 
     /// The status of a clinic API call made with `key` in `clinic`.
@@ -120,7 +121,10 @@ final class TestServer: Sendable {
         try expectStatus(reply, 201)
         let clinic = Clinic(id: reply.json!.string("id"), uuid: reply.json!.string("uuid"), adminToken: reply.json!.string("adminToken"))
         if patients > 0 {
-            try expectStatus(try await request("POST", "/manage/organizations/\(clinic.id)/sample-data", token: operatorToken, json: ["patients": patients]), 201)
+            // A large clinic takes a while on a machine the other suites load too.
+            try expectStatus(try await request(
+                "POST", "/manage/organizations/\(clinic.id)/sample-data", token: operatorToken, json: ["patients": patients],
+                timeout: patients >= 500 ? 180 : 30), 201)
         }
         return clinic
     }
