@@ -250,11 +250,6 @@ public struct FHIRWrites: Sendable {
         return true
     }
 
-    /// Whether a patient with this id exists in this organization.
-    public func patientExists(organization: String, id: String) async throws -> Bool {
-        try await db.raw("SELECT id FROM patients WHERE organization_id = \(bind: organization) AND id = \(bind: FHIRID.record(id))").first() != nil
-    }
-
     /// Whether the resource exists and matches `access`.
     private func isReachable(_ type: FHIRType, organization: String, id: String, access: [[FHIRFilter]]?) async throws -> Bool {
         let table = Table(type)
@@ -482,8 +477,8 @@ public enum FHIRDate {
         return era * 146_097 + doe - 719_468
     }
 
-    /// The date of a day count from 1970-01-01 (civil_from_days).
-    static func civil(_ days: Int64) -> (Int64, Int64, Int64) {
+    /// The date (year, month, day) of a day count from 1970-01-01 (civil_from_days).
+    public static func civil(_ days: Int64) -> (Int64, Int64, Int64) {
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097

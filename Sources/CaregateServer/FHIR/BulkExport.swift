@@ -40,10 +40,10 @@ struct BulkExport: Sendable {
             case "_outputFormat":
                 guard Self.outputFormats.contains(value) else { throw APIError.badRequest("_outputFormat must be application/fhir+ndjson") }
             case "_since":
-                guard (try? FHIRClinicalInput.dateTime.wholeMatch(in: value)) != nil, value.contains("T"), let interval = FHIRSearch.interval(value) else {
+                guard (try? FHIRClinicalInput.dateTime.wholeMatch(in: value)) != nil, value.contains("T"), let bounds = FHIRSearch.bounds(value) else {
                     throw APIError.badRequest("_since must be a FHIR instant (2026-03-04T09:30:00Z)")
                 }
-                since = Self.millis(interval.0)
+                since = bounds.0 * 1000
             default:
                 var types: [FHIRType] = requested ?? []
                 for name in value.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
@@ -212,22 +212,15 @@ struct BulkExport: Sendable {
         ["resourceType": "OperationOutcome", "issue": [["severity": "information", "code": "informational", "details": ["text": .string(text)]]]]
     }
 
-    /// Milliseconds since 1970 of an instant the store wrote.
-    static func millis(_ instant: String) -> Int64 {
-        let digits = instant.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-        guard digits.count >= 6 else { return 0 }
-        let days = FHIRDate.days(year: digits[0], month: digits[1], day: digits[2])
-        return (days * 86_400 + Int64(digits[3] * 3600 + digits[4] * 60 + digits[5])) * 1000
-    }
-
     /// An RFC 9110 HTTP-date.
     static func httpDate(_ millis: Int64) -> String {
-        let instant = FHIRDate.instant(millis: millis)
-        let digits = instant.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-        let days = FHIRDate.days(year: digits[0], month: digits[1], day: digits[2])
-        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][Int(((days % 7) + 7) % 7)]
-        let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][digits[1] - 1]
-        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(weekday), \(two(digits[2])) \(month) \(digits[0]) \(two(digits[3])):\(two(digits[4])):\(two(digits[5])) GMT"
+        let seconds = millis / 1000
+        let days = seconds / 86_400, rest = seconds % 86_400
+        let (year, month, day) = FHIRDate.civil(days)
+        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][Int(days % 7)]
+        let monthName = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][Int(month) - 1]
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(weekday), \(two(day)) \(monthName) \(year) \(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60)) GMT"
     }
+
 }

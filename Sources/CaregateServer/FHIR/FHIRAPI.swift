@@ -13,6 +13,18 @@ struct FHIRAPI: Sendable {
     enum Operation: Sendable, Equatable {
         case search, read, create, update, delete, bundle
         case exportKickOff(patientLevel: Bool), exportGroup, exportStatus, exportCancel, exportFile
+
+        /// The interaction of a single-resource operation (nil for Bundles and export).
+        var interaction: FHIRAccess.Interaction? {
+            switch self {
+            case .search: .search
+            case .read: .read
+            case .create: .create
+            case .update: .update
+            case .delete: .delete
+            default: nil
+            }
+        }
     }
 
     /// By route index.
@@ -70,13 +82,13 @@ struct FHIRAPI: Sendable {
             response = Self.answer(try await read(try Self.type(segments[2]), id: try Self.id(segments[3]), credential: credential, surface: surface))
         case .create:
             var request = request
-            response = try await create(try Self.writableType(segments[2], request.method), request: &request, credential: credential, surface: surface)
+            response = try await create(try Self.writableType(segments[2]), request: &request, credential: credential, surface: surface)
         case .update:
             var request = request
             response = try await update(
-                try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), request: &request, credential: credential, surface: surface)
+                try Self.writableType(segments[2]), id: try Self.id(segments[3]), request: &request, credential: credential, surface: surface)
         case .delete:
-            response = try await delete(try Self.writableType(segments[2], request.method), id: try Self.id(segments[3]), credential: credential, surface: surface)
+            response = try await delete(try Self.writableType(segments[2]), id: try Self.id(segments[3]), credential: credential, surface: surface)
         case .bundle:
             var request = request
             response = try await bundle(&request, credential: credential, surface: surface)
@@ -257,7 +269,7 @@ struct FHIRAPI: Sendable {
         return type
     }
 
-    static func writableType(_ name: String, _ method: HTTPRequest.Method) throws -> FHIRType {
+    static func writableType(_ name: String) throws -> FHIRType {
         let type = try type(name)
         guard type.isClinical else {
             throw APIError(

@@ -68,13 +68,9 @@ extension FHIRAPI {
             do {
                 let entry = try self.entry(item, credential: credential, surface: surface)
                 entries.append(entry)
-                switch entry.operation {
-                case .create, .update, .delete:
-                    let interaction: FHIRAccess.Interaction = entry.operation == .create ? .create : entry.operation == .update ? .update : .delete
+                if let interaction = entry.operation.interaction, interaction.isWrite {
                     writes[n] = try await prepare(
                         interaction, entry.type, id: entry.id, resource: entry.resource, credential: credential, surface: surface, inBundle: true)
-                default:
-                    break
                 }
             } catch {
                 throw Self.entryRefusal(error, entry: n)
@@ -140,10 +136,10 @@ extension FHIRAPI {
         case .methodNotAllowed: throw APIError(.methodNotAllowed, "method_not_allowed", "\(method) is not allowed on \(Validate.safe(String(parts[0])))")
         case .notFound, .invalidPath: throw APIError.notFound("No route \(method) \(Validate.safe(String(parts[0])))")
         }
-        guard let operation = operations[route.index], [.search, .read, .create, .update, .delete].contains(operation),
+        guard let operation = operations[route.index], operation.interaction != nil,
               case .success(let segments) = RequestPath.segments(path)
         else { throw APIError.badRequest("a Bundle entry reads, searches, creates, updates or deletes one resource type") }
-        let type = operation == .search || operation == .read ? try Self.type(segments[2]) : try Self.writableType(segments[2], .post)
+        let type = operation == .search || operation == .read ? try Self.type(segments[2]) : try Self.writableType(segments[2])
         let id = segments.count > 3 ? try Self.id(segments[3]) : nil
         var resource: JSONValue?
         if operation == .create || operation == .update {
@@ -159,9 +155,9 @@ extension FHIRAPI {
         case .search: return try await search(entry.type, query: entry.query, credential: credential, surface: surface)
         case .read: return try await read(entry.type, id: entry.id!, credential: credential, surface: surface)
         case .create, .update, .delete:
-            let interaction: FHIRAccess.Interaction = entry.operation == .create ? .create : entry.operation == .update ? .update : .delete
             let write = try await prepare(
-                interaction, entry.type, id: entry.id, resource: entry.resource, credential: credential, surface: surface, inBundle: true)
+                entry.operation.interaction!, entry.type, id: entry.id, resource: entry.resource, credential: credential, surface: surface,
+                inBundle: true)
             return try await store.writing { [self] in try await perform(write, credential: credential, on: $0) }
         default:
             throw APIError.badRequest("a Bundle entry reads, searches, creates, updates or deletes one resource type")

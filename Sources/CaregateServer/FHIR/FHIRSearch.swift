@@ -162,8 +162,14 @@ struct FHIRSearch {
     }
 
     /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store
-    /// writes instants (proleptic Gregorian, UTC; an offset is applied).
+    /// writes instants.
     static func interval(_ text: String) -> (String, String)? {
+        bounds(text).map { (FHIRDate.instant(seconds: $0.0), FHIRDate.instant(seconds: $0.1)) }
+    }
+
+    /// The interval [from, until) a FHIR date or dateTime stands for, in seconds since 1970
+    /// (proleptic Gregorian, UTC; an offset is applied).
+    static func bounds(_ text: String) -> (Int64, Int64)? {
         let pattern = #/^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/#
         guard let m = try? pattern.wholeMatch(in: text), let year = Int(m.1), year >= 1 else { return nil }
         let month = m.2.flatMap { Int($0) } ?? 1, day = m.3.flatMap { Int($0) } ?? 1
@@ -187,6 +193,6 @@ struct FHIRSearch {
         } else {
             end = FHIRDate.days(year: year + 1, month: 1, day: 1) * 86_400
         }
-        return (FHIRDate.instant(seconds: start), FHIRDate.instant(seconds: end))
+        return (start, end)
     }
 }

@@ -46,10 +46,7 @@ struct EnforcementMiddleware: RouterMiddleware {
                 // A method no route table knows (PROPFIND) is a 405 where the path exists, else a 404.
                 let allow = Self.allowedMethods(surface, path)
                 guard !allow.isEmpty else { throw APIError.refusal(.notFound, request) }
-                if case .fhir = surface.backend, let served = FHIRAPI.allowedMethods(path) {
-                    throw APIError.methodNotAllowed(request.method, allow: served)
-                }
-                throw APIError.methodNotAllowed(request.method, allow: allow.map(\.description))
+                throw APIError.methodNotAllowed(request.method, allow: allow)
             case .notFound, .invalidPath:
                 throw APIError.refusal(decision, request)
             }
@@ -62,8 +59,11 @@ struct EnforcementMiddleware: RouterMiddleware {
     }
 
     /// The methods some route of `path` answers (the `Allow` of a 405): those a decision
-    /// finds a route for, whatever the scopes.
-    private static func allowedMethods(_ surface: Surface, _ path: String) -> [Scopes.HTTPMethod] {
-        Scopes.HTTPMethod.allCases.filter { decide(surface, .empty, $0, path, nil).route != nil }
+    /// finds a route for, whatever the scopes, narrowed by a FHIR API that serves fewer (its
+    /// read-only types take no writes).
+    private static func allowedMethods(_ surface: Surface, _ path: String) -> [String] {
+        let routed = Scopes.HTTPMethod.allCases.filter { decide(surface, .empty, $0, path, nil).route != nil }.map(\.description)
+        if case .fhir = surface.backend, !routed.isEmpty, let served = FHIRAPI.allowedMethods(path) { return served }
+        return routed
     }
 }
