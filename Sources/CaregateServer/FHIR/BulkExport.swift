@@ -14,7 +14,9 @@ struct BulkExport: Sendable {
     let base: String
     let logger: Logger
 
-    static let pageSize = 1_000
+    /// Resources per NDJSON part, and per query: small enough that rendering one page does not
+    /// hold a thread of the server for long.
+    static let pageSize = 250
     static let parameters = ["_type", "_since", "_outputFormat"]
     static let outputFormats = ["application/fhir+ndjson", "application/ndjson", "ndjson"]
     static let ndjson = "application/fhir+ndjson"
@@ -102,9 +104,11 @@ struct BulkExport: Sendable {
                     let page = try await store.search(type, organization: organization, filters: [], access: access, count: pageSize, offset: offset)
                     if page.resources.isEmpty { break }
                     var text: [UInt8] = []
-                    for resource in page.resources {
+                    for (n, resource) in page.resources.enumerated() {
                         resource.write(into: &text)
                         text.append(UInt8(ascii: "\n"))
+                        // A long export shares the server's threads with the requests it answers meanwhile.
+                        if n % 50 == 49 { await Task.yield() }
                     }
                     // A job deleted meanwhile (its client cancelled it) stops here.
                     guard try await store.addExportPart(job, type: type.rawValue, part: part, count: page.resources.count, content: String(decoding: text, as: UTF8.self))
