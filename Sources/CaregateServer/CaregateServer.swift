@@ -164,7 +164,10 @@ public final class CaregateServer: Sendable {
                 UpstreamForwarder(
                     surface: catalog.surface, upstream: upstream, pool: pools[upstream.surface], client: client, trustedProxies: trustedProxies)
             },
-            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer, logger: logger) })
+            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer, logger: logger) },
+            fhirGateway: { catalog, forwarder, clinicWideIndex in
+                FHIRGateway(catalog: catalog, forwarder: forwarder, issuer: issuer, clinicWideIndex: clinicWideIndex)
+            })
         Self.bootstrapMetrics()
     }
 

@@ -137,7 +137,7 @@ struct ServerArguments: ParsableArguments {
         "Gateway mode: enforce a surface and forward it to an upstream (repeatable).", valueName: "SURFACE=URL"))
     var upstreams: [String] = []
     @Option(help: ArgumentHelp(
-        "What serves /fhir/R4: builtin (FHIR R4 over the clinic database, also when the platform has an upstream) or upstream (the platform's upstream, forwarded).",
+        "What serves /fhir/R4: builtin (FHIR R4 over the clinic database, also when the platform has an upstream) or upstream (the platform's upstream, behind the same confinement).",
         valueName: "builtin|upstream"))
     var fhir = "builtin"
     @Option(help: ArgumentHelp(

@@ -3,6 +3,7 @@ import CaregateStore
 // scopes without a patient), to check that the FHIR API refuses it on its own.
 @testable import CaregateServer
 import Foundation
+import Synchronization
 import Testing
 
 /// FHIR R4 over the clinic data (SPEC §8), with the confinement rules checked one by one as a
@@ -26,10 +27,13 @@ import Testing
     }
 
     /// Starts the scenario script against a server and clinic set up as SPEC §8's rules need.
-    static func observe(_ s: TestServer) async throws -> (Observed, patient: String, other: String) {
+    /// With `upstream`, the server is the gateway in front of it, and the upstream is given the
+    /// clinic's data (what the built-in API would serve: read from the clinic database).
+    static func observe(_ s: TestServer, upstream: FHIRUpstream? = nil) async throws -> (Observed, patient: String, other: String) {
         let dev = try await s.createDeveloper()
         let clinic = try await s.createClinic(patients: 50)
         let foreign = try await s.createClinic(patients: 2)
+        if let upstream { try await upstream.load(FHIRStore(database: s.server.database), organization: clinic.id) }
         let app = try await s.createApp(developer: dev.token, scopes: appScopes, surface: "platform")
         _ = try await s.install(app: app.id, clinic: clinic)
         let key = try await s.createKey(developer: dev.token, app: app.id, scopes: ["cms.fhir.r4.read"])
@@ -56,7 +60,7 @@ import Testing
             ]), 201)
         }
         let config: [String: Any] = [
-            "base": s.base, "fhirBase": s.base + "/fhir/R4",
+            "base": s.base, "fhirBase": s.base + "/fhir/R4", "gateway": upstream != nil, "upstream": upstream?.url ?? "",
             "public": ["clientId": clientID, "redirectUri": "http://127.0.0.1:9/callback"],
             "patientUser": ["username": "fhir.pat.\(tag)", "password": password, "patientId": patients[0]],
             "clinician": ["username": "fhir.dr.\(tag)", "password": password, "providerId": FHIRID.fhir(provider)],
@@ -104,6 +108,29 @@ import Testing
         try await Self.withAddressedServer(backend) { s in
             let (observed, me, _) = try await Self.observe(s)
             Self.assertRules(observed, me: me)
+        }
+    }
+
+    @Test("in front of an upstream FHIR server, the gateway confines every token as the built-in API does", arguments: Backend.allCases)
+    func gateway(_ backend: Backend) async throws {
+        let upstream = try FHIRUpstream()
+        defer { upstream.stop() }
+        let port = try OAuthTests.closedPort()
+        try await withServer(backend, configure: {
+            $0.port = port
+            $0.issuer = "http://127.0.0.1:\(port)"
+            $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)]
+            $0.fhirBackend = .upstream
+        }) { s in
+            let (observed, me, _) = try await Self.observe(s, upstream: upstream)
+            Self.assertRules(observed, me: me, gateway: true)
+            // The upstream answered: what was created has its ids, at Caregate's address.
+            #expect((observed.scenario("writes")["location"] as? String)?.hasPrefix(s.base + "/fhir/R4/Observation/up-") == true, "\(observed.scenario("writes"))")
+            // An upstream that ignores the added patient parameter: the gateway's check of every
+            // entry still passes only the patient's, and drops the total that counted the others.
+            let ignored = observed.scenario("ignored_narrowing")
+            #expect(ignored["status"] as? Int == 200 && ignored["owners"] as? [String] == [me] && (ignored["count"] as? Int ?? 0) > 0, "\(ignored)")
+            #expect(ignored["total"] is NSNull || ignored["total"] == nil, "\(ignored)")
         }
     }
 
@@ -294,7 +321,7 @@ import Testing
         }
     }
 
-    static func assertRules(_ observed: Observed, me: String) {
+    static func assertRules(_ observed: Observed, me: String, gateway: Bool = false) {
         func sub(_ object: [String: Any], _ key: String) -> [String: Any] { object[key] as? [String: Any] ?? [:] }
         let tokens = observed.raw["tokens"] as? [String: Any] ?? [:]
         #expect(sub(tokens, "patient")["patient"] as? String == me, "the launch token's patient: \(tokens)")
@@ -329,12 +356,27 @@ import Testing
 
         // $everything, $export, _include/_revinclude/_has/chains and a Bundle naming B are refused.
         let refused = observed.scenario("refused_operations")
-        for operation in ["everything", "export", "patient_export", "include", "revinclude", "has", "chained", "bundle_with_B"] {
+        for operation in ["everything", "export", "patient_export", "has", "chained", "bundle_with_B"] + (gateway ? [] : ["include", "revinclude"]) {
             let outcome = sub(refused, operation)
             let status = outcome["status"] as? Int ?? 0
             #expect((400..<500).contains(status) && outcome["resourceType"] as? String == "OperationOutcome", "\(operation): \(outcome)")
         }
-        #expect((sub(refused, "include")["text"] as? String)?.contains("_include") == true)
+        if gateway {
+            // The upstream serves _include and _revinclude; nothing they bring is another patient's,
+            // or of a type the token does not read, though the upstream brings such (the key sees them).
+            for probe in ["include", "revinclude", "include_practitioner", "revinclude_foreign", "revinclude_unscoped_type"] {
+                let result = sub(refused, probe)
+                #expect(result["statuses"] as? [Int] == [200] && result["owners"] as? [String] == [me], "\(probe): \(result)")
+            }
+            for probe in ["include", "revinclude", "include_practitioner"] {
+                #expect((sub(refused, probe)["included"] as? Int ?? 0) > 0, "\(probe) brought nothing: \(sub(refused, probe))")
+            }
+            #expect((sub(refused, "revinclude_foreign")["key_owners"] as? Int ?? 0) > 1, "\(sub(refused, "revinclude_foreign"))")
+            #expect(sub(refused, "revinclude_unscoped_type")["included"] as? Int == 0, "\(sub(refused, "revinclude_unscoped_type"))")
+            #expect((sub(refused, "revinclude_unscoped_type")["key_included"] as? Int ?? 0) > 0)
+        } else {
+            #expect((sub(refused, "include")["text"] as? String)?.contains("_include") == true)
+        }
 
         // Writes: another patient's is 403 and nothing is written; one's own works.
         let writes = observed.scenario("writes")
@@ -394,9 +436,57 @@ import Testing
         #expect(client["patient_id"] as? String == me && (client["observations"] as? Int ?? 0) >= 4)
         #expect(client["observation_subjects"] as? [String] == ["Patient/\(me)"])
 
+        // Every link and fullUrl names the FHIR base the app talks to.
+        #expect((observed.raw["elsewhere"] as? [String])?.isEmpty == true, "\(observed.raw["elsewhere"] ?? "")")
+
         // Every answer validates with the fhir.resources R4B models.
         let validation = observed.raw["validation"] as? [String: Any] ?? [:]
         #expect((validation["count"] as? Int ?? 0) > 200, "\(validation)")
         #expect((validation["failures"] as? [String] ?? ["?"]).isEmpty, "\(validation)")
     }
+}
+
+/// Fixtures/fhir_upstream.py as a real process on a loopback port: a FHIR server over its own
+/// data (read, search with paging and _include, writes), knowing nothing of Caregate's rules.
+final class FHIRUpstream: Sendable {
+    let port: Int
+    private let process: Mutex<Process?>
+
+    init() throws {
+        let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/fhir_upstream.py").path
+        let (process, line) = try startHelper(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script])
+        guard line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
+            stopHelper(process)
+            throw TestSetupError("fhir_upstream.py said \(line)")
+        }
+        self.port = port
+        self.process = Mutex(process)
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// Gives the upstream a clinic's resources of every served type, as the clinic database holds them.
+    func load(_ store: FHIRStore, organization: String) async throws {
+        var resources: [JSONValue] = []
+        for type in FHIRType.allCases {
+            var offset = 0
+            while true {
+                let page = try await store.search(type, organization: organization, filters: [], access: nil, count: 200, offset: offset)
+                resources += page.resources
+                offset += page.resources.count
+                if page.resources.isEmpty || offset >= page.total { break }
+            }
+        }
+        let reply = try await httpRequest(base: url, "POST", "/_load", body: Data(JSONValue.array(resources).serialized()), headers: ["Content-Type": "application/json"])
+        guard reply.status == 204 else { throw TestSetupError("fhir_upstream.py did not load the clinic: \(reply.status) \(reply.text)") }
+    }
+
+    func stop() {
+        process.withLock { process in
+            process.map(stopHelper)
+            process = nil
+        }
+    }
+
+    deinit { stop() }
 }

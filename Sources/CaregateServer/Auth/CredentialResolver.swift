@@ -141,17 +141,20 @@ struct CredentialResolver: Sendable {
             }
         }
         let effective = effectiveSets(credentialScopes)
-        // What an upstream sees and decides with: `patient/` scopes open nothing there, as no
-        // upstream confines a request to one patient (fail closed, SPEC §8).
-        let withoutPatientScopes = person?.holdsPatientScopes == true ? effectiveSets(credentialScopes.filter { !$0.hasPrefix("patient/") }) : effective
+        // What an upstream sees and decides with: the scopes that reach the whole clinic. A
+        // `patient/` scope, or a `user/` scope of anyone but a signed-in clinician, opens nothing
+        // there, as no upstream confines a request to one patient (fail closed, SPEC §8).
+        let clinician = person?.fhirUser?.hasPrefix("Practitioner/") == true
+        let confinedScopes = credentialScopes.filter { $0.hasPrefix("patient/") || (!clinician && $0.hasPrefix("user/")) }
+        let clinicWide = confinedScopes.isEmpty ? effective : effectiveSets(credentialScopes.filter { !confinedScopes.contains($0) })
         let decisionSets = registry.decisionSlots.map { slot in
             switch slot.rule {
             case .effective: effective[slot.index]
-            case .withoutPatientScopes: withoutPatientScopes[slot.index]
+            case .clinicWide: clinicWide[slot.index]
             case .constraintsLifted: effective[slot.index].liftingConstraints
             }
         }
-        let names = zip(registry.surfaces, withoutPatientScopes).map { $0.catalog.scopeNames(in: $1) }
+        let names = zip(registry.surfaces, clinicWide).map { $0.catalog.scopeNames(in: $1) }
         return Credential(
             keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
             liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, decisionSets: decisionSets, person: person,

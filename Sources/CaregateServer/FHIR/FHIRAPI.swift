@@ -38,8 +38,16 @@ struct FHIRAPI: Sendable {
     static let contentType = "application/fhir+json; charset=utf-8"
 
     init(catalog: CompiledCatalog, store: FHIRStore, issuer: String, logger: Logger) {
+        operations = Self.operations(of: catalog)
+        self.store = store
+        base = issuer + Discovery.fhirBasePath
+        export = BulkExport(store: store, base: base, logger: logger)
+    }
+
+    /// The operation of each of the catalog's routes, by route index (nil: not a FHIR operation this server knows).
+    static func operations(of catalog: CompiledCatalog) -> [Operation?] {
         let prefix = Discovery.fhirBasePath
-        operations = catalog.routes.map { route in
+        return catalog.routes.map { route in
             guard route.path.isPath(under: prefix) else { return nil }
             let rest = route.path.dropFirst(prefix.count).split(separator: "/")
             switch (route.method, rest.first ?? "", rest.last ?? "") {
@@ -62,17 +70,18 @@ struct FHIRAPI: Sendable {
             default: return nil
             }
         }
-        self.store = store
-        base = issuer + prefix
-        export = BulkExport(store: store, base: base, logger: logger)
+    }
+
+    /// Fail closed: `patient/` scopes without a patient would otherwise reach nobody's or everybody's data.
+    static func refuseWithoutPatient(_ credential: Credential) throws {
+        if let person = credential.person, person.holdsPatientScopes, person.patient == nil {
+            throw APIError.forbidden("This token carries patient/ scopes but no patient context, so it is refused on every FHIR route (request launch/patient, or launch in an EHR launch)")
+        }
     }
 
     func respond(_ request: Request, path: String, route: RouteID, credential: Credential, surface: Surface) async throws -> Response {
         guard let operation = operations[route.index] else { throw APIError.notFound("No route \(request.method.rawValue) \(Validate.safe(request.uri.path))") }
-        // Fail closed: `patient/` scopes without a patient would otherwise reach nobody's or everybody's data.
-        if let person = credential.person, person.holdsPatientScopes, person.patient == nil {
-            throw APIError.forbidden("This token carries patient/ scopes but no patient context, so it is refused on every FHIR route (request launch/patient, or launch in an EHR launch)")
-        }
+        try Self.refuseWithoutPatient(credential)
         guard case .success(let segments) = RequestPath.segments(path) else { throw APIError.badRequest("invalid path") }
         var response: Response
         switch operation {

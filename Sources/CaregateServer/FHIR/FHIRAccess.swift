@@ -1,4 +1,5 @@
 import CaregateStore
+import Foundation
 import Scopes
 
 /// Who a FHIR request may reach, from the credential's scopes and launch context (SPEC §8):
@@ -31,6 +32,9 @@ struct FHIRAccess {
         /// nil: the whole clinic.
         var patient: String?
         var constraints: [FHIRFilter]
+        /// The constraints as the scope spells them, `name=value` query items (percent-encoded):
+        /// what the gateway adds to a search so that another FHIR server narrows it the same way.
+        var parameters: [String] = []
     }
 
     static let productRead = "cms.fhir.r4.read"
@@ -76,7 +80,8 @@ struct FHIRAccess {
             case .constrained(let grants):
                 for constraints in grants {
                     guard let filters = try? FHIRSearch.filters(constraints.map { ($0.name, $0.value) }, type: type) else { continue }
-                    reaches.append(Reach(patient: patient, constraints: filters))
+                    let parameters = constraints.map { URLComponents.queryEncoded($0.name) + "=" + URLComponents.queryEncoded($0.value) }
+                    reaches.append(Reach(patient: patient, constraints: filters, parameters: parameters))
                 }
             }
         }
@@ -109,6 +114,15 @@ struct FHIRAccess {
         }
     }
 
+    /// Whether a resource a FHIR server answered with is within one of the reaches: a confined
+    /// reach admits it only when every patient it refers to is the reach's patient.
+    static func admits(_ reaches: [Reach], _ facts: FHIRResourceFacts) -> Bool {
+        reaches.contains { reach in
+            if let patient = reach.patient, facts.patients.isEmpty || facts.patients.contains(where: { $0 != patient }) { return false }
+            return reach.constraints.allSatisfy(facts.matches)
+        }
+    }
+
     /// `filter` evaluated on a resource about to be written, as the store evaluates it on stored ones.
     static func matches(_ filter: FHIRFilter, _ index: FHIRStore.ClinicalIndex) -> Bool {
         let value: String
@@ -121,12 +135,17 @@ struct FHIRAccess {
         case .date: value = index.date
         case .lastUpdated: return true
         }
-        switch filter.test {
+        return holds(filter.test, value, codeSystem: filter.field == .code ? index.codeSystem : nil)
+    }
+
+    /// A filter's test on one value; `codeSystem` is the system of a code (nil: not a code, or none known).
+    static func holds(_ test: FHIRFilter.Test, _ value: String, codeSystem: String?) -> Bool {
+        switch test {
         case .nothing: return false
         case .writtenSince: return true
         case .anyOf(let values): return values.contains(value)
         case .codes(let codings):
-            return codings.contains { $0.code == value && (filter.field != .code || $0.system == nil || $0.system == index.codeSystem) }
+            return codings.contains { $0.code == value && ($0.system == nil || codeSystem == nil || $0.system == codeSystem) }
         case .onOrAfter(let instant): return value >= instant
         case .before(let instant): return value < instant
         case .within(let from, let until): return value >= from && value < until

@@ -12,6 +12,11 @@ enum FHIRClinicalInput {
 
     /// The body as a JSON object: `application/fhir+json`, at most `limit` bytes, read strictly.
     static func body(_ request: inout Request, limit: Int = FHIRAPI.maxBodyBytes) async throws -> JSONValue {
+        try await bodyWithBytes(&request, limit: limit).resource
+    }
+
+    /// The body as ``body(_:limit:)`` reads it, with its bytes as they came (for passing it on).
+    static func bodyWithBytes(_ request: inout Request, limit: Int = FHIRAPI.maxBodyBytes) async throws -> (bytes: ByteBuffer, resource: JSONValue) {
         guard let contentType = request.headers[.contentType]?.lowercased(),
               contentType.hasPrefix("application/fhir+json") || contentType.hasPrefix("application/json")
         else { throw APIError(.unsupportedMediaType, "unsupported_media_type", "the body must be application/fhir+json") }
@@ -28,7 +33,7 @@ enum FHIRClinicalInput {
             throw APIError.badRequest("the body is not a JSON resource: \(error)")
         }
         guard case .object = resource else { throw APIError.badRequest("the body must be a JSON object (a FHIR resource)") }
-        return resource
+        return (buffer, resource)
     }
 
     /// A resource to write, checked, with the fields its search parameters and access rules read.
@@ -129,5 +134,18 @@ extension JSONValue {
     var first: JSONValue? {
         if case .array(let items) = self { return items.first }
         return nil
+    }
+
+    /// The elements of an array.
+    var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+
+    /// Removes a key of an object.
+    mutating func remove(_ key: String) {
+        guard case .object(var pairs) = self else { return }
+        pairs.removeAll { $0.0 == key }
+        self = .object(pairs)
     }
 }

@@ -3,6 +3,7 @@ import CaregateStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import NIOHTTP1
 import Scopes
@@ -61,7 +62,7 @@ struct UpstreamForwarder: Sendable {
     /// identity headers and `X-Forwarded-For`/`X-Forwarded-Proto` as Caregate saw the call.
     /// Only when the peer is a configured trusted proxy are its `X-Forwarded-*` kept (the
     /// caller's address appended to its `X-Forwarded-For`).
-    private func outboundHeaders(_ request: Request, _ context: CaregateContext, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
+    func outboundHeaders(_ request: Request, _ context: CaregateContext, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
         var headers = HTTPHeaders()
         for field in request.headers {
             let name = field.name.canonicalName
@@ -140,19 +141,7 @@ struct UpstreamForwarder: Sendable {
             reader = OneReader(request.body, limit: upstream.maxBodyBytes)
             outbound.body = .stream(reader!, length: .unknown)
         }
-        let reply: HTTPClientResponse
-        do {
-            reply = try await client.execute(outbound, deadline: .now() + .milliseconds(Int64(self.upstream.timeoutSeconds * 1000)))
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .getConnectionFromPoolTimeout {
-            throw timeoutError()
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch where reader?.exceeded == true {
-            throw Self.tooLarge(upstream.maxBodyBytes)
-        } catch {
-            context.logger.warning("upstream unreachable", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
-            throw unavailableError()
-        }
+        let reply = try await execute(outbound, reader: reader, logger: context.logger)
         let status = HTTPResponse.Status(code: Int(reply.status.code))
         let answerHeaders = Self.answerHeaders(reply.headers)
         // A small answer of known length is read whole and written in one go (far fewer hops
@@ -162,6 +151,61 @@ struct UpstreamForwarder: Sendable {
             return Response(status: status, headers: answerHeaders, body: .init(byteBuffer: body))
         }
         return Response(status: status, headers: answerHeaders, body: ResponseBody(asyncSequence: reply.body))
+    }
+
+    /// Sends a request through async-http-client: a 504 when the upstream is too slow, a 413
+    /// when the streamed body went past the limit, a 502 when it cannot be reached.
+    private func execute(_ outbound: HTTPClientRequest, reader: OneReader?, logger: Logger) async throws -> HTTPClientResponse {
+        do {
+            return try await client.execute(outbound, deadline: .now() + .milliseconds(Int64(self.upstream.timeoutSeconds * 1000)))
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .getConnectionFromPoolTimeout {
+            throw timeoutError()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch where reader?.exceeded == true {
+            throw Self.tooLarge(upstream.maxBodyBytes)
+        } catch {
+            logger.warning("upstream unreachable", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
+            throw unavailableError()
+        }
+    }
+
+    /// One upstream answer read whole, for a backend that checks it before passing it on.
+    struct Exchange: Sendable {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var body: ByteBuffer
+    }
+
+    /// Sends one request to the upstream and reads its answer whole, up to `limit` bytes (past
+    /// it: a 502, as an answer that cannot be checked is not passed on). `headers` come from
+    /// ``outboundHeaders(_:_:_:_:)``; the body's own headers are set here.
+    func exchange(
+        method: HTTPRequest.Method, target: String, headers: HTTPHeaders, body: ByteBuffer?, limit: Int, logger: Logger
+    ) async throws -> Exchange {
+        var outbound = HTTPClientRequest(url: upstream.base + target)
+        outbound.method = .init(rawValue: method.rawValue)
+        outbound.headers = headers
+        outbound.headers.remove(name: "Content-Length")
+        outbound.headers.remove(name: "Expect")
+        if let body {
+            outbound.body = .bytes(body)
+        } else {
+            outbound.headers.remove(name: "Content-Type")
+        }
+        let reply = try await execute(outbound, reader: nil, logger: logger)
+        let collected: ByteBuffer
+        do {
+            collected = try await reply.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.badGateway, "bad_gateway", "The upstream of \(surface) answered more than \(limit) bytes, more than Caregate reads to check an answer")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.warning("upstream answer cut off", metadata: ["surface": "\(self.surface)", "error": "\(error)"])
+            throw unavailableError()
+        }
+        return Exchange(status: HTTPResponse.Status(code: Int(reply.status.code)), headers: Self.answerHeaders(reply.headers), body: collected)
     }
 
     static func tooLarge(_ limit: Int64) -> APIError {

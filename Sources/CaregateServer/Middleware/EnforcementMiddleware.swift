@@ -37,6 +37,8 @@ struct EnforcementMiddleware: RouterMiddleware {
                         request, path: path, context: context, credential: credential, scopeHeader: credential.scopeHeader[surface.index])
                 case .fhir(let api):
                     return try await api.respond(request, path: path, route: route, credential: credential, surface: surface)
+                case .fhirGateway(let gateway):
+                    return try await gateway.respond(request, path: path, route: route, context: context, credential: credential, surface: surface)
                 case .notServed:
                     throw APIError.notFound()
                 }

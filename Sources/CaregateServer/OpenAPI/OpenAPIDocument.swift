@@ -22,7 +22,11 @@ enum OpenAPIDocument {
             return (name, schema.json)
         }
         for surface in registry.gatewaySurfaces { SurfaceOperations.addGateway(surface, to: &paths) }
-        if let fhir = registry.fhir { FHIROperations.add(fhir, to: &paths) }
+        switch registry.fhir?.backend {
+        case .fhir?: FHIROperations.add(registry.fhir!, to: &paths)
+        case .fhirGateway?: SurfaceOperations.addGateway(registry.fhir!, to: &paths)
+        default: break
+        }
         schemas += FHIROperations.schemas
         return [
             "openapi": "3.1.0",

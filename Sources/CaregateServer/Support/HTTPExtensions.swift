@@ -70,12 +70,14 @@ extension URLComponents {
     /// to RFC 3986's unreserved characters (so a `+` never reads as a space); nil values are left out.
     static func adding(_ items: KeyValuePairs<String, String?>, to uri: String) -> String? {
         guard var components = URLComponents(string: uri) else { return nil }
-        func encoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "" }
-        let added = items.compactMap { name, value in value.map { encoded(name) + "=" + encoded($0) } }
+        let added = items.compactMap { name, value in value.map { queryEncoded(name) + "=" + queryEncoded($0) } }
         let kept = components.percentEncodedQuery.flatMap { $0.isEmpty ? nil : $0 }
         components.percentEncodedQuery = ((kept.map { [$0] } ?? []) + added).joined(separator: "&")
         return components.string
     }
+
+    /// `text` percent-encoded down to RFC 3986's unreserved characters, for a query name or value.
+    static func queryEncoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "" }
 
     private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }

@@ -10,6 +10,9 @@ final class Surface: Sendable {
         case clinicAPI(ClinicAPI)
         /// An upstream service Caregate stands in front of (gateway mode).
         case upstream(UpstreamForwarder)
+        /// An upstream FHIR server (`--fhir upstream`), with the built-in API's confinement
+        /// applied around it.
+        case fhirGateway(FHIRGateway)
         /// FHIR R4 over the clinic database (`/fhir/R4`), confining patient tokens itself.
         case fhir(FHIRAPI)
         /// Known to the grant chain (apps declare its scopes, keys carry them) but not served here.
@@ -20,9 +23,11 @@ final class Surface: Sendable {
     enum DecisionRule: Sendable {
         /// The effective set as it is.
         case effective
-        /// Without `patient/` scopes: a backend that cannot confine a request to one patient
-        /// (an upstream) must not be opened by them (fail closed, SPEC §8).
-        case withoutPatientScopes
+        /// Only the scopes that reach the whole clinic: without `patient/` scopes, and without
+        /// `user/` scopes unless a clinician signed in (a patient user's reach one compartment).
+        /// A backend that cannot confine a request to one patient (an upstream) must not be
+        /// opened by the others (fail closed, SPEC §8).
+        case clinicWide
         /// With query constraints lifted: the backend narrows results by them itself.
         case constraintsLifted
     }
@@ -66,7 +71,7 @@ final class Surface: Sendable {
         let discovery = Self.discoveryPaths.filter { path in prefixes.contains { path.isPath(under: $0) } }.map { $0[...] }
         switch backend {
         case .upstream: routerPaths = catalog.routes.filter(\.isPublic).map { Self.withoutTrailingSlash($0.path[...]) } + discovery
-        case .fhir: routerPaths = discovery
+        case .fhir, .fhirGateway: routerPaths = discovery
         case .clinicAPI, .notServed: routerPaths = []
         }
         if case .clinicAPI(let api) = backend {

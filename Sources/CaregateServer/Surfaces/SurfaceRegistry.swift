@@ -19,8 +19,9 @@ struct SurfaceRegistry: Sendable {
 
     /// In the order of ``Credential/effective``.
     let surfaces: [Surface]
-    /// The built-in FHIR API over the clinic database, when it serves `/fhir/R4` (it shares
-    /// the platform catalog's effective set; its own decision set lifts query constraints).
+    /// The surface of `/fhir/R4`: the built-in FHIR API over the clinic database, or the
+    /// platform's upstream behind the same confinement (it shares the platform catalog's
+    /// effective set; its own decision set lifts query constraints, which it applies itself).
     let fhir: Surface?
     /// What each of ``Credential/decisionSets`` is: an effective set's index and its rule.
     let decisionSlots: [(index: Int, rule: Surface.DecisionRule)]
@@ -45,16 +46,18 @@ struct SurfaceRegistry: Sendable {
         guard Set(upstreams.map(\.surface)).count == upstreams.count else { throw GatewayConfigurationError("a surface may have one upstream") }
     }
 
-    /// `upstreams` must have passed ``check(upstreams:catalogs:fhirBackend:)``. With `fhirBackend`
-    /// `.builtIn`, `/fhir/R4` is the clinic database's FHIR API even when the platform has an
-    /// upstream (its other routes go there); with `.upstream` it is forwarded like the rest.
+    /// `upstreams` must have passed ``check(upstreams:catalogs:fhirBackend:)``. `/fhir/R4` is a
+    /// surface of its own over the platform catalog: with `fhirBackend` `.builtIn` the clinic
+    /// database's FHIR API, even when the platform has an upstream (its other routes go there);
+    /// with `.upstream` the platform's upstream behind the same confinement (``FHIRGateway``).
     init(
         catalogs: [CompiledCatalog], upstreams: [UpstreamConfiguration], fhirBackend: FHIRBackend = .builtIn,
         clinicAPI: (CompiledCatalog, String) -> ClinicAPI, forwarder: (CompiledCatalog, UpstreamConfiguration) -> UpstreamForwarder,
-        fhir: (CompiledCatalog) -> FHIRAPI
+        fhir: (CompiledCatalog) -> FHIRAPI, fhirGateway: (CompiledCatalog, UpstreamForwarder, _ clinicWideIndex: Int) -> FHIRGateway
     ) {
         let builtIn = Dictionary(uniqueKeysWithValues: Self.clinicAPISurfaces.map { ($0.surface, $0.prefix) })
         let fhirBase = Discovery.fhirBasePath
+        var fhirForwarder: UpstreamForwarder?
         surfaces = catalogs.enumerated().map { index, catalog in
             if let prefix = builtIn[catalog.surface] {
                 return Surface(
@@ -62,19 +65,28 @@ struct SurfaceRegistry: Sendable {
             }
             if let upstream = upstreams.first(where: { $0.surface == catalog.surface }) {
                 var owned = Self.ownedPrefixes(of: catalog)
-                if catalog.surface == Self.fhirSurface && fhirBackend == .builtIn { owned.remove(fhirBase) }
+                let forwarder = forwarder(catalog, upstream)
+                if catalog.surface == Self.fhirSurface {
+                    owned.remove(fhirBase)
+                    if fhirBackend == .upstream { fhirForwarder = forwarder }
+                }
                 return Surface(
-                    catalog: catalog, index: index, decisionRule: .withoutPatientScopes, group: catalog.surface, prefixes: owned.sorted(),
-                    backend: .upstream(forwarder(catalog, upstream)))
+                    catalog: catalog, index: index, decisionRule: .clinicWide, group: catalog.surface, prefixes: owned.sorted(),
+                    backend: .upstream(forwarder))
             }
             return Surface(catalog: catalog, index: index, group: catalog.surface, prefixes: [], backend: .notServed)
         }
         var slots = surfaces.map { (index: $0.index, rule: $0.decisionRule) }
-        if fhirBackend == .builtIn, let platform = surfaces.first(where: { $0.name == Self.fhirSurface }),
-           Self.ownedPrefixes(of: platform.catalog).contains(fhirBase) {
+        if let platform = surfaces.first(where: { $0.name == Self.fhirSurface }), Self.ownedPrefixes(of: platform.catalog).contains(fhirBase),
+           fhirBackend == .builtIn || fhirForwarder != nil {
+            let backend: Surface.Backend = if let fhirForwarder {
+                .fhirGateway(fhirGateway(platform.catalog, fhirForwarder, platform.decisionIndex))
+            } else {
+                .fhir(fhir(platform.catalog))
+            }
             self.fhir = Surface(
                 catalog: platform.catalog, index: platform.index, decisionIndex: slots.count, decisionRule: .constraintsLifted, group: platform.group,
-                prefixes: [fhirBase], backend: .fhir(fhir(platform.catalog)))
+                prefixes: [fhirBase], backend: backend)
             slots.append((platform.index, .constraintsLifted))
         } else {
             self.fhir = nil

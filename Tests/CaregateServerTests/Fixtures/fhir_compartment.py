@@ -3,7 +3,7 @@
 Usage: fhir_compartment.py CONFIG_JSON_PATH
 
 The Swift test starts Caregate (built-in FHIR, or the gateway in front of an upstream FHIR
-server), creates a clinic with its sample data, a patient user, a clinician, a public SMART
+server, fhir_upstream.py: "gateway" is true in the config), creates a clinic with its sample data, a patient user, a clinician, a public SMART
 client and an API key, and writes them to CONFIG_JSON_PATH. This script obtains launch tokens
 the way an app does (the sign-in and consent pages, driven as a browser posts them: see
 smart_launch.py) and runs one scenario per rule, whatever the others did. Every resource,
@@ -22,6 +22,8 @@ import requests  # noqa: E402
 from smart_launch import TIMEOUT, describe, exchange, log, raw_authorization  # noqa: E402
 
 VALIDATED = {"count": 0, "failures": []}
+# Every link or fullUrl an answer gave that does not point at the FHIR base the app talks to.
+ELSEWHERE = []
 
 
 def validate(resource):
@@ -62,20 +64,27 @@ class Caller:
             validate(response.json())
         return response
 
-    def search_all(self, kind, **params):
-        """Every resource a search returns, following its next links; (resources, statuses)."""
-        resources, statuses, url = [], [], kind
+    def search_entries(self, kind, **params):
+        """Every entry a search returns, following its next links; (entries, statuses)."""
+        entries, statuses, url = [], [], kind
         for _ in range(100):
             response = self.get(url, **(params if url == kind else {}))
             statuses.append(response.status_code)
             if response.status_code != 200:
                 break
             bundle = response.json()
-            resources += [entry["resource"] for entry in bundle.get("entry", [])]
+            entries += bundle.get("entry", [])
+            urls = [link["url"] for link in bundle.get("link", [])] + [entry.get("fullUrl", "") for entry in bundle.get("entry", [])]
+            ELSEWHERE.extend(u for u in urls if not u.startswith(self.cfg["fhirBase"] + "/"))
             url = next((link["url"] for link in bundle.get("link", []) if link["relation"] == "next"), None)
             if url is None:
                 break
-        return resources, statuses
+        return entries, statuses
+
+    def search_all(self, kind, **params):
+        """Every resource a search returns, following its next links; (resources, statuses)."""
+        entries, statuses = self.search_entries(kind, **params)
+        return [entry["resource"] for entry in entries], statuses
 
 
 def launch_token(cfg, user, scope):
@@ -192,8 +201,30 @@ def refused_operations(cfg, out, state):
     out["everything"] = outcome_of(caller.get("Patient/" + me + "/$everything"))
     out["export"] = outcome_of(caller.get("$export"))
     out["patient_export"] = outcome_of(caller.get("Patient/$export"))
-    out["include"] = outcome_of(caller.get("Observation", _include="Observation:patient"))
-    out["revinclude"] = outcome_of(caller.get("Patient", _revinclude="Observation:patient"))
+    if cfg.get("gateway"):
+        # In front of an upstream, _include and _revinclude reach the upstream, and every
+        # resource they bring is checked: the key (clinic-wide) shows what the upstream brings.
+        probes = [
+            ("include", caller, "Observation", {"_include": "Observation:patient"}),
+            ("revinclude", caller, "Patient", {"_revinclude": "Observation:patient"}),
+            ("include_practitioner", caller, "Encounter", {"_include": "Encounter:practitioner"}),
+            ("revinclude_foreign", caller, "Practitioner", {"_revinclude": "Encounter:practitioner"}),
+            ("revinclude_unscoped_type", state["lab"], "Patient", {"_revinclude": "Condition:patient"}),
+        ]
+        for name, who, kind, params in probes:
+            entries, statuses = who.search_entries(kind, **params)
+            included = [e["resource"] for e in entries if e.get("search", {}).get("mode") == "include"]
+            key_entries, _ = state["key"].search_entries(kind, **params)
+            key_included = [e["resource"] for e in key_entries if e.get("search", {}).get("mode") == "include"]
+            out[name] = {
+                "statuses": sorted(set(statuses)), "included": len(included),
+                "owners": sorted(set().union(*(patients_of(e["resource"]) for e in entries if e["resource"]["resourceType"] in COMPARTMENT_TYPES))),
+                "key_included": len(key_included),
+                "key_owners": len(set().union(*(patients_of(r) for r in key_included if r["resourceType"] in COMPARTMENT_TYPES))),
+            }
+    else:
+        out["include"] = outcome_of(caller.get("Observation", _include="Observation:patient"))
+        out["revinclude"] = outcome_of(caller.get("Patient", _revinclude="Observation:patient"))
     out["has"] = outcome_of(caller.get("Patient", **{"_has:Observation:patient:code": "8867-4"}))
     out["chained"] = outcome_of(caller.get("Observation", **{"patient.name": "x"}))
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -307,6 +338,21 @@ def fhirclient_reads(cfg, out, state):
     out["observation_subjects"] = sorted({o.subject.reference for o in observations})
 
 
+def ignored_narrowing(cfg, out, state):
+    """Gateway only: an upstream that ignores the patient parameter the gateway adds answers
+    every patient's Observations; none of another patient's pass, nor a total counting them."""
+    requests.post(cfg["upstream"] + "/_ignore", json=["patient", "_id"], timeout=TIMEOUT).raise_for_status()
+    try:
+        response = state["patient"].get("Observation", _count="200")
+        bundle = response.json()
+        out["status"] = response.status_code
+        out["count"] = len(bundle.get("entry", []))
+        out["owners"] = sorted(set().union(*(patients_of(e["resource"]) for e in bundle.get("entry", []))))
+        out["total"] = bundle.get("total")
+    finally:
+        requests.post(cfg["upstream"] + "/_ignore", json=[], timeout=TIMEOUT).raise_for_status()
+
+
 SCENARIOS = [
     ("compartment", compartment), ("reference_types", reference_types), ("other_patient", other_patient),
     ("refused_operations", refused_operations), ("writes", writes), ("granular", granular),
@@ -332,7 +378,7 @@ def main():
         if "access_token" in tokens[name]:
             state[name] = Caller(cfg, tokens[name]["access_token"])
     state["patient_token"] = tokens["patient"].get("access_token", "")
-    for name, scenario in SCENARIOS:
+    for name, scenario in SCENARIOS + ([("ignored_narrowing", ignored_narrowing)] if cfg.get("gateway") else []):
         out = results[name] = {}
         try:
             scenario(cfg, out, state)
@@ -342,6 +388,7 @@ def main():
             out["error"] = describe(error)
         log(f"{name}: {json.dumps(out, default=str)}")
     results["validation"] = {"count": VALIDATED["count"], "failures": VALIDATED["failures"][:20]}
+    results["elsewhere"] = ELSEWHERE[:20]
     print(json.dumps(results, default=str, sort_keys=True), flush=True)
 
 
