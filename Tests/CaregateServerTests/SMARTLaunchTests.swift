@@ -162,6 +162,7 @@ import Testing
             // the patient's own record reads, another clinic's patient is unknown.
             #expect(sub(asPatient, "gateway_reads")["own_patient"] as? Int == 200, "\(asPatient)")
             #expect(sub(asPatient, "gateway_reads")["other_patient"] as? Int == 404)
+            #expect((sub(asPatient, "gateway_reads")["invalid"] as? [String])?.isEmpty == true, "R4B: \(asPatient)")
 
             // fhirclient, standalone, as a clinician: the picker offers the clinic's patients only.
             let asClinician = try scenario("fhirclient_clinician")
@@ -170,6 +171,7 @@ import Testing
             #expect(Set(asClinician["offered"] as? [String] ?? []) == Set(patients) && asClinician["foreign_offered"] as? Bool == false)
             // A clinician's `user/Patient.read` reaches the clinic's patients.
             #expect(sub(asClinician, "gateway_reads")["own_patient"] as? Int == 200, "\(asClinician)")
+            #expect((sub(asClinician, "gateway_reads")["invalid"] as? [String])?.isEmpty == true, "R4B: \(asClinician)")
             let foreign = try scenario("picker_foreign")
             #expect(foreign["status"] as? Int == 400 && foreign["has_code"] as? Bool == false, "\(foreign)")
 

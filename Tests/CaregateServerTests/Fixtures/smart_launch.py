@@ -355,10 +355,19 @@ def fhirclient_flow(cfg, user, scope, out, pick=None):
     out["need_patient_banner"] = context.get("need_patient_banner")
     out["has_id_token"] = "id_token" in context
     out["has_refresh"] = auth.refresh_token is not None
-    # Through the gateway (an echo upstream behind /fhir/R4): what the token opens there.
-    reads = {}
+    # Through the built-in FHIR API: what the token opens there; every answer valid R4B.
+    from fhir.resources.R4B import get_fhir_model_class
+
+    reads, invalid = {}, []
     for name, path in [("own_patient", "Patient/" + str(client.patient_id)), ("other_patient", "Patient/" + cfg["foreignPatient"])]:
-        reads[name] = requests.get(cfg["fhirBase"] + "/" + path, headers={"Authorization": "Bearer " + auth.access_token}, timeout=TIMEOUT).status_code
+        response = requests.get(cfg["fhirBase"] + "/" + path, headers={"Authorization": "Bearer " + auth.access_token}, timeout=TIMEOUT)
+        reads[name] = response.status_code
+        try:
+            resource = response.json()
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        except Exception as error:  # noqa: BLE001 (any model error is a finding)
+            invalid.append(f"{name}: {str(error)[:300]}")
+    reads["invalid"] = invalid
     out["gateway_reads"] = reads
     return client
 
