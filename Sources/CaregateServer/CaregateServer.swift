@@ -133,7 +133,7 @@ public final class CaregateServer: Sendable {
         self.cache = cache
         // The one place the cache learns of this instance's grant-chain changes (the change
         // watcher in `run` covers the other instances').
-        grants.changes.listen { cache.invalidateAll() }
+        grants.changes.listen { cache.invalidate($0) }
         auditWriter = AuditWriter(store: AuditStore(database: database), logger: logger)
         var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
         // A refused connection is a 502 now, not a retry until the deadline.
@@ -176,8 +176,19 @@ public final class CaregateServer: Sendable {
     public var issuer: String { tokens.issuer }
 
     /// How many API key rows this instance has read from the database: once per lookup id (found
-    /// or not) until the next grant-chain change, however often a key is presented.
+    /// or not) while it stays cached (until a change touches that key, or the cache lets it go),
+    /// however often a key is presented.
     public var keyDatabaseLookups: Int { cache.databaseLookups }
+
+    /// How many resolved credentials this instance holds in its cache.
+    public var cachedCredentials: Int { cache.count }
+
+    /// Whether this instance holds the credential of a presented API key in a clinic (its
+    /// `X-Organization-Id`), resolved: for diagnostics and tests of what a change drops.
+    public func cachesCredential(key presented: String, organization: String) -> Bool {
+        guard let lookupID = grants.lookupID(ofPresentedKey: presented[...]), let bits = OrganizationBits(clientForm: organization) else { return false }
+        return cache.get(CredentialCache.Key(lookupID: lookupID, organization: bits)) != nil
+    }
 
     /// How many client JWK Sets this instance has parsed: once per distinct set while cached,
     /// however many assertions it verifies.
@@ -312,14 +323,24 @@ public final class CaregateServer: Sendable {
         let grants = self.grants
         let cache = self.cache
         let tokens = self.tokens
-        let lastGeneration = Mutex<Int64>(-1)
+        // Other instances' changes: what each touched, from the change log. This process's own
+        // were applied when they committed (`grants.changes`); applying them again only drops
+        // what they dropped already.
+        let lastGeneration = Mutex<Int64?>(nil)
         let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
-            let generation = try await grants.generation()
-            let changed = lastGeneration.withLock { last in
-                defer { last = generation }
-                return last != generation
+            guard let last = lastGeneration.withLock({ $0 }) else {
+                let current = try await grants.generation()
+                lastGeneration.withLock { $0 = current }
+                cache.invalidateAll()
+                return
             }
-            if changed {
+            let (generation, touched) = try await grants.changes(since: last)
+            guard generation != last else { return }
+            lastGeneration.withLock { $0 = generation }
+            if let touched {
+                cache.invalidate(touched)
+                if touched.contains(.signingKeys) || touched.contains(.everything) { try await tokens.reload() }
+            } else {
                 cache.invalidateAll()
                 try await tokens.reload()
             }
@@ -338,6 +359,8 @@ public final class CaregateServer: Sendable {
                 if deleted > 0 { logger.info("audit events past retention deleted", metadata: ["segments": "\(deleted)"]) }
             }
             try await grants.pruneWebSessions()
+            // An instance that has not polled for an hour drops every cached credential instead.
+            try await grants.pruneChangeLog(before: Clock.millis() - 3_600_000)
             try await smart.prune()
             try await fhirStore.pruneExports()
         }))

@@ -76,7 +76,7 @@ extension GrantStore {
         // Whatever the user signed in to ends with it: authorizations in progress, codes not yet
         // exchanged, and every token family (refresh and access tokens), on every instance.
         let now = Clock.millis()
-        try await change { db in
+        try await change([.organization(organizationID)]) { db in
             try await db.raw("DELETE FROM clinic_users WHERE organization_id = \(bind: organizationID) AND id = \(bind: id)").run()
             try await db.raw("DELETE FROM authorization_requests WHERE user_id = \(bind: id)").run()
             try await db.raw("DELETE FROM authorization_codes WHERE user_id = \(bind: id)").run()

@@ -102,7 +102,7 @@ extension GrantStore {
         let now = Clock.millis()
         let graceEnd = now + Int64(graceSeconds) * 1000
         let oldExpiry = min(old.expiresAt ?? .max, graceEnd)
-        try await change { db in
+        try await change([.key(lookupID: old.lookupID), .key(lookupID: lookupID)]) { db in
             // Checked again where it is written: of two rotations (or a rotation and a revocation)
             // at the same moment, one wins and the other is a conflict.
             let claimed = try await db.raw("""
@@ -117,7 +117,7 @@ extension GrantStore {
     }
 
     public func revoke(keyID: String) async throws {
-        try await change { db in
+        try await change(try await key(id: keyID).map { [.key(lookupID: $0.lookupID)] } ?? []) { db in
             try await db.raw("UPDATE api_keys SET revoked_at = \(bind: Clock.millis()) WHERE id = \(bind: keyID) AND revoked_at IS NULL").run()
         }
     }

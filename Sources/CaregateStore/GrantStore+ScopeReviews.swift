@@ -65,7 +65,7 @@ extension GrantStore {
     /// already (of two decisions at the same moment, one wins).
     public func decideReview(id: String, approve: Bool, reason: String?) async throws -> ScopeReviewRecord? {
         guard let current = try await review(id) else { return nil }
-        try await change { db in
+        try await change([.app(current.appID)]) { db in
             let decided = try await db.raw("""
                 UPDATE scope_reviews SET status = \(bind: approve ? "approved" : "refused"), reason = \(bind: reason), decided_at = \(bind: Clock.millis())
                 WHERE id = \(bind: id) AND status = 'pending' RETURNING id

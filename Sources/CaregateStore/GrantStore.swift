@@ -64,15 +64,58 @@ public struct GrantStore: Sendable {
         try await sql.raw("SELECT generation FROM caregate_changes WHERE id = 1").first(decodingColumn: "generation", as: Int64.self) ?? 0
     }
 
-    /// Runs `body` in a transaction that moves the change counter, and tells this process's
-    /// listeners (``changes``) once it has committed; other instances see the counter move.
-    func change<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+    /// What the changes after generation `last` touched, and the generation they reach; nil
+    /// changes when the log no longer holds one of them (pruned: see ``pruneChangeLog(before:)``),
+    /// so that the caller drops everything.
+    public func changes(since last: Int64) async throws -> (generation: Int64, touched: [GrantChange]?) {
+        let current = try await generation()
+        guard current > last else { return (current, []) }
+        let rows = try await sql.raw("""
+            SELECT generation, kind, subject, detail FROM grant_change_log WHERE generation > \(bind: last) ORDER BY generation
+            """).all()
+        var seen = Set<Int64>()
+        var touched: [GrantChange] = []
+        var reached = current
+        for row in rows {
+            let generation = try row.decode(column: "generation", as: Int64.self)
+            seen.insert(generation)
+            reached = max(reached, generation)
+            touched.append(GrantChange(
+                kind: try row.decode(column: "kind", as: String.self), subject: try row.decode(column: "subject", as: String.self),
+                detail: try row.decode(column: "detail", as: String.self)))
+        }
+        // Generations commit in order (each change moves the one counter row), so every one up
+        // to the counter has its rows, unless they were pruned.
+        guard (last + 1...reached).allSatisfy(seen.contains) else { return (reached, nil) }
+        return (reached, touched)
+    }
+
+    /// Deletes change-log rows written before `before` (milliseconds): an instance that has not
+    /// polled since then drops every cached credential instead.
+    public func pruneChangeLog(before: Int64) async throws {
+        try await sql.raw("DELETE FROM grant_change_log WHERE created_at < \(bind: before)").run()
+    }
+
+    /// Runs `body` in a transaction that moves the change counter and records what it touched,
+    /// and tells this process's listeners (``changes``) once it has committed; other instances
+    /// read the log. Nothing named: ``GrantChange/everything``.
+    func change<R: Sendable>(_ touched: [GrantChange], _ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        let touched = touched.isEmpty ? [GrantChange.everything] : touched
         let result = try await database.transaction { db in
             let result = try await body(db)
             try await db.raw("UPDATE caregate_changes SET generation = generation + 1 WHERE id = 1").run()
+            let generation = try await db.raw("SELECT generation FROM caregate_changes WHERE id = 1").first(decodingColumn: "generation", as: Int64.self) ?? 0
+            let now = Clock.millis()
+            for change in Set(touched) {
+                let (kind, subject, detail) = change.stored
+                try await db.raw("""
+                    INSERT INTO grant_change_log (generation, kind, subject, detail, created_at)
+                    VALUES (\(bind: generation), \(bind: kind), \(bind: subject), \(bind: detail), \(bind: now))
+                    """).run()
+            }
             return result
         }
-        changes.announce()
+        changes.announce(touched)
         return result
     }
 
@@ -167,7 +210,7 @@ public struct GrantStore: Sendable {
     /// Adds a version and makes it live. Installations keep their approved grants until re-approved.
     public func createVersion(appID: String, scopes: [String], reviewed: [String] = []) async throws -> AppVersionRecord {
         let version = AppVersionRecord(id: Identifier.random("apv"), appID: appID, scopes: scopes)
-        try await change { db in
+        try await change([.app(appID)]) { db in
             try await db.raw("INSERT INTO app_versions (id, app_id, scopes, created_at) VALUES (\(bind: version.id), \(bind: appID), \(bind: scopes.stored), \(bind: Clock.millis()))").run()
             try await requestReviews(appID: appID, scopes: reviewed, db: db)
             try await db.raw("UPDATE apps SET live_version_id = \(bind: version.id) WHERE id = \(bind: appID)").run()
@@ -199,7 +242,7 @@ public struct GrantStore: Sendable {
         let record = InstallationRecord(
             id: Identifier.random("ins"), appID: appID, organizationID: organizationID, approvedVersionID: versionID,
             approvedScopes: scopes, status: "active")
-        try await change { db in
+        try await change([.installation(appID: appID, organizationID: organizationID)]) { db in
             if try await db.raw("SELECT id FROM installations WHERE app_id = \(bind: appID) AND organization_id = \(bind: organizationID)").first() != nil {
                 throw StoreError.conflict("this app is already installed in this organization")
             }
@@ -232,7 +275,7 @@ public struct GrantStore: Sendable {
     }
 
     public func approve(installationID: String, versionID: String, scopes: [String]) async throws -> InstallationRecord? {
-        try await change { db in
+        try await change(try await touched(installationID: installationID)) { db in
             try await db.raw("""
                 UPDATE installations SET approved_version_id = \(bind: versionID), approved_scopes = \(bind: scopes.stored),
                 updated_at = \(bind: Clock.millis()) WHERE id = \(bind: installationID)
@@ -242,9 +285,15 @@ public struct GrantStore: Sendable {
     }
 
     public func uninstall(installationID: String) async throws {
-        try await change { db in
+        try await change(try await touched(installationID: installationID)) { db in
             try await db.raw("DELETE FROM installations WHERE id = \(bind: installationID)").run()
         }
+    }
+
+    /// What a change of an installation touches: the app in that clinic (none known: nothing to drop).
+    private func touched(installationID: String) async throws -> [GrantChange] {
+        guard let current = try await installation(installationID) else { return [.everything] }
+        return [.installation(appID: current.appID, organizationID: current.organizationID)]
     }
 
 }

@@ -116,6 +116,13 @@ enum Migrations {
               content TEXT NOT NULL, PRIMARY KEY (job_id, part))
             """,
         ] }),
+        Migration(version: 13, name: "what each grant-chain change touched, so that caches drop only that", statements: { _ in [
+            """
+            CREATE TABLE grant_change_log (generation BIGINT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+              created_at BIGINT NOT NULL)
+            """,
+            "CREATE INDEX grant_change_log_generation ON grant_change_log (generation)",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

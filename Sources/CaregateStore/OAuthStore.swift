@@ -171,7 +171,7 @@ public struct OAuthStore: Sendable {
 
     /// Retires every current signing key and adds `keys`; other instances reload on the change.
     public func rotateSigningKeys(to keys: [SigningKeyRecord]) async throws {
-        try await grants.change { db in
+        try await grants.change([.signingKeys]) { db in
             try await db.raw("UPDATE signing_keys SET retired_at = \(bind: Clock.millis()) WHERE retired_at IS NULL").run()
             for key in keys { try await insert(key, db) }
         }
@@ -187,7 +187,7 @@ public struct OAuthStore: Sendable {
         try await sql.raw("""
             INSERT INTO revoked_tokens (jti, expires_at) VALUES (\(bind: jti), \(bind: expiresAt)) ON CONFLICT (jti) DO NOTHING
             """).run()
-        try await grants.change { _ in }
+        try await grants.change([.token(id: jti)]) { _ in }
     }
 
     public func isRevoked(jti: String) async throws -> Bool {

@@ -265,7 +265,7 @@ public struct SMARTStore: Sendable {
     /// opened yet is recorded as revoked, so that opening it later fails.
     public func revokeFamily(_ id: String) async throws {
         let now = Clock.millis()
-        try await grants.change { db in
+        try await grants.change([.tokenFamily(id)]) { db in
             try await db.raw("""
                 INSERT INTO token_families (id, client_id, user_id, organization_id, scope, context, created_at, revoked_at)
                 VALUES (\(bind: id), '', '', '', '', '{}', \(bind: now), \(bind: now))

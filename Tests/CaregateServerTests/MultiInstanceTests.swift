@@ -1,3 +1,5 @@
+import CaregateServer
+import CaregateStore
 import Foundation
 import Testing
 
@@ -33,6 +35,49 @@ struct MultiInstanceTests {
         let header = try #require(String(token.split(separator: ".")[0]).base64URLDecodedJSON)
         #expect(header["kid"] as? String == newKid)
         #expect(try await a.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test("a change drops only the credentials it touched, on every instance; one the change log no longer holds drops them all")
+    func granular() async throws {
+        let a = try await TestServer(.postgres)
+        let b = try await TestServer(.postgres)
+        defer { Task { await a.stop(); await b.stop() } }
+        let (dev, clinic, app, installation) = try await a.installedApp(scopes: ["read:patients"], patients: 1)
+        let otherClinic = try await a.createClinic(patients: 1)
+        _ = try await a.install(app: app.id, clinic: otherClinic)
+        let other = try await a.createApp(developer: dev.token, scopes: ["read:patients"])
+        _ = try await a.install(app: other.id, clinic: clinic)
+        let x = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
+        let doomed = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
+        let y = try await a.createKey(developer: dev.token, app: other.id, scopes: nil)
+        // Instance B resolves and caches each credential.
+        for (key, at) in [(x.key, clinic), (x.key, otherClinic), (doomed.key, clinic), (y.key, clinic)] {
+            #expect(try await b.status("GET", "/v3/patients", key: key, clinic: at) == 200)
+        }
+        func cached(_ key: String, _ at: TestServer.Clinic) -> Bool { b.server.cachesCredential(key: key, organization: at.uuid) }
+        #expect(cached(x.key, clinic) && cached(x.key, otherClinic) && cached(doomed.key, clinic) && cached(y.key, clinic))
+
+        // One key revoked on A: B refuses it within a second and keeps every other credential
+        // (using them reads no key row again).
+        try expectStatus(try await a.request("DELETE", "/manage/keys/\(doomed.id)", token: dev.token), 204)
+        #expect(try await Self.within(.seconds(1)) { try await b.status("GET", "/v3/patients", key: doomed.key, clinic: clinic) == 401 })
+        #expect(cached(x.key, clinic) && cached(x.key, otherClinic) && cached(y.key, clinic))
+        let reads = b.server.keyDatabaseLookups
+        #expect(try await b.status("GET", "/v3/patients", key: x.key, clinic: clinic) == 200)
+        #expect(b.server.keyDatabaseLookups == reads)
+
+        // The app's installation in one clinic re-approved on A: B drops that app's credentials in
+        // that clinic only.
+        try expectStatus(try await a.request("POST", "/manage/installations/\(installation)/approve", token: clinic.adminToken,
+                                             json: ["scopes": ["read:patients"]]), 200)
+        #expect(try await Self.within(.seconds(1)) { !cached(x.key, clinic) })
+        #expect(cached(x.key, otherClinic) && cached(y.key, clinic))
+
+        // A change the log no longer holds (pruned, as after an hour without polling): B drops everything.
+        try await a.server.database.sql.raw("UPDATE caregate_changes SET generation = generation + 3 WHERE id = 1").run()
+        #expect(try await Self.within(.seconds(1)) { b.server.cachedCredentials == 0 })
         await a.stop()
         await b.stop()
     }

@@ -340,7 +340,7 @@ final class OnceFlag: Sendable {
 
 /// Undoes migration 10 (SMART App Launch), for tests that simulate a database of an older version.
 let undoSMARTLaunchSchema = [
-    "DROP TABLE clinical_resources", "DROP TABLE export_jobs", "DROP TABLE export_files",
+    "DROP TABLE grant_change_log", "DROP TABLE clinical_resources", "DROP TABLE export_jobs", "DROP TABLE export_files",
     "DROP TABLE smart_launches", "DROP TABLE authorization_requests", "DROP TABLE authorization_codes", "DROP TABLE token_families",
     "DROP TABLE refresh_tokens", "DROP TABLE sign_in_failures", "DROP INDEX clinic_users_username",
     "ALTER TABLE oauth_clients DROP COLUMN redirect_uris", "ALTER TABLE oauth_clients DROP COLUMN launch_url",

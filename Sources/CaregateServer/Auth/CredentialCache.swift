@@ -24,6 +24,8 @@ final class Credential: Sendable {
     let decisionSets: [ScopeSet]
     /// Who a SMART launch token acts for (nil for API keys and backend tokens).
     let person: LaunchPerson?
+    /// The SMART token family of a launch token (nil otherwise): revoking it ends the token.
+    let family: String?
     /// `/marketplace/me`'s answer on each marketplace surface (empty elsewhere): it depends on
     /// nothing but the credential, so it is built once, when the credential is resolved.
     let meBody: [ByteBuffer]
@@ -32,7 +34,8 @@ final class Credential: Sendable {
 
     init(
         keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
-        organizationID: String, effective: [ScopeSet], decisionSets: [ScopeSet], person: LaunchPerson?, meBody: [ByteBuffer], scopeHeader: [String]
+        organizationID: String, effective: [ScopeSet], decisionSets: [ScopeSet], person: LaunchPerson?, family: String? = nil, meBody: [ByteBuffer],
+        scopeHeader: [String]
     ) {
         self.keyID = keyID
         self.type = type
@@ -45,6 +48,7 @@ final class Credential: Sendable {
         self.effective = effective
         self.decisionSets = decisionSets
         self.person = person
+        self.family = family
         self.meBody = meBody
         self.scopeHeader = scopeHeader
     }
@@ -61,8 +65,9 @@ struct LaunchPerson: Sendable, Equatable {
 }
 
 /// Resolved credentials by (key lookup id or token id, clinic), so that the hot path does no
-/// database work. Any grant-chain change empties it; a resolution that started before the
-/// change is not stored (the epoch moved on).
+/// database work. A grant-chain change drops the credentials it touched (``invalidate(_:)``);
+/// a resolution that started before any change is not stored (the epoch moved on). Full, it
+/// drops its oldest entry for each new one (first in, first out), never everything at once.
 final class CredentialCache: Sendable {
     struct Key: Hashable, Sendable {
         var lookupID: String
@@ -77,26 +82,31 @@ final class CredentialCache: Sendable {
     }
 
     private struct State {
-        var entries: [Key: Credential] = [:]
-        var keyLookups: [String: KeyLookup] = [:]
+        var entries: BoundedMap<Key, Credential>
+        var keyLookups: BoundedMap<String, KeyLookup>
         var epoch: UInt64 = 0
         var databaseLookups = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     /// Bounded so that a flood of distinct valid keys cannot grow memory without limit.
     let capacity: Int
 
-    init(capacity: Int = 100_000) { self.capacity = capacity }
+    init(capacity: Int = 250_000) {
+        self.capacity = capacity
+        state = Mutex(State(entries: BoundedMap(capacity: capacity), keyLookups: BoundedMap(capacity: capacity)))
+    }
 
     func get(_ key: Key) -> Credential? { state.withLock { $0.entries[key] } }
 
     var epoch: UInt64 { state.withLock { $0.epoch } }
 
+    /// How many credentials are cached.
+    var count: Int { state.withLock { $0.entries.count } }
+
     func put(_ key: Key, _ credential: Credential, ifEpoch epoch: UInt64) {
         state.withLock { state in
             guard state.epoch == epoch else { return }
-            if state.entries.count >= capacity { state.entries.removeAll(keepingCapacity: true) }
             state.entries[key] = credential
         }
     }
@@ -108,19 +118,98 @@ final class CredentialCache: Sendable {
         state.withLock { state in
             state.databaseLookups += 1
             guard state.epoch == epoch else { return }
-            if state.keyLookups.count >= capacity { state.keyLookups.removeAll(keepingCapacity: true) }
             state.keyLookups[lookupID] = lookup
         }
     }
 
-    /// How many API key rows were read from the database (each lookup id once per cache generation).
+    /// How many API key rows were read from the database (each lookup id once while it stays cached).
     var databaseLookups: Int { state.withLock { $0.databaseLookups } }
+
+    /// Drops the credentials a change touched: one pass over the cache for the whole list.
+    func invalidate(_ touched: [GrantChange]) {
+        if touched.contains(.everything) { return invalidateAll() }
+        var lookups = Set<String>(), families = Set<String>(), apps = Set<String>(), organizations = Set<String>()
+        var installations = Set<[String]>()
+        for change in touched {
+            switch change {
+            case .key(let id), .token(let id): lookups.insert(id)
+            case .tokenFamily(let id): families.insert(id)
+            case .app(let id): apps.insert(id)
+            case .installation(let app, let organization): installations.insert([app, organization])
+            case .organization(let id): organizations.insert(id)
+            case .signingKeys, .everything: break
+            }
+        }
+        state.withLock { state in
+            state.epoch &+= 1
+            for id in lookups { state.keyLookups.remove(id) }
+            state.entries.removeAll { key, credential in
+                lookups.contains(key.lookupID) || apps.contains(credential.appID) || organizations.contains(credential.organizationID)
+                    || credential.family.map(families.contains) == true
+                    || (!installations.isEmpty && installations.contains([credential.appID, credential.organizationID]))
+            }
+        }
+    }
 
     func invalidateAll() {
         state.withLock { state in
-            state.entries.removeAll(keepingCapacity: true)
-            state.keyLookups.removeAll(keepingCapacity: true)
+            state.entries.removeAll()
+            state.keyLookups.removeAll()
             state.epoch &+= 1
         }
+    }
+}
+
+/// A dictionary of at most `capacity` entries that, full, drops its oldest entry for each new
+/// one (first in, first out: O(1) per insertion, no sweep).
+struct BoundedMap<Key: Hashable, Value> {
+    private var values: [Key: Value] = [:]
+    /// Keys in insertion order, as a ring; a key removed meanwhile leaves a stale slot behind.
+    private var order: [Key?]
+    private var oldest = 0
+    private var used = 0
+
+    init(capacity: Int) {
+        order = Array(repeating: nil, count: max(capacity, 1))
+    }
+
+    var count: Int { values.count }
+
+    subscript(key: Key) -> Value? {
+        get { values[key] }
+        set {
+            guard let newValue else {
+                values[key] = nil
+                return
+            }
+            if values.updateValue(newValue, forKey: key) == nil { remember(key) }
+        }
+    }
+
+    mutating func remove(_ key: Key) { values[key] = nil }
+
+    mutating func removeAll() {
+        values.removeAll(keepingCapacity: true)
+        for i in order.indices { order[i] = nil }
+        oldest = 0
+        used = 0
+    }
+
+    /// Removes the entries `shouldRemove` picks.
+    mutating func removeAll(where shouldRemove: (Key, Value) -> Bool) {
+        let doomed = values.compactMap { shouldRemove($0.key, $0.value) ? $0.key : nil }
+        for key in doomed { values[key] = nil }
+    }
+
+    private mutating func remember(_ key: Key) {
+        if used == order.count {
+            // The oldest slot goes; its key with it, unless it is gone already.
+            if let stale = order[oldest] { values[stale] = nil }
+            order[oldest] = nil
+            oldest = (oldest + 1) % order.count
+            used -= 1
+        }
+        order[(oldest + used) % order.count] = key
+        used += 1
     }
 }

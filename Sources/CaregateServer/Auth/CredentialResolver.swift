@@ -106,7 +106,7 @@ struct CredentialResolver: Sendable {
         let credential = makeCredential(
             id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
             declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type,
-            person: person)
+            person: person, family: claims.fam)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
@@ -126,7 +126,7 @@ struct CredentialResolver: Sendable {
 
     func makeCredential(
         id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, declared: [String], organizationID: String, credentialScopes: [String],
-        grants approved: [String], type: CredentialType, person: LaunchPerson? = nil
+        grants approved: [String], type: CredentialType, person: LaunchPerson? = nil, family: String? = nil
     ) -> Credential {
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
         // must not open the practice API, whose grammar happens to accept it.
@@ -157,7 +157,7 @@ struct CredentialResolver: Sendable {
         let names = zip(registry.surfaces, clinicWide).map { $0.catalog.scopeNames(in: $1) }
         return Credential(
             keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, decisionSets: decisionSets, person: person,
+            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, decisionSets: decisionSets, person: person, family: family,
             meBody: zip(registry.surfaces, names).map { surface, scopes in
                 guard surface.answersMe else { return ByteBuffer() }
                 let data: JSONValue = [
