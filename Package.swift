@@ -105,7 +105,7 @@ if Context.environment["CAREGATE_BENCHMARKS"] == "1" {
     package.targets.append(
         .executableTarget(
             name: "ScopeEngine",
-            dependencies: ["Scopes", "CaregateServer", .product(name: "Benchmark", package: "benchmark")],
+            dependencies: ["Scopes", .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/ScopeEngine",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
 }

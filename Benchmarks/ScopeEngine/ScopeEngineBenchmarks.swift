@@ -1,5 +1,4 @@
 import Benchmark
-import CaregateServer
 import Foundation
 import Scopes
 
@@ -62,9 +61,33 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(practice.decide(practiceSet, method: .get, path: "/api/2.0/patients/12/policies/3/card-images/"))
         }
     }
+    // Real traffic: 100,000 varied requests replayed in turn (see ReplayMix), so that the
+    // figure includes what one repeated path hides: cold caches, every route, denials.
+    let replayed = Benchmark.Configuration(
+        metrics: [.wallClock, .throughput, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(3))
+    for (name, catalog) in [("v3", v3), ("practice-api", practice)] {
+        let mix = ReplayMix(catalog)
+        FileHandle.standardError.write(Data("replayed mix \(name): \(mix.requests.count) requests, \(catalog.routes.count) routes, \(Int((mix.denied * 100).rounded())) % denied, \(Int((mix.unrouted * 100).rounded())) % on no route\n".utf8))
+        let cursor = Cursor()
+        Benchmark("decide replayed mix (\(name), 100,000 requests)", configuration: replayed) { benchmark in
+            var i = cursor.next
+            for _ in benchmark.scaledIterations {
+                let request = mix.requests[i]
+                blackHole(catalog.decide(mix.sets[request.caller], method: request.method, path: request.path, query: request.query))
+                i = i + 1 == mix.requests.count ? 0 : i + 1
+            }
+            cursor.next = i
+        }
+    }
+
     Benchmark("effective set (key ∩ grants ∩ type, dependencies)", configuration: micro) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(v3.effectiveSet(credential: key, grants: grants, credentialType: .apiKey))
         }
     }
+}
+
+/// Where a replay continues from one sample to the next, so that every request of the mix is decided.
+final class Cursor: @unchecked Sendable {
+    var next = 0
 }
