@@ -180,6 +180,14 @@ public final class CaregateServer: Sendable {
     /// however often a key is presented.
     public var keyDatabaseLookups: Int { cache.databaseLookups }
 
+    /// The last grant-chain change generation this instance's watcher has applied (nil before its first poll).
+    public var appliedChangeGeneration: Int64? { appliedGeneration.value.withLock { $0 } }
+    private let appliedGeneration = AppliedGeneration()
+
+    private final class AppliedGeneration: Sendable {
+        let value = Mutex<Int64?>(nil)
+    }
+
     /// How many resolved credentials this instance holds in its cache.
     public var cachedCredentials: Int { cache.count }
 
@@ -326,17 +334,17 @@ public final class CaregateServer: Sendable {
         // Other instances' changes: what each touched, from the change log. This process's own
         // were applied when they committed (`grants.changes`); applying them again only drops
         // what they dropped already.
-        let lastGeneration = Mutex<Int64?>(nil)
+        let applied = self.appliedGeneration
         let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
-            guard let last = lastGeneration.withLock({ $0 }) else {
+            guard let last = applied.value.withLock({ $0 }) else {
                 let current = try await grants.generation()
-                lastGeneration.withLock { $0 = current }
+                applied.value.withLock { $0 = current }
                 cache.invalidateAll()
                 return
             }
             let (generation, touched) = try await grants.changes(since: last)
             guard generation != last else { return }
-            lastGeneration.withLock { $0 = generation }
+            applied.value.withLock { $0 = generation }
             if let touched {
                 cache.invalidate(touched)
                 if touched.contains(.signingKeys) || touched.contains(.everything) { try await tokens.reload() }

@@ -52,12 +52,16 @@ struct MultiInstanceTests {
         let x = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
         let doomed = try await a.createKey(developer: dev.token, app: app.id, scopes: nil)
         let y = try await a.createKey(developer: dev.token, app: other.id, scopes: nil)
-        // Instance B resolves and caches each credential.
-        for (key, at) in [(x.key, clinic), (x.key, otherClinic), (doomed.key, clinic), (y.key, clinic)] {
-            #expect(try await b.status("GET", "/v3/patients", key: key, clinic: at) == 200)
-        }
         func cached(_ key: String, _ at: TestServer.Clinic) -> Bool { b.server.cachesCredential(key: key, organization: at.uuid) }
-        #expect(cached(x.key, clinic) && cached(x.key, otherClinic) && cached(doomed.key, clinic) && cached(y.key, clinic))
+        // Instance B resolves and caches each credential, once it has applied the changes above, made on A.
+        let setUp = try await a.server.grants.generation()
+        #expect(try await Self.within(.seconds(2)) { (b.server.appliedChangeGeneration ?? -1) >= setUp })
+        #expect(try await Self.within(.seconds(2)) {
+            for (key, at) in [(x.key, clinic), (x.key, otherClinic), (doomed.key, clinic), (y.key, clinic)] {
+                guard try await b.status("GET", "/v3/patients", key: key, clinic: at) == 200 else { return false }
+            }
+            return cached(x.key, clinic) && cached(x.key, otherClinic) && cached(doomed.key, clinic) && cached(y.key, clinic)
+        })
 
         // One key revoked on A: B refuses it within a second and keeps every other credential
         // (using them reads no key row again).

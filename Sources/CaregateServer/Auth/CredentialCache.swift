@@ -52,6 +52,17 @@ final class Credential: Sendable {
         self.meBody = meBody
         self.scopeHeader = scopeHeader
     }
+
+    /// A credential of `app` in a clinic with what its view says it may do there.
+    convenience init(
+        keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, app: AppRecord, organizationID: String, view: GrantView,
+        person: LaunchPerson? = nil, family: String? = nil
+    ) {
+        self.init(
+            keyID: keyID, type: type, keyDigest: keyDigest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug, liveVersionID: app.liveVersionID,
+            organizationID: organizationID, effective: view.effective, decisionSets: view.decisionSets, person: person, family: family,
+            meBody: view.meBody, scopeHeader: view.scopeHeader)
+    }
 }
 
 /// The SMART launch context of a token: what `patient/` and `user/` scopes are confined to.
@@ -84,6 +95,7 @@ final class CredentialCache: Sendable {
     private struct State {
         var entries: BoundedMap<Key, Credential>
         var keyLookups: BoundedMap<String, KeyLookup>
+        var installations: BoundedMap<InstallationGrant.Key, InstallationGrant>
         var epoch: UInt64 = 0
         var databaseLookups = 0
     }
@@ -94,7 +106,9 @@ final class CredentialCache: Sendable {
 
     init(capacity: Int = 250_000) {
         self.capacity = capacity
-        state = Mutex(State(entries: BoundedMap(capacity: capacity), keyLookups: BoundedMap(capacity: capacity)))
+        state = Mutex(State(
+            entries: BoundedMap(capacity: capacity), keyLookups: BoundedMap(capacity: capacity),
+            installations: BoundedMap(capacity: max(capacity / 10, 1))))
     }
 
     func get(_ key: Key) -> Credential? { state.withLock { $0.entries[key] } }
@@ -122,6 +136,15 @@ final class CredentialCache: Sendable {
         }
     }
 
+    func installationGrant(_ key: InstallationGrant.Key) -> InstallationGrant? { state.withLock { $0.installations[key] } }
+
+    func putInstallationGrant(_ key: InstallationGrant.Key, _ grant: InstallationGrant, ifEpoch epoch: UInt64) {
+        state.withLock { state in
+            guard state.epoch == epoch else { return }
+            state.installations[key] = grant
+        }
+    }
+
     /// How many API key rows were read from the database (each lookup id once while it stays cached).
     var databaseLookups: Int { state.withLock { $0.databaseLookups } }
 
@@ -143,6 +166,11 @@ final class CredentialCache: Sendable {
         state.withLock { state in
             state.epoch &+= 1
             for id in lookups { state.keyLookups.remove(id) }
+            if !apps.isEmpty || !organizations.isEmpty || !installations.isEmpty {
+                state.installations.removeAll { key, _ in
+                    apps.contains(key.appID) || organizations.contains(key.organizationID) || installations.contains([key.appID, key.organizationID])
+                }
+            }
             state.entries.removeAll { key, credential in
                 lookups.contains(key.lookupID) || apps.contains(credential.appID) || organizations.contains(credential.organizationID)
                     || credential.family.map(families.contains) == true
@@ -155,6 +183,7 @@ final class CredentialCache: Sendable {
         state.withLock { state in
             state.entries.removeAll()
             state.keyLookups.removeAll()
+            state.installations.removeAll()
             state.epoch &+= 1
         }
     }

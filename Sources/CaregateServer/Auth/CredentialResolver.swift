@@ -55,19 +55,31 @@ struct CredentialResolver: Sendable {
         }
         guard Secrets.constantTimeEquals(lookup.digest, presentedDigest), let key = lookup.key, key.revokedAt == nil
         else { return .invalidKey }
-        let storedDigest = lookup.digest
         if let expiry = key.expiresAt, expiry <= Clock.millis() { return .invalidKey }
         // A sandbox key never reaches a production clinic (nor the reverse): answered as a clinic without the app.
-        guard let app = try await grants.app(key.appID),
-              let installation = try await grants.installation(appID: app.id, organizationID: organizationID),
-              try await grants.organization(organizationID)?.environment == key.environment
+        guard let grant = try await installationGrant(appID: key.appID, organizationID: organizationID, epoch: epoch),
+              grant.environment == key.environment
         else { return .notInstalled }
-
-        let credential = makeCredential(
-            id: key.id, digest: storedDigest, expiresAt: key.expiresAt, app: app, declared: try await declaredInEffect(app), organizationID: organizationID,
-            credentialScopes: key.scopes ?? installation.approvedScopes, grants: installation.approvedScopes, type: .apiKey)
+        let scopes = key.scopes ?? grant.installation.approvedScopes
+        let view = grant.view(scopes: scopes, type: .apiKey) { makeView(grant, credentialScopes: scopes, type: .apiKey) }
+        let credential = Credential(
+            keyID: key.id, type: .apiKey, keyDigest: lookup.digest, expiresAt: key.expiresAt, app: grant.app, organizationID: organizationID, view: view)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
+    }
+
+    /// The app's installation in a clinic with what every credential there shares, cached
+    /// until a change touches the app, the installation or the clinic; nil when the app is not
+    /// installed there.
+    func installationGrant(appID: String, organizationID: String, epoch: UInt64) async throws -> InstallationGrant? {
+        let key = InstallationGrant.Key(appID: appID, organizationID: organizationID)
+        if let known = cache.installationGrant(key) { return known }
+        guard let app = try await grants.app(appID), let installation = try await grants.installation(appID: appID, organizationID: organizationID),
+              let organization = try await grants.organization(organizationID)
+        else { return nil }
+        let grant = InstallationGrant(app: app, installation: installation, environment: organization.environment, declared: try await declaredInEffect(app))
+        cache.putInstallationGrant(key, grant, ifEpoch: epoch)
+        return grant
     }
 
     /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
@@ -91,22 +103,25 @@ struct CredentialResolver: Sendable {
         if let cached = cache.get(cacheKey) { return .ok(cached) }
         let epoch = cache.epoch
         guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil,
-              let app = try await grants.app(client.appID)
+              try await grants.app(client.appID) != nil
         else { return .invalidKey }
         // A SMART launch token lives as long as its authorization's family (revoked on a refresh
         // token's reuse or revocation, a replayed code, or the person's removal).
         if let family = claims.fam, try await !smart.isFamilyActive(family) { return .invalidKey }
-        guard let installation = try await grants.installation(appID: app.id, organizationID: organizationID) else { return .notInstalled }
+        guard let grant = try await installationGrant(appID: client.appID, organizationID: organizationID, epoch: epoch) else { return .notInstalled }
         let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
         let scopes = claims.scope.split(separator: " ").map(String.init)
         let holdsPatientScopes = scopes.contains { $0.hasPrefix("patient/") }
         let person = claims.patient != nil || claims.fhirUser != nil || holdsPatientScopes
             ? LaunchPerson(patient: claims.patient.map(FHIRID.fhir), fhirUser: claims.fhirUser.map(FHIRID.fhir), holdsPatientScopes: holdsPatientScopes)
             : nil
-        let credential = makeCredential(
-            id: client.clientID, digest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: app,
-            declared: try await declaredInEffect(app), organizationID: organizationID, credentialScopes: scopes, grants: installation.approvedScopes, type: type,
-            person: person, family: claims.fam)
+        // Who the token acts for changes what it reaches: only a token for no one shares a view.
+        let view = person == nil
+            ? grant.view(scopes: scopes, type: type) { makeView(grant, credentialScopes: scopes, type: type) }
+            : makeView(grant, credentialScopes: scopes, type: type, person: person)
+        let credential = Credential(
+            keyID: client.clientID, type: type, keyDigest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: grant.app,
+            organizationID: organizationID, view: view, person: person, family: claims.fam)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
@@ -124,10 +139,10 @@ struct CredentialResolver: Sendable {
         return app.scopes.filter { !needing.contains($0) || approved.contains($0) }
     }
 
-    func makeCredential(
-        id: String, digest: [UInt8], expiresAt: Int64?, app: AppRecord, declared: [String], organizationID: String, credentialScopes: [String],
-        grants approved: [String], type: CredentialType, person: LaunchPerson? = nil, family: String? = nil
-    ) -> Credential {
+    /// A credential's sets on every surface and the answers built from them: the credential's
+    /// scopes ∩ the installation's grants ∩ the app's declared scopes in effect, per surface.
+    func makeView(_ grant: InstallationGrant, credentialScopes: [String], type: CredentialType, person: LaunchPerson? = nil) -> GrantView {
+        let app = grant.app, approved = grant.installation.approvedScopes, declared = grant.declared
         // An app's scopes count only on its own surfaces: a platform app's `system/*.read`
         // must not open the practice API, whose grammar happens to accept it.
         let group = registry.surface(named: app.surface)?.group
@@ -155,14 +170,13 @@ struct CredentialResolver: Sendable {
             }
         }
         let names = zip(registry.surfaces, clinicWide).map { $0.catalog.scopeNames(in: $1) }
-        return Credential(
-            keyID: id, type: type, keyDigest: digest, expiresAt: expiresAt, appID: app.id, appSlug: app.slug,
-            liveVersionID: app.liveVersionID, organizationID: organizationID, effective: effective, decisionSets: decisionSets, person: person, family: family,
+        return GrantView(
+            effective: effective, decisionSets: decisionSets,
             meBody: zip(registry.surfaces, names).map { surface, scopes in
                 guard surface.answersMe else { return ByteBuffer() }
                 let data: JSONValue = [
                     "app": ["id": .string(app.id), "slug": .string(app.slug), "liveVersionId": .string(app.liveVersionID)],
-                    "organization": ["id": .string(organizationID)],
+                    "organization": ["id": .string(grant.installation.organizationID)],
                     "scopes": .array(scopes.map { .string($0) }),
                 ]
                 return ByteBuffer(bytes: (["code": "success", "data": data] as JSONValue).serialized())
