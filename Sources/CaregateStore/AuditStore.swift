@@ -43,11 +43,12 @@ public struct AuditEvent: Sendable, Equatable {
     }
 }
 
-/// The audit log, stored in segments: one row per credential (clinic, app, key) per write,
-/// holding up to ``segmentSize`` of its events, in order, as a JSON array. A row per event
-/// made the log the most expensive part of an authorised request (three B-tree inserts of
-/// ~250 bytes each); a segment costs one insert per flush and credential, and it keeps every
-/// event whole (time, method, route, path, scope, decision, status, trace id).
+/// The audit log, stored in segments: one row per app and clinic per write, holding up to
+/// ``segmentSize`` of its events, in order, as a JSON array. A row per event made the log the
+/// most expensive part of an authorised request (three B-tree inserts of ~250 bytes each); a
+/// segment costs one insert per flush, app and clinic, however many of the app's keys and
+/// tokens made the requests, and it keeps every event whole (time, method, route, path,
+/// scope, decision, status, trace id, and the key when the segment's events are of several).
 ///
 /// An event's id is its segment's id (`aud_` + 29 time-ordered hex digits) followed by its
 /// position (4 hex digits), so ids sort as the log is read: newest segment first, and in a
@@ -70,10 +71,9 @@ public struct AuditStore: Sendable {
         struct Credential: Hashable {
             var organizationID: String?
             var appID: String?
-            var keyID: String?
         }
-        // Events by credential, in recorded order; consecutive events mostly share one, so
-        // the dictionary is consulted only when the credential changes.
+        // Events by app and clinic, in recorded order; consecutive events mostly share them, so
+        // the dictionary is consulted only when they change.
         var groups: [Credential: [Int]] = [:]
         var order: [Credential] = []
         var run: (credential: Credential, indices: [Int])?
@@ -84,16 +84,15 @@ public struct AuditStore: Sendable {
             run = nil
         }
         for i in events.indices {
-            if let current = run, current.credential.organizationID == events[i].organizationID, current.credential.appID == events[i].appID,
-               current.credential.keyID == events[i].keyID {
+            if let current = run, current.credential.organizationID == events[i].organizationID, current.credential.appID == events[i].appID {
                 run!.indices.append(i)
             } else {
                 close()
-                run = (Credential(organizationID: events[i].organizationID, appID: events[i].appID, keyID: events[i].keyID), [i])
+                run = (Credential(organizationID: events[i].organizationID, appID: events[i].appID), [i])
             }
         }
         close()
-        var segments: [(id: String, firstAt: Int64, lastAt: Int64, credential: Credential, allowed: Int, denied: Int, events: String)] = []
+        var segments: [(id: String, firstAt: Int64, lastAt: Int64, credential: Credential, keyID: String?, allowed: Int, denied: Int, events: String)] = []
         var document: [UInt8] = []
         for credential in order {
             let indices = groups[credential]!
@@ -101,10 +100,13 @@ public struct AuditStore: Sendable {
                 let chunk = indices[start..<min(start + Self.segmentSize, indices.count)]
                 document.removeAll(keepingCapacity: true)
                 var allowed = 0
-                Self.writeEvents(events, chunk, into: &document, allowed: &allowed)
+                // The segment names the key when its events share one; else each event names its own.
+                let key = events[chunk.first!].keyID
+                let shared = chunk.allSatisfy { events[$0].keyID == key }
+                Self.writeEvents(events, chunk, into: &document, allowed: &allowed, withKeys: !shared)
                 let first = events[chunk.first!].at, last = events[chunk.last!].at
                 // Named after its latest event, so that the segment holding the newest event comes first.
-                segments.append((Identifier.timeOrdered("aud", millis: last), first, last, credential, allowed, chunk.count - allowed,
+                segments.append((Identifier.timeOrdered("aud", millis: last), first, last, credential, shared ? key : nil, allowed, chunk.count - allowed,
                                  String(decoding: document, as: UTF8.self)))
             }
         }
@@ -115,15 +117,16 @@ public struct AuditStore: Sendable {
                 try await db.raw("""
                     INSERT INTO audit_segments (id, first_at, last_at, organization_id, app_id, key_id, allowed, denied, events)
                     VALUES (\(bind: s.id), \(bind: s.firstAt), \(bind: s.lastAt), \(bind: s.credential.organizationID), \(bind: s.credential.appID),
-                    \(bind: s.credential.keyID), \(bind: s.allowed), \(bind: s.denied), \(bind: s.events))
+                    \(bind: s.keyID), \(bind: s.allowed), \(bind: s.denied), \(bind: s.events))
                     """).run()
             }
         }
     }
 
-    /// `[[at, method, route, path, requiredScope, decision, status, traceId(, peer, count)], …]`, built
-    /// straight into bytes: no allocation per event.
-    static func writeEvents(_ events: [AuditEvent], _ indices: ArraySlice<Int>, into out: inout [UInt8], allowed: inout Int) {
+    /// `[[at, method, route, path, requiredScope, decision, status, traceId(, peer, count(, keyId))], …]`,
+    /// built straight into bytes: no allocation per event. `withKeys`: each event names its key
+    /// (a segment of several keys' events).
+    static func writeEvents(_ events: [AuditEvent], _ indices: ArraySlice<Int>, into out: inout [UInt8], allowed: inout Int, withKeys: Bool = false) {
         func string(_ value: String?) {
             if let value { JSONValue.writeString(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
         }
@@ -148,11 +151,15 @@ public struct AuditStore: Sendable {
                 out.append(contentsOf: String(events[i].status).utf8)
                 out.append(UInt8(ascii: ","))
                 string(events[i].traceID)
-                if let peer = events[i].peer {
+                if events[i].peer != nil || withKeys {
                     out.append(UInt8(ascii: ","))
-                    string(peer)
+                    string(events[i].peer)
                     out.append(UInt8(ascii: ","))
                     out.append(contentsOf: String(events[i].count).utf8)
+                }
+                if withKeys {
+                    out.append(UInt8(ascii: ","))
+                    string(events[i].keyID)
                 }
                 out.append(UInt8(ascii: "]"))
                 if events[i].decision == "allowed" { allowed += 1 }
@@ -173,6 +180,8 @@ public struct AuditStore: Sendable {
         var traceID: String
         var peer: String?
         var count = 1
+        /// The key, in a segment of several keys' events (else the segment's).
+        var keyID: String?
 
         /// A segment row's events, in the order written.
         static func all(in row: any SQLRow) throws -> [StoredEvent] {
@@ -193,6 +202,7 @@ public struct AuditStore: Sendable {
                 peer = try row.decodeIfPresent(String.self)
                 count = try row.decode(Int.self)
             }
+            if !row.isAtEnd { keyID = try row.decodeIfPresent(String.self) }
         }
     }
 
@@ -243,7 +253,7 @@ public struct AuditStore: Sendable {
                     && (since.map { stored[position].at >= $0 } ?? true) && (beforeAt.map { stored[position].at < $0 } ?? true) {
                     let e = stored[position]
                     var event = AuditEvent(
-                        at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
+                        at: e.at, organizationID: organizationID, appID: appID, keyID: e.keyID ?? keyID, method: e.method, route: e.route, path: e.path,
                         requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID,
                         peer: e.peer, count: e.count)
                     event.id = segment + Self.hex4(position)
@@ -317,7 +327,7 @@ public struct AuditStore: Sendable {
                 var events: [AuditEvent] = []
                 for (position, e) in try StoredEvent.all(in: row).enumerated() where since.map({ e.at >= $0 }) ?? true {
                     var event = AuditEvent(
-                        at: e.at, organizationID: organizationID, appID: appID, keyID: keyID, method: e.method, route: e.route, path: e.path,
+                        at: e.at, organizationID: organizationID, appID: appID, keyID: e.keyID ?? keyID, method: e.method, route: e.route, path: e.path,
                         requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID, peer: e.peer, count: e.count)
                     event.id = segment + Self.hex4(position)
                     events.append(event)
@@ -349,8 +359,9 @@ public struct AuditStore: Sendable {
                 """).all()
             for row in rows {
                 after = try row.decode(column: "id", as: String.self)
-                guard let keyID = try row.decode(column: "key_id", as: String?.self) else { continue }
+                let segmentKey = try row.decode(column: "key_id", as: String?.self)
                 for event in try StoredEvent.all(in: row) where event.at >= since {
+                    guard let keyID = event.keyID ?? segmentKey else { continue }
                     used[keyID, default: CredentialUsage()].lastUsedAt = max(used[keyID]?.lastUsedAt ?? 0, event.at)
                     guard event.decision == "allowed", let route = event.route, used[keyID]?.routes[route] == nil else { continue }
                     used[keyID]!.routes[route] = (event.method, event.path)

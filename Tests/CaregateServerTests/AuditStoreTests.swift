@@ -2,9 +2,10 @@ import CaregateServer
 import CaregateStore
 import Foundation
 import Logging
+import SQLKit
 import Testing
 
-/// The audit log's storage: segments per credential, read back as single events.
+/// The audit log's storage: segments per app and clinic, read back as single events.
 @Suite("Audit store")
 struct AuditStoreTests {
     static func event(_ organization: String, app: String?, key: String?, at: Int64, denied: Bool, trace: String) -> AuditEvent {
@@ -68,6 +69,37 @@ struct AuditStoreTests {
             await #expect(throws: StoreError.self) {
                 _ = try await store.page(organizationID: clinic, appID: nil, decision: nil, limit: 5, cursor: "aud_xyz")
             }
+        }
+    }
+
+    @Test("many keys of one app in one clinic share segments (one row per 1,000 events, not per key); each event keeps its key", arguments: Backend.allCases)
+    func manyKeysShareSegments(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let store = AuditStore(database: s.server.database)
+            let clinic = Identifier.random("org"), app = Identifier.random("app")
+            let start = Clock.millis()
+            // 2,500 requests of 500 different keys, and then 10 of one key alone.
+            let mixed = (0..<2_500).map { i in
+                Self.event(clinic, app: app, key: "key_\(i % 500)", at: start + Int64(i / 100), denied: i % 7 == 0, trace: UUID().uuidString.lowercased())
+            }
+            let single = (0..<10).map { i in Self.event(clinic, app: app, key: "key_alone", at: start + 30, denied: false, trace: UUID().uuidString.lowercased()) }
+            try await store.insert(mixed)
+            try await store.insert(single)
+            let rows = try await s.server.database.sql.raw("SELECT key_id FROM audit_segments WHERE app_id = \(bind: app)").all()
+            #expect(rows.count == 4, "3 segments of the 2,500 events, 1 of the 10")
+            #expect(try rows.compactMap { try $0.decode(column: "key_id", as: String?.self) } == ["key_alone"], "only a one-key segment names its key")
+            var read: [AuditEvent] = []
+            var cursor: String?
+            repeat {
+                let page = try await store.page(organizationID: clinic, appID: app, decision: nil, limit: 400, cursor: cursor)
+                read += page.events
+                cursor = page.next
+            } while cursor != nil
+            let keys = Dictionary(uniqueKeysWithValues: (mixed + single).map { ($0.traceID, $0.keyID) })
+            #expect(read.count == 2_510 && read.allSatisfy { keys[$0.traceID] == $0.keyID })
+            // What the console shows per key: when each was used last, and what it called.
+            let usage = try await store.usage(appID: app, since: start - 1)
+            #expect(usage.count == 501 && usage["key_alone"] != nil && usage["key_499"] != nil)
         }
     }
 
