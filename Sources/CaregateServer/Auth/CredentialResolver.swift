@@ -102,13 +102,14 @@ struct CredentialResolver: Sendable {
         let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organization: organization)
         if let cached = cache.get(cacheKey) { return .ok(cached) }
         let epoch = cache.epoch
-        guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil,
-              try await grants.app(client.appID) != nil
+        guard try await !oauth.isRevoked(jti: claims.jti.value), let client = try await oauth.client(claims.client_id), client.revokedAt == nil
         else { return .invalidKey }
         // A SMART launch token lives as long as its authorization's family (revoked on a refresh
         // token's reuse or revocation, a replayed code, or the person's removal).
         if let family = claims.fam, try await !smart.isFamilyActive(family) { return .invalidKey }
-        guard let grant = try await installationGrant(appID: client.appID, organizationID: organizationID, epoch: epoch) else { return .notInstalled }
+        guard let grant = try await installationGrant(appID: client.appID, organizationID: organizationID, epoch: epoch) else {
+            return try await grants.app(client.appID) == nil ? .invalidKey : .notInstalled
+        }
         let type = CredentialType(rawValue: client.credentialType) ?? .oauth2
         let scopes = claims.scope.split(separator: " ").map(String.init)
         let holdsPatientScopes = scopes.contains { $0.hasPrefix("patient/") }
