@@ -270,6 +270,8 @@ struct FHIRGateway: Sendable {
         _ method: HTTPRequest.Method, _ target: String, body: ByteBuffer?, ifMatch: String? = nil, conditional: Bool = true, _ call: Call
     ) async throws -> UpstreamForwarder.Exchange {
         var headers = forwarder.outboundHeaders(call.request, call.context, call.credential, call.credential.scopeHeader[call.surface.index])
+        // The answer is read here, so it must come as it is (a compressed one could not be checked).
+        headers.remove(name: "Accept-Encoding")
         if !conditional {
             for name in ["If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "Prefer"] { headers.remove(name: name) }
         }

@@ -17,8 +17,10 @@ those are the only paths outside /fhir/R4. Everything else reaches it through Ca
   create              POST /{type}                201, Location .../_history/1
   update              PUT  /{type}/{id}           version + 1; If-Match honoured (412)
   delete              DELETE /{type}/{id}         204, or 404 when unknown
+Answers are gzip-compressed when the request's Accept-Encoding takes gzip.
 """
 import datetime
+import gzip
 import json
 import re
 import sys
@@ -243,6 +245,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if body is not None:
             self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
+            # Compressed when the client takes it, as real FHIR servers do.
+            if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                data = gzip.compress(data)
+                self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers:
             self.send_header(name, value)
