@@ -8,6 +8,7 @@ import json, sys, requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -29,11 +30,25 @@ def shot(name):
         driver.save_screenshot("%s/%s.png" % (config["screenshots"], name))
 
 
+def replaced(page):
+    """A wait condition: `page` (the old html element) is no longer in the document. Chromium's
+    driver sometimes says so with an inspector error ("Node with given id does not belong to
+    the document") instead of a stale-element one, mid-navigation; both mean replaced."""
+    def condition(_):
+        try:
+            return expected_conditions.staleness_of(page)(driver)
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+    return condition
+
+
 def submit(button):
     """Clicks a form's button and waits until the next page has replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 10).until(replaced(page))
 
 
 def sign_in(token):
