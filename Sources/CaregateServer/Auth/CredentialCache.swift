@@ -152,13 +152,13 @@ final class CredentialCache: Sendable {
     func invalidate(_ touched: [GrantChange]) {
         if touched.contains(.everything) { return invalidateAll() }
         var lookups = Set<String>(), families = Set<String>(), apps = Set<String>(), organizations = Set<String>()
-        var installations = Set<[String]>()
+        var installations = Set<InstallationGrant.Key>()
         for change in touched {
             switch change {
             case .key(let id), .token(let id): lookups.insert(id)
             case .tokenFamily(let id): families.insert(id)
             case .app(let id): apps.insert(id)
-            case .installation(let app, let organization): installations.insert([app, organization])
+            case .installation(let app, let organization): installations.insert(InstallationGrant.Key(appID: app, organizationID: organization))
             case .organization(let id): organizations.insert(id)
             case .signingKeys, .everything: break
             }
@@ -168,13 +168,13 @@ final class CredentialCache: Sendable {
             for id in lookups { state.keyLookups.remove(id) }
             if !apps.isEmpty || !organizations.isEmpty || !installations.isEmpty {
                 state.installations.removeAll { key, _ in
-                    apps.contains(key.appID) || organizations.contains(key.organizationID) || installations.contains([key.appID, key.organizationID])
+                    apps.contains(key.appID) || organizations.contains(key.organizationID) || installations.contains(key)
                 }
             }
             state.entries.removeAll { key, credential in
                 lookups.contains(key.lookupID) || apps.contains(credential.appID) || organizations.contains(credential.organizationID)
                     || credential.family.map(families.contains) == true
-                    || (!installations.isEmpty && installations.contains([credential.appID, credential.organizationID]))
+                    || (!installations.isEmpty && installations.contains(InstallationGrant.Key(appID: credential.appID, organizationID: credential.organizationID)))
             }
         }
     }

@@ -78,8 +78,7 @@ struct FHIRGateway: Sendable {
         }
         // Not one of the interactions above on a type Caregate can confine: only for scopes
         // that reach the whole clinic.
-        guard case .allowed = surface.catalog.decide(credential.decisionSets[clinicWideIndex], method: Scopes.HTTPMethod(request.method) ?? .get, path: path, query: request.uri.query)
-        else {
+        guard reachesClinicWide(credential, surface, method: Scopes.HTTPMethod(request.method) ?? .get, path: path, query: request.uri.query) else {
             throw APIError.forbidden(
                 "This token reaches FHIR data only in part (a patient's compartment, a patient's own records, or a scope's query constraints); in front of an upstream FHIR server Caregate confines reads, searches and writes of \(FHIRType.allCases.map(\.rawValue).joined(separator: ", ")), so this request needs a scope that reaches the whole clinic (cms.fhir.r4.read, cms.fhir.rest.write, system/, or user/ of a signed-in clinician)")
         }
@@ -149,11 +148,8 @@ struct FHIRGateway: Sendable {
                 keep = true  // the upstream's notes on the search itself
             } else if resource != nil, !name.isEmpty {
                 // A type Caregate cannot confine: only for a credential that reads it clinic-wide.
-                keep = clinicWideKinds[name] ?? {
-                    if case .allowed = call.surface.catalog.decide(
-                        call.credential.decisionSets[clinicWideIndex], method: .get, path: "\(Discovery.fhirBasePath)/\(name)/id", query: nil) { return true }
-                    return false
-                }()
+                keep = clinicWideKinds[name]
+                    ?? reachesClinicWide(call.credential, call.surface, method: .get, path: "\(Discovery.fhirBasePath)/\(name)/id", query: nil)
                 clinicWideKinds[name] = keep
             } else {
                 keep = false
@@ -190,7 +186,7 @@ struct FHIRGateway: Sendable {
         let answer = try await exchange(.get, "\(Discovery.fhirBasePath)/\(type.rawValue)/\(id)" + Self.query(call.request.uri.query, adding: []), body: nil, call)
         switch answer.status {
         case .ok:
-            guard try admitted(answer, type, id: id, reaches) else { throw FHIRAPI.unknown(type, id) }
+            guard try admitted(answer, type, id: id, reaches) != nil else { throw FHIRAPI.unknown(type, id) }
             return passed(answer)
         case .notFound, .gone:
             throw FHIRAPI.unknown(type, id)
@@ -239,17 +235,26 @@ struct FHIRGateway: Sendable {
             if answer.status == .notFound || answer.status == .gone { throw FHIRAPI.unknown(type, id) }
             throw Self.malformed("reading \(type.rawValue)/\(Validate.safe(id)) before a write answered \(answer.status.code)")
         }
-        guard try admitted(answer, type, id: id, reaches) else { throw FHIRAPI.unknown(type, id) }
-        return (try? JSONValue.parse(answer.body.readableBytesView, maxDepth: 64))?["meta"]?["versionId"]?.stringValue
+        guard let resource = try admitted(answer, type, id: id, reaches) else { throw FHIRAPI.unknown(type, id) }
+        return resource["meta"]?["versionId"]?.stringValue
     }
 
-    /// Whether a read's answer is the resource asked for and within one of the reaches.
-    private func admitted(_ answer: UpstreamForwarder.Exchange, _ type: FHIRType, id: String, _ reaches: [FHIRAccess.Reach]) throws -> Bool {
+    /// A read's answer, when it is the resource asked for and within one of the reaches (else nil).
+    private func admitted(_ answer: UpstreamForwarder.Exchange, _ type: FHIRType, id: String, _ reaches: [FHIRAccess.Reach]) throws -> JSONValue? {
         guard let resource = try? JSONValue.parse(answer.body.readableBytesView, maxDepth: 64), case .object = resource else {
             throw Self.malformed("a read answered something other than a resource")
         }
-        guard resource["resourceType"]?.stringValue == type.rawValue, resource["id"]?.stringValue == id else { return false }
-        return FHIRAccess.admits(reaches, FHIRResourceFacts(resource, type: type))
+        guard resource["resourceType"]?.stringValue == type.rawValue, resource["id"]?.stringValue == id,
+              FHIRAccess.admits(reaches, FHIRResourceFacts(resource, type: type))
+        else { return nil }
+        return resource
+    }
+
+    /// Whether the credential's scopes that reach the whole clinic (the platform upstream's
+    /// decision set) allow a request: what a request Caregate cannot confine needs.
+    private func reachesClinicWide(_ credential: Credential, _ surface: Surface, method: Scopes.HTTPMethod, path: String, query: String?) -> Bool {
+        if case .allowed = surface.catalog.decide(credential.decisionSets[clinicWideIndex], method: method, path: path, query: query) { return true }
+        return false
     }
 
     /// A resource about to be written must be of the path's type and id and within one of the reaches as written.
