@@ -459,21 +459,15 @@ import Testing
 /// Fixtures/fhir_upstream.py as a real process on a loopback port: a FHIR server over its own
 /// data (read, search with paging and _include, writes), knowing nothing of Caregate's rules.
 final class FHIRUpstream: Sendable {
-    let port: Int
-    private let process: Mutex<Process?>
+    private let helper: ListeningHelper
 
     init() throws {
         let script = repositoryRoot.appendingPathComponent("Tests/CaregateServerTests/Fixtures/fhir_upstream.py").path
-        let (process, line) = try startHelper(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script])
-        guard line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
-            stopHelper(process)
-            throw TestSetupError("fhir_upstream.py said \(line)")
-        }
-        self.port = port
-        self.process = Mutex(process)
+        helper = try ListeningHelper(URL(fileURLWithPath: "/usr/bin/env"), ["python3", script], name: "fhir_upstream.py")
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { helper.url }
+    func stop() { helper.stop() }
 
     /// Gives the upstream a clinic's resources of every served type, as the clinic database holds them.
     func load(_ store: FHIRStore, organization: String) async throws {
@@ -491,12 +485,4 @@ final class FHIRUpstream: Sendable {
         guard reply.status == 204 else { throw TestSetupError("fhir_upstream.py did not load the clinic: \(reply.status) \(reply.text)") }
     }
 
-    func stop() {
-        process.withLock { process in
-            process.map(stopHelper)
-            process = nil
-        }
-    }
-
-    deinit { stop() }
 }

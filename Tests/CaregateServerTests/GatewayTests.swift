@@ -6,30 +6,13 @@ import Testing
 /// `caregate-echo-upstream` as a real process on a loopback port: it answers every request
 /// with what reached it.
 final class EchoUpstream: Sendable {
-    let port: Int
-    private let process: Mutex<Process?>
+    private let helper: ListeningHelper
 
-    init() throws {
-        let executable = try builtProduct("caregate-echo-upstream")
-        let (process, line) = try startHelper(executable, ["--port", "0"])
-        guard line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
-            stopHelper(process)
-            throw TestSetupError("echo upstream said \(line)")
-        }
-        self.port = port
-        self.process = Mutex(process)
-    }
+    init() throws { helper = try ListeningHelper(try builtProduct("caregate-echo-upstream"), ["--port", "0"], name: "echo upstream") }
 
-    var url: String { "http://127.0.0.1:\(port)" }
-
-    func stop() {
-        process.withLock { process in
-            process.map(stopHelper)
-            process = nil
-        }
-    }
-
-    deinit { stop() }
+    var port: Int { helper.port }
+    var url: String { helper.url }
+    func stop() { helper.stop() }
 }
 
 /// What the echo upstream saw.

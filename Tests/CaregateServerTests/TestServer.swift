@@ -255,6 +255,34 @@ func startHelper(_ executable: URL, _ arguments: [String], standardError: FileHa
     return (process, String(text.prefix { $0 != "\n" }))
 }
 
+/// A helper server (an upstream) as a process on a loopback port, started by ``startHelper`` and
+/// announcing itself with "listening on PORT"; stopped for good by ``stop()`` or when released.
+final class ListeningHelper: Sendable {
+    let port: Int
+    private let process: Mutex<Process?>
+
+    init(_ executable: URL, _ arguments: [String], name: String) throws {
+        let (process, line) = try startHelper(executable, arguments)
+        guard line.hasPrefix("listening on "), let port = Int(line.dropFirst("listening on ".count)) else {
+            stopHelper(process)
+            throw TestSetupError("\(name) said \(line)")
+        }
+        self.port = port
+        self.process = Mutex(process)
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func stop() {
+        process.withLock { process in
+            process.map(stopHelper)
+            process = nil
+        }
+    }
+
+    deinit { stop() }
+}
+
 /// Stops a helper for good (SIGKILL: the test runner's children may inherit an ignored SIGTERM).
 func stopHelper(_ process: Process) {
     kill(process.processIdentifier, SIGKILL)
