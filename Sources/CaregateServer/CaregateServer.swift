@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdCore
 public import Logging
 import Metrics
+import NIOPosix
 import Prometheus
 public import Scopes
 import ServiceLifecycle
@@ -58,6 +59,9 @@ public struct ServerOptions: Sendable {
     /// Audit events older than this many days are deleted (`--audit-retention-days`; 0 keeps
     /// them all). `GET /manage/audit/export` streams the log for those who must keep more.
     public var auditRetentionDays = 90
+    /// Forward what the gateway may forward on the connection's event loop (``DirectForwarding``);
+    /// off (`--no-direct-forwarding`), every request takes the pipeline, to compare the two.
+    public var directForwarding = true
     /// How often the housekeeping job runs (the first time at start-up): expired audit events,
     /// ended console sessions, SMART state that can no longer be used.
     public var auditPruneInterval: Duration = .seconds(3_600)
@@ -89,8 +93,11 @@ public final class CaregateServer: Sendable {
     let clientKeySets: ClientKeySets
     /// Which hosts a client's URL may make the server connect to.
     let outbound: OutboundAddressPolicy
-    /// Keep-alive connections to plain-http upstreams, by surface.
+    /// Keep-alive connections to plain-http upstreams, by surface (the pipeline's).
     let upstreamPools: [String: UpstreamConnectionPool]
+    /// Keep-alive connections to plain-http upstreams, by event loop (the direct path's).
+    let loopUpstreams: LoopUpstreams
+    let forwardingMetrics = ForwardingMetrics()
     /// The page layer (templates, cookies, security headers) of the console and the scope reference.
     let pages: WebPages
     /// Open connections per peer address.
@@ -150,6 +157,7 @@ public final class CaregateServer: Sendable {
             logger.info("gateway", metadata: ["surface": "\(upstream.surface)", "upstream": "\(upstream.url)"])
         }
         upstreamPools = pools
+        loopUpstreams = LoopUpstreams(group: MultiThreadedEventLoopGroup.singleton, surfaces: catalogs.count)
         connectionLimits = ConnectionLimits(perPeer: options.maxConnectionsPerPeer, exempt: options.trustedProxies)
         pages = try WebPages(secureCookies: tokens.issuer.lowercased().hasPrefix("https://"))
         let clinic = self.clinic
@@ -187,6 +195,21 @@ public final class CaregateServer: Sendable {
     private final class AppliedGeneration: Sendable {
         let value = Mutex<Int64?>(nil)
     }
+
+    /// How many requests the gateway forwarded on its direct path (``DirectForwarding``).
+    public var forwardedDirectly: Int { forwardingMetrics.forwardedDirectly }
+
+    /// The gateway's direct path, when some upstream is plain http and it is not turned off.
+    func directForwarding() -> DirectForwarding? {
+        let direct = registry.gatewaySurfaces.contains { if case .upstream(let forwarder) = $0.backend { forwarder.direct != nil } else { false } }
+        guard options.directForwarding, direct else { return nil }
+        let resolver = CredentialResolver(grants: grants, oauth: oauth, smart: smart, tokens: tokens, cache: cache, registry: registry)
+        return DirectForwarding(
+            registry: registry, resolver: resolver, audit: auditWriter, upstreams: loopUpstreams, metrics: forwardingMetrics, logger: logger,
+            serverName: Self.serverName)
+    }
+
+    static let serverName = "caregate"
 
     /// How many resolved credentials this instance holds in its cache.
     public var cachedCredentials: Int { cache.count }
@@ -314,9 +337,9 @@ public final class CaregateServer: Sendable {
                 configuration: .init(
                     additionalChannelHandlers: [ParserErrorHandler()],
                     idleTimeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)),
-                limits: limits),
+                limits: limits, direct: directForwarding()),
             configuration: .init(
-                address: .hostname(options.host, port: options.port), serverName: "caregate", backlog: 1_024,
+                address: .hostname(options.host, port: options.port), serverName: Self.serverName, backlog: 1_024,
                 availableConnectionsDelegate: MaximumAvailableConnections(maxConnections, logger: logger)),
             onServerRunning: { [listening, logger] channel in
                 listening.set(channel.localAddress?.port ?? 0)
@@ -388,11 +411,13 @@ public final class CaregateServer: Sendable {
             try await group.run()
         } catch {
             for pool in upstreamPools.values { pool.shutdown() }
+            loopUpstreams.shutdown()
             try? await httpClient.shutdown()
             await database.shutdown()
             throw error
         }
         for pool in upstreamPools.values { pool.shutdown() }
+        loopUpstreams.shutdown()
         try? await httpClient.shutdown()
         await database.shutdown()
     }

@@ -157,6 +157,8 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "Connections held open in all (default and ceiling: the descriptor limit less 256).") var maxConnections: Int?
     @Option(help: "Days audit events are kept (0: forever); GET /manage/audit/export streams them for longer keeping.")
     var auditRetentionDays = 90
+    @Flag(inversion: .prefixedNo, help: "Forward what the gateway may forward on the connection's event loop, without the request pipeline.")
+    var directForwarding = true
 
     func options(defaultDatabase: String) throws -> ServerOptions {
         var options = ServerOptions()
@@ -191,6 +193,7 @@ struct ServerArguments: ParsableArguments {
         options.maxConnections = maxConnections
         guard auditRetentionDays >= 0 else { throw ValidationError("--audit-retention-days must be 0 (keep forever) or more") }
         options.auditRetentionDays = auditRetentionDays
+        options.directForwarding = directForwarding
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

@@ -35,11 +35,7 @@ struct CredentialResolver: Sendable {
         guard let organization = OrganizationBits(clientForm: organizationHeader) else { return .invalidOrganization }
         let presentedDigest = grants.digest(presented)
         let cacheKey = CredentialCache.Key(lookupID: lookupID, organization: organization)
-        if let cached = cache.get(cacheKey) {
-            guard Secrets.constantTimeEquals(cached.keyDigest, presentedDigest) else { return .invalidKey }
-            if let expiry = cached.expiresAt, expiry <= Clock.millis() { return .invalidKey }
-            return .ok(cached)
-        }
+        if let cached = cache.get(cacheKey) { return Self.isValid(cached, presentedDigest) ? .ok(cached) : .invalidKey }
         let organizationID = organization.id
         let epoch = cache.epoch
         // The key row by lookup id, found or not, is cached too: an unknown id then costs what a
@@ -68,6 +64,52 @@ struct CredentialResolver: Sendable {
         return .ok(credential)
     }
 
+    /// The credential when it is cached and valid, without waiting for anything: nil for
+    /// anything else (unknown, not cached yet, invalid, expired), which ``resolve(key:organizationHeader:)``
+    /// then answers. The direct gateway path (``DirectForwarding``) asks this on its event loop.
+    func cached(presented: Substring, organizationHeader: String?) -> Credential? {
+        if let lookupID = grants.lookupID(ofPresentedKey: presented) {
+            guard let organizationHeader, let organization = OrganizationBits(clientForm: organizationHeader),
+                  let cached = cache.get(CredentialCache.Key(lookupID: lookupID, organization: organization)),
+                  Self.isValid(cached, grants.digest(presented))
+            else { return nil }
+            return cached
+        }
+        guard let claims = tokens.alreadyVerified(String(presented)), case .success(let organization) = Self.organization(of: claims, organizationHeader)
+        else { return nil }
+        return cache.get(CredentialCache.Key(lookupID: claims.jti.value, organization: organization))
+    }
+
+    /// A cached API key presented with its secret, not expired (rotation grace ends on time).
+    private static func isValid(_ cached: Credential, _ presentedDigest: HashedAuthenticationCode<SHA256>) -> Bool {
+        guard Secrets.constantTimeEquals(cached.keyDigest, presentedDigest) else { return false }
+        if let expiry = cached.expiresAt, expiry <= Clock.millis() { return false }
+        return true
+    }
+
+    /// The clinic an access token acts for: the one it is bound to, or the one the request names.
+    private static func organization(of claims: AccessTokenClaims, _ organizationHeader: String?) -> Result<OrganizationBits, Refusal> {
+        var requested: OrganizationBits?
+        if let organizationHeader {
+            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return .failure(.init(.invalidOrganization)) }
+            requested = bits
+        }
+        var bound: OrganizationBits?
+        if let org = claims.org {
+            guard let bits = OrganizationBits(clientForm: org) else { return .failure(.init(.invalidKey)) }
+            bound = bits
+        }
+        if let bound, let requested, bound != requested { return .failure(.init(.notInstalled)) }
+        guard let organization = requested ?? bound else { return .failure(.init(.organizationRequired)) }
+        return .success(organization)
+    }
+
+    /// An ``Outcome`` that refuses, as an error.
+    struct Refusal: Error {
+        let outcome: Outcome
+        init(_ outcome: Outcome) { self.outcome = outcome }
+    }
+
     /// The app's installation in a clinic with what every credential there shares, cached
     /// until a change touches the app, the installation or the clinic; nil when the app is not
     /// installed there.
@@ -85,19 +127,13 @@ struct CredentialResolver: Sendable {
     /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
     /// its client active; effective = the token's scopes ∩ the clinic's grants ∩ declared.
     func resolve(token: String, organizationHeader: String?) async throws -> Outcome {
-        var requested: OrganizationBits?
-        if let organizationHeader {
-            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return .invalidOrganization }
-            requested = bits
-        }
+        if let organizationHeader, OrganizationBits(clientForm: organizationHeader) == nil { return .invalidOrganization }
         guard let claims = await tokens.verify(token) else { return .invalidKey }
-        var bound: OrganizationBits?
-        if let org = claims.org {
-            guard let bits = OrganizationBits(clientForm: org) else { return .invalidKey }
-            bound = bits
+        let organization: OrganizationBits
+        switch Self.organization(of: claims, organizationHeader) {
+        case .success(let bits): organization = bits
+        case .failure(let refusal): return refusal.outcome
         }
-        if let bound, let requested, bound != requested { return .notInstalled }
-        guard let organization = requested ?? bound else { return .organizationRequired }
         let organizationID = organization.id
         let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organization: organization)
         if let cached = cache.get(cacheKey) { return .ok(cached) }

@@ -33,6 +33,8 @@ final class UpstreamConnectionPool: Sendable {
     let host: String
     let port: Int
     let bufferLimit: Int
+    /// The `Host` header the upstream gets.
+    var hostHeader: String { port == 80 ? host : "\(host):\(port)" }
     private let idle = Mutex<[Connection]>([])
     static let maxIdle = 256
 

@@ -24,6 +24,8 @@ struct UpstreamForwarder: Sendable {
     let trustedProxies: Set<String>
     /// The upstream URL's path, put before the request's.
     let basePath: String
+    /// A plain-http upstream's address, for ``DirectForwardingHandler`` (nil for https).
+    let direct: LoopUpstreams.Target?
 
     init(surface: String, upstream: UpstreamConfiguration, pool: UpstreamConnectionPool?, client: HTTPClient, trustedProxies: Set<String>) {
         self.surface = surface
@@ -33,6 +35,7 @@ struct UpstreamForwarder: Sendable {
         self.trustedProxies = trustedProxies
         let path = URLComponents(string: upstream.url)?.path ?? ""
         basePath = path.hasSuffix("/") ? String(path.dropLast()) : path
+        direct = pool.map { LoopUpstreams.Target(host: $0.host, port: $0.port, hostHeader: $0.hostHeader) }
     }
 
     /// Answers up to this size are buffered rather than streamed.
@@ -63,8 +66,13 @@ struct UpstreamForwarder: Sendable {
     /// Only when the peer is a configured trusted proxy are its `X-Forwarded-*` kept (the
     /// caller's address appended to its `X-Forwarded-For`).
     func outboundHeaders(_ request: Request, _ context: CaregateContext, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
+        outboundHeaders(request.headers, traceID: context.traceID, caller: context.remoteIP, credential, scopeHeader)
+    }
+
+    /// ``outboundHeaders(_:_:_:_:)`` of a request's fields, its trace id and the caller's address.
+    func outboundHeaders(_ fields: HTTPFields, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
         var headers = HTTPHeaders()
-        for field in request.headers {
+        for field in fields {
             let name = field.name.canonicalName
             if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-")
                 || name.utf8.contains(UInt8(ascii: "_")) || Self.callerControlled.contains(name) { continue }
@@ -75,12 +83,12 @@ struct UpstreamForwarder: Sendable {
         headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
         headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
         headers.add(name: "X-Caregate-Scopes", value: scopeHeader)
-        headers.add(name: "X-Caregate-Trace-Id", value: context.traceID)
-        let caller = context.remoteIP ?? "unknown"
+        headers.add(name: "X-Caregate-Trace-Id", value: traceID)
+        let caller = caller ?? "unknown"
         if trustedProxies.contains(caller) {
-            let earlier = request.headers[values: .xForwardedFor].joined(separator: ", ")
+            let earlier = fields[values: .xForwardedFor].joined(separator: ", ")
             headers.add(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
-            headers.add(name: "X-Forwarded-Proto", value: request.headers[values: .xForwardedProto].first ?? "http")
+            headers.add(name: "X-Forwarded-Proto", value: fields[values: .xForwardedProto].first ?? "http")
         } else {
             headers.add(name: "X-Forwarded-For", value: caller)
             headers.add(name: "X-Forwarded-Proto", value: "http")
@@ -89,7 +97,7 @@ struct UpstreamForwarder: Sendable {
     }
 
     /// The upstream's answer headers, without the ones that belong to its connection.
-    private static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {
+    static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {
         var fields = HTTPFields()
         for (name, value) in headers where !hopByHop.contains(name.lowercased()) {
             if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
@@ -103,7 +111,7 @@ struct UpstreamForwarder: Sendable {
         let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false || request.headers[.transferEncoding] != nil
         if let pool, !hasBody, [.get, .head, .delete, .options].contains(request.method) {
             var head = HTTPRequestHead(version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: basePath + target, headers: headers)
-            head.headers.replaceOrAdd(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
+            head.headers.replaceOrAdd(name: "Host", value: pool.hostHeader)
             head.headers.remove(name: "Expect")  // nothing to send after a 100 Continue
             let answer: UpstreamConnectionPool.Answer
             do {
@@ -212,11 +220,11 @@ struct UpstreamForwarder: Sendable {
         APIError(.contentTooLarge, "payload_too_large", "the request body may be at most \(limit) bytes on this surface")
     }
 
-    private func timeoutError() -> APIError {
+    func timeoutError() -> APIError {
         APIError(.gatewayTimeout, "gateway_timeout", "The upstream of \(surface) did not answer within \(self.upstream.timeoutSeconds) s")
     }
 
-    private func unavailableError() -> APIError {
+    func unavailableError() -> APIError {
         APIError(.badGateway, "bad_gateway", "The upstream of \(surface) is unavailable")
     }
 }

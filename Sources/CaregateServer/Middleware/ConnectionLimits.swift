@@ -75,13 +75,17 @@ final class ConnectionLimits: Sendable {
     }
 }
 
-/// HTTP/1.1 connections with ``ConnectionLimits`` applied: a connection from a peer at its cap
+/// HTTP/1.1 connections with ``ConnectionLimits`` applied (and the gateway's direct path): a connection from a peer at its cap
 /// is closed before any HTTP handling is set up for it (a refused connection costs a few
 /// microseconds and no request handler), the others release their place when they close.
 struct LimitedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let http: HTTP1Channel
     let limits: ConnectionLimits
+    /// The gateway's direct path, when there is a plain-http upstream: its handler goes right
+    /// before Hummingbird's request loop, after the handler that tracks requests for the idle
+    /// timeout, so that requests forwarded directly count as activity too.
+    let direct: DirectForwarding?
 
     struct Refused: Error {}
 
@@ -95,7 +99,12 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         }
         let limits = self.limits
         channel.closeFuture.whenComplete { _ in limits.release(peer) }
-        return http.setup(channel: channel, logger: logger)
+        guard let direct else { return http.setup(channel: channel, logger: logger) }
+        return http.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.addHandler(DirectForwardingHandler(direct), position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -105,7 +114,9 @@ struct LimitedHTTP1Channel: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with per-peer connection limits.
-    static func limitedHTTP1(configuration: HTTP1Channel.Configuration, limits: ConnectionLimits) -> HTTPServerBuilder {
-        .init { responder in LimitedHTTP1Channel(http: HTTP1Channel(responder: responder, configuration: configuration), limits: limits) }
+    static func limitedHTTP1(configuration: HTTP1Channel.Configuration, limits: ConnectionLimits, direct: DirectForwarding?) -> HTTPServerBuilder {
+        .init { responder in
+            LimitedHTTP1Channel(http: HTTP1Channel(responder: responder, configuration: configuration), limits: limits, direct: direct)
+        }
     }
 }

@@ -56,7 +56,7 @@ struct EnforcementMiddleware: RouterMiddleware {
     }
 
     /// The one place a request is decided.
-    private static func decide(_ surface: Surface, _ effective: ScopeSet, _ method: Scopes.HTTPMethod, _ path: String, _ query: String?) -> Decision {
+    static func decide(_ surface: Surface, _ effective: ScopeSet, _ method: Scopes.HTTPMethod, _ path: String, _ query: String?) -> Decision {
         surface.catalog.decide(effective, method: method, path: path, query: query)
     }
 

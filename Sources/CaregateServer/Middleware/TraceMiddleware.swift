@@ -12,7 +12,7 @@ struct TraceMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let traceID = request.headers[.traceID].flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? UUID().uuidString.lowercased()
+        let traceID = Self.traceID(of: request.headers)
         context.traceID = traceID
         context.logger[metadataKey: "trace_id"] = .string(traceID)
         var response: Response
@@ -28,6 +28,11 @@ struct TraceMiddleware: RouterMiddleware {
         }
         response.headers[.traceID] = traceID
         return response
+    }
+
+    /// The caller's `X-Trace-Id` when it is a UUID (lowercased), else a new one.
+    static func traceID(of fields: HTTPFields) -> String {
+        fields[.traceID].flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? UUID().uuidString.lowercased()
     }
 
     /// Any error as an answer in the `{code, message, trace_id}` shape, or as a FHIR

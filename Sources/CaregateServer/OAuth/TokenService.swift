@@ -222,15 +222,20 @@ final class TokenService: Sendable {
 
     /// The claims of a valid token of ours: signature, `typ: at+jwt`, issuer, audience and expiry checked.
     func verify(_ token: String) async -> AccessTokenClaims? {
-        if let known = verified.withLock({ $0[token] }) {
-            return known.exp.value > Date() ? known : nil
-        }
+        if let known = alreadyVerified(token) { return known }
         guard let claims = await verifySignature(token) else { return nil }
         verified.withLock { cache in
             if cache.count >= Self.verifiedCapacity { cache.removeAll(keepingCapacity: true) }
             cache[token] = claims
         }
         return claims
+    }
+
+    /// The claims of a token whose signature was checked before, while it has not expired;
+    /// nil otherwise (also for a token never seen: ``verify(_:)`` checks that one).
+    func alreadyVerified(_ token: String) -> AccessTokenClaims? {
+        guard let known = verified.withLock({ $0[token] }), known.exp.value > Date() else { return nil }
+        return known
     }
 
     private func verifySignature(_ token: String) async -> AccessTokenClaims? {

@@ -83,11 +83,21 @@ public struct APIError: Error, Sendable {
     }
 
     func response(traceID: String) -> Response {
+        Response(status: status, headers: responseHeaders, body: .init(byteBuffer: body(traceID: traceID)))
+    }
+
+    /// The answer's headers, without the trace id.
+    var responseHeaders: HTTPFields {
         var headers = self.headers
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
+        return headers
+    }
+
+    /// `{code, message, trace_id}`.
+    func body(traceID: String) -> ByteBuffer {
         let body: JSONValue = ["code": .string(code), "message": .string(message), "trace_id": .string(traceID)]
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.serialized())))
+        return ByteBuffer(bytes: body.serialized())
     }
 }
 

@@ -1,0 +1,190 @@
+import CaregateStore
+import Foundation
+import HTTPTypes
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import Scopes
+import Synchronization
+
+/// The gateway's direct path. A request that the pipeline (``EnforcementMiddleware``) would
+/// forward to a plain-http upstream without reading a body, by a credential already cached,
+/// is forwarded by ``DirectForwardingHandler`` on its connection's event loop instead: the
+/// same authentication, the same `decide`, the same audit record, metrics and headers, without
+/// the request and response objects, the task and the four thread hops a forwarded request
+/// costs in the pipeline (BENCHMARKS.md, "Where a forwarded request's CPU goes").
+///
+/// Everything else goes the pipeline's way: no credential or one not cached yet, a refusal,
+/// a request with a body, an https upstream, `Connection: close`, `Expect`, a public route.
+/// So the direct path only ever forwards what the pipeline would forward, and every refusal
+/// is still the pipeline's answer.
+struct DirectForwarding: Sendable {
+    let registry: SurfaceRegistry
+    let resolver: CredentialResolver
+    let audit: AuditWriter
+    let upstreams: LoopUpstreams
+    let metrics: ForwardingMetrics
+    let logger: Logger
+    /// `Server` on every answer, as Hummingbird sets it on the pipeline's.
+    let serverName: String
+
+    /// A request the direct path forwards, with everything its answer needs.
+    struct Plan {
+        let surface: Surface
+        let forwarder: UpstreamForwarder
+        let target: LoopUpstreams.Target
+        /// The request as the upstream gets it.
+        let head: HTTPRequestHead
+        let traceID: String
+        let method: HTTPRequest.Method
+        /// The route's template (the metrics' `http.route`).
+        let route: String
+        /// Filled in but for the status.
+        var event: AuditEvent
+        let started: UInt64
+    }
+
+    /// The plan for `request`, or nil when the pipeline must answer it.
+    func plan(_ request: HTTPRequest, caller: String?) -> Plan? {
+        guard request.method == .get || request.method == .head || request.method == .delete || request.method == .options,
+              let target = request.path, target.utf8.first == UInt8(ascii: "/"), !target.utf8.contains(UInt8(ascii: "#"))
+        else { return nil }
+        let fields = request.headerFields
+        // A body, a transfer coding, a closing connection or an `Expect` are the pipeline's to handle.
+        if let length = fields.value(.contentLength), length != "0" { return nil }
+        if fields.value(.transferEncoding) != nil || fields.value(.expect) != nil { return nil }
+        if let connection = fields[.connection], connection.lowercased().contains("close") { return nil }
+        let path: String
+        let query: String?
+        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(target[..<mark])
+            query = String(target[target.index(after: mark)...])
+        } else {
+            path = target
+            query = nil
+        }
+        guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, let direct = forwarder.direct,
+              !surface.isRouterPath(path)
+        else { return nil }
+        guard let authorization = fields.value(.authorization), RequestAuthenticator.hasBearerScheme(authorization),
+              let credential = resolver.cached(presented: authorization.dropFirst(7), organizationHeader: fields.value(.organizationID)),
+              let method = Scopes.HTTPMethod(request.method)
+        else { return nil }
+        let decision = EnforcementMiddleware.decide(surface, credential.decisionSets[surface.decisionIndex], method, path, query)
+        guard case .allowed(let route) = decision else { return nil }
+
+        let traceID = TraceMiddleware.traceID(of: fields)
+        var head = HTTPRequestHead(
+            version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: forwarder.basePath + target,
+            headers: forwarder.outboundHeaders(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
+        head.headers.replaceOrAdd(name: "Host", value: direct.hostHeader)
+        var event = AuditEvent(
+            at: Clock.millis(), organizationID: credential.organizationID, appID: credential.appID, keyID: credential.keyID,
+            method: request.method.rawValue, route: nil, path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil,
+            decision: "denied", status: 0, traceID: traceID)
+        event.note(decision, in: surface.catalog)
+        return Plan(
+            surface: surface, forwarder: forwarder, target: direct, head: head, traceID: traceID, method: request.method,
+            route: surface.routeTemplates[route.index], event: event, started: DispatchTime.now().uptimeNanoseconds)
+    }
+
+    /// The answer's head as the pipeline would write it: the upstream's headers without its
+    /// connection's, the trace id, `Date` and `Server`.
+    func answerHead(_ status: Int, _ fields: HTTPFields, traceID: String) -> HTTPResponse {
+        var fields = fields
+        fields[.traceID] = traceID
+        fields[.date] = HTTPDate.now
+        fields[.server] = serverName
+        return HTTPResponse(status: .init(code: status), headerFields: fields)
+    }
+
+    /// Records a finished request: its audit event and metrics. `failed`: the answer is
+    /// Caregate's own 502 or 504, not the upstream's.
+    func finished(_ plan: Plan, status: Int, failed: Bool) {
+        var event = plan.event
+        event.status = status
+        audit.record(event)
+        metrics.record(plan, status: status, failed: failed)
+    }
+}
+
+/// The metrics Hummingbird's `MetricsMiddleware` records for a request of the pipeline, under
+/// the same names and dimensions, for the requests of the direct path.
+final class ForwardingMetrics: Sendable {
+    private struct Key: Hashable {
+        var route: String
+        var method: HTTPRequest.Method
+        var status: Int
+    }
+
+    private struct Recorders: Sendable {
+        var requests: Counter
+        var duration: Timer
+        var errors: Counter
+    }
+
+    private let recorders = Mutex<[Key: Recorders]>([:])
+    private let active = Mutex<[HTTPRequest.Method: Meter]>([:])
+    private let directRequests = Atomic<Int>(0)
+
+    /// Requests forwarded on the direct path since start.
+    var forwardedDirectly: Int { directRequests.load(ordering: .relaxed) }
+
+    func started(_ method: HTTPRequest.Method) {
+        directRequests.add(1, ordering: .relaxed)
+        meter(method).increment()
+    }
+
+    func record(_ plan: DirectForwarding.Plan, status: Int, failed: Bool) {
+        let key = Key(route: plan.route, method: plan.method, status: status)
+        let recorders = recorders.withLock { recorders in
+            if let known = recorders[key] { return known }
+            let dimensions = [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("http.response.status_code", "\(status)")]
+            let made = Recorders(
+                requests: Counter(label: "hb.requests", dimensions: dimensions),
+                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds),
+                errors: Counter(
+                    label: "hb.request.errors",
+                    dimensions: [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("error.type", "\(status)")]))
+            recorders[key] = made
+            return made
+        }
+        recorders.requests.increment()
+        // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's.
+        if failed { recorders.errors.increment() }
+        recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - plan.started))
+        meter(plan.method).decrement()
+    }
+
+    private func meter(_ method: HTTPRequest.Method) -> Meter {
+        active.withLock { meters in
+            if let known = meters[method] { return known }
+            let made = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", method.rawValue)])
+            meters[method] = made
+            return made
+        }
+    }
+}
+
+/// The `Date` of an answer (RFC 9110 §5.6.7), made once a second.
+enum HTTPDate {
+    private static let cached = Mutex<(second: Int, text: String)>((0, ""))
+
+    static var now: String {
+        let second = time(nil)
+        return cached.withLock { cached in
+            if cached.second == second { return cached.text }
+            var parts = tm()
+            var clock = second
+            gmtime_r(&clock, &parts)
+            let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+            let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+            func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+            let text = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+                + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+            cached = (second, text)
+            return text
+        }
+    }
+}

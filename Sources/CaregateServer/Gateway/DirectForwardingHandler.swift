@@ -1,0 +1,377 @@
+import CaregateStore
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+
+/// On every client connection, between Hummingbird's connection handler and its request
+/// loop: forwards the requests ``DirectForwarding`` plans for on the connection's own event
+/// loop, and hands every other request on to Hummingbird untouched.
+///
+/// Answers leave in the order requests came: while a request is forwarded here or answered by
+/// Hummingbird, the parts of the next one wait (and the connection stops reading), and the
+/// end of the input or a parser error waits for the answer in progress. A client that goes
+/// away before its answer is recorded with status 499 (nginx's convention).
+final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamReceiver {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let forwarding: DirectForwarding
+    private var context: ChannelHandlerContext?
+    private var caller: String?
+    private var idle: IdleLinks?
+
+    private enum Phase {
+        case idle
+        /// Hummingbird has the request.
+        case passing
+        /// Forwarded here.
+        case forwarding
+    }
+    private var phase = Phase.idle
+    private var requestEnded = true
+    private var responseEnded = true
+    /// Parts of the requests after the one in progress.
+    private var queued = CircularBuffer<HTTPRequestPart>()
+    private var readHeld = false
+    private var inputClosedHeld = false
+    private var errorHeld: (any Error)?
+
+    /// The forwarded request in progress (nil once it is answered).
+    private var plan: DirectForwarding.Plan?
+    private var exchange = 0
+    private var link: UpstreamLink?
+    private var reused = false
+    private var retried = false
+    /// The answer's status once its head is written.
+    private var status: Int?
+    private var informational = false
+    private var keepAlive = false
+    private var heard = false
+    private var awaitingWritability = false
+    private var timer: Scheduled<Void>?
+
+    init(_ forwarding: DirectForwarding) { self.forwarding = forwarding }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        caller = context.channel.remoteAddress?.ipAddress
+        idle = forwarding.upstreams.idle(on: context.eventLoop)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if plan != nil { clientGone() }
+        self.context = nil
+    }
+
+    // MARK: The client's side
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        take(unwrapInboundIn(data), context)
+    }
+
+    private func take(_ part: HTTPRequestPart, _ context: ChannelHandlerContext) {
+        if !queued.isEmpty || (phase != .idle && requestEnded) {
+            queued.append(part)
+            return
+        }
+        switch phase {
+        case .idle:
+            guard case .head(let head) = part else {
+                context.fireChannelRead(wrapInboundOut(part))
+                return
+            }
+            requestEnded = false
+            responseEnded = false
+            if idle != nil, let plan = forwarding.plan(head, caller: caller) {
+                phase = .forwarding
+                begin(plan, context)
+            } else {
+                phase = .passing
+                context.fireChannelRead(wrapInboundOut(part))
+            }
+        case .passing:
+            if case .end = part { requestEnded = true }
+            context.fireChannelRead(wrapInboundOut(part))
+            settle(context)
+        case .forwarding:
+            // Only bodiless requests are forwarded here: the end is all that follows the head.
+            if case .end = part { requestEnded = true }
+            settle(context)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if phase == .forwarding || !queued.isEmpty {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard phase == .passing, case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        context.write(data, promise: promise)
+        responseEnded = true
+        if queued.isEmpty && !inputClosedHeld && errorHeld == nil {
+            settle(context)
+        } else {
+            // Not from inside Hummingbird's own write: the next request is replayed after it.
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                guard let context = bound.value.context else { return }
+                bound.value.settle(context)
+            }
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, awaitingWritability, let link {
+            awaitingWritability = false
+            link.channel.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed = event as? ChannelEvent, phase == .forwarding || !queued.isEmpty {
+            inputClosedHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if phase == .forwarding || !queued.isEmpty {
+            if errorHeld == nil { errorHeld = error }
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if plan != nil { clientGone() }
+        context.fireChannelInactive()
+    }
+
+    /// Once the request in progress is read and answered: the next one, and what was held for it.
+    private func settle(_ context: ChannelHandlerContext) {
+        guard phase != .idle, requestEnded, responseEnded else { return }
+        phase = .idle
+        if !queued.isEmpty {
+            let parts = queued
+            queued.removeAll()
+            for part in parts { take(part, context) }
+            context.fireChannelReadComplete()
+            guard phase == .idle else { return }
+        }
+        if let error = errorHeld {
+            errorHeld = nil
+            context.fireErrorCaught(error)
+        }
+        if inputClosedHeld {
+            inputClosedHeld = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    // MARK: The upstream's side
+
+    private func begin(_ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
+        self.plan = plan
+        exchange += 1
+        retried = false
+        status = nil
+        informational = false
+        forwarding.metrics.started(plan.method)
+        // The deadline covers the answer's head (connecting included); a body then streams.
+        arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.headTimedOut() }
+        if let link = idle?.take(plan.surface.index) {
+            send(plan, on: link, reused: true)
+        } else {
+            connect(plan, context)
+        }
+    }
+
+    private func connect(_ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
+        let exchange = self.exchange
+        let surface = plan.surface.index
+        LoopUpstreams.connect(plan.target, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                guard let link = try? UpstreamLink(channel: channel) else {
+                    channel.close(promise: nil)
+                    if exchange == self.exchange { unreachable(plan, "no HTTP handler on the new connection") }
+                    return
+                }
+                // Too late for the exchange it was opened for (timed out): kept for the next.
+                guard exchange == self.exchange, let current = self.plan else {
+                    idle?.put(link, surface)
+                    return
+                }
+                send(current, on: link, reused: false)
+            case .failure(let error):
+                if exchange == self.exchange, self.plan != nil { unreachable(plan, "\(error)") }
+            }
+        }
+    }
+
+    private func send(_ plan: DirectForwarding.Plan, on link: UpstreamLink, reused: Bool) {
+        self.link = link
+        self.reused = reused
+        link.relay.receiver = self
+        link.channel.write(HTTPClientRequestPart.head(plan.head), promise: nil)
+        link.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        link.channel.read()
+    }
+
+    func upstreamHead(_ head: HTTPResponseHead) {
+        guard let plan, let context else { return }
+        let code = Int(head.status.code)
+        // An interim answer (103 Early Hints) is not passed on; the final one follows.
+        if code < 200 {
+            informational = true
+            return
+        }
+        timer?.cancel()
+        status = code
+        keepAlive = head.isKeepAlive
+        context.write(
+            wrapOutboundOut(.head(forwarding.answerHead(code, UpstreamForwarder.answerHeaders(head.headers), traceID: plan.traceID))), promise: nil)
+        heard = true
+        arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+    }
+
+    func upstreamBody(_ part: ByteBuffer) {
+        guard status != nil, let context else { return }
+        heard = true
+        context.write(wrapOutboundOut(.body(part)), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        guard let context, let link else { return }
+        context.flush()
+        if context.channel.isWritable {
+            link.channel.read()
+        } else {
+            awaitingWritability = true
+        }
+    }
+
+    func upstreamEnd() {
+        guard let plan, let context, let link else { return }
+        if informational {
+            informational = false
+            link.relay.receiver = self
+            return
+        }
+        guard let status else { return unreachable(plan, "an answer without a head") }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        self.link = nil
+        if keepAlive {
+            idle?.put(link, plan.surface.index)
+        } else {
+            link.channel.close(promise: nil)
+        }
+        finish(status: status, failed: false)
+    }
+
+    func upstreamFailed() {
+        guard let plan, let context else { return }
+        let link = self.link
+        self.link = nil
+        link?.channel.close(promise: nil)
+        if status != nil {
+            // Cut in the middle of the answer: the client's answer cannot end well either.
+            context.close(promise: nil)
+            finish(status: status!, failed: false)
+        } else if reused && !retried {
+            // An idle connection the upstream had closed meanwhile is replaced once.
+            retried = true
+            connect(plan, context)
+        } else {
+            unreachable(plan, "connection closed before the answer")
+        }
+    }
+
+    private func unreachable(_ plan: DirectForwarding.Plan, _ reason: String) {
+        forwarding.logger.warning(
+            "upstream unreachable", metadata: ["surface": "\(plan.surface.name)", "error": "\(reason)", "trace_id": "\(plan.traceID)"])
+        fail(plan.forwarder.unavailableError())
+    }
+
+    private func headTimedOut() {
+        guard let plan, status == nil else { return }
+        abandon()
+        fail(plan.forwarder.timeoutError())
+    }
+
+    /// An upstream that stops sending in the middle of a body (while the client takes it) is
+    /// given up after the timeout: the client's answer ends short.
+    private func checkSilence() {
+        guard let plan, let context, let status else { return }
+        if heard || awaitingWritability {
+            heard = false
+            arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+            return
+        }
+        abandon()
+        context.close(promise: nil)
+        finish(status: status, failed: false)
+    }
+
+    /// Caregate's own answer (502, 504), in the error shape.
+    private func fail(_ error: APIError) {
+        guard let plan, let context else { return }
+        let body = error.body(traceID: plan.traceID)
+        var fields = error.responseHeaders
+        fields[.contentLength] = "\(body.readableBytes)"
+        context.write(wrapOutboundOut(.head(forwarding.answerHead(error.status.code, fields, traceID: plan.traceID))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        finish(status: error.status.code, failed: true)
+    }
+
+    /// The client went away: the exchange is given up and recorded as 499.
+    private func clientGone() {
+        abandon()
+        finish(status: 499, failed: false)
+    }
+
+    /// The upstream connection is closed without waiting for the rest of its answer.
+    private func abandon() {
+        guard let link else { return }
+        self.link = nil
+        link.relay.receiver = nil
+        link.channel.close(promise: nil)
+    }
+
+    private func finish(status: Int, failed: Bool) {
+        guard let plan else { return }
+        self.plan = nil
+        timer?.cancel()
+        timer = nil
+        awaitingWritability = false
+        forwarding.finished(plan, status: status, failed: failed)
+        responseEnded = true
+        if let context { settle(context) }
+    }
+
+    private func arm(_ seconds: Double, _ context: ChannelHandlerContext, _ action: @escaping (DirectForwardingHandler) -> Void) {
+        timer?.cancel()
+        let exchange = self.exchange
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1_000_000_000))) { [self] in
+            guard exchange == self.exchange else { return }
+            action(self)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Keep-alive connections to the plain-http upstreams, kept per event loop: a request that
+/// ``DirectForwardingHandler`` forwards takes a connection of its client connection's own
+/// loop, so the whole exchange (read the request, write it upstream, read the answer, write it
+/// back) runs on one thread without a task or a thread hop.
+final class LoopUpstreams: Sendable {
+    /// Where one surface's upstream is.
+    struct Target: Sendable {
+        var host: String
+        var port: Int
+        /// The `Host` header the upstream gets.
+        var hostHeader: String
+    }
+
+    private let loops: [ObjectIdentifier: NIOLoopBoundBox<IdleLinks>]
+    /// Idle connections kept per loop and surface; more are closed when they come back.
+    static let maxIdle = 128
+
+    init(group: any EventLoopGroup, surfaces: Int) {
+        var loops: [ObjectIdentifier: NIOLoopBoundBox<IdleLinks>] = [:]
+        for loop in group.makeIterator() {
+            loops[ObjectIdentifier(loop)] = .makeBoxSendingValue(IdleLinks(surfaces: surfaces), eventLoop: loop)
+        }
+        self.loops = loops
+    }
+
+    /// The idle connections of `loop` (nil for a loop of another group); only on `loop`.
+    func idle(on loop: any EventLoop) -> IdleLinks? { loops[ObjectIdentifier(loop)]?.value }
+
+    /// Closes every idle connection (at shutdown).
+    func shutdown() {
+        for bound in loops.values {
+            bound.eventLoop.execute { bound.value.closeAll() }
+        }
+    }
+
+    /// Opens a connection to `target` on `loop` (``UpstreamLink/init(channel:)`` then takes it, on `loop`).
+    static func connect(_ target: Target, on loop: any EventLoop) -> EventLoopFuture<any Channel> {
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.autoRead, value: false)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(UpstreamRelay())
+                }
+            }
+            .connect(host: target.host, port: target.port)
+    }
+}
+
+/// One loop's idle upstream connections, by surface index.
+final class IdleLinks {
+    private var links: [[UpstreamLink]]
+
+    init(surfaces: Int) { links = Array(repeating: [], count: surfaces) }
+
+    /// The most recently used open connection to the surface's upstream, if any.
+    func take(_ surface: Int) -> UpstreamLink? {
+        while let link = links[surface].popLast() {
+            if link.channel.isActive { return link }
+        }
+        return nil
+    }
+
+    /// Back after a complete keep-alive exchange.
+    func put(_ link: UpstreamLink, _ surface: Int) {
+        guard link.channel.isActive, links[surface].count < LoopUpstreams.maxIdle else {
+            link.channel.close(promise: nil)
+            return
+        }
+        links[surface].append(link)
+    }
+
+    func closeAll() {
+        for link in links.joined() { link.channel.close(promise: nil) }
+        links = links.map { _ in [] }
+    }
+}
+
+/// One connection to an upstream and the handler that hands its answers on.
+final class UpstreamLink {
+    let channel: any Channel
+    let relay: UpstreamRelay
+
+    /// A connection opened by ``LoopUpstreams/connect(_:on:)``; only on its loop.
+    init(channel: any Channel) throws {
+        self.channel = channel
+        relay = try channel.pipeline.syncOperations.handler(type: UpstreamRelay.self)
+    }
+}
+
+/// Whoever waits for an upstream's answer (on the connection's loop).
+protocol UpstreamReceiver: AnyObject {
+    func upstreamHead(_ head: HTTPResponseHead)
+    func upstreamBody(_ part: ByteBuffer)
+    func upstreamEnd()
+    /// A read of the connection ended (the moment to flush, and to ask for more).
+    func upstreamReadComplete()
+    /// The connection closed or failed before the answer's end.
+    func upstreamFailed()
+}
+
+/// Hands the upstream's answer parts to the exchange waiting for them. The connection reads
+/// only when asked (`autoRead` is off), so a slow client slows the upstream down.
+final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    /// The exchange in progress; nil between exchanges (an answer then is nobody's: the
+    /// connection is closed).
+    var receiver: (any UpstreamReceiver)?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let receiver else {
+            context.close(promise: nil)
+            return
+        }
+        switch unwrapInboundIn(data) {
+        case .head(let head): receiver.upstreamHead(head)
+        case .body(let part): receiver.upstreamBody(part)
+        case .end:
+            self.receiver = nil
+            receiver.upstreamEnd()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        receiver?.upstreamReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failed()
+        context.close(promise: nil)
+    }
+
+    private func failed() {
+        let receiver = self.receiver
+        self.receiver = nil
+        receiver?.upstreamFailed()
+    }
+}

@@ -1,0 +1,227 @@
+import CaregateServer
+import Foundation
+import Testing
+
+/// The gateway's direct path (`DirectForwarding`): a request by a cached credential that the
+/// pipeline would forward without a body is forwarded on its connection's event loop. These
+/// tests hold it to the pipeline's answers, byte for byte where they must agree.
+@Suite("Gateway direct path", .serialized)
+struct DirectForwardingTests {
+    /// What an answer says apart from what differs on every request (its date and trace id).
+    static func comparable(_ reply: TestServer.Reply) -> [String: String] {
+        reply.headers.filter { !["date", "x-trace-id"].contains($0.key.lowercased()) }
+    }
+
+    /// What the upstream received apart from the trace id.
+    static func comparable(_ echoed: Echoed?) -> [String] {
+        guard let echoed else { return [] }
+        return [echoed.method, echoed.authority, echoed.path, echoed.query, "\(echoed.bodyBytes)"]
+            + echoed.headers.filter { $0.name != "x-caregate-trace-id" }.map { "\($0.name): \($0.value)" }
+    }
+
+    /// Waits until this instance's change watcher has applied every grant-chain change made so
+    /// far: it re-applies the instance's own changes once, dropping what was cached after them.
+    static func changesApplied(_ s: TestServer) async throws {
+        let current = try await s.server.grants.generation()
+        try #require(try await MultiInstanceTests.within(.seconds(5)) { (s.server.appliedChangeGeneration ?? -1) >= current })
+    }
+
+    /// The sum of `hb_requests` for routes containing `route` with `status`.
+    static func requestCount(_ s: TestServer, route: String, status: Int) async throws -> Double {
+        let text = try await s.request("GET", "/metrics").text
+        return text.split(separator: "\n").filter {
+            $0.hasPrefix("hb_requests{") && $0.contains(route) && $0.contains("http_response_status_code=\"\(status)\"")
+        }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
+    @Test("a cached credential's request is forwarded directly, with the pipeline's headers, audit record and metrics", arguments: Backend.allCases)
+    func sameAnswers(_ backend: Backend) async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(backend, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url + "/base")] }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            let headers = ["X-Custom": "kept", "X-Caregate-Scopes": "forged", "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive"]
+            // A status only this suite's upstream answers (the suite runs serially): counted exactly.
+            let countBefore = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
+
+            // First use: resolved on the pipeline (a cache miss). Second: the direct path.
+            let before = s.server.forwardedDirectly
+            let viaPipeline = try await s.request("GET", "/beacon/shl/abc?x=1&y=%20", token: key.key, organization: clinic.uuid, headers: headers)
+            #expect(s.server.forwardedDirectly == before)
+            let direct = try await s.request("GET", "/beacon/shl/abc?x=1&y=%20", token: key.key, organization: clinic.uuid, headers: headers)
+            #expect(s.server.forwardedDirectly == before + 1)
+            try expectStatus(viaPipeline, 200)
+            try expectStatus(direct, 200)
+            #expect(Self.comparable(direct) == Self.comparable(viaPipeline))
+            #expect(Self.comparable(Echoed(direct)) == Self.comparable(Echoed(viaPipeline)))
+            #expect(Echoed(direct)?.values("X-Caregate-Trace-Id") == [direct.header("X-Trace-Id")!])
+            #expect(Echoed(direct)?.values("X-Caregate-Scopes") == ["cms.shl.resolve"] && Echoed(direct)?.values("X-Forwarded-For") == ["127.0.0.1"])
+            #expect(Echoed(direct)?.values("Authorization").isEmpty == true && Echoed(direct)?.path == "/base/beacon/shl/abc")
+            #expect(direct.header("Server") == "caregate" && direct.header("Date") != nil)
+
+            // The caller's trace id, the upstream's own status, HEAD, DELETE's refusal and large answers.
+            let trace = UUID().uuidString.lowercased()
+            let traced = try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Trace-Id": trace])
+            #expect(traced.header("X-Trace-Id") == trace && Echoed(traced)?.values("X-Caregate-Trace-Id") == [trace])
+            let teapot = try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "418"])
+            #expect(teapot.status == 418 && Echoed(teapot)?.path == "/base/beacon/shl/t")
+            let head = try await s.request("HEAD", "/beacon/shl/abc", token: key.key, organization: clinic.uuid)
+            #expect(head.status == 200 && head.body.isEmpty)
+            for chunked in ["0", "1"] {
+                let large = try await s.request(
+                    "GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Bytes": "3145728", "X-Echo-Chunked": chunked])
+                #expect(large.status == 200 && large.body.count == 3_145_728 && large.body.allSatisfy { $0 == UInt8(ascii: "x") }, "chunked=\(chunked)")
+            }
+            let forwarded = s.server.forwardedDirectly
+            #expect(forwarded == before + 6)
+            // Refusals stay the pipeline's: same shape, and nothing forwarded.
+            let refused = try await s.request("GET", "/prime/v1/health", token: key.key, organization: clinic.uuid)
+            #expect(refused.status == 403 && refused.json?.string("message") == "Insufficient scope. Required: prime.ingest.read")
+            let wrongClinic = try await s.request("GET", "/beacon/shl/abc", token: key.key, organization: UUID().uuidString)
+            #expect(wrongClinic.status == 401)
+            let wrongSecret = try await s.request("GET", "/beacon/shl/abc", token: String(key.key.dropLast()) + "0", organization: clinic.uuid)
+            #expect(wrongSecret.status == 401)
+            #expect(s.server.forwardedDirectly == forwarded)
+
+            // An access token takes the direct path from its second use too.
+            let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["cms.shl.resolve"])
+            let token = try await OAuthTests.form(s, "grant_type=client_credentials&scope=cms.shl.resolve", basic: client).json!.string("access_token")
+            try await Self.changesApplied(s)
+            let first = try await s.request("GET", "/beacon/shl/o", token: token, organization: clinic.uuid)
+            let second = try await s.request("GET", "/beacon/shl/o", token: token, organization: clinic.uuid)
+            #expect(first.status == 200 && second.status == 200 && s.server.forwardedDirectly == forwarded + 1)
+            #expect(Echoed(second)?.values("X-Caregate-Credential-Type") == ["oauth2"] && Echoed(second)?.values("X-Caregate-Client") == [client.id])
+
+            // Every request is audited (with its status) and counted under its route, as on the pipeline.
+            let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)&decision=allowed&limit=100", token: s.operatorToken)
+            let events = audit.json?.array("data") ?? []
+            #expect(events.count == 9, "\(events.count) allowed events")
+            #expect(events.contains { $0.string("traceId") == trace && $0["status"] as? Int == 200 && $0.string("route").contains("/beacon/shl") })
+            #expect(events.contains { $0["status"] as? Int == 418 })
+            for _ in 0..<3 {
+                #expect(try await s.request("GET", "/beacon/shl/m", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "299"]).status == 299)
+            }
+            let countAfter = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
+            #expect(countAfter - countBefore == 3, "hb_requests moved by \(countAfter - countBefore)")
+        }
+    }
+
+    @Test("answers leave in the order requests came, across the direct path and the pipeline, also after the client stops sending")
+    func pipelining() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
+            let before = s.server.forwardedDirectly
+            // Three requests in one write: direct (slow upstream), pipeline, direct; then the client half-closes.
+            let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
+            let requests = "GET /beacon/shl/one HTTP/1.1\r\nHost: x\r\n\(auth)X-Echo-Delay-Ms: 300\r\n\r\n"
+                + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /beacon/shl/three HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
+            let script = """
+                import json, socket, sys
+                sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+                sock.sendall(sys.argv[2].encode())
+                sock.shutdown(socket.SHUT_WR)
+                data = b""
+                answers = []
+                while len(answers) < 3:
+                    while b"\\r\\n\\r\\n" not in data:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            print(json.dumps(answers + [["closed early", data.decode()]])); sys.exit(0)
+                        data += chunk
+                    head, data = data.split(b"\\r\\n\\r\\n", 1)
+                    lines = head.decode().split("\\r\\n")
+                    length = int(next(l.split(":", 1)[1] for l in lines if l.lower().startswith("content-length:")))
+                    while len(data) < length:
+                        data += sock.recv(65536)
+                    answers.append([lines[0], data[:length].decode()])
+                    data = data[length:]
+                print(json.dumps(answers))
+                """
+            let port = s.base.split(separator: ":").last.map(String.init)!
+            let run = try await runProgram("/usr/bin/env", ["python3", "-c", script, port, requests])
+            let answers = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String]], "\(run.output)")
+            #expect(answers.count == 3, "\(answers)")
+            guard answers.count == 3 else { return }
+            #expect(answers[0][0].hasPrefix("HTTP/1.1 200") && answers[0][1].contains("\"/beacon/shl/one\""))
+            #expect(answers[1][0].hasPrefix("HTTP/1.1 200") && answers[1][1].contains("\"status\""))
+            #expect(answers[2][0].hasPrefix("HTTP/1.1 200") && answers[2][1].contains("\"/beacon/shl/three\""))
+            #expect(s.server.forwardedDirectly == before + 2)
+        }
+    }
+
+    @Test("on the direct path an unreachable upstream is a 502 and a slow one a 504, in the error shape, audited")
+    func failures() async throws {
+        let slow = try EchoUpstream()
+        defer { slow.stop() }
+        let gone = try EchoUpstream()
+        try await withServer(.sqlite, configure: {
+            $0.upstreams = [
+                try! UpstreamConfiguration(surface: "platform", url: gone.url),
+                try! UpstreamConfiguration(surface: "practice-api", url: slow.url, timeoutSeconds: 0.5),
+            ]
+        }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
+            #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
+            gone.stop()
+            let before = s.server.forwardedDirectly
+            // The pooled connection is found closed, a new one refused: 502.
+            let down = try await s.request("GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid)
+            #expect(s.server.forwardedDirectly == before + 1)
+            #expect(down.status == 502 && down.json?.string("code") == "bad_gateway")
+            #expect(down.json?.string("trace_id") == down.header("X-Trace-Id") && down.header("Content-Type") == "application/json")
+
+            let practiceApp = try await s.createApp(developer: dev.token, scopes: ["apiv2"], surface: "practice-api")
+            _ = try await s.install(app: practiceApp.id, clinic: clinic)
+            let client = try await OAuthTests.client(s, dev: dev.token, app: practiceApp.id, scopes: ["apiv2"], extra: ["organizationId": clinic.id])
+            let token = try await GatewayTests.token(s, client: client, scope: nil).json!.string("access_token")
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/api/2.0/patients/", token: token).status == 200)
+            let started = ContinuousClock.now
+            let late = try await s.request("GET", "/api/2.0/patients/", token: token, headers: ["X-Echo-Delay-Ms": "8000"])
+            #expect(late.status == 504 && late.json?.string("code") == "gateway_timeout")
+            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(s.server.forwardedDirectly == before + 2)
+            // An upstream that falls silent in the middle of a body: the answer ends short.
+            var stalled: TestServer.Reply?
+            do {
+                stalled = try await s.request(
+                    "GET", "/api/2.0/patients/", token: token, headers: ["X-Echo-Bytes": "1048576", "X-Echo-Chunked": "1", "X-Echo-Pause-Ms": "4000"])
+            } catch {
+                stalled = nil
+            }
+            #expect((stalled?.body.count ?? 0) < 1_048_576)
+            #expect(s.server.forwardedDirectly == before + 3)
+            // The connection of the cut answer is not reused: the next request is answered whole.
+            #expect(try await s.request("GET", "/api/2.0/patients/", token: token).status == 200)
+
+            let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)&limit=100", token: s.operatorToken)
+            #expect((audit.json?.array("data") ?? []).contains { $0["status"] as? Int == 502 && $0.string("traceId") == down.header("X-Trace-Id") })
+        }
+    }
+
+    @Test("turned off, every request takes the pipeline")
+    func off() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: {
+            $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)]
+            $0.directForwarding = false
+        }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            for _ in 0..<3 { #expect(try await s.request("GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid).status == 200) }
+            #expect(s.server.forwardedDirectly == 0)
+        }
+    }
+}
