@@ -9,8 +9,8 @@ import NIOHTTPTypes
 /// loop, and hands every other request on to Hummingbird untouched.
 ///
 /// Answers leave in the order requests came: while a request is forwarded here or answered by
-/// Hummingbird, the parts of the next one wait (and the connection stops reading), and the
-/// end of the input or a parser error waits for the answer in progress. A client that goes
+/// Hummingbird, the parts of the next one wait (and, once one waits, the connection stops
+/// reading), and the end of the input or a parser error waits for the answer in progress. A client that goes
 /// away before its answer is recorded with status 499 (nginx's convention).
 final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamReceiver {
     typealias InboundIn = HTTPRequestPart
@@ -104,7 +104,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func read(context: ChannelHandlerContext) {
-        if phase == .forwarding || !queued.isEmpty {
+        if !queued.isEmpty {
             readHeld = true
         } else {
             context.read()
@@ -133,7 +133,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, awaitingWritability, let link {
             awaitingWritability = false
-            link.channel.read()
+            try? link.channel.syncOptions?.setOption(.autoRead, value: true)
         }
         context.fireChannelWritabilityChanged()
     }
@@ -231,7 +231,6 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         link.relay.receiver = self
         link.channel.write(HTTPClientRequestPart.head(plan.head), promise: nil)
         link.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        link.channel.read()
     }
 
     func upstreamHead(_ head: HTTPResponseHead) {
@@ -260,10 +259,9 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamReadComplete() {
         guard let context, let link else { return }
         context.flush()
-        if context.channel.isWritable {
-            link.channel.read()
-        } else {
+        if !context.channel.isWritable, !awaitingWritability {
             awaitingWritability = true
+            try? link.channel.syncOptions?.setOption(.autoRead, value: false)
         }
     }
 
@@ -277,6 +275,10 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let status else { return unreachable(plan, "an answer without a head") }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         self.link = nil
+        if awaitingWritability {
+            awaitingWritability = false
+            try? link.channel.syncOptions?.setOption(.autoRead, value: true)
+        }
         if keepAlive {
             idle?.put(link, plan.surface.index)
         } else {

@@ -41,7 +41,6 @@ final class LoopUpstreams: Sendable {
     static func connect(_ target: Target, on loop: any EventLoop) -> EventLoopFuture<any Channel> {
         ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.autoRead, value: false)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -67,7 +66,7 @@ final class IdleLinks {
         return nil
     }
 
-    /// Back after a complete keep-alive exchange.
+    /// Back after a complete keep-alive exchange (reading by itself).
     func put(_ link: UpstreamLink, _ surface: Int) {
         guard link.channel.isActive, links[surface].count < LoopUpstreams.maxIdle else {
             link.channel.close(promise: nil)
@@ -105,8 +104,9 @@ protocol UpstreamReceiver: AnyObject {
     func upstreamFailed()
 }
 
-/// Hands the upstream's answer parts to the exchange waiting for them. The connection reads
-/// only when asked (`autoRead` is off), so a slow client slows the upstream down.
+/// Hands the upstream's answer parts to the exchange waiting for them. The connection reads by
+/// itself (asking for each read would re-register it with epoll every time); the exchange turns
+/// `autoRead` off while its client cannot take more, so a slow client slows the upstream down.
 final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
 

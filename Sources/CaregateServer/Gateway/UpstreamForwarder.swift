@@ -99,8 +99,10 @@ struct UpstreamForwarder: Sendable {
     /// The upstream's answer headers, without the ones that belong to its connection.
     static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {
         var fields = HTTPFields()
-        for (name, value) in headers where !hopByHop.contains(name.lowercased()) {
-            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+        for (name, value) in headers {
+            if let fieldName = HTTPField.Name(name), !hopByHop.contains(fieldName.canonicalName) {
+                fields.append(HTTPField(name: fieldName, value: value))
+            }
         }
         return fields
     }

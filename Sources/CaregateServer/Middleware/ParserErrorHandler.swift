@@ -36,7 +36,7 @@ final class ParserErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         answered = true
-        let traceID = UUID().uuidString.lowercased()
+        let traceID = TraceID.make()
         let body: JSONValue = ["code": "bad_request", "message": .string("Malformed HTTP request (\(parserError))"), "trace_id": .string(traceID)]
         let bytes = body.serialized()
         var fields: HTTPFields = [.contentType: "application/json", .connection: "close", .contentLength: String(bytes.count)]

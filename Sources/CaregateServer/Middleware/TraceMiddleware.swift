@@ -32,7 +32,7 @@ struct TraceMiddleware: RouterMiddleware {
 
     /// The caller's `X-Trace-Id` when it is a UUID (lowercased), else a new one.
     static func traceID(of fields: HTTPFields) -> String {
-        fields[.traceID].flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? UUID().uuidString.lowercased()
+        fields[.traceID].flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? TraceID.make()
     }
 
     /// Any error as an answer in the `{code, message, trace_id}` shape, or as a FHIR
