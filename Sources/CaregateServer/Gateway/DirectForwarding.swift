@@ -29,8 +29,9 @@ struct DirectForwarding: Sendable {
     /// `Server` on every answer, as Hummingbird sets it on the pipeline's.
     let serverName: String
 
-    /// A request the direct path forwards, with everything its answer needs.
-    struct Plan {
+    /// A request the direct path forwards, with everything its answer needs. A reference: the
+    /// handler's callbacks each hold it without copying its fields.
+    final class Plan {
         let surface: Surface
         let forwarder: UpstreamForwarder
         let target: LoopUpstreams.Target
@@ -40,9 +41,29 @@ struct DirectForwarding: Sendable {
         let method: HTTPRequest.Method
         /// The route's template (the metrics' `http.route`).
         let route: String
+        /// The route's index in the surface's catalog.
+        let routeIndex: Int
         /// Filled in but for the status.
-        var event: AuditEvent
+        let event: AuditEvent
         let started: UInt64
+        /// The active-requests meter of the method, once counted.
+        var active: Meter?
+
+        init(
+            surface: Surface, forwarder: UpstreamForwarder, target: LoopUpstreams.Target, head: HTTPRequestHead, traceID: String,
+            method: HTTPRequest.Method, route: String, routeIndex: Int, event: AuditEvent, started: UInt64
+        ) {
+            self.surface = surface
+            self.forwarder = forwarder
+            self.target = target
+            self.head = head
+            self.traceID = traceID
+            self.method = method
+            self.route = route
+            self.routeIndex = routeIndex
+            self.event = event
+            self.started = started
+        }
     }
 
     /// The plan for `request`, or nil when the pipeline must answer it.
@@ -86,7 +107,7 @@ struct DirectForwarding: Sendable {
         event.note(decision, in: surface.catalog)
         return Plan(
             surface: surface, forwarder: forwarder, target: direct, head: head, traceID: traceID, method: request.method,
-            route: surface.routeTemplates[route.index], event: event, started: DispatchTime.now().uptimeNanoseconds)
+            route: surface.routeTemplates[route.index], routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
     }
 
     /// The answer's head as the pipeline would write it: the upstream's headers without its
@@ -99,12 +120,22 @@ struct DirectForwarding: Sendable {
         return HTTPResponse(status: .init(code: status), headerFields: fields)
     }
 
+    /// The same head in the upstream's HTTP/1 form, as the client's connection writes it.
+    func answerHead(_ upstream: HTTPResponseHead, traceID: String) -> HTTPResponseHead {
+        var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: Int(upstream.status.code)), headers: upstream.headers)
+        for name in UpstreamForwarder.hopByHopNames { head.headers.remove(name: name) }
+        head.headers.replaceOrAdd(name: "X-Trace-Id", value: traceID)
+        head.headers.replaceOrAdd(name: "Date", value: HTTPDate.now)
+        head.headers.replaceOrAdd(name: "Server", value: serverName)
+        return head
+    }
+
     /// Records a finished request: its audit event and metrics. `failed`: the answer is
     /// Caregate's own 502 or 504, not the upstream's.
     func finished(_ plan: Plan, status: Int, failed: Bool) {
         var event = plan.event
         event.status = status
-        audit.record(event)
+        audit.record(consume event)
         metrics.record(plan, status: status, failed: failed)
     }
 }
@@ -113,7 +144,8 @@ struct DirectForwarding: Sendable {
 /// the same names and dimensions, for the requests of the direct path.
 final class ForwardingMetrics: Sendable {
     private struct Key: Hashable {
-        var route: String
+        var surface: Int
+        var route: Int
         var method: HTTPRequest.Method
         var status: Int
     }
@@ -131,13 +163,15 @@ final class ForwardingMetrics: Sendable {
     /// Requests forwarded on the direct path since start.
     var forwardedDirectly: Int { directRequests.load(ordering: .relaxed) }
 
-    func started(_ method: HTTPRequest.Method) {
+    func started(_ plan: DirectForwarding.Plan) {
         directRequests.add(1, ordering: .relaxed)
-        meter(method).increment()
+        let active = meter(plan.method)
+        active.increment()
+        plan.active = active
     }
 
     func record(_ plan: DirectForwarding.Plan, status: Int, failed: Bool) {
-        let key = Key(route: plan.route, method: plan.method, status: status)
+        let key = Key(surface: plan.surface.index, route: plan.routeIndex, method: plan.method, status: status)
         let recorders = recorders.withLock { recorders in
             if let known = recorders[key] { return known }
             let dimensions = [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("http.response.status_code", "\(status)")]
@@ -154,7 +188,7 @@ final class ForwardingMetrics: Sendable {
         // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's.
         if failed { recorders.errors.increment() }
         recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - plan.started))
-        meter(plan.method).decrement()
+        plan.active?.decrement()
     }
 
     private func meter(_ method: HTTPRequest.Method) -> Meter {

@@ -3,6 +3,7 @@ import HTTPTypes
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 
 /// On every client connection, between Hummingbird's connection handler and its request
 /// loop: forwards the requests ``DirectForwarding`` plans for on the connection's own event
@@ -20,6 +21,11 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private let forwarding: DirectForwarding
     private var context: ChannelHandlerContext?
+    /// The context of the handler that turns HTTP/1 parts into HTTP types: an answer's head and
+    /// body are written from there, in the upstream's HTTP/1 form, saving two conversions of its
+    /// headers; its end goes through this handler's context, so that the handlers in between
+    /// (the idle timeout's, the parser errors') see the answer end.
+    private var http1: ChannelHandlerContext?
     private var caller: String?
     private var idle: IdleLinks?
 
@@ -57,6 +63,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        http1 = try? context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
         caller = context.channel.remoteAddress?.ipAddress
         idle = forwarding.upstreams.idle(on: context.eventLoop)
     }
@@ -64,6 +71,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func handlerRemoved(context: ChannelHandlerContext) {
         if plan != nil { clientGone() }
         self.context = nil
+        http1 = nil
     }
 
     // MARK: The client's side
@@ -192,7 +200,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         retried = false
         status = nil
         informational = false
-        forwarding.metrics.started(plan.method)
+        forwarding.metrics.started(plan)
         // The deadline covers the answer's head (connecting included); a body then streams.
         arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.headTimedOut() }
         if let link = idle?.take(plan.surface.index) {
@@ -244,8 +252,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         timer?.cancel()
         status = code
         keepAlive = head.isKeepAlive
-        context.write(
-            wrapOutboundOut(.head(forwarding.answerHead(code, UpstreamForwarder.answerHeaders(head.headers), traceID: plan.traceID))), promise: nil)
+        if let http1 {
+            http1.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
+        } else {
+            context.write(
+                wrapOutboundOut(.head(forwarding.answerHead(code, UpstreamForwarder.answerHeaders(head.headers), traceID: plan.traceID))), promise: nil)
+        }
         heard = true
         arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
     }
@@ -253,7 +265,11 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamBody(_ part: ByteBuffer) {
         guard status != nil, let context else { return }
         heard = true
-        context.write(wrapOutboundOut(.body(part)), promise: nil)
+        if let http1 {
+            http1.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(part))), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(.body(part)), promise: nil)
+        }
     }
 
     func upstreamReadComplete() {

@@ -44,10 +44,11 @@ struct UpstreamForwarder: Sendable {
     static let bufferedRequestLimit: Int64 = 256 * 1024
 
     /// Headers that belong to one connection (RFC 9110 §7.6.1) and never cross a proxy.
-    static let hopByHop: Set<String> = [
+    static let hopByHopNames = [
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host",
     ]
+    static let hopByHop = Set(hopByHopNames)
 
     /// Headers that would let a caller steer the upstream past the gate's decision: method
     /// overrides (the gate decided the request's own method) and forwarding headers (set
