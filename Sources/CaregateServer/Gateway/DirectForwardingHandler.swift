@@ -56,6 +56,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var informational = false
     private var keepAlive = false
     private var heard = false
+    private var silenceWatched = false
     private var awaitingWritability = false
     private var timer: Scheduled<Void>?
 
@@ -259,7 +260,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
                 wrapOutboundOut(.head(forwarding.answerHead(code, UpstreamForwarder.answerHeaders(head.headers), traceID: plan.traceID))), promise: nil)
         }
         heard = true
-        arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+        silenceWatched = false
     }
 
     func upstreamBody(_ part: ByteBuffer) {
@@ -273,8 +274,14 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func upstreamReadComplete() {
-        guard let context, let link else { return }
+        guard let context, let link, let plan else { return }
         context.flush()
+        // The answer goes on past this read: from now on the upstream may not fall silent for long.
+        // (An answer that ends in the read that brought its head never needs the watch.)
+        if status != nil, !silenceWatched {
+            silenceWatched = true
+            arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+        }
         if !context.channel.isWritable, !awaitingWritability {
             awaitingWritability = true
             try? link.channel.syncOptions?.setOption(.autoRead, value: false)

@@ -92,7 +92,7 @@ final class Surface: Sendable {
     static let discoveryPaths = [Discovery.metadataPath, Discovery.fhirSMARTConfigurationPath]
 
     private static func withoutTrailingSlash(_ path: Substring) -> Substring {
-        path.count > 1 && path.hasSuffix("/") ? path.dropLast() : path
+        path.utf8.count > 1 && path.utf8.last == UInt8(ascii: "/") ? path.dropLast() : path
     }
 
     /// Why a credential of `type` cannot hold `scope`, when that is the reason it lacks it.
