@@ -105,6 +105,8 @@ struct DirectForwardingTests {
             }
             let countAfter = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
             #expect(countAfter - countBefore == 3, "hb_requests moved by \(countAfter - countBefore)")
+            // An upstream's own answer is not an error of Caregate's: no error series for it.
+            #expect(!(try await s.request("GET", "/metrics").text.contains("error_type=\"299\"")))
         }
     }
 
@@ -180,6 +182,10 @@ struct DirectForwardingTests {
             #expect(s.server.forwardedDirectly == before + 1)
             #expect(down.status == 502 && down.json?.string("code") == "bad_gateway")
             #expect(down.json?.string("trace_id") == down.header("X-Trace-Id") && down.header("Content-Type") == "application/json")
+            let metrics = try await s.request("GET", "/metrics").text
+            #expect(metrics.split(separator: "\n").contains {
+                $0.hasPrefix("hb_request_errors{") && $0.contains("/beacon/shl") && $0.contains("error_type=\"502\"") && !$0.hasSuffix(" 0")
+            })
 
             let practiceApp = try await s.createApp(developer: dev.token, scopes: ["apiv2"], surface: "practice-api")
             _ = try await s.install(app: practiceApp.id, clinic: clinic)

@@ -153,7 +153,6 @@ final class ForwardingMetrics: Sendable {
     private struct Recorders: Sendable {
         var requests: Counter
         var duration: Timer
-        var errors: Counter
     }
 
     private let recorders = Mutex<[Key: Recorders]>([:])
@@ -177,16 +176,17 @@ final class ForwardingMetrics: Sendable {
             let dimensions = [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("http.response.status_code", "\(status)")]
             let made = Recorders(
                 requests: Counter(label: "hb.requests", dimensions: dimensions),
-                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds),
-                errors: Counter(
-                    label: "hb.request.errors",
-                    dimensions: [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("error.type", "\(status)")]))
+                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds))
             recorders[key] = made
             return made
         }
         recorders.requests.increment()
-        // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's.
-        if failed { recorders.errors.increment() }
+        // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's
+        // (rare: the counter is looked up when needed, so that no series of zeros is published).
+        if failed {
+            Counter(label: "hb.request.errors", dimensions: [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("error.type", "\(status)")])
+                .increment()
+        }
         recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - plan.started))
         plan.active?.decrement()
     }
