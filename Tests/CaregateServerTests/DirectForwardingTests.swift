@@ -26,6 +26,25 @@ struct DirectForwardingTests {
         try #require(try await MultiInstanceTests.within(.seconds(5)) { (s.server.appliedChangeGeneration ?? -1) >= current })
     }
 
+    struct NeverDirect: Error {}
+
+    /// Sends `request` until it takes the direct path, at most 10 times, counting what it sent in
+    /// `sent`: on the PostgreSQL that the suites' servers share, another server's change (a
+    /// signing-key rotation) may drop this server's cached credentials at any moment, and the
+    /// next use (the pipeline's) caches them again.
+    static func directly(
+        _ s: TestServer, sent: inout Int, sourceLocation: SourceLocation = #_sourceLocation, _ request: () async throws -> TestServer.Reply
+    ) async throws -> TestServer.Reply {
+        for _ in 0..<10 {
+            let before = s.server.forwardedDirectly
+            let reply = try await request()
+            sent += 1
+            if s.server.forwardedDirectly == before + 1 { return reply }
+        }
+        Issue.record("not forwarded directly in 10 attempts", sourceLocation: sourceLocation)
+        throw NeverDirect()
+    }
+
     /// The sum of `hb_requests` for routes containing `route` with `status`.
     static func requestCount(_ s: TestServer, route: String, status: Int) async throws -> Double {
         let text = try await s.request("GET", "/metrics").text
@@ -46,12 +65,14 @@ struct DirectForwardingTests {
             // A status only this suite's upstream answers (the suite runs serially): counted exactly.
             let countBefore = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
 
-            // First use: resolved on the pipeline (a cache miss). Second: the direct path.
+            // First use: resolved on the pipeline (a cache miss). Then the direct path.
+            var sent = 0
             let before = s.server.forwardedDirectly
             let viaPipeline = try await s.request("GET", "/beacon/shl/abc?x=1&y=%20", token: key.key, organization: clinic.uuid, headers: headers)
             #expect(s.server.forwardedDirectly == before)
-            let direct = try await s.request("GET", "/beacon/shl/abc?x=1&y=%20", token: key.key, organization: clinic.uuid, headers: headers)
-            #expect(s.server.forwardedDirectly == before + 1)
+            let direct = try await Self.directly(s, sent: &sent) {
+                try await s.request("GET", "/beacon/shl/abc?x=1&y=%20", token: key.key, organization: clinic.uuid, headers: headers)
+            }
             try expectStatus(viaPipeline, 200)
             try expectStatus(direct, 200)
             #expect(Self.comparable(direct) == Self.comparable(viaPipeline))
@@ -61,22 +82,29 @@ struct DirectForwardingTests {
             #expect(Echoed(direct)?.values("Authorization").isEmpty == true && Echoed(direct)?.path == "/base/beacon/shl/abc")
             #expect(direct.header("Server") == "caregate" && direct.header("Date") != nil)
 
-            // The caller's trace id, the upstream's own status, HEAD, DELETE's refusal and large answers.
+            // The caller's trace id, the upstream's own status, HEAD and large answers.
             let trace = UUID().uuidString.lowercased()
-            let traced = try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Trace-Id": trace])
-            #expect(traced.header("X-Trace-Id") == trace && Echoed(traced)?.values("X-Caregate-Trace-Id") == [trace])
-            let teapot = try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "418"])
-            #expect(teapot.status == 418 && Echoed(teapot)?.path == "/base/beacon/shl/t")
-            let head = try await s.request("HEAD", "/beacon/shl/abc", token: key.key, organization: clinic.uuid)
-            #expect(head.status == 200 && head.body.isEmpty)
-            for chunked in ["0", "1"] {
-                let large = try await s.request(
-                    "GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Bytes": "3145728", "X-Echo-Chunked": chunked])
-                #expect(large.status == 200 && large.body.count == 3_145_728 && large.body.allSatisfy { $0 == UInt8(ascii: "x") }, "chunked=\(chunked)")
+            let traced = try await Self.directly(s, sent: &sent) {
+                try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Trace-Id": trace])
             }
-            let forwarded = s.server.forwardedDirectly
-            #expect(forwarded == before + 6)
+            #expect(traced.header("X-Trace-Id") == trace && Echoed(traced)?.values("X-Caregate-Trace-Id") == [trace])
+            let teapot = try await Self.directly(s, sent: &sent) {
+                try await s.request("GET", "/beacon/shl/t", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "418"])
+            }
+            #expect(teapot.status == 418 && Echoed(teapot)?.path == "/base/beacon/shl/t")
+            let head = try await Self.directly(s, sent: &sent) { try await s.request("HEAD", "/beacon/shl/abc", token: key.key, organization: clinic.uuid) }
+            #expect(head.status == 200 && head.body.isEmpty)
+            var directReplies = [direct, traced, teapot, head]
+            for chunked in ["0", "1"] {
+                let large = try await Self.directly(s, sent: &sent) {
+                    try await s.request(
+                        "GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Bytes": "3145728", "X-Echo-Chunked": chunked])
+                }
+                #expect(large.status == 200 && large.body.count == 3_145_728 && large.body.allSatisfy { $0 == UInt8(ascii: "x") }, "chunked=\(chunked)")
+                directReplies.append(large)
+            }
             // Refusals stay the pipeline's: same shape, and nothing forwarded.
+            let forwarded = s.server.forwardedDirectly
             let refused = try await s.request("GET", "/prime/v1/health", token: key.key, organization: clinic.uuid)
             #expect(refused.status == 403 && refused.json?.string("message") == "Insufficient scope. Required: prime.ingest.read")
             let wrongClinic = try await s.request("GET", "/beacon/shl/abc", token: key.key, organization: UUID().uuidString)
@@ -85,26 +113,32 @@ struct DirectForwardingTests {
             #expect(wrongSecret.status == 401)
             #expect(s.server.forwardedDirectly == forwarded)
 
-            // An access token takes the direct path from its second use too.
+            // An access token takes the direct path once cached too.
             let client = try await OAuthTests.client(s, dev: dev.token, app: app.id, scopes: ["cms.shl.resolve"])
             let token = try await OAuthTests.form(s, "grant_type=client_credentials&scope=cms.shl.resolve", basic: client).json!.string("access_token")
-            try await Self.changesApplied(s)
             let first = try await s.request("GET", "/beacon/shl/o", token: token, organization: clinic.uuid)
-            let second = try await s.request("GET", "/beacon/shl/o", token: token, organization: clinic.uuid)
-            #expect(first.status == 200 && second.status == 200 && s.server.forwardedDirectly == forwarded + 1)
+            #expect(first.status == 200)
+            let second = try await Self.directly(s, sent: &sent) { try await s.request("GET", "/beacon/shl/o", token: token, organization: clinic.uuid) }
+            #expect(second.status == 200)
             #expect(Echoed(second)?.values("X-Caregate-Credential-Type") == ["oauth2"] && Echoed(second)?.values("X-Caregate-Client") == [client.id])
+            directReplies.append(second)
+            #expect(sent >= directReplies.count)
 
             // Every request is audited (with its status) and counted under its route, as on the pipeline.
             let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)&decision=allowed&limit=100", token: s.operatorToken)
             let events = audit.json?.array("data") ?? []
-            #expect(events.count == 9, "\(events.count) allowed events")
-            #expect(events.contains { $0.string("traceId") == trace && $0["status"] as? Int == 200 && $0.string("route").contains("/beacon/shl") })
-            #expect(events.contains { $0["status"] as? Int == 418 })
+            for reply in directReplies {
+                #expect(events.contains { $0.string("traceId") == reply.header("X-Trace-Id") && $0["status"] as? Int == reply.status && $0.string("route").contains("/beacon/shl") })
+            }
+            var sent299 = 0
             for _ in 0..<3 {
-                #expect(try await s.request("GET", "/beacon/shl/m", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "299"]).status == 299)
+                let reply = try await Self.directly(s, sent: &sent299) {
+                    try await s.request("GET", "/beacon/shl/m", token: key.key, organization: clinic.uuid, headers: ["X-Echo-Status": "299"])
+                }
+                #expect(reply.status == 299)
             }
             let countAfter = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
-            #expect(countAfter - countBefore == 3, "hb_requests moved by \(countAfter - countBefore)")
+            #expect(Int(countAfter - countBefore) == sent299, "hb_requests moved by \(countAfter - countBefore) for \(sent299) requests")
             // An upstream's own answer is not an error of Caregate's: no error series for it.
             #expect(!(try await s.request("GET", "/metrics").text.contains("error_type=\"299\"")))
         }
@@ -156,6 +190,42 @@ struct DirectForwardingTests {
             #expect(answers[1][0].hasPrefix("HTTP/1.1 200") && answers[1][1].contains("\"status\""))
             #expect(answers[2][0].hasPrefix("HTTP/1.1 200") && answers[2][1].contains("\"/beacon/shl/three\""))
             #expect(s.server.forwardedDirectly == before + 2)
+        }
+    }
+
+    @Test("a request that waited behind an answer is read to its end")
+    func readsResume() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
+            // A request, and the head and half the body of a second one, in one write: the second
+            // waits while the first is answered. Once the first answer is in, the rest of the body:
+            // it must be read, and the second request answered.
+            let script = """
+                import socket, sys
+                sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+                def answers(n):
+                    data = b""
+                    while data.count(b"HTTP/1.1 ") < n:
+                        try:
+                            chunk = sock.recv(65536)
+                        except socket.timeout:
+                            break
+                        if not chunk:
+                            break
+                        data += chunk
+                    return data.count(b"HTTP/1.1 ")
+                body = b"grant_type=client_credentials&scope=x"
+                sock.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+                    + b"POST /oauth2/token HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/x-www-form-urlencoded\\r\\n"
+                    + b"Content-Length: " + str(len(body)).encode() + b"\\r\\n\\r\\n" + body[:10])
+                first = answers(1)
+                sock.sendall(body[10:])
+                print(first, answers(1))
+                """
+            let port = s.base.split(separator: ":").last.map(String.init)!
+            let run = try await runProgram("/usr/bin/env", ["python3", "-c", script, port])
+            #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1 1", "\(run.output)")
         }
     }
 

@@ -177,15 +177,19 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             queued.removeAll()
             for part in parts { take(part, context) }
             context.fireChannelReadComplete()
-            guard phase == .idle else { return }
         }
-        if let error = errorHeld {
-            errorHeld = nil
-            context.fireErrorCaught(error)
-        }
-        if inputClosedHeld {
-            inputClosedHeld = false
-            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        // Reads are held only while parts wait; the end of the input and errors also wait for a
+        // request forwarded here (Hummingbird takes them in order after a request it has).
+        guard queued.isEmpty else { return }
+        if phase != .forwarding {
+            if let error = errorHeld {
+                errorHeld = nil
+                context.fireErrorCaught(error)
+            }
+            if inputClosedHeld {
+                inputClosedHeld = false
+                context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            }
         }
         if readHeld {
             readHeld = false
