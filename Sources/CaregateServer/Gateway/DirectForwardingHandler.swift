@@ -66,7 +66,8 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.context = context
         http1 = try? context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
         caller = context.channel.remoteAddress?.ipAddress
-        idle = forwarding.upstreams.idle(on: context.eventLoop)
+        // Without that codec (or on a loop of another group) every request goes on to Hummingbird.
+        idle = http1 == nil ? nil : forwarding.upstreams.idle(on: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -247,7 +248,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func upstreamHead(_ head: HTTPResponseHead) {
-        guard let plan, let context else { return }
+        guard let plan, context != nil else { return }
         let code = Int(head.status.code)
         // An interim answer (103 Early Hints) is not passed on; the final one follows.
         if code < 200 {
@@ -257,24 +258,15 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         timer?.cancel()
         status = code
         keepAlive = head.isKeepAlive
-        if let http1 {
-            http1.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
-        } else {
-            context.write(
-                wrapOutboundOut(.head(forwarding.answerHead(code, UpstreamForwarder.answerHeaders(head.headers), traceID: plan.traceID))), promise: nil)
-        }
+        http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
         heard = true
         silenceWatched = false
     }
 
     func upstreamBody(_ part: ByteBuffer) {
-        guard status != nil, let context else { return }
+        guard status != nil else { return }
         heard = true
-        if let http1 {
-            http1.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(part))), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(.body(part)), promise: nil)
-        }
+        http1?.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(part))), promise: nil)
     }
 
     func upstreamReadComplete() {
