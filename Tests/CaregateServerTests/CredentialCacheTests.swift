@@ -31,36 +31,64 @@ import Testing
         #expect(cache.count == 3 && [8, 9, 10].allSatisfy { cache.get(Self.key($0)) != nil })
     }
 
-    @Test("a change drops exactly the credentials it touched; a resolution begun before it is not stored")
+    static let entries: [(CredentialCache.Key, Credential)] = [
+        (key(1), credential(app: "app_a", organization: "org_1")),
+        (key(1, organization: 2), credential(app: "app_a", organization: "org_2")),
+        (key(2), credential(app: "app_b", organization: "org_1")),
+        (key(3), credential(app: "app_b", organization: "org_2", family: "fam_1")),
+        (key(4), credential(app: "app_c", organization: "org_3")),
+    ]
+
+    /// Each change, and which of ``entries`` it leaves.
+    static let changes: [(GrantChange, Set<Int>)] = [
+        (.key(lookupID: "lookup1"), [2, 3, 4]),  // the key, in every clinic
+        (.token(id: "lookup2"), [0, 1, 3, 4]),
+        (.tokenFamily("fam_1"), [0, 1, 2, 4]),
+        (.app("app_b"), [0, 1, 4]),
+        (.installation(appID: "app_a", organizationID: "org_2"), [0, 2, 3, 4]),
+        (.organization("org_1"), [1, 3, 4]),
+        (.signingKeys, [0, 1, 2, 3, 4]),
+        (.everything, []),
+    ]
+
+    static func held(_ cache: CredentialCache) -> Set<Int> { Set(entries.indices.filter { cache.get(entries[$0].0) != nil }) }
+
+    @Test("a change drops exactly the credentials it touched")
     func invalidation() {
         let cache = CredentialCache()
-        let entries: [(CredentialCache.Key, Credential)] = [
-            (Self.key(1), Self.credential(app: "app_a", organization: "org_1")),
-            (Self.key(1, organization: 2), Self.credential(app: "app_a", organization: "org_2")),
-            (Self.key(2), Self.credential(app: "app_b", organization: "org_1")),
-            (Self.key(3), Self.credential(app: "app_b", organization: "org_2", family: "fam_1")),
-            (Self.key(4), Self.credential(app: "app_c", organization: "org_3")),
-        ]
-        func fill() { for (key, credential) in entries { cache.put(key, credential, ifEpoch: cache.epoch) } }
-        func held() -> Set<Int> { Set(entries.indices.filter { cache.get(entries[$0].0) != nil }) }
-        for (change, left) in [
-            (GrantChange.key(lookupID: "lookup1"), Set([2, 3, 4])),  // the key, in every clinic
-            (.token(id: "lookup2"), [0, 1, 3, 4]),
-            (.tokenFamily("fam_1"), [0, 1, 2, 4]),
-            (.app("app_b"), [0, 1, 4]),
-            (.installation(appID: "app_a", organizationID: "org_2"), [0, 2, 3, 4]),
-            (.organization("org_1"), [1, 3, 4]),
-            (.signingKeys, [0, 1, 2, 3, 4]),
-            (.everything, []),
-        ] {
-            fill()
-            #expect(held() == [0, 1, 2, 3, 4])
-            let epoch = cache.epoch
+        for (change, left) in Self.changes {
+            for (key, credential) in Self.entries { cache.put(key, credential, ifEpoch: cache.epoch) }
+            #expect(Self.held(cache) == [0, 1, 2, 3, 4])
             cache.invalidate([change])
-            #expect(held() == left, "\(change)")
-            // Resolved from what the database said before the change: not kept.
-            cache.put(Self.key(9), Self.credential(app: "app_z", organization: "org_9"), ifEpoch: epoch)
-            #expect(cache.get(Self.key(9)) == nil)
+            #expect(Self.held(cache) == left, "\(change)")
         }
+    }
+
+    @Test("a resolution begun before a change is stored only if the change would not have dropped it")
+    func resolutionUnderWay() {
+        for (change, left) in Self.changes {
+            let cache = CredentialCache()
+            let started = cache.epoch
+            cache.invalidate([change])
+            for (key, credential) in Self.entries { cache.put(key, credential, ifEpoch: started) }
+            #expect(Self.held(cache) == left, "\(change)")
+            // The key row a resolution reads is held to the same rule: only a change to that key drops it.
+            cache.putKeyLookup("lookup1", CredentialCache.KeyLookup(key: nil, digest: CredentialCache.KeyLookup.absent), ifEpoch: started)
+            #expect((cache.keyLookup("lookup1") == nil) == [.key(lookupID: "lookup1"), .everything].contains(change), "\(change)")
+        }
+        // Among many changes, one that touched the credential is found; past what the cache
+        // remembers, nothing begun that early is stored.
+        let cache = CredentialCache()
+        let started = cache.epoch
+        cache.invalidate([.app("app_b")])
+        for n in 1..<CredentialCache.remembered { cache.invalidate([.key(lookupID: "other\(n)")]) }
+        cache.put(Self.entries[2].0, Self.entries[2].1, ifEpoch: started)
+        cache.put(Self.entries[0].0, Self.entries[0].1, ifEpoch: started)
+        #expect(Self.held(cache) == [0])
+        cache.invalidate([.key(lookupID: "one more")])
+        cache.put(Self.entries[4].0, Self.entries[4].1, ifEpoch: started)
+        #expect(cache.get(Self.entries[4].0) == nil)
+        cache.put(Self.entries[4].0, Self.entries[4].1, ifEpoch: cache.epoch)
+        #expect(cache.get(Self.entries[4].0) != nil)
     }
 }

@@ -77,8 +77,9 @@ struct LaunchPerson: Sendable, Equatable {
 
 /// Resolved credentials by (key lookup id or token id, clinic), so that the hot path does no
 /// database work. A grant-chain change drops the credentials it touched (``invalidate(_:)``);
-/// a resolution that started before any change is not stored (the epoch moved on). Full, it
-/// drops its oldest entry for each new one (first in, first out), never everything at once.
+/// a resolution that started before a change is stored only if that change would not have
+/// dropped it (so that changes elsewhere, however frequent, never keep a credential cold).
+/// Full, it drops its oldest entry for each new one (first in, first out), never everything at once.
 final class CredentialCache: Sendable {
     struct Key: Hashable, Sendable {
         var lookupID: String
@@ -96,9 +97,31 @@ final class CredentialCache: Sendable {
         var entries: BoundedMap<Key, Credential>
         var keyLookups: BoundedMap<String, KeyLookup>
         var installations: BoundedMap<InstallationGrant.Key, InstallationGrant>
+        /// Moves on with every change applied; a resolution notes it when it starts.
         var epoch: UInt64 = 0
+        /// What the latest changes touched, oldest first: the last is `epoch`'s.
+        var recent: [Touched] = []
         var databaseLookups = 0
+
+        /// Whether nothing applied since `start` touched what `touches` looks for: false when
+        /// the changes since then are more than ``CredentialCache/remembered``.
+        func unchanged(since start: UInt64, _ touches: (Touched) -> Bool) -> Bool {
+            let missed = epoch &- start
+            guard missed > 0 else { return true }
+            guard missed <= UInt64(recent.count) else { return false }
+            return !recent.suffix(Int(missed)).contains { $0.everything || touches($0) }
+        }
+
+        mutating func applied(_ touched: Touched) {
+            epoch &+= 1
+            if recent.count == CredentialCache.remembered { recent.removeFirst() }
+            recent.append(touched)
+        }
     }
+
+    /// How many changes the cache remembers for resolutions still under way; one that started
+    /// before more changes than this is not stored.
+    static let remembered = 64
 
     private let state: Mutex<State>
     /// Bounded so that a flood of distinct valid keys cannot grow memory without limit.
@@ -118,9 +141,10 @@ final class CredentialCache: Sendable {
     /// How many credentials are cached.
     var count: Int { state.withLock { $0.entries.count } }
 
+    /// Stores a credential resolved from what the database said after `epoch`.
     func put(_ key: Key, _ credential: Credential, ifEpoch epoch: UInt64) {
         state.withLock { state in
-            guard state.epoch == epoch else { return }
+            guard state.unchanged(since: epoch, { $0.touches(key, credential) }) else { return }
             state.entries[key] = credential
         }
     }
@@ -131,7 +155,7 @@ final class CredentialCache: Sendable {
     func putKeyLookup(_ lookupID: String, _ lookup: KeyLookup, ifEpoch epoch: UInt64) {
         state.withLock { state in
             state.databaseLookups += 1
-            guard state.epoch == epoch else { return }
+            guard state.unchanged(since: epoch, { $0.lookups.contains(lookupID) }) else { return }
             state.keyLookups[lookupID] = lookup
         }
     }
@@ -140,7 +164,7 @@ final class CredentialCache: Sendable {
 
     func putInstallationGrant(_ key: InstallationGrant.Key, _ grant: InstallationGrant, ifEpoch epoch: UInt64) {
         state.withLock { state in
-            guard state.epoch == epoch else { return }
+            guard state.unchanged(since: epoch, { $0.touches(key) }) else { return }
             state.installations[key] = grant
         }
     }
@@ -149,33 +173,14 @@ final class CredentialCache: Sendable {
     var databaseLookups: Int { state.withLock { $0.databaseLookups } }
 
     /// Drops the credentials a change touched: one pass over the cache for the whole list.
-    func invalidate(_ touched: [GrantChange]) {
-        if touched.contains(.everything) { return invalidateAll() }
-        var lookups = Set<String>(), families = Set<String>(), apps = Set<String>(), organizations = Set<String>()
-        var installations = Set<InstallationGrant.Key>()
-        for change in touched {
-            switch change {
-            case .key(let id), .token(let id): lookups.insert(id)
-            case .tokenFamily(let id): families.insert(id)
-            case .app(let id): apps.insert(id)
-            case .installation(let app, let organization): installations.insert(InstallationGrant.Key(appID: app, organizationID: organization))
-            case .organization(let id): organizations.insert(id)
-            case .signingKeys, .everything: break
-            }
-        }
+    func invalidate(_ changes: [GrantChange]) {
+        let touched = Touched(changes)
+        if touched.everything { return invalidateAll() }
         state.withLock { state in
-            state.epoch &+= 1
-            for id in lookups { state.keyLookups.remove(id) }
-            if !apps.isEmpty || !organizations.isEmpty || !installations.isEmpty {
-                state.installations.removeAll { key, _ in
-                    apps.contains(key.appID) || organizations.contains(key.organizationID) || installations.contains(key)
-                }
-            }
-            state.entries.removeAll { key, credential in
-                lookups.contains(key.lookupID) || apps.contains(credential.appID) || organizations.contains(credential.organizationID)
-                    || credential.family.map(families.contains) == true
-                    || (!installations.isEmpty && installations.contains(InstallationGrant.Key(appID: credential.appID, organizationID: credential.organizationID)))
-            }
+            state.applied(touched)
+            for id in touched.lookups { state.keyLookups.remove(id) }
+            if touched.reachesInstallations { state.installations.removeAll { key, _ in touched.touches(key) } }
+            state.entries.removeAll { key, credential in touched.touches(key, credential) }
         }
     }
 
@@ -184,7 +189,41 @@ final class CredentialCache: Sendable {
             state.entries.removeAll()
             state.keyLookups.removeAll()
             state.installations.removeAll()
-            state.epoch &+= 1
+            state.applied(Touched([.everything]))
+        }
+    }
+
+    /// What a list of changes touched, as sets a cached entry is checked against.
+    struct Touched: Sendable {
+        var everything = false
+        var lookups = Set<String>(), families = Set<String>(), apps = Set<String>(), organizations = Set<String>()
+        var installations = Set<InstallationGrant.Key>()
+
+        init(_ changes: [GrantChange]) {
+            for change in changes {
+                switch change {
+                case .key(let id), .token(let id): lookups.insert(id)
+                case .tokenFamily(let id): families.insert(id)
+                case .app(let id): apps.insert(id)
+                case .installation(let app, let organization): installations.insert(InstallationGrant.Key(appID: app, organizationID: organization))
+                case .organization(let id): organizations.insert(id)
+                case .signingKeys: break
+                case .everything: everything = true
+                }
+            }
+        }
+
+        /// Whether any installation grant can be touched.
+        var reachesInstallations: Bool { !apps.isEmpty || !organizations.isEmpty || !installations.isEmpty }
+
+        func touches(_ key: InstallationGrant.Key) -> Bool {
+            apps.contains(key.appID) || organizations.contains(key.organizationID) || installations.contains(key)
+        }
+
+        func touches(_ key: Key, _ credential: Credential) -> Bool {
+            lookups.contains(key.lookupID) || apps.contains(credential.appID) || organizations.contains(credential.organizationID)
+                || credential.family.map(families.contains) == true
+                || (!installations.isEmpty && installations.contains(InstallationGrant.Key(appID: credential.appID, organizationID: credential.organizationID)))
         }
     }
 }
