@@ -203,13 +203,17 @@ public final class CaregateServer: Sendable {
     func directForwarding() -> DirectForwarding? {
         let direct = registry.gatewaySurfaces.contains { if case .upstream(let forwarder) = $0.backend { forwarder.direct != nil } else { false } }
         guard options.directForwarding, direct else { return nil }
-        let resolver = CredentialResolver(grants: grants, oauth: oauth, smart: smart, tokens: tokens, cache: cache, registry: registry)
         return DirectForwarding(
             registry: registry, resolver: resolver, audit: auditWriter, upstreams: loopUpstreams, metrics: forwardingMetrics, logger: logger,
             serverName: Self.serverName)
     }
 
     static let serverName = "caregate"
+
+    /// What turns a presented credential into a ``Credential``, for the pipeline and the direct path alike.
+    var resolver: CredentialResolver {
+        CredentialResolver(grants: grants, oauth: oauth, smart: smart, tokens: tokens, cache: cache, registry: registry)
+    }
 
     /// How many resolved credentials this instance holds in its cache.
     public var cachedCredentials: Int { cache.count }
@@ -241,7 +245,6 @@ public final class CaregateServer: Sendable {
 
     /// The whole HTTP surface: the middleware in front (see ``CaregateResponder``), then the router.
     func makeResponder() -> CaregateResponder {
-        let resolver = CredentialResolver(grants: grants, oauth: oauth, smart: smart, tokens: tokens, cache: cache, registry: registry)
         let front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
             TraceMiddleware(), MetricsMiddleware<CaregateContext>(),
             EnforcementMiddleware(registry: registry, authenticator: RequestAuthenticator(resolver: resolver), audit: auditWriter),

@@ -110,9 +110,7 @@ extension AuditWriter {
     func recording(
         _ request: Request, path: String, _ context: CaregateContext, _ body: (inout AuditEvent) async throws -> Response
     ) async throws -> Response {
-        var event = AuditEvent(
-            at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: request.method.rawValue, route: nil,
-            path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: context.traceID)
+        var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: context.traceID)
         do {
             let response = try await body(&event)
             event.status = response.status.code
@@ -135,6 +133,14 @@ extension AuditWriter {
 }
 
 extension AuditEvent {
+    /// The event of an enforced request before anything is known of it but its method, path
+    /// (at most 512 bytes of it are kept) and trace id: denied until a decision says otherwise.
+    static func opened(method: String, path: String, traceID: String) -> AuditEvent {
+        AuditEvent(
+            at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: method, route: nil,
+            path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: traceID)
+    }
+
     /// What `decide` answered, as the log keeps it: the route and what it requires when
     /// allowed, the route and the missing scope when refused for scope.
     mutating func note(_ decision: Decision, in catalog: CompiledCatalog) {

@@ -75,7 +75,12 @@ struct CredentialResolver: Sendable {
             else { return nil }
             return cached
         }
-        guard let claims = tokens.alreadyVerified(String(presented)), case .success(let organization) = Self.organization(of: claims, organizationHeader)
+        var requested: OrganizationBits?
+        if let organizationHeader {
+            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return nil }
+            requested = bits
+        }
+        guard let claims = tokens.alreadyVerified(String(presented)), case .clinic(let organization) = Self.clinic(of: claims, requested: requested)
         else { return nil }
         return cache.get(CredentialCache.Key(lookupID: claims.jti.value, organization: organization))
     }
@@ -87,27 +92,22 @@ struct CredentialResolver: Sendable {
         return true
     }
 
-    /// The clinic an access token acts for: the one it is bound to, or the one the request names.
-    private static func organization(of claims: AccessTokenClaims, _ organizationHeader: String?) -> Result<OrganizationBits, Refusal> {
-        var requested: OrganizationBits?
-        if let organizationHeader {
-            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return .failure(.init(.invalidOrganization)) }
-            requested = bits
-        }
-        var bound: OrganizationBits?
-        if let org = claims.org {
-            guard let bits = OrganizationBits(clientForm: org) else { return .failure(.init(.invalidKey)) }
-            bound = bits
-        }
-        if let bound, let requested, bound != requested { return .failure(.init(.notInstalled)) }
-        guard let organization = requested ?? bound else { return .failure(.init(.organizationRequired)) }
-        return .success(organization)
+    private enum TokenClinic {
+        case clinic(OrganizationBits)
+        case refused(Outcome)
     }
 
-    /// An ``Outcome`` that refuses, as an error.
-    struct Refusal: Error {
-        let outcome: Outcome
-        init(_ outcome: Outcome) { self.outcome = outcome }
+    /// The clinic an access token acts for: the one it is bound to, or the one the request
+    /// names (`requested`, its `X-Organization-Id` already read).
+    private static func clinic(of claims: AccessTokenClaims, requested: OrganizationBits?) -> TokenClinic {
+        var bound: OrganizationBits?
+        if let org = claims.org {
+            guard let bits = OrganizationBits(clientForm: org) else { return .refused(.invalidKey) }
+            bound = bits
+        }
+        if let bound, let requested, bound != requested { return .refused(.notInstalled) }
+        guard let organization = requested ?? bound else { return .refused(.organizationRequired) }
+        return .clinic(organization)
     }
 
     /// The app's installation in a clinic with what every credential there shares, cached
@@ -127,12 +127,16 @@ struct CredentialResolver: Sendable {
     /// An OAuth access token: verified (signature, type, issuer, audience, expiry), not revoked,
     /// its client active; effective = the token's scopes ∩ the clinic's grants ∩ declared.
     func resolve(token: String, organizationHeader: String?) async throws -> Outcome {
-        if let organizationHeader, OrganizationBits(clientForm: organizationHeader) == nil { return .invalidOrganization }
+        var requested: OrganizationBits?
+        if let organizationHeader {
+            guard let bits = OrganizationBits(clientForm: organizationHeader) else { return .invalidOrganization }
+            requested = bits
+        }
         guard let claims = await tokens.verify(token) else { return .invalidKey }
         let organization: OrganizationBits
-        switch Self.organization(of: claims, organizationHeader) {
-        case .success(let bits): organization = bits
-        case .failure(let refusal): return refusal.outcome
+        switch Self.clinic(of: claims, requested: requested) {
+        case .clinic(let bits): organization = bits
+        case .refused(let outcome): return outcome
         }
         let organizationID = organization.id
         let cacheKey = CredentialCache.Key(lookupID: claims.jti.value, organization: organization)

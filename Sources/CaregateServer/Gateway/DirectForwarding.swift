@@ -39,8 +39,6 @@ struct DirectForwarding: Sendable {
         let head: HTTPRequestHead
         let traceID: String
         let method: HTTPRequest.Method
-        /// The route's template (the metrics' `http.route`).
-        let route: String
         /// The route's index in the surface's catalog.
         let routeIndex: Int
         /// Filled in but for the status.
@@ -49,9 +47,12 @@ struct DirectForwarding: Sendable {
         /// The active-requests meter of the method, once counted.
         var active: Meter?
 
+        /// The route's template (the metrics' `http.route`).
+        var route: String { surface.routeTemplates[routeIndex] }
+
         init(
             surface: Surface, forwarder: UpstreamForwarder, target: LoopUpstreams.Target, head: HTTPRequestHead, traceID: String,
-            method: HTTPRequest.Method, route: String, routeIndex: Int, event: AuditEvent, started: UInt64
+            method: HTTPRequest.Method, routeIndex: Int, event: AuditEvent, started: UInt64
         ) {
             self.surface = surface
             self.forwarder = forwarder
@@ -59,7 +60,6 @@ struct DirectForwarding: Sendable {
             self.head = head
             self.traceID = traceID
             self.method = method
-            self.route = route
             self.routeIndex = routeIndex
             self.event = event
             self.started = started
@@ -100,27 +100,19 @@ struct DirectForwarding: Sendable {
             version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: forwarder.basePath + target,
             headers: forwarder.outboundHeaders(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
         head.headers.replaceOrAdd(name: "Host", value: direct.hostHeader)
-        var event = AuditEvent(
-            at: Clock.millis(), organizationID: credential.organizationID, appID: credential.appID, keyID: credential.keyID,
-            method: request.method.rawValue, route: nil, path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil,
-            decision: "denied", status: 0, traceID: traceID)
+        var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: traceID)
+        event.organizationID = credential.organizationID
+        event.appID = credential.appID
+        event.keyID = credential.keyID
         event.note(decision, in: surface.catalog)
         return Plan(
             surface: surface, forwarder: forwarder, target: direct, head: head, traceID: traceID, method: request.method,
-            route: surface.routeTemplates[route.index], routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
+            routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
     }
 
-    /// The answer's head as the pipeline would write it: the upstream's headers without its
-    /// connection's, the trace id, `Date` and `Server`.
-    func answerHead(_ status: Int, _ fields: HTTPFields, traceID: String) -> HTTPResponse {
-        var fields = fields
-        fields[.traceID] = traceID
-        fields[.date] = HTTPDate.now
-        fields[.server] = serverName
-        return HTTPResponse(status: .init(code: status), headerFields: fields)
-    }
-
-    /// The same head in the upstream's HTTP/1 form, as the client's connection writes it.
+    /// The answer's head as the pipeline would write it, in the HTTP/1 form the client's
+    /// connection writes: the upstream's headers without its connection's, the trace id, `Date`
+    /// and `Server`.
     func answerHead(_ upstream: HTTPResponseHead, traceID: String) -> HTTPResponseHead {
         var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: Int(upstream.status.code)), headers: upstream.headers)
         for name in UpstreamForwarder.hopByHopNames { head.headers.remove(name: name) }

@@ -354,10 +354,10 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func fail(_ error: APIError) {
         guard let plan, let context else { return }
         let body = error.body(traceID: plan.traceID)
-        var fields = error.responseHeaders
-        fields[.contentLength] = "\(body.readableBytes)"
-        context.write(wrapOutboundOut(.head(forwarding.answerHead(error.status.code, fields, traceID: plan.traceID))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: error.status.code), headers: HTTPHeaders(error.responseHeaders))
+        head.headers.replaceOrAdd(name: "Content-Length", value: "\(body.readableBytes)")
+        http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
+        http1?.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         finish(status: error.status.code, failed: true)
     }
