@@ -45,7 +45,7 @@ import Testing
 
         func start() async throws {
             let binary = try builtProduct("caregate").path
-            let arguments = ["serve", "--port", "\(port)", "--database", database, "--log-level", "warning", "--audit-retention-days", "0"]
+            let arguments = ["serve", "--port", "\(port)", "--database", database, "--log-level", "info", "--audit-retention-days", "0"]
             var environment = ProcessInfo.processInfo.environment
             environment["CAREGATE_ADMIN_TOKEN"] = TestServer.adminToken
             // No CAREGATE_SECRET: on PostgreSQL the database is shared with the other suites, whose
@@ -55,15 +55,23 @@ import Testing
             let child = try spawn(binary, arguments, output: log, append: true, environment: environment)
             pid.withLock { $0 = child }
             let deadline = ContinuousClock.now + .seconds(60)
+            var last = "no answer yet"
             while ContinuousClock.now < deadline {
-                if let reply = try? await httpRequest(base: base, "GET", "/healthz", timeout: 2), reply.status == 200 { return }
+                do {
+                    let reply = try await httpRequest(base: base, "GET", "/healthz", timeout: 2)
+                    if reply.status == 200 { return }
+                    last = "status \(reply.status): \(reply.text.prefix(200))"
+                } catch {
+                    last = "\(error)"
+                }
                 var status: Int32 = 0
                 if waitpid(child, &status, WNOHANG) == child {
                     throw TestSetupError("caregate exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            throw TestSetupError("caregate did not answer /healthz within 60 s")
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw TestSetupError("caregate (pid \(child)) did not answer /healthz within 60 s; last try: \(last); its log ends: \(output.suffix(3_000))")
         }
 
         /// SIGKILL, then reaps the process.
