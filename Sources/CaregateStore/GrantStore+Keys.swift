@@ -116,8 +116,10 @@ extension GrantStore {
         return IssuedKey(record: record, key: text)
     }
 
+    /// Revokes a key; an unknown one changes nothing (and drops no instance's cached credentials).
     public func revoke(keyID: String) async throws {
-        try await change(try await key(id: keyID).map { [.key(lookupID: $0.lookupID)] } ?? []) { db in
+        guard let key = try await key(id: keyID) else { return }
+        try await change([.key(lookupID: key.lookupID)]) { db in
             try await db.raw("UPDATE api_keys SET revoked_at = \(bind: Clock.millis()) WHERE id = \(bind: keyID) AND revoked_at IS NULL").run()
         }
     }

@@ -274,8 +274,10 @@ public struct GrantStore: Sendable {
             """).first().map(installation(from:))
     }
 
+    /// Nil for an installation that is not there (removed meanwhile): nothing is changed.
     public func approve(installationID: String, versionID: String, scopes: [String]) async throws -> InstallationRecord? {
-        try await change(try await touched(installationID: installationID)) { db in
+        guard let touched = try await touched(installationID: installationID) else { return nil }
+        try await change(touched) { db in
             try await db.raw("""
                 UPDATE installations SET approved_version_id = \(bind: versionID), approved_scopes = \(bind: scopes.stored),
                 updated_at = \(bind: Clock.millis()) WHERE id = \(bind: installationID)
@@ -285,14 +287,16 @@ public struct GrantStore: Sendable {
     }
 
     public func uninstall(installationID: String) async throws {
-        try await change(try await touched(installationID: installationID)) { db in
+        guard let touched = try await touched(installationID: installationID) else { return }
+        try await change(touched) { db in
             try await db.raw("DELETE FROM installations WHERE id = \(bind: installationID)").run()
         }
     }
 
-    /// What a change of an installation touches: the app in that clinic (none known: nothing to drop).
-    private func touched(installationID: String) async throws -> [GrantChange] {
-        guard let current = try await installation(installationID) else { return [.everything] }
+    /// What a change of an installation touches: the app in that clinic; nil when the installation
+    /// is not there (a second removal, say), so that nothing is changed and no cache is dropped.
+    private func touched(installationID: String) async throws -> [GrantChange]? {
+        guard let current = try await installation(installationID) else { return nil }
         return [.installation(appID: current.appID, organizationID: current.organizationID)]
     }
 

@@ -86,6 +86,26 @@ struct GrantChainTests {
         }
     }
 
+    @Test("a second removal, an approval of a removed installation or an unknown key's revocation changes nothing and drops no cached credential")
+    func changesToWhatIsGone() async throws {
+        // On SQLite: the change generation is this server's alone.
+        try await withServer(.sqlite) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"])
+            let other = try await s.createApp(developer: dev.token, scopes: ["read:patients"])
+            let removed = try await s.install(app: other.id, clinic: clinic)
+            try expectStatus(try await s.request("DELETE", "/manage/installations/\(removed)", token: clinic.adminToken), 204)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            #expect(try await s.status("GET", "/v3/patients", key: key.key, clinic: clinic) == 200)
+            #expect(s.server.cachesCredential(key: key.key, organization: clinic.uuid))
+            let generation = try await s.server.grants.generation()
+            try await s.server.grants.uninstall(installationID: removed)
+            #expect(try await s.server.grants.approve(installationID: removed, versionID: other.liveVersionId, scopes: ["read:patients"]) == nil)
+            try await s.server.grants.revoke(keyID: "key_unknown")
+            #expect(try await s.server.grants.generation() == generation)
+            #expect(s.server.cachesCredential(key: key.key, organization: clinic.uuid))
+        }
+    }
+
     @Test("revocation is effective on the next request", arguments: Backend.allCases)
     func revocation(_ backend: Backend) async throws {
         try await withServer(backend) { s in
