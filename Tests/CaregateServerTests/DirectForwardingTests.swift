@@ -287,6 +287,64 @@ struct DirectForwardingTests {
         }
     }
 
+    /// An upstream that answers `…/bad` with a head framed two ways, `…/extra` with bytes after
+    /// the answer's end, and anything else with how many `…/bad` requests it has had.
+    static let misframingUpstream = """
+        import socketserver, threading
+        bad = 0
+        lock = threading.Lock()
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                global bad
+                data = b""
+                while True:
+                    while b"\\r\\n\\r\\n" not in data:
+                        chunk = self.request.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, data = data.split(b"\\r\\n\\r\\n", 1)
+                    path = head.split(b" ")[1].decode()
+                    if path.endswith("/bad"):
+                        with lock:
+                            bad += 1
+                        self.request.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n2\\r\\nok\\r\\n0\\r\\n\\r\\n")
+                    elif path.endswith("/extra"):
+                        self.request.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nokHTTP/1.1 200 OK\\r\\n")
+                    else:
+                        body = ('{"bad": %d}' % bad).encode()
+                        self.request.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        print("listening on", server.server_address[1], flush=True)
+        server.serve_forever()
+        """
+
+    @Test("on the direct path a misframed answer is a 502 and is not asked for again; bytes after an answer close its connection")
+    func misframedAnswers() async throws {
+        let upstream = try ListeningHelper(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", Self.misframingUpstream], name: "misframing upstream")
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            var sent = 0
+            let count = { try await s.request("GET", "/beacon/shl/count", token: key.key, organization: clinic.uuid) }
+            #expect(try await count().json?["bad"] as? Int == 0)
+            for _ in 0..<3 { #expect(try await Self.directly(s, sent: &sent, count).json?["bad"] as? Int == 0) }
+            // Over the connection the last answer left idle: a reused one, which a closed connection
+            // would have the request sent again on a new one; a misframed answer must not.
+            let bad = try await Self.directly(s, sent: &sent) { try await s.request("GET", "/beacon/shl/bad", token: key.key, organization: clinic.uuid) }
+            #expect(bad.status == 502 && bad.json?.string("code") == "bad_gateway" && bad.json?.string("trace_id") == bad.header("X-Trace-Id"))
+            #expect(try await Self.directly(s, sent: &sent, count).json?["bad"] as? Int == 1)
+            // Bytes after the end: the answer is whole, its connection is not used again.
+            let extra = try await Self.directly(s, sent: &sent) { try await s.request("GET", "/beacon/shl/extra", token: key.key, organization: clinic.uuid) }
+            #expect(extra.status == 200 && String(decoding: extra.body, as: UTF8.self) == "ok")
+            for _ in 0..<3 { #expect(try await Self.directly(s, sent: &sent, count).json?["bad"] as? Int == 1) }
+        }
+    }
+
     @Test("turned off, every request takes the pipeline")
     func off() async throws {
         let upstream = try EchoUpstream()

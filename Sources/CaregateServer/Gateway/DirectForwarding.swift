@@ -35,14 +35,14 @@ struct DirectForwarding: Sendable {
         let surface: Surface
         let forwarder: UpstreamForwarder
         let target: LoopUpstreams.Target
-        /// The request as the upstream gets it.
-        let head: HTTPRequestHead
+        /// The request as the upstream gets it: its HTTP/1.1 head, as bytes.
+        let request: ByteBuffer
         let traceID: String
         let method: HTTPRequest.Method
         /// The route's index in the surface's catalog.
         let routeIndex: Int
-        /// Filled in but for the status.
-        let event: AuditEvent
+        /// Filled in but for the status; taken (not copied) when the request is recorded.
+        var event: AuditEvent?
         let started: UInt64
         /// The active-requests meter of the method, once counted.
         var active: Meter?
@@ -51,13 +51,13 @@ struct DirectForwarding: Sendable {
         var route: String { surface.routeTemplates[routeIndex] }
 
         init(
-            surface: Surface, forwarder: UpstreamForwarder, target: LoopUpstreams.Target, head: HTTPRequestHead, traceID: String,
+            surface: Surface, forwarder: UpstreamForwarder, target: LoopUpstreams.Target, request: ByteBuffer, traceID: String,
             method: HTTPRequest.Method, routeIndex: Int, event: AuditEvent, started: UInt64
         ) {
             self.surface = surface
             self.forwarder = forwarder
             self.target = target
-            self.head = head
+            self.request = request
             self.traceID = traceID
             self.method = method
             self.routeIndex = routeIndex
@@ -96,38 +96,79 @@ struct DirectForwarding: Sendable {
         guard case .allowed(let route) = decision else { return nil }
 
         let traceID = TraceMiddleware.traceID(of: fields)
-        var head = HTTPRequestHead(
-            version: .http1_1, method: .init(rawValue: request.method.rawValue), uri: forwarder.basePath + target,
-            headers: forwarder.outboundHeaders(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
-        head.headers.replaceOrAdd(name: "Host", value: direct.hostHeader)
+        let outbound = Self.requestHead(
+            method: request.method.rawValue, uri: forwarder.basePath + target, host: direct.hostHeader,
+            forwarder.outboundFields(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
         var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: traceID)
         event.organizationID = credential.organizationID
         event.appID = credential.appID
         event.keyID = credential.keyID
         event.note(decision, in: surface.catalog)
         return Plan(
-            surface: surface, forwarder: forwarder, target: direct, head: head, traceID: traceID, method: request.method,
+            surface: surface, forwarder: forwarder, target: direct, request: outbound, traceID: traceID, method: request.method,
             routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
+    }
+
+    /// An HTTP/1.1 request head as bytes. Every part has been checked already: the method, the
+    /// target and the caller's fields by the parser and the HTTP types they came through, the
+    /// rest are Caregate's own.
+    static func requestHead(method: String, uri: String, host: String, _ fields: [(String, String)]) -> ByteBuffer {
+        // Joined as text first: one copy into the buffer instead of a checked write per part.
+        var size = method.utf8.count + uri.utf8.count + host.utf8.count + 23
+        for (name, value) in fields { size += name.utf8.count + value.utf8.count + 4 }
+        var text = ""
+        text.reserveCapacity(size)
+        text += method
+        text += " "
+        text += uri
+        text += " HTTP/1.1\r\n"
+        for (name, value) in fields {
+            text += name
+            text += ": "
+            text += value
+            text += "\r\n"
+        }
+        // Last, where the pipeline's forwarder puts it (the caller's `Host` is left out as hop-by-hop).
+        text += "Host: "
+        text += host
+        text += "\r\n\r\n"
+        return ByteBuffer(string: text)
     }
 
     /// The answer's head as the pipeline would write it, in the HTTP/1 form the client's
     /// connection writes: the upstream's headers without its connection's, the trace id, `Date`
     /// and `Server`.
     func answerHead(_ upstream: HTTPResponseHead, traceID: String) -> HTTPResponseHead {
-        var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: Int(upstream.status.code)), headers: upstream.headers)
-        for name in UpstreamForwarder.hopByHopNames { head.headers.remove(name: name) }
-        head.headers.replaceOrAdd(name: "X-Trace-Id", value: traceID)
-        head.headers.replaceOrAdd(name: "Date", value: HTTPDate.now)
-        head.headers.replaceOrAdd(name: "Server", value: serverName)
-        return head
+        // One pass over the upstream's headers (removing each name in turn scanned them a dozen
+        // times), handed over whole: they passed the upstream connection's parser.
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(upstream.headers.count + 3)
+        for (name, value) in upstream.headers where !Self.isReplacedInAnswer(name) {
+            headers.append((name, value))
+        }
+        headers.append(("X-Trace-Id", traceID))
+        headers.append(("Date", HTTPDate.now))
+        headers.append(("Server", serverName))
+        return HTTPResponseHead(version: .http1_1, status: .init(statusCode: Int(upstream.status.code)), headers: HTTPHeaders(headers))
+    }
+
+    /// The upstream's headers an answer leaves out: its connection's, and those Caregate sets.
+    private static let replacedInAnswer = UpstreamForwarder.hopByHopNames + ["x-trace-id", "date", "server"]
+
+    static func isReplacedInAnswer(_ name: String) -> Bool {
+        let length = name.utf8.count
+        return replacedInAnswer.contains { known in
+            known.utf8.count == length && zip(known.utf8, name.utf8).allSatisfy { $0 == $1 | (($1 &- 65) < 26 ? 0x20 : 0) }
+        }
     }
 
     /// Records a finished request: its audit event and metrics. `failed`: the answer is
     /// Caregate's own 502 or 504, not the upstream's.
     func finished(_ plan: Plan, status: Int, failed: Bool) {
-        var event = plan.event
-        event.status = status
-        audit.record(consume event)
+        if var event = plan.event.take() {
+            event.status = status
+            audit.record(consume event)
+        }
         metrics.record(plan, status: status, failed: failed)
     }
 }

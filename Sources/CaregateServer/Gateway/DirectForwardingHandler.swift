@@ -53,12 +53,25 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var retried = false
     /// The answer's status once its head is written.
     private var status: Int?
-    private var informational = false
     private var keepAlive = false
     private var heard = false
     private var silenceWatched = false
     private var awaitingWritability = false
+
+    /// What the exchange's deadline is for.
+    private enum Watch {
+        /// No answer's head yet: a 504.
+        case head
+        /// A body under way: the upstream must not fall silent.
+        case silence
+    }
+    /// The exchange in progress's deadline, and what happens at it.
+    private var deadline: (at: NIODeadline, watch: Watch)?
+    /// The one timer of the connection, due at `timerDue`: not scheduled and cancelled per
+    /// request (that cost 2 % of a forwarded request's CPU) but left running across exchanges;
+    /// when it fires before the current deadline it is scheduled again for it.
     private var timer: Scheduled<Void>?
+    private var timerDue: NIODeadline?
 
     init(_ forwarding: DirectForwarding) { self.forwarding = forwarding }
 
@@ -72,6 +85,8 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         if plan != nil { clientGone() }
+        timer?.cancel()
+        timer = nil
         self.context = nil
         http1 = nil
     }
@@ -205,10 +220,9 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         exchange += 1
         retried = false
         status = nil
-        informational = false
         forwarding.metrics.started(plan)
         // The deadline covers the answer's head (connecting included); a body then streams.
-        arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.headTimedOut() }
+        watch(.head, plan, context)
         if let link = idle?.take(plan.surface.index) {
             send(plan, on: link, reused: true)
         } else {
@@ -242,22 +256,15 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func send(_ plan: DirectForwarding.Plan, on link: UpstreamLink, reused: Bool) {
         self.link = link
         self.reused = reused
-        link.relay.receiver = self
-        link.channel.write(HTTPClientRequestPart.head(plan.head), promise: nil)
-        link.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        link.relay.expect(self, head: plan.method == .head)
+        link.channel.writeAndFlush(plan.request, promise: nil)
     }
 
-    func upstreamHead(_ head: HTTPResponseHead) {
+    func upstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) {
         guard let plan, context != nil else { return }
-        let code = Int(head.status.code)
-        // An interim answer (103 Early Hints) is not passed on; the final one follows.
-        if code < 200 {
-            informational = true
-            return
-        }
-        timer?.cancel()
-        status = code
-        keepAlive = head.isKeepAlive
+        deadline = nil
+        status = Int(head.status.code)
+        self.keepAlive = keepAlive
         http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
         heard = true
         silenceWatched = false
@@ -276,7 +283,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         // (An answer that ends in the read that brought its head never needs the watch.)
         if status != nil, !silenceWatched {
             silenceWatched = true
-            arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+            watch(.silence, plan, context)
         }
         if !context.channel.isWritable, !awaitingWritability {
             awaitingWritability = true
@@ -286,11 +293,6 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func upstreamEnd() {
         guard let plan, let context, let link else { return }
-        if informational {
-            informational = false
-            link.relay.receiver = self
-            return
-        }
         guard let status else { return unreachable(plan, "an answer without a head") }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         self.link = nil
@@ -306,7 +308,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         finish(status: status, failed: false)
     }
 
-    func upstreamFailed() {
+    func upstreamFailed(malformed: UpstreamAnswerParser.Malformed?) {
         guard let plan, let context else { return }
         let link = self.link
         self.link = nil
@@ -315,6 +317,10 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             // Cut in the middle of the answer: the client's answer cannot end well either.
             context.close(promise: nil)
             finish(status: status!, failed: false)
+        } else if let malformed {
+            forwarding.logger.warning(
+                "upstream answer malformed", metadata: ["surface": "\(plan.surface.name)", "error": "\(malformed)", "trace_id": "\(plan.traceID)"])
+            fail(plan.forwarder.unavailableError())
         } else if reused && !retried {
             // An idle connection the upstream had closed meanwhile is replaced once.
             retried = true
@@ -342,7 +348,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard let plan, let context, let status else { return }
         if heard || awaitingWritability {
             heard = false
-            arm(plan.forwarder.upstream.timeoutSeconds, context) { $0.checkSilence() }
+            watch(.silence, plan, context)
             return
         }
         abandon()
@@ -372,27 +378,45 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func abandon() {
         guard let link else { return }
         self.link = nil
-        link.relay.receiver = nil
+        link.relay.abandon()
         link.channel.close(promise: nil)
     }
 
     private func finish(status: Int, failed: Bool) {
         guard let plan else { return }
         self.plan = nil
-        timer?.cancel()
-        timer = nil
+        deadline = nil
         awaitingWritability = false
         forwarding.finished(plan, status: status, failed: failed)
         responseEnded = true
         if let context { settle(context) }
     }
 
-    private func arm(_ seconds: Double, _ context: ChannelHandlerContext, _ action: @escaping (DirectForwardingHandler) -> Void) {
+    /// Sets the exchange's deadline, the upstream's timeout from now.
+    private func watch(_ watch: Watch, _ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
+        let at = NIODeadline.now() + .nanoseconds(Int64(plan.forwarder.upstream.timeoutSeconds * 1_000_000_000))
+        deadline = (at, watch)
+        // A timer due no later than the deadline wakes in time to look again.
+        if let timerDue, timerDue <= at { return }
+        schedule(at, context)
+    }
+
+    private func schedule(_ due: NIODeadline, _ context: ChannelHandlerContext) {
         timer?.cancel()
-        let exchange = self.exchange
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1_000_000_000))) { [self] in
-            guard exchange == self.exchange else { return }
-            action(self)
+        timerDue = due
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in
+            timer = nil
+            timerDue = nil
+            guard let deadline, let context = self.context else { return }
+            guard NIODeadline.now() >= deadline.at else {
+                schedule(deadline.at, context)
+                return
+            }
+            self.deadline = nil
+            switch deadline.watch {
+            case .head: headTimedOut()
+            case .silence: checkSilence()
+            }
         }
     }
 }

@@ -43,10 +43,9 @@ final class LoopUpstreams: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamRelay())
-                }
+                // No HTTP handlers: the request goes out as the bytes the plan made, and the answer
+                // is read by ``UpstreamRelay``'s own parser.
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UpstreamRelay()) }
             }
             .connect(host: target.host, port: target.port)
     }
@@ -95,37 +94,69 @@ final class UpstreamLink {
 
 /// Whoever waits for an upstream's answer (on the connection's loop).
 protocol UpstreamReceiver: AnyObject {
-    func upstreamHead(_ head: HTTPResponseHead)
+    /// The final answer's head (interim ones are not passed on); `keepAlive`: the connection can
+    /// carry another exchange once the answer has ended.
+    func upstreamHead(_ head: HTTPResponseHead, keepAlive: Bool)
     func upstreamBody(_ part: ByteBuffer)
     func upstreamEnd()
     /// A read of the connection ended (the moment to flush, and to ask for more).
     func upstreamReadComplete()
-    /// The connection closed or failed before the answer's end.
-    func upstreamFailed()
+    /// The connection closed or failed before the answer's end, or (`malformed`) the answer
+    /// could not be read: the upstream answered, so the request is not sent again.
+    func upstreamFailed(malformed: UpstreamAnswerParser.Malformed?)
 }
 
-/// Hands the upstream's answer parts to the exchange waiting for them. The connection reads by
-/// itself (asking for each read would re-register it with epoll every time); the exchange turns
-/// `autoRead` off while its client cannot take more, so a slow client slows the upstream down.
+/// Reads the upstream's answers (``UpstreamAnswerParser``) and hands their parts to the exchange
+/// waiting for them. The connection reads by itself (asking for each read would re-register it
+/// with epoll every time); the exchange turns `autoRead` off while its client cannot take more,
+/// so a slow client slows the upstream down.
 final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
 
     /// The exchange in progress; nil between exchanges (an answer then is nobody's: the
     /// connection is closed).
-    var receiver: (any UpstreamReceiver)?
+    private(set) var receiver: (any UpstreamReceiver)?
+    private var parser = UpstreamAnswerParser()
+
+    /// An exchange's request is written: its answer goes to `receiver`. `head`: a `HEAD` request.
+    func expect(_ receiver: any UpstreamReceiver, head: Bool) {
+        self.receiver = receiver
+        parser.expectAnswer(toHead: head)
+    }
+
+    /// The exchange gave up waiting (the connection is being closed).
+    func abandon() { receiver = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let receiver else {
-            context.close(promise: nil)
-            return
+        var buffer = unwrapInboundIn(data)
+        while let receiver {
+            let part: UpstreamAnswerParser.Event?
+            do {
+                part = try parser.next(&buffer)
+            } catch {
+                failed(malformed: error as? UpstreamAnswerParser.Malformed ?? .init(description: "\(error)"))
+                context.close(promise: nil)
+                return
+            }
+            guard let part else { return }
+            switch part {
+            case .head(let head, let keepAlive): receiver.upstreamHead(head, keepAlive: keepAlive)
+            case .body(let bytes): receiver.upstreamBody(bytes)
+            case .end:
+                self.receiver = nil
+                receiver.upstreamEnd()
+                // Bytes after an answer's end came before any next request was written: an
+                // upstream out of step, whose connection is closed (failing whichever exchange now
+                // holds it: one that took it from the idle ones tries a new connection).
+                if buffer.readableBytes > 0 {
+                    failed()
+                    context.close(promise: nil)
+                }
+                return
+            }
         }
-        switch unwrapInboundIn(data) {
-        case .head(let head): receiver.upstreamHead(head)
-        case .body(let part): receiver.upstreamBody(part)
-        case .end:
-            self.receiver = nil
-            receiver.upstreamEnd()
-        }
+        // An answer that is nobody's.
+        if buffer.readableBytes > 0 { context.close(promise: nil) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -133,7 +164,13 @@ final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failed()
+        // An answer framed by the connection's end ends here; any other is cut.
+        if let receiver, parser.closed() != nil {
+            self.receiver = nil
+            receiver.upstreamEnd()
+        } else {
+            failed()
+        }
         context.fireChannelInactive()
     }
 
@@ -142,9 +179,9 @@ final class UpstreamRelay: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private func failed() {
+    private func failed(malformed: UpstreamAnswerParser.Malformed? = nil) {
         let receiver = self.receiver
         self.receiver = nil
-        receiver?.upstreamFailed()
+        receiver?.upstreamFailed(malformed: malformed)
     }
 }

@@ -72,27 +72,35 @@ struct UpstreamForwarder: Sendable {
 
     /// ``outboundHeaders(_:_:_:_:)`` of a request's fields, its trace id and the caller's address.
     func outboundHeaders(_ fields: HTTPFields, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String) -> HTTPHeaders {
-        var headers = HTTPHeaders()
+        // Handed over whole: `HTTPHeaders.add` would check each name again, and these are names
+        // HTTP types has already checked, or Caregate's own.
+        HTTPHeaders(outboundFields(fields, traceID: traceID, caller: caller, credential, scopeHeader))
+    }
+
+    /// ``outboundHeaders(_:traceID:caller:_:_:)`` as name-value pairs.
+    func outboundFields(_ fields: HTTPFields, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String) -> [(String, String)] {
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(fields.count + 9)
         for field in fields {
             let name = field.name.canonicalName
             if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-")
                 || name.utf8.contains(UInt8(ascii: "_")) || Self.callerControlled.contains(name) { continue }
-            headers.add(name: field.name.rawName, value: field.value)
+            headers.append((field.name.rawName, field.value))
         }
-        headers.add(name: "X-Caregate-Client", value: credential.keyID)
-        headers.add(name: "X-Caregate-App", value: credential.appID)
-        headers.add(name: "X-Caregate-Credential-Type", value: credential.type.rawValue)
-        headers.add(name: "X-Caregate-Organization", value: credential.organizationID)
-        headers.add(name: "X-Caregate-Scopes", value: scopeHeader)
-        headers.add(name: "X-Caregate-Trace-Id", value: traceID)
+        headers.append(("X-Caregate-Client", credential.keyID))
+        headers.append(("X-Caregate-App", credential.appID))
+        headers.append(("X-Caregate-Credential-Type", credential.type.rawValue))
+        headers.append(("X-Caregate-Organization", credential.organizationID))
+        headers.append(("X-Caregate-Scopes", scopeHeader))
+        headers.append(("X-Caregate-Trace-Id", traceID))
         let caller = caller ?? "unknown"
         if trustedProxies.contains(caller) {
             let earlier = fields[values: .xForwardedFor].joined(separator: ", ")
-            headers.add(name: "X-Forwarded-For", value: earlier.isEmpty ? caller : earlier + ", " + caller)
-            headers.add(name: "X-Forwarded-Proto", value: fields[values: .xForwardedProto].first ?? "http")
+            headers.append(("X-Forwarded-For", earlier.isEmpty ? caller : earlier + ", " + caller))
+            headers.append(("X-Forwarded-Proto", fields[values: .xForwardedProto].first ?? "http"))
         } else {
-            headers.add(name: "X-Forwarded-For", value: caller)
-            headers.add(name: "X-Forwarded-Proto", value: "http")
+            headers.append(("X-Forwarded-For", caller))
+            headers.append(("X-Forwarded-Proto", "http"))
         }
         return headers
     }
