@@ -75,6 +75,42 @@ struct UpstreamAnswerParserTests {
         }
     }
 
+    @Test("generated answers, cut at random places, read back to the bytes sent")
+    func generated() throws {
+        var random = SeededGenerator(seed: 0x5EED)
+        for round in 0..<300 {
+            let body = (0..<Int.random(in: 0...3000, using: &random)).map { _ in UInt8.random(in: 32...126, using: &random) }
+            var text = "HTTP/1.1 200 OK\r\nX-Round: \(round)\r\n"
+            if Bool.random(using: &random) {
+                text += "Transfer-Encoding: chunked\r\n\r\n"
+                var rest = body[...]
+                while !rest.isEmpty {
+                    let size = min(rest.count, Int.random(in: 1...700, using: &random))
+                    text += String(size, radix: 16, uppercase: Bool.random(using: &random)) + "\r\n" + String(decoding: rest.prefix(size), as: UTF8.self) + "\r\n"
+                    rest = rest.dropFirst(size)
+                }
+                text += "0\r\n\r\n"
+            } else {
+                text += "Content-Length: \(body.count)\r\n\r\n" + String(decoding: body, as: UTF8.self)
+            }
+            let read = try Self.read(text, step: Int.random(in: 1...512, using: &random))
+            #expect(read.ended && read.body == body && read.left == 0 && read.headers.first == "X-Round: \(round)", "round \(round)")
+        }
+    }
+
+    /// SplitMix64: the same cases on every run.
+    struct SeededGenerator: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
     @Test("no body after HEAD, 204 and 304; interim answers left out")
     func bodiless() throws {
         let head = try Self.read("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", head: true)
