@@ -24,7 +24,7 @@ struct UpstreamAnswerParser {
 
     /// The largest head (status line and header lines) read.
     static let maxHeadBytes = 64 * 1024
-    /// The largest chunk-size line (with its extensions) and trailer section read.
+    /// The largest chunk-size line (with its extensions) or trailer line read.
     static let maxChunkLineBytes = 4 * 1024
 
     private enum State {
@@ -48,7 +48,6 @@ struct UpstreamAnswerParser {
     /// A line or head split across reads, kept until it is whole.
     private var pending: ByteBuffer?
     private var answeringHead = false
-    private var keepAlive = true
 
     /// An exchange's request was written: its answer is read next. `head`: the request was `HEAD`.
     mutating func expectAnswer(toHead head: Bool) {
@@ -190,7 +189,7 @@ struct UpstreamAnswerParser {
             guard head.code != 101 else { throw Malformed(description: "101 Switching Protocols") }
             return nil
         }
-        keepAlive = !head.closes && (head.version.minor >= 1 || head.keepsAlive)
+        var keepAlive = !head.closes && (head.version.minor >= 1 || head.keepsAlive)
         if head.transferEncoded && head.length != nil { throw Malformed(description: "both Content-Length and Transfer-Encoding") }
         if answeringHead || head.code == 204 || head.code == 304 {
             state = .ending
