@@ -141,6 +141,13 @@ extension AuditEvent {
             path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: traceID)
     }
 
+    /// Whose request it is: the credential's clinic, app and key.
+    mutating func note(_ credential: Credential) {
+        organizationID = credential.organizationID
+        appID = credential.appID
+        keyID = credential.keyID
+    }
+
     /// What `decide` answered, as the log keeps it: the route and what it requires when
     /// allowed, the route and the missing scope when refused for scope.
     mutating func note(_ decision: Decision, in catalog: CompiledCatalog) {

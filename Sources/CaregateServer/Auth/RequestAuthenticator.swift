@@ -18,9 +18,7 @@ struct RequestAuthenticator: Sendable {
         let organizationHeader = request.headers.value(.organizationID)
         switch try await resolver.resolve(key: authorization.dropFirst(7), organizationHeader: organizationHeader) {
         case .ok(let credential):
-            event.organizationID = credential.organizationID
-            event.appID = credential.appID
-            event.keyID = credential.keyID
+            event.note(credential)
             return credential
         case .invalidOrganization:
             throw APIError.badRequest("X-Organization-Id must be an organization id (org_<32 hex> or its UUID form)")

@@ -100,9 +100,7 @@ struct DirectForwarding: Sendable {
             method: request.method.rawValue, uri: forwarder.basePath + target, host: direct.hostHeader,
             forwarder.outboundFields(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
         var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: traceID)
-        event.organizationID = credential.organizationID
-        event.appID = credential.appID
-        event.keyID = credential.keyID
+        event.note(credential)
         event.note(decision, in: surface.catalog)
         return Plan(
             surface: surface, forwarder: forwarder, target: direct, request: outbound, traceID: traceID, method: request.method,
@@ -156,10 +154,7 @@ struct DirectForwarding: Sendable {
     private static let replacedInAnswer = UpstreamForwarder.hopByHopNames + ["x-trace-id", "date", "server"]
 
     static func isReplacedInAnswer(_ name: String) -> Bool {
-        let length = name.utf8.count
-        return replacedInAnswer.contains { known in
-            known.utf8.count == length && zip(known.utf8, name.utf8).allSatisfy { $0 == $1 | (($1 &- 65) < 26 ? 0x20 : 0) }
-        }
+        replacedInAnswer.contains { UpstreamAnswerParser.equalsLowercased(name.utf8, $0.utf8) }
     }
 
     /// Records a finished request: its audit event and metrics. `failed`: the answer is

@@ -299,11 +299,14 @@ struct UpstreamAnswerParser {
         byte == UInt8(ascii: "\t") || (byte >= 0x20 && byte != 0x7F)
     }
 
+    /// Whether `bytes` spell `lowercase` (lowercase ASCII) in any letter case, as header names
+    /// and tokens compare.
+    static func equalsLowercased(_ bytes: some Collection<UInt8>, _ lowercase: some Collection<UInt8>) -> Bool {
+        bytes.count == lowercase.count && zip(bytes, lowercase).allSatisfy { $0 | ($0 &- 65 < 26 ? 0x20 : 0) == $1 }
+    }
+
     private static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        let known = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
-        for index in 0..<bytes.count where bytes[index] | (bytes[index] &- 65 < 26 ? 0x20 : 0) != known[index] { return false }
-        return true
+        equalsLowercased(bytes, UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
     }
 
     /// A chunk-size line's size (its extensions ignored).
