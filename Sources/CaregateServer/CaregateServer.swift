@@ -97,7 +97,9 @@ public final class CaregateServer: Sendable {
     let upstreamPools: [String: UpstreamConnectionPool]
     /// Keep-alive connections to plain-http upstreams, by event loop (the direct path's).
     let loopUpstreams: LoopUpstreams
-    let forwardingMetrics = ForwardingMetrics()
+    /// Requests counted and timed under Hummingbird's metric names, on the pipeline and the direct path.
+    let requestMetrics = RequestMetrics()
+    let forwardingMetrics: ForwardingMetrics
     /// The page layer (templates, cookies, security headers) of the console and the scope reference.
     let pages: WebPages
     /// Open connections per peer address.
@@ -158,6 +160,7 @@ public final class CaregateServer: Sendable {
         }
         upstreamPools = pools
         loopUpstreams = LoopUpstreams(group: MultiThreadedEventLoopGroup.singleton, surfaces: catalogs.count)
+        forwardingMetrics = ForwardingMetrics(shared: requestMetrics)
         connectionLimits = ConnectionLimits(perPeer: options.maxConnectionsPerPeer, exempt: options.trustedProxies)
         pages = try WebPages(secureCookies: tokens.issuer.lowercased().hasPrefix("https://"))
         let clinic = self.clinic
@@ -246,7 +249,7 @@ public final class CaregateServer: Sendable {
     /// The whole HTTP surface: the middleware in front (see ``CaregateResponder``), then the router.
     func makeResponder() -> CaregateResponder {
         let front: [any MiddlewareProtocol<Request, Response, CaregateContext>] = [
-            TraceMiddleware(), MetricsMiddleware<CaregateContext>(),
+            TraceMiddleware(), RequestMetricsMiddleware(metrics: requestMetrics),
             EnforcementMiddleware(registry: registry, authenticator: RequestAuthenticator(resolver: resolver), audit: auditWriter),
         ]
         return CaregateResponder(front: front, router: makeRouter())
@@ -254,7 +257,8 @@ public final class CaregateServer: Sendable {
 
     /// Caregate's own routes (everything but the enforced surfaces).
     func makeRouter() -> Router<CaregateContext> {
-        let router = Router(context: CaregateContext.self)
+        // HEAD on every GET route (RFC 9110 §9.3.2), as `Allow` already says; the clinic API and gateway surfaces answer it themselves.
+        let router = Router(context: CaregateContext.self, options: .autoGenerateHeadEndpoints)
         let methods = RouterMethods()
         router.add(middleware: RouterErrorMiddleware(methods: methods))
         router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }

@@ -2,16 +2,51 @@ import Foundation
 import SQLKit
 
 /// One decision of the enforcement middleware, as stored (never a secret: the key's id only).
+///
+/// What many events share, whose request it was and the route it was decided on, is held by
+/// reference (``Subject``, ``Route``): one per credential and one per catalog route, made once.
+/// Recording an event then takes two references where it would take five strings, each a
+/// reference count that every thread serving the credential, and the audit writer's, updates.
 public struct AuditEvent: Sendable, Equatable {
+    /// Whose request it was: the clinic, the app and the key (or OAuth client).
+    public final class Subject: Sendable, Equatable {
+        public let organizationID: String?
+        public let appID: String?
+        public let keyID: String?
+
+        public init(organizationID: String?, appID: String?, keyID: String?) {
+            self.organizationID = organizationID
+            self.appID = appID
+            self.keyID = keyID
+        }
+
+        public static func == (a: Subject, b: Subject) -> Bool {
+            a === b || (a.organizationID == b.organizationID && a.appID == b.appID && a.keyID == b.keyID)
+        }
+    }
+
+    /// The route a request was decided on, as the log keeps it: its template and the scope
+    /// the event names (what the route requires when allowed, the missing one when refused).
+    public final class Route: Sendable, Equatable {
+        public let template: String
+        public let requiredScope: String?
+
+        public init(template: String, requiredScope: String?) {
+            self.template = template
+            self.requiredScope = requiredScope
+        }
+
+        public static func == (a: Route, b: Route) -> Bool {
+            a === b || (a.template == b.template && a.requiredScope == b.requiredScope)
+        }
+    }
+
     public var id: String
     public var at: Int64
-    public var organizationID: String?
-    public var appID: String?
-    public var keyID: String?
+    public var subject: Subject?
     public var method: String
-    public var route: String?
+    public var decided: Route?
     public var path: String
-    public var requiredScope: String?
     public var decision: String
     public var status: Int
     public var traceID: String
@@ -21,25 +56,38 @@ public struct AuditEvent: Sendable, Equatable {
     /// How many requests this event stands for (1, or a peer's tally).
     public var count: Int
 
+    public var organizationID: String? { subject?.organizationID }
+    public var appID: String? { subject?.appID }
+    public var keyID: String? { subject?.keyID }
+    public var route: String? { decided?.template }
+    public var requiredScope: String? { decided?.requiredScope }
+
     /// `id` is left empty on the request path; the store gives each stored event its id.
+    public init(
+        at: Int64, subject: Subject?, method: String, decided: Route?, path: String, decision: String, status: Int, traceID: String,
+        peer: String? = nil, count: Int = 1
+    ) {
+        self.id = ""
+        self.at = at
+        self.subject = subject
+        self.method = method
+        self.decided = decided
+        self.path = path
+        self.decision = decision
+        self.status = status
+        self.traceID = traceID
+        self.peer = peer
+        self.count = count
+    }
+
     public init(
         at: Int64, organizationID: String?, appID: String?, keyID: String?, method: String, route: String?, path: String,
         requiredScope: String?, decision: String, status: Int, traceID: String, peer: String? = nil, count: Int = 1
     ) {
-        self.id = ""
-        self.peer = peer
-        self.count = count
-        self.at = at
-        self.organizationID = organizationID
-        self.appID = appID
-        self.keyID = keyID
-        self.method = method
-        self.route = route
-        self.path = path
-        self.requiredScope = requiredScope
-        self.decision = decision
-        self.status = status
-        self.traceID = traceID
+        let subject = organizationID == nil && appID == nil && keyID == nil ? nil : Subject(organizationID: organizationID, appID: appID, keyID: keyID)
+        self.init(
+            at: at, subject: subject, method: method, decided: route.map { Route(template: $0, requiredScope: requiredScope) }, path: path,
+            decision: decision, status: status, traceID: traceID, peer: peer, count: count)
     }
 }
 
@@ -72,11 +120,11 @@ public struct AuditStore: Sendable {
             var organizationID: String?
             var appID: String?
         }
-        // Events by app and clinic, in recorded order; consecutive events mostly share them, so
-        // the dictionary is consulted only when they change.
+        // Events by app and clinic, in recorded order; consecutive events mostly share them (most
+        // often the very same subject), so the dictionary is consulted only when they change.
         var groups: [Credential: [Int]] = [:]
         var order: [Credential] = []
-        var run: (credential: Credential, indices: [Int])?
+        var run: (credential: Credential, subject: AuditEvent.Subject?, indices: [Int])?
         func close() {
             guard let current = run else { return }
             if groups[current.credential] == nil { order.append(current.credential) }
@@ -84,11 +132,13 @@ public struct AuditStore: Sendable {
             run = nil
         }
         for i in events.indices {
-            if let current = run, current.credential.organizationID == events[i].organizationID, current.credential.appID == events[i].appID {
+            let subject = events[i].subject
+            if let current = run,
+               current.subject === subject || (current.credential.organizationID == subject?.organizationID && current.credential.appID == subject?.appID) {
                 run!.indices.append(i)
             } else {
                 close()
-                run = (Credential(organizationID: events[i].organizationID, appID: events[i].appID), [i])
+                run = (Credential(organizationID: subject?.organizationID, appID: subject?.appID), subject, [i])
             }
         }
         close()
@@ -101,8 +151,9 @@ public struct AuditStore: Sendable {
                 document.removeAll(keepingCapacity: true)
                 var allowed = 0
                 // The segment names the key when its events share one; else each event names its own.
-                let key = events[chunk.first!].keyID
-                let shared = chunk.allSatisfy { events[$0].keyID == key }
+                let firstSubject = events[chunk.first!].subject
+                let key = firstSubject?.keyID
+                let shared = chunk.allSatisfy { events[$0].subject === firstSubject || events[$0].keyID == key }
                 Self.writeEvents(events, chunk, into: &document, allowed: &allowed, withKeys: !shared)
                 let first = events[chunk.first!].at, last = events[chunk.last!].at
                 // Named after its latest event, so that the segment holding the newest event comes first.
@@ -140,11 +191,11 @@ public struct AuditStore: Sendable {
                 out.append(UInt8(ascii: ","))
                 string(events[i].method)
                 out.append(UInt8(ascii: ","))
-                string(events[i].route)
+                string(events[i].decided?.template)
                 out.append(UInt8(ascii: ","))
                 string(events[i].path)
                 out.append(UInt8(ascii: ","))
-                string(events[i].requiredScope)
+                string(events[i].decided?.requiredScope)
                 out.append(UInt8(ascii: ","))
                 string(events[i].decision)
                 out.append(UInt8(ascii: ","))
@@ -159,13 +210,18 @@ public struct AuditStore: Sendable {
                 }
                 if withKeys {
                     out.append(UInt8(ascii: ","))
-                    string(events[i].keyID)
+                    string(events[i].subject?.keyID)
                 }
                 out.append(UInt8(ascii: "]"))
                 if events[i].decision == "allowed" { allowed += 1 }
             }
         }
         out.append(UInt8(ascii: "]"))
+    }
+
+    /// A segment's subject (nil when it names nobody: a tally of unauthenticated requests).
+    private static func subject(_ organizationID: String?, _ appID: String?, _ keyID: String?) -> AuditEvent.Subject? {
+        organizationID == nil && appID == nil && keyID == nil ? nil : AuditEvent.Subject(organizationID: organizationID, appID: appID, keyID: keyID)
     }
 
     /// One stored event, as written by ``writeEvents(_:_:into:allowed:)``.
@@ -182,6 +238,13 @@ public struct AuditStore: Sendable {
         var count = 1
         /// The key, in a segment of several keys' events (else the segment's).
         var keyID: String?
+
+        /// The event, under its segment's subject unless it names its own key (`own`).
+        func event(_ segment: AuditEvent.Subject?, _ own: AuditEvent.Subject??) -> AuditEvent {
+            AuditEvent(
+                at: at, subject: own ?? segment, method: method, decided: route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) },
+                path: path, decision: decision, status: status, traceID: traceID, peer: peer, count: count)
+        }
 
         /// A segment row's events, in the order written.
         static func all(in row: any SQLRow) throws -> [StoredEvent] {
@@ -248,14 +311,12 @@ public struct AuditStore: Sendable {
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
+                let segmentSubject = Self.subject(organizationID, appID, keyID)
                 for position in stride(from: end - 1, through: 0, by: -1)
                 where (decision == nil || stored[position].decision == decision) && (traceID == nil || stored[position].traceID == traceID)
                     && (since.map { stored[position].at >= $0 } ?? true) && (beforeAt.map { stored[position].at < $0 } ?? true) {
                     let e = stored[position]
-                    var event = AuditEvent(
-                        at: e.at, organizationID: organizationID, appID: appID, keyID: e.keyID ?? keyID, method: e.method, route: e.route, path: e.path,
-                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID,
-                        peer: e.peer, count: e.count)
+                    var event = e.event(segmentSubject, e.keyID.map { Self.subject(organizationID, appID, $0) })
                     event.id = segment + Self.hex4(position)
                     events.append(event)
                     if events.count > limit { break }
@@ -324,11 +385,10 @@ public struct AuditStore: Sendable {
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
+                let segmentSubject = Self.subject(organizationID, appID, keyID)
                 var events: [AuditEvent] = []
                 for (position, e) in try StoredEvent.all(in: row).enumerated() where since.map({ e.at >= $0 }) ?? true {
-                    var event = AuditEvent(
-                        at: e.at, organizationID: organizationID, appID: appID, keyID: e.keyID ?? keyID, method: e.method, route: e.route, path: e.path,
-                        requiredScope: e.requiredScope, decision: e.decision, status: e.status, traceID: e.traceID, peer: e.peer, count: e.count)
+                    var event = e.event(segmentSubject, e.keyID.map { Self.subject(organizationID, appID, $0) })
                     event.id = segment + Self.hex4(position)
                     events.append(event)
                 }

@@ -125,14 +125,14 @@ extension JSONValue {
     /// `s` as a JSON string literal.
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Most strings need no escaping: copy them whole.
-        var copy = s
-        let plain = copy.withUTF8 { bytes -> Bool in
+        // Most strings need no escaping: copy them whole, read in place (a copy of the string
+        // would update its reference count, which other threads share).
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
             for byte in bytes where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
             out.append(contentsOf: bytes)
             return true
         }
-        if plain {
+        if plain == true {
             out.append(UInt8(ascii: "\""))
             return
         }

@@ -260,6 +260,12 @@ struct ContractTests {
         try await withServer(.sqlite) { s in
             #expect(try await s.request("GET", "/healthz").text == #"{"status":"ok"}"#)
             #expect(try await s.request("GET", "/readyz").status == 200)
+            // HEAD of Caregate's own GET routes: GET's status and headers, no body (it was a 405 whose Allow named HEAD).
+            for path in ["/healthz", "/readyz", "/openapi.json", "/.well-known/jwks.json"] {
+                let head = try await s.request("HEAD", path)
+                #expect(head.status == 200, "HEAD \(path)")
+                #expect(head.text.isEmpty, "HEAD \(path)")
+            }
             let metrics = try await s.request("GET", "/metrics")
             #expect(metrics.status == 200)
             #expect(metrics.text.contains("hb_requests") || metrics.text.contains("http"))

@@ -38,6 +38,41 @@ import Testing
         }
     }
 
+    /// Metrics are process-wide and other suites' servers run beside this one, so the exact
+    /// counts are of `HEAD /healthz`, which no other test sends.
+    @Test("every answer is counted and timed once: in-memory answers when returned, streamed ones when written; none stays active")
+    func requestMetricsTiming() async throws {
+        try await withServer(.sqlite) { s in
+            /// The value of the first series named `name` whose labels contain every one of `labels`, in `text`.
+            func value(_ text: String, _ name: String, _ labels: [String]) -> Double {
+                let line = text.split(separator: "\n").first { line in line.hasPrefix(name + "{") && labels.allSatisfy { line.contains($0) } }
+                return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            let healthz = [#"http_route="/healthz""#, #"http_request_method="HEAD""#, #"http_response_status_code="200""#]
+            let export = [#"http_route="/manage/audit/export""#, #"http_response_status_code="200""#]
+            let before = try await s.request("GET", "/metrics").text
+            for _ in 0..<5 { try expectStatus(try await s.request("HEAD", "/healthz"), 200) }
+            // The audit export is streamed (no length known): it is timed once its last byte is written.
+            try expectStatus(try await s.request("GET", "/manage/audit/export", token: s.operatorToken), 200)
+            // A refusal thrown below the metrics is counted under its status, as an error.
+            try expectStatus(try await s.request("GET", "/v3/patients"), 401)
+            let after = try await s.request("GET", "/metrics").text
+            #expect(value(after, "hb_requests", healthz) - value(before, "hb_requests", healthz) == 5)
+            #expect(value(after, "http_server_request_duration_count", healthz) - value(before, "http_server_request_duration_count", healthz) == 5)
+            #expect(value(after, "http_server_request_duration_count", export) - value(before, "http_server_request_duration_count", export) >= 1)
+            #expect(value(after, "hb_request_errors", [#"error_type="401""#]) >= 1)
+            // Nothing stays counted as in progress: no HEAD, and of the GETs only the /metrics request
+            // itself (other suites' requests come and go, so the gauges are read until they settle).
+            var settled = false
+            for _ in 0..<300 where !settled {
+                let text = try await s.request("GET", "/metrics").text
+                settled = value(text, "http_server_active_requests", [#"http_request_method="HEAD""#]) == 0
+                    && value(text, "http_server_active_requests", [#"http_request_method="GET""#]) == 1
+            }
+            #expect(settled, "active requests did not return to the /metrics request alone")
+        }
+    }
+
     @Test("every 405 carries Allow: the clinic API, the gateway and Caregate's own routes")
     func allowHeader() async throws {
         let upstream = try EchoUpstream()

@@ -137,28 +137,24 @@ extension AuditEvent {
     /// (at most 512 bytes of it are kept) and trace id: denied until a decision says otherwise.
     static func opened(method: String, path: String, traceID: String) -> AuditEvent {
         AuditEvent(
-            at: Clock.millis(), organizationID: nil, appID: nil, keyID: nil, method: method, route: nil,
-            path: path.utf8.count <= 512 ? path : String(path.prefix(512)), requiredScope: nil, decision: "denied", status: 0, traceID: traceID)
+            at: Clock.millis(), subject: nil, method: method, decided: nil, path: path.utf8.count <= 512 ? path : String(path.prefix(512)),
+            decision: "denied", status: 0, traceID: traceID)
     }
 
     /// Whose request it is: the credential's clinic, app and key.
     mutating func note(_ credential: Credential) {
-        organizationID = credential.organizationID
-        appID = credential.appID
-        keyID = credential.keyID
+        subject = credential.auditSubject
     }
 
     /// What `decide` answered, as the log keeps it: the route and what it requires when
     /// allowed, the route and the missing scope when refused for scope.
-    mutating func note(_ decision: Decision, in catalog: CompiledCatalog) {
+    mutating func note(_ decision: Decision, on surface: Surface) {
         switch decision {
         case .allowed(let route):
-            self.route = catalog.routes[route.index].template
-            requiredScope = catalog.routes[route.index].isPublic ? nil : catalog.routes[route.index].requirement
+            decided = surface.auditRoutes[route.index]
             self.decision = "allowed"
         case .insufficientScope(let route, let required):
-            self.route = catalog.routes[route.index].template
-            requiredScope = required
+            decided = AuditEvent.Route(template: surface.auditRoutes[route.index].template, requiredScope: required)
         case .notFound, .methodNotAllowed, .invalidPath:
             break
         }

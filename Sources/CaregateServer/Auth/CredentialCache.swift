@@ -31,6 +31,8 @@ final class Credential: Sendable {
     let meBody: [ByteBuffer]
     /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
     let scopeHeader: [String]
+    /// What its requests' audit events name it by: one reference for clinic, app and key.
+    let auditSubject: AuditEvent.Subject
 
     init(
         keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
@@ -51,6 +53,7 @@ final class Credential: Sendable {
         self.family = family
         self.meBody = meBody
         self.scopeHeader = scopeHeader
+        auditSubject = AuditEvent.Subject(organizationID: organizationID, appID: appID, keyID: keyID)
     }
 
     /// A credential of `app` in a clinic with what its view says it may do there.

@@ -101,7 +101,7 @@ struct DirectForwarding: Sendable {
             forwarder.outboundFields(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
         var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: traceID)
         event.note(credential)
-        event.note(decision, in: surface.catalog)
+        event.note(decision, on: surface)
         return Plan(
             surface: surface, forwarder: forwarder, target: direct, request: outbound, traceID: traceID, method: request.method,
             routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
@@ -168,8 +168,8 @@ struct DirectForwarding: Sendable {
     }
 }
 
-/// The metrics Hummingbird's `MetricsMiddleware` records for a request of the pipeline, under
-/// the same names and dimensions, for the requests of the direct path.
+/// The request metrics (``RequestMetrics``, the pipeline's) of the direct path's requests,
+/// with the recorders found by surface and route index rather than by the route's text.
 final class ForwardingMetrics: Sendable {
     private struct Key: Hashable {
         var surface: Int
@@ -178,21 +178,20 @@ final class ForwardingMetrics: Sendable {
         var status: Int
     }
 
-    private struct Recorders: Sendable {
-        var requests: Counter
-        var duration: Timer
-    }
-
-    private let recorders = Mutex<[Key: Recorders]>([:])
-    private let active = Mutex<[HTTPRequest.Method: Meter]>([:])
+    let shared: RequestMetrics
+    private let recorders = Mutex<[Key: RequestMetrics.Recorders]>([:])
     private let directRequests = Atomic<Int>(0)
+
+    init(shared: RequestMetrics) {
+        self.shared = shared
+    }
 
     /// Requests forwarded on the direct path since start.
     var forwardedDirectly: Int { directRequests.load(ordering: .relaxed) }
 
     func started(_ plan: DirectForwarding.Plan) {
         directRequests.add(1, ordering: .relaxed)
-        let active = meter(plan.method)
+        let active = shared.activeRequests(plan.method)
         active.increment()
         plan.active = active
     }
@@ -201,31 +200,15 @@ final class ForwardingMetrics: Sendable {
         let key = Key(surface: plan.surface.index, route: plan.routeIndex, method: plan.method, status: status)
         let recorders = recorders.withLock { recorders in
             if let known = recorders[key] { return known }
-            let dimensions = [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("http.response.status_code", "\(status)")]
-            let made = Recorders(
-                requests: Counter(label: "hb.requests", dimensions: dimensions),
-                duration: Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds))
+            let made = shared.recorders(route: plan.route, method: plan.method, status: status)
             recorders[key] = made
             return made
         }
         recorders.requests.increment()
-        // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's
-        // (rare: the counter is looked up when needed, so that no series of zeros is published).
-        if failed {
-            Counter(label: "hb.request.errors", dimensions: [("http.route", plan.route), ("http.request.method", plan.method.rawValue), ("error.type", "\(status)")])
-                .increment()
-        }
+        // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's.
+        if failed { shared.errorCounter(route: plan.route, method: plan.method, status: status).increment() }
         recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - plan.started))
         plan.active?.decrement()
-    }
-
-    private func meter(_ method: HTTPRequest.Method) -> Meter {
-        active.withLock { meters in
-            if let known = meters[method] { return known }
-            let made = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", method.rawValue)])
-            meters[method] = made
-            return made
-        }
     }
 }
 

@@ -25,7 +25,7 @@ struct EnforcementMiddleware: RouterMiddleware {
         return try await audit.recording(request, path: path, context) { event in
             let credential = try await authenticator.authenticate(request, &event)
             let decision = method.map { Self.decide(surface, credential.decisionSets[surface.decisionIndex], $0, path, request.uri.query) } ?? .methodNotAllowed
-            event.note(decision, in: surface.catalog)
+            event.note(decision, on: surface)
             if let route = decision.route { context.coreContext.endpointPath.value = surface.routeTemplates[route.index] }
             switch decision {
             case .allowed(let route):

@@ -1,3 +1,4 @@
+import CaregateStore
 import Scopes
 
 /// One protected surface: a catalog, the path prefixes it owns, and what answers the
@@ -45,6 +46,8 @@ final class Surface: Sendable {
     let backend: Backend
     /// Route templates by route index, as metrics and the audit log name them (`/v3/patients/{id}`).
     let routeTemplates: [String]
+    /// By route index: the route as an allowed request's audit event names it (template and requirement), made once.
+    let auditRoutes: [AuditEvent.Route]
     /// The paths (without a trailing `/`) of a gateway surface's public routes: Caregate's own
     /// router answers them, with any method, without a credential (the practice API's token
     /// endpoint; a GET there is the router's 405). On the clinic data API a public route still
@@ -67,6 +70,7 @@ final class Surface: Sendable {
         self.prefixes = prefixes
         self.backend = backend
         routeTemplates = catalog.routes.map(\.path)
+        auditRoutes = catalog.routes.map { AuditEvent.Route(template: $0.template, requiredScope: $0.isPublic ? nil : $0.requirement) }
         // Caregate answers SMART discovery at the FHIR base itself, in front of any upstream.
         let discovery = Self.discoveryPaths.filter { path in prefixes.contains { path.isPath(under: $0) } }.map { $0[...] }
         switch backend {
