@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "Scopes", "CaregateServer", "CaregateStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["Fixtures"],
             swiftSettings: strict

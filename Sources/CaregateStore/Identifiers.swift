@@ -169,7 +169,7 @@ public enum Secrets {
     }
 
     /// A stored digest against a computed one, in the same way.
-    public static func constantTimeEquals(_ stored: [UInt8], _ computed: HashedAuthenticationCode<SHA256>) -> Bool {
+    public static func constantTimeEquals(_ stored: [UInt8], _ computed: SHA256Digest) -> Bool {
         stored.withUnsafeBytes { x in computed.withUnsafeBytes { y in constantTimeEquals(x, y) } }
     }
 

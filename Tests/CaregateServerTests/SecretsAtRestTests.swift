@@ -1,5 +1,6 @@
 import CaregateServer
 import CaregateStore
+import Crypto
 import Foundation
 import Logging
 import Testing
@@ -8,6 +9,27 @@ import Testing
 /// the database alone signs nothing.
 @Suite struct SecretsAtRestTests {
     static let secret = "an-operator-supplied-secret-of-40-bytes!!"
+
+    @Test("the keyed hash of keys and tokens is HMAC-SHA-256 under the server secret, for secrets shorter than, equal to and longer than a block")
+    func keyedHashIsHMAC() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let database = try await Database.open(.sqlite(path: directory.appendingPathComponent("hash.sqlite").path), logger: logger)
+        var generator = SystemRandomNumberGenerator()
+        for secretLength in [32, 63, 64, 65, 100, 200] {
+            let secret = SymmetricKey(data: (0..<secretLength).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let store = GrantStore(database: database, secret: secret)
+            for valueLength in [0, 1, 55, 56, 62, 64, 119, 120, 300] {
+                let value = String((0..<valueLength).map { _ in "abcXYZ019_é".randomElement(using: &generator)! })
+                let expected = Secrets.hex(HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: secret))
+                #expect(store.hash(value) == expected, "secret \(secretLength) bytes, value \(valueLength) characters")
+                #expect(Secrets.constantTimeEquals(Array(HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: secret)), store.digest(value[...])))
+            }
+        }
+        await database.shutdown()
+    }
 
     @Test("with CAREGATE_SECRET set the stored signing keys are ciphertext; a database from before sealing is sealed in place and its tokens still verify")
     func sealedSigningKeys() async throws {
