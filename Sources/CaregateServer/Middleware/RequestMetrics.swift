@@ -66,9 +66,9 @@ final class RequestMetrics: Sendable {
 /// and under the same names, without its cost: that middleware wraps every answer's body in a
 /// closure to time it to its last byte, which makes Hummingbird write the head and the body in
 /// two writes and two awaits (12 µs of server CPU per request here). An answer held in memory
-/// (its length is known) is timed when it is returned, since writing it cannot wait on
-/// anything; only a streamed one (unknown length: the gateway's answers, exports) is timed
-/// to its last byte. The route is the one the pipeline or the router decided
+/// (its length is known) is timed when it is returned: all of it exists, and what is left is
+/// the connection's writing, which a slow client can stretch. Only a streamed answer (unknown
+/// length: the gateway's answers, exports) is timed to its last byte. The route is the one the pipeline or the router decided
 /// (`context.endpointPath`); a request that ends in an error counts under its status.
 struct RequestMetricsMiddleware: RouterMiddleware {
     typealias Context = CaregateContext
