@@ -122,23 +122,30 @@ public struct AuditStore: Sendable {
         }
         // Events by app and clinic, in recorded order; consecutive events mostly share them (most
         // often the very same subject), so the dictionary is consulted only when they change.
+        // The current run is three variables, not an optional tuple: reading a copy of the tuple
+        // to compare would share its index array, and every append would then copy it whole.
         var groups: [Credential: [Int]] = [:]
         var order: [Credential] = []
-        var run: (credential: Credential, subject: AuditEvent.Subject?, indices: [Int])?
+        var runCredential: Credential?
+        var runSubject: AuditEvent.Subject?
+        var runIndices: [Int] = []
         func close() {
-            guard let current = run else { return }
-            if groups[current.credential] == nil { order.append(current.credential) }
-            groups[current.credential, default: []].append(contentsOf: current.indices)
-            run = nil
+            guard let credential = runCredential else { return }
+            if groups[credential] == nil { order.append(credential) }
+            groups[credential, default: []].append(contentsOf: runIndices)
+            runIndices.removeAll(keepingCapacity: true)
+            runCredential = nil
         }
         for i in events.indices {
             let subject = events[i].subject
-            if let current = run,
-               current.subject === subject || (current.credential.organizationID == subject?.organizationID && current.credential.appID == subject?.appID) {
-                run!.indices.append(i)
+            if let credential = runCredential,
+               runSubject === subject || (credential.organizationID == subject?.organizationID && credential.appID == subject?.appID) {
+                runIndices.append(i)
             } else {
                 close()
-                run = (Credential(organizationID: subject?.organizationID, appID: subject?.appID), subject, [i])
+                runCredential = Credential(organizationID: subject?.organizationID, appID: subject?.appID)
+                runSubject = subject
+                runIndices.append(i)
             }
         }
         close()
