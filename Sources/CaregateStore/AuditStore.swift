@@ -46,10 +46,14 @@ public struct AuditEvent: Sendable, Equatable {
     public var subject: Subject?
     public var method: String
     public var decided: Route?
-    public var path: String
+    /// The request's path. Nil while it is the decided route's own template (a route without
+    /// parameters): the event then keeps no string of its own that the audit writer's thread
+    /// would have to read and free, memory the request's thread allocated.
+    private var ownPath: String?
     public var decision: String
     public var status: Int
-    public var traceID: String
+    /// For the same reason, a trace id of Caregate's length (36 bytes, a UUID) is kept inline.
+    private var trace: Trace
     /// Set on the tally of requests that failed before authentication: the peer they came
     /// from (such requests are never filed under a clinic, and are not logged one by one).
     public var peer: String?
@@ -61,6 +65,65 @@ public struct AuditEvent: Sendable, Equatable {
     public var keyID: String? { subject?.keyID }
     public var route: String? { decided?.template }
     public var requiredScope: String? { decided?.requiredScope }
+    public var path: String {
+        get { ownPath ?? decided?.template ?? "" }
+        set { ownPath = newValue }
+    }
+    public var traceID: String {
+        get { trace.text }
+        set { trace = Trace(newValue) }
+    }
+
+    /// Equal when every field reads the same (a path kept as its route's template included).
+    public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
+        a.id == b.id && a.at == b.at && a.subject == b.subject && a.method == b.method && a.decided == b.decided && a.path == b.path
+            && a.decision == b.decision && a.status == b.status && a.trace == b.trace && a.peer == b.peer && a.count == b.count
+    }
+
+    /// Drops the path's own string when it is the decided route's template.
+    public mutating func sharePathWithRoute() {
+        if let ownPath, let decided, ownPath == decided.template { self.ownPath = nil }
+    }
+
+    /// The path and the trace id as JSON strings, read in place.
+    func writePath(into out: inout [UInt8]) {
+        if let ownPath { JSONValue.writeString(ownPath, into: &out) } else { JSONValue.writeString(decided?.template ?? "", into: &out) }
+    }
+
+    func writeTraceID(into out: inout [UInt8]) {
+        trace.write(into: &out)
+    }
+
+    private enum Trace: Sendable, Equatable {
+        case inline(InlineArray<36, UInt8>)
+        case text(String)
+
+        init(_ text: String) {
+            let inline: InlineArray<36, UInt8>? = text.utf8.count == 36
+                ? text.utf8.withContiguousStorageIfAvailable { bytes in InlineArray { bytes[$0] } } : nil
+            self = inline.map(Trace.inline) ?? .text(text)
+        }
+
+        var text: String {
+            switch self {
+            case .inline(let bytes):
+                String(unsafeUninitializedCapacity: 36) { buffer in
+                    for i in 0..<36 { buffer[i] = bytes[i] }
+                    return 36
+                }
+            case .text(let text): text
+            }
+        }
+
+        func write(into out: inout [UInt8]) {
+            switch self {
+            case .inline(let bytes): bytes.span.withUnsafeBufferPointer { JSONValue.writeString(utf8: $0, into: &out) }
+            case .text(let text): JSONValue.writeString(text, into: &out)
+            }
+        }
+
+        static func == (a: Trace, b: Trace) -> Bool { a.text == b.text }
+    }
 
     /// `id` is left empty on the request path; the store gives each stored event its id.
     public init(
@@ -72,10 +135,10 @@ public struct AuditEvent: Sendable, Equatable {
         self.subject = subject
         self.method = method
         self.decided = decided
-        self.path = path
+        self.ownPath = path
         self.decision = decision
         self.status = status
-        self.traceID = traceID
+        self.trace = Trace(traceID)
         self.peer = peer
         self.count = count
     }
@@ -200,7 +263,7 @@ public struct AuditStore: Sendable {
                 out.append(UInt8(ascii: ","))
                 string(events[i].decided?.template)
                 out.append(UInt8(ascii: ","))
-                string(events[i].path)
+                events[i].writePath(into: &out)
                 out.append(UInt8(ascii: ","))
                 string(events[i].decided?.requiredScope)
                 out.append(UInt8(ascii: ","))
@@ -208,7 +271,7 @@ public struct AuditStore: Sendable {
                 out.append(UInt8(ascii: ","))
                 out.append(contentsOf: String(events[i].status).utf8)
                 out.append(UInt8(ascii: ","))
-                string(events[i].traceID)
+                events[i].writeTraceID(into: &out)
                 if events[i].peer != nil || withKeys {
                     out.append(UInt8(ascii: ","))
                     string(events[i].peer)

@@ -152,6 +152,7 @@ extension AuditEvent {
         switch decision {
         case .allowed(let route):
             decided = surface.auditRoutes[route.index]
+            sharePathWithRoute()
             self.decision = "allowed"
         case .insufficientScope(let route, let required):
             decided = AuditEvent.Route(template: surface.auditRoutes[route.index].template, requiredScope: required)
