@@ -103,6 +103,36 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("trace ids of any text and paths read from their route come back exactly as recorded")
+    func traceIDsAndPathsRoundTrip() async throws {
+        try await withServer(.sqlite) { s in
+            let store = AuditStore(database: s.server.database)
+            let clinic = Identifier.random("org"), app = Identifier.random("app")
+            // 36 bytes (held inline): with characters JSON must escape, of multi-byte text, a
+            // lowercase UUID, with a control character; and shorter and longer ones (held as strings).
+            let traces = [
+                #"0123456789"abcdef\ghij\u0001klmnopqr"#, String(repeating: "é", count: 18), UUID().uuidString.lowercased(), "short",
+                String(repeating: "x", count: 37), "line\nbreak" + String(repeating: "-", count: 26),
+            ]
+            #expect([0, 1, 2, 5].allSatisfy { traces[$0].utf8.count == 36 })
+            let route = AuditEvent.Route(template: "/v3/patients", requiredScope: "read:patients")
+            var written: [AuditEvent] = []
+            for (i, trace) in traces.enumerated() {
+                var event = AuditEvent(
+                    at: Clock.millis(), subject: .init(organizationID: clinic, appID: app, keyID: "key_t"), method: "GET", decided: route,
+                    path: i % 2 == 0 ? "/v3/patients" : "/v3/patients?limit=\(i)", decision: "allowed", status: 200, traceID: trace)
+                event.sharePathWithRoute()
+                #expect(event.traceID == trace)
+                written.append(event)
+            }
+            #expect(written[0].path == "/v3/patients" && written[1].path == "/v3/patients?limit=1")
+            try await store.insert(written)
+            let read = try await store.page(organizationID: clinic, appID: app, decision: nil, limit: 100, cursor: nil).events
+            #expect(read.map(\.traceID).sorted() == traces.sorted())
+            #expect(Set(read.map(\.path)) == Set(written.map(\.path)))
+        }
+    }
+
     @Test("an audit log written a row per event (schema 4) is moved into segments, ids kept")
     func migratesRowsPerEvent() async throws {
         let dir = try temporaryDirectory()
