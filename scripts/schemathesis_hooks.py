@@ -22,13 +22,30 @@ not set here: it is a declared header parameter, pinned in scripts/schemathesis.
 Every provider is uncached (refresh_interval=None) so a 401 is never retried behind the
 checks' back.
 """
+import ast
 import base64
 import json
 import os
+import sys
+import threading
 
 import requests
 
 import schemathesis
+
+# CPython 3.11 before 3.11.8 can fail with "SystemError: AST constructor recursion depth
+# mismatch" when two threads build ASTs at once (python/cpython#106905). Hypothesis builds
+# them from schemathesis's workers (to describe its filter lambdas). One lock makes those
+# builds take turns; the race had crashed a run and its retry in a row (2026-12-02).
+if sys.version_info < (3, 11, 8):
+    _unlocked_parse = ast.parse
+    _ast_lock = threading.Lock()
+
+    def _parse_in_turn(*args, **kwargs):
+        with _ast_lock:
+            return _unlocked_parse(*args, **kwargs)
+
+    ast.parse = _parse_in_turn
 
 with open(os.environ["CG_WORLD"]) as f:
     WORLD = json.load(f)
