@@ -20,6 +20,11 @@ public struct AuditEvent: Sendable, Equatable {
             self.keyID = keyID
         }
 
+        /// The subject of these ids, or nil when they name nobody (a tally of unauthenticated requests).
+        public static func naming(organizationID: String?, appID: String?, keyID: String?) -> Subject? {
+            organizationID == nil && appID == nil && keyID == nil ? nil : Subject(organizationID: organizationID, appID: appID, keyID: keyID)
+        }
+
         public static func == (a: Subject, b: Subject) -> Bool {
             a === b || (a.organizationID == b.organizationID && a.appID == b.appID && a.keyID == b.keyID)
         }
@@ -147,9 +152,8 @@ public struct AuditEvent: Sendable, Equatable {
         at: Int64, organizationID: String?, appID: String?, keyID: String?, method: String, route: String?, path: String,
         requiredScope: String?, decision: String, status: Int, traceID: String, peer: String? = nil, count: Int = 1
     ) {
-        let subject = organizationID == nil && appID == nil && keyID == nil ? nil : Subject(organizationID: organizationID, appID: appID, keyID: keyID)
         self.init(
-            at: at, subject: subject, method: method, decided: route.map { Route(template: $0, requiredScope: requiredScope) }, path: path,
+            at: at, subject: .naming(organizationID: organizationID, appID: appID, keyID: keyID), method: method, decided: route.map { Route(template: $0, requiredScope: requiredScope) }, path: path,
             decision: decision, status: status, traceID: traceID, peer: peer, count: count)
     }
 }
@@ -289,11 +293,6 @@ public struct AuditStore: Sendable {
         out.append(UInt8(ascii: "]"))
     }
 
-    /// A segment's subject (nil when it names nobody: a tally of unauthenticated requests).
-    private static func subject(_ organizationID: String?, _ appID: String?, _ keyID: String?) -> AuditEvent.Subject? {
-        organizationID == nil && appID == nil && keyID == nil ? nil : AuditEvent.Subject(organizationID: organizationID, appID: appID, keyID: keyID)
-    }
-
     /// One stored event, as written by ``writeEvents(_:_:into:allowed:)``.
     private struct StoredEvent: Decodable {
         var at: Int64
@@ -309,10 +308,12 @@ public struct AuditStore: Sendable {
         /// The key, in a segment of several keys' events (else the segment's).
         var keyID: String?
 
-        /// The event, under its segment's subject unless it names its own key (`own`).
-        func event(_ segment: AuditEvent.Subject?, _ own: AuditEvent.Subject??) -> AuditEvent {
-            AuditEvent(
-                at: at, subject: own ?? segment, method: method, decided: route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) },
+        /// The event, under its segment's subject unless it names its own key (in a segment of
+        /// several keys' events; the segment's clinic and app are still its own).
+        func event(in segment: AuditEvent.Subject?) -> AuditEvent {
+            let subject = keyID.map { AuditEvent.Subject(organizationID: segment?.organizationID, appID: segment?.appID, keyID: $0) } ?? segment
+            return AuditEvent(
+                at: at, subject: subject, method: method, decided: route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) },
                 path: path, decision: decision, status: status, traceID: traceID, peer: peer, count: count)
         }
 
@@ -381,12 +382,12 @@ public struct AuditStore: Sendable {
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
-                let segmentSubject = Self.subject(organizationID, appID, keyID)
+                let segmentSubject = AuditEvent.Subject.naming(organizationID: organizationID, appID: appID, keyID: keyID)
                 for position in stride(from: end - 1, through: 0, by: -1)
                 where (decision == nil || stored[position].decision == decision) && (traceID == nil || stored[position].traceID == traceID)
                     && (since.map { stored[position].at >= $0 } ?? true) && (beforeAt.map { stored[position].at < $0 } ?? true) {
                     let e = stored[position]
-                    var event = e.event(segmentSubject, e.keyID.map { Self.subject(organizationID, appID, $0) })
+                    var event = e.event(in: segmentSubject)
                     event.id = segment + Self.hex4(position)
                     events.append(event)
                     if events.count > limit { break }
@@ -455,10 +456,10 @@ public struct AuditStore: Sendable {
                 let organizationID = try row.decode(column: "organization_id", as: String?.self)
                 let appID = try row.decode(column: "app_id", as: String?.self)
                 let keyID = try row.decode(column: "key_id", as: String?.self)
-                let segmentSubject = Self.subject(organizationID, appID, keyID)
+                let segmentSubject = AuditEvent.Subject.naming(organizationID: organizationID, appID: appID, keyID: keyID)
                 var events: [AuditEvent] = []
                 for (position, e) in try StoredEvent.all(in: row).enumerated() where since.map({ e.at >= $0 }) ?? true {
-                    var event = e.event(segmentSubject, e.keyID.map { Self.subject(organizationID, appID, $0) })
+                    var event = e.event(in: segmentSubject)
                     event.id = segment + Self.hex4(position)
                     events.append(event)
                 }
