@@ -12,11 +12,12 @@ struct DirectForwardingTests {
         reply.headers.filter { !["date", "x-trace-id"].contains($0.key.lowercased()) }
     }
 
-    /// What the upstream received apart from the trace id.
+    /// What the upstream received apart from the trace id; its fields sorted, as the test
+    /// client sends a dictionary's fields in no fixed order.
     static func comparable(_ echoed: Echoed?) -> [String] {
         guard let echoed else { return [] }
         return [echoed.method, echoed.authority, echoed.path, echoed.query, "\(echoed.bodyBytes)"]
-            + echoed.headers.filter { $0.name != "x-caregate-trace-id" }.map { "\($0.name): \($0.value)" }
+            + echoed.headers.filter { $0.name != "x-caregate-trace-id" }.map { "\($0.name): \($0.value)" }.sorted()
     }
 
     /// Waits until this instance's change watcher has applied every grant-chain change made so
@@ -61,7 +62,13 @@ struct DirectForwardingTests {
             let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
             let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
             try await Self.changesApplied(s)
-            let headers = ["X-Custom": "kept", "X-Caregate-Scopes": "forged", "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive"]
+            // The direct path reads the parser's fields (before HTTP types do): withheld names in
+            // any letter case, and every other field as it came, must still match the pipeline's.
+            let headers = [
+                "X-Custom": "kept", "X-Caregate-Scopes": "forged", "X-Forwarded-For": "203.0.113.7", "Connection": "keep-alive",
+                "x-CAREGATE-app": "forged", "X_Caregate_Client": "forged", "X-HTTP-Method-Override": "DELETE", "Cookie": "a=1; b=2",
+                "Accept": "application/json, text/plain", "X-Mixed-Case-Name": "Value With  Spaces",
+            ]
             // A status only this suite's upstream answers (the suite runs serially): counted exactly.
             let countBefore = try await Self.requestCount(s, route: "/beacon/shl", status: 299)
 
@@ -80,6 +87,8 @@ struct DirectForwardingTests {
             #expect(Echoed(direct)?.values("X-Caregate-Trace-Id") == [direct.header("X-Trace-Id")!])
             #expect(Echoed(direct)?.values("X-Caregate-Scopes") == ["cms.shl.resolve"] && Echoed(direct)?.values("X-Forwarded-For") == ["127.0.0.1"])
             #expect(Echoed(direct)?.values("Authorization").isEmpty == true && Echoed(direct)?.path == "/base/beacon/shl/abc")
+            #expect(Echoed(direct)?.values("X-Caregate-App") == [app.id] && Echoed(direct)?.values("X-HTTP-Method-Override").isEmpty == true)
+            #expect(Echoed(direct)?.values("Cookie") == ["a=1; b=2"] && Echoed(direct)?.values("X-Custom") == ["kept"])
             #expect(direct.header("Server") == "caregate" && direct.header("Date") != nil)
 
             // The caller's trace id, the upstream's own status, HEAD and large answers.

@@ -66,16 +66,48 @@ struct DirectForwarding: Sendable {
         }
     }
 
-    /// The plan for `request`, or nil when the pipeline must answer it.
-    func plan(_ request: HTTPRequest, caller: String?) -> Plan? {
-        guard request.method == .get || request.method == .head || request.method == .delete || request.method == .options,
-              let target = request.path, target.utf8.first == UInt8(ascii: "/"), !target.utf8.contains(UInt8(ascii: "#"))
-        else { return nil }
-        let fields = request.headerFields
-        // A body, a transfer coding, a closing connection or an `Expect` are the pipeline's to handle.
-        if let length = fields.value(.contentLength), length != "0" { return nil }
-        if fields.value(.transferEncoding) != nil || fields.value(.expect) != nil { return nil }
-        if let connection = fields[.connection], connection.lowercased().contains("close") { return nil }
+    /// The plan for a request, from its HTTP/1 head as the parser read it (before it becomes
+    /// HTTP types: ``DirectRequestIntake``), or nil when the pipeline must answer it. Anything
+    /// the pipeline could read differently (a field it reads given twice, which it would join)
+    /// is left to the pipeline too.
+    func plan(_ head: HTTPRequestHead, caller: String?) -> Plan? {
+        let method: HTTPRequest.Method
+        switch head.method {
+        case .GET: method = .get
+        case .HEAD: method = .head
+        case .DELETE: method = .delete
+        case .OPTIONS: method = .options
+        default: return nil
+        }
+        let target = head.uri
+        guard target.utf8.first == UInt8(ascii: "/"), !target.utf8.contains(UInt8(ascii: "#")) else { return nil }
+        var authorization: String?
+        var organization: String?
+        var trace: String?
+        // NIO's parser (llhttp, strict) has refused any value with a byte HTTP types would rewrite.
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 13 where UpstreamAnswerParser.equalsLowercased(name, "authorization"):
+                guard authorization == nil else { return nil }
+                authorization = value
+            case 17 where UpstreamAnswerParser.equalsLowercased(name, "x-organization-id"):
+                guard organization == nil else { return nil }
+                organization = value
+            case 10 where UpstreamAnswerParser.equalsLowercased(name, "x-trace-id"):
+                guard trace == nil else { return nil }
+                trace = value
+            // A body, a transfer coding, a closing connection or an `Expect` are the pipeline's to handle.
+            case 14 where UpstreamAnswerParser.equalsLowercased(name, "content-length"):
+                guard value == "0" else { return nil }
+            case 17 where UpstreamAnswerParser.equalsLowercased(name, "transfer-encoding"),
+                6 where UpstreamAnswerParser.equalsLowercased(name, "expect"):
+                return nil
+            case 10 where UpstreamAnswerParser.equalsLowercased(name, "connection"):
+                if value.lowercased().contains("close") { return nil }
+            default:
+                break
+            }
+        }
         let path: String
         let query: String?
         if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
@@ -88,49 +120,72 @@ struct DirectForwarding: Sendable {
         guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, let direct = forwarder.direct,
               !surface.isRouterPath(path)
         else { return nil }
-        guard let authorization = fields.value(.authorization), RequestAuthenticator.hasBearerScheme(authorization),
-              let credential = resolver.cached(presented: authorization.dropFirst(7), organizationHeader: fields.value(.organizationID)),
-              let method = Scopes.HTTPMethod(request.method)
+        guard let authorization, RequestAuthenticator.hasBearerScheme(authorization),
+              let credential = resolver.cached(presented: authorization.dropFirst(7), organizationHeader: organization),
+              let scopesMethod = Scopes.HTTPMethod(method)
         else { return nil }
-        let decision = EnforcementMiddleware.decide(surface, credential.decisionSets[surface.decisionIndex], method, path, query)
+        let decision = EnforcementMiddleware.decide(surface, credential.decisionSets[surface.decisionIndex], scopesMethod, path, query)
         guard case .allowed(let route) = decision else { return nil }
 
-        let traceID = TraceMiddleware.traceID(of: fields)
+        let traceID = TraceMiddleware.traceID(given: trace)
         let outbound = Self.requestHead(
-            method: request.method.rawValue, uri: forwarder.basePath + target, host: direct.hostHeader,
-            forwarder.outboundFields(fields, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
-        var event = AuditEvent.opened(method: request.method.rawValue, path: path, traceID: traceID)
+            method: method.rawValue, uri: forwarder.basePath + target, host: direct.hostHeader,
+            forwarder.outboundFields(head.headers, traceID: traceID, caller: caller, credential, credential.scopeHeader[surface.index]))
+        var event = AuditEvent.opened(method: method.rawValue, path: path, traceID: traceID)
         event.note(credential)
         event.note(decision, on: surface)
         return Plan(
-            surface: surface, forwarder: forwarder, target: direct, request: outbound, traceID: traceID, method: request.method,
+            surface: surface, forwarder: forwarder, target: direct, request: outbound, traceID: traceID, method: method,
             routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
     }
 
     /// An HTTP/1.1 request head as bytes. Every part has been checked already: the method, the
-    /// target and the caller's fields by the parser and the HTTP types they came through, the
-    /// rest are Caregate's own.
+    /// target and the caller's fields by the parser, the rest are Caregate's own.
     static func requestHead(method: String, uri: String, host: String, _ fields: [(String, String)]) -> ByteBuffer {
-        // Joined as text first: one copy into the buffer instead of a checked write per part.
         var size = method.utf8.count + uri.utf8.count + host.utf8.count + 23
         for (name, value) in fields { size += name.utf8.count + value.utf8.count + 4 }
-        var text = ""
-        text.reserveCapacity(size)
-        text += method
-        text += " "
-        text += uri
-        text += " HTTP/1.1\r\n"
-        for (name, value) in fields {
-            text += name
-            text += ": "
-            text += value
-            text += "\r\n"
+        // Each part copied once, straight into the buffer: joining them as a string first, or a
+        // checked write per part, cost 3 % of a forwarded request's CPU (perf, 2026-12-02).
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            var cursor = out.baseAddress!
+            copy(method, to: &cursor)
+            copy(" " as StaticString, to: &cursor)
+            copy(uri, to: &cursor)
+            copy(" HTTP/1.1\r\n" as StaticString, to: &cursor)
+            for (name, value) in fields {
+                copy(name, to: &cursor)
+                copy(": " as StaticString, to: &cursor)
+                copy(value, to: &cursor)
+                copy("\r\n" as StaticString, to: &cursor)
+            }
+            // Last, where the pipeline's forwarder puts it (the caller's `Host` is left out as hop-by-hop).
+            copy("Host: " as StaticString, to: &cursor)
+            copy(host, to: &cursor)
+            copy("\r\n\r\n" as StaticString, to: &cursor)
+            return cursor - out.baseAddress!
         }
-        // Last, where the pipeline's forwarder puts it (the caller's `Host` is left out as hop-by-hop).
-        text += "Host: "
-        text += host
-        text += "\r\n\r\n"
-        return ByteBuffer(string: text)
+        return buffer
+    }
+
+    private static func copy(_ text: String, to cursor: inout UnsafeMutableRawPointer) {
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes in
+            if let base = bytes.baseAddress { cursor.copyMemory(from: base, byteCount: bytes.count) }
+            return bytes.count
+        }
+        if let copied {
+            cursor += copied
+        } else {
+            for byte in text.utf8 {
+                cursor.storeBytes(of: byte, as: UInt8.self)
+                cursor += 1
+            }
+        }
+    }
+
+    private static func copy(_ text: StaticString, to cursor: inout UnsafeMutableRawPointer) {
+        cursor.copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+        cursor += text.utf8CodeUnitCount
     }
 
     /// The answer's head as the pipeline would write it, in the HTTP/1 form the client's

@@ -6,8 +6,9 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
 /// On every client connection, between Hummingbird's connection handler and its request
-/// loop: forwards the requests ``DirectForwarding`` plans for on the connection's own event
-/// loop, and hands every other request on to Hummingbird untouched.
+/// loop: forwards the requests ``DirectRequestIntake`` planned (each arrives here as a
+/// placeholder head) on the connection's own event loop, and hands every other request on to
+/// Hummingbird untouched.
 ///
 /// Answers leave in the order requests came: while a request is forwarded here or answered by
 /// Hummingbird, the parts of the next one wait (and, once one waits, the connection stops
@@ -26,7 +27,6 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// headers; its end goes through this handler's context, so that the handlers in between
     /// (the idle timeout's, the parser errors') see the answer end.
     private var http1: ChannelHandlerContext?
-    private var caller: String?
     private var idle: IdleLinks?
 
     private enum Phase {
@@ -47,6 +47,8 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// The forwarded request in progress (nil once it is answered).
     private var plan: DirectForwarding.Plan?
+    /// Plans of the placeholder heads not taken yet, in order.
+    private var planned = CircularBuffer<DirectForwarding.Plan>()
     private var exchange = 0
     private var link: UpstreamLink?
     private var reused = false
@@ -75,10 +77,20 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     init(_ forwarding: DirectForwarding) { self.forwarding = forwarding }
 
+    /// What a planned request's head is, past the codec: a method no parser produces.
+    static let placeholder = HTTPRequest(method: HTTPRequest.Method("CAREGATE-DIRECT")!, scheme: nil, authority: nil, path: nil)
+
+    /// Whether requests on this connection can be forwarded here (a loop with upstream connections).
+    var forwardsDirectly: Bool { idle != nil }
+
+    /// The plan of the next placeholder head.
+    func accept(_ plan: DirectForwarding.Plan) {
+        planned.append(plan)
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         http1 = try? context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
-        caller = context.channel.remoteAddress?.ipAddress
         // Without that codec (or on a loop of another group) every request goes on to Hummingbird.
         idle = http1 == nil ? nil : forwarding.upstreams.idle(on: context.eventLoop)
     }
@@ -110,7 +122,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             requestEnded = false
             responseEnded = false
-            if idle != nil, let plan = forwarding.plan(head, caller: caller) {
+            if head.method == Self.placeholder.method {
+                guard let plan = planned.popFirst() else {
+                    // Cannot happen: the intake hands over a plan with each placeholder.
+                    context.close(promise: nil)
+                    return
+                }
                 phase = .forwarding
                 begin(plan, context)
             } else {

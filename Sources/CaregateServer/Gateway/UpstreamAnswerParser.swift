@@ -305,8 +305,15 @@ struct UpstreamAnswerParser {
         bytes.count == lowercase.count && zip(bytes, lowercase).allSatisfy { $0 | ($0 &- 65 < 26 ? 0x20 : 0) == $1 }
     }
 
-    private static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+    static func equalsLowercased(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
         equalsLowercased(bytes, UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
+    }
+
+    /// Whether `name` spells `lowercase` in any letter case, compared in place.
+    static func equalsLowercased(_ name: String, _ lowercase: StaticString) -> Bool {
+        guard name.utf8.count == lowercase.utf8CodeUnitCount else { return false }
+        var name = name
+        return name.withUTF8 { equalsLowercased(UnsafeRawBufferPointer($0), lowercase) }
     }
 
     /// A chunk-size line's size (its extensions ignored).

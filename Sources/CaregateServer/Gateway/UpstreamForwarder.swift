@@ -79,13 +79,22 @@ struct UpstreamForwarder: Sendable {
 
     /// ``outboundHeaders(_:traceID:caller:_:_:)`` as name-value pairs.
     func outboundFields(_ fields: HTTPFields, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String) -> [(String, String)] {
+        outboundFields(fields.lazy.map { ($0.name.rawName, $0.value) }, traceID: traceID, caller: caller, credential, scopeHeader)
+    }
+
+    /// The same of a request's HTTP/1 headers, as the direct path reads them before they become
+    /// HTTP types (which keep every field as it came, but for the first `Host`, withheld here).
+    func outboundFields(_ headers: HTTPHeaders, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String) -> [(String, String)] {
+        outboundFields(headers.lazy.map { ($0.name, $0.value) }, traceID: traceID, caller: caller, credential, scopeHeader)
+    }
+
+    private func outboundFields(
+        _ fields: some Collection<(String, String)>, traceID: String, caller: String?, _ credential: Credential, _ scopeHeader: String
+    ) -> [(String, String)] {
         var headers: [(String, String)] = []
         headers.reserveCapacity(fields.count + 9)
-        for field in fields {
-            let name = field.name.canonicalName
-            if Self.hopByHop.contains(name) || name == "authorization" || name == "x-organization-id" || name.hasPrefix("x-caregate-")
-                || name.utf8.contains(UInt8(ascii: "_")) || Self.callerControlled.contains(name) { continue }
-            headers.append((field.name.rawName, field.value))
+        for (name, value) in fields where !Self.isWithheld(name) {
+            headers.append((name, value))
         }
         headers.append(("X-Caregate-Client", credential.keyID))
         headers.append(("X-Caregate-App", credential.appID))
@@ -95,15 +104,39 @@ struct UpstreamForwarder: Sendable {
         headers.append(("X-Caregate-Trace-Id", traceID))
         let caller = caller ?? "unknown"
         if trustedProxies.contains(caller) {
-            let earlier = fields[values: .xForwardedFor].joined(separator: ", ")
+            let earlier = fields.filter { UpstreamAnswerParser.equalsLowercased($0.0.utf8, "x-forwarded-for".utf8) }.map(\.1).joined(separator: ", ")
+            let proto = fields.first { UpstreamAnswerParser.equalsLowercased($0.0.utf8, "x-forwarded-proto".utf8) }?.1
             headers.append(("X-Forwarded-For", earlier.isEmpty ? caller : earlier + ", " + caller))
-            headers.append(("X-Forwarded-Proto", fields[values: .xForwardedProto].first ?? "http"))
+            headers.append(("X-Forwarded-Proto", proto ?? "http"))
         } else {
             headers.append(("X-Forwarded-For", caller))
             headers.append(("X-Forwarded-Proto", "http"))
         }
         return headers
     }
+
+    /// Whether a caller's field (its name in any letter case) stays behind: connection fields,
+    /// the credential, anything claiming to be ours or spelt with `_`, and the caller-controlled
+    /// ones.
+    static func isWithheld(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { bytes in
+            let raw = UnsafeRawBufferPointer(bytes)
+            if raw.contains(UInt8(ascii: "_")) { return true }
+            if raw.count >= 11, UpstreamAnswerParser.equalsLowercased(UnsafeRawBufferPointer(rebasing: raw[0..<11]), "x-caregate-") { return true }
+            guard raw.count < withheldByLength.count else { return false }
+            return withheldByLength[raw.count].contains { UpstreamAnswerParser.equalsLowercased(raw, $0) }
+        }
+    }
+
+    /// ``withheldNames`` by their length, as bytes: a name is compared with those of its length only.
+    private static let withheldByLength: [[[UInt8]]] = {
+        var table = [[[UInt8]]](repeating: [], count: (withheldNames.map(\.utf8.count).max() ?? 0) + 1)
+        for name in withheldNames { table[name.utf8.count].append(Array(name.utf8)) }
+        return table
+    }()
+
+    private static let withheldNames = hopByHopNames + ["authorization", "x-organization-id"] + callerControlled.sorted()
 
     /// The upstream's answer headers, without the ones that belong to its connection.
     static func answerHeaders(_ headers: HTTPHeaders) -> HTTPFields {

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import Synchronization
 
 /// How many connections the server holds open, in all and per peer address.
@@ -82,9 +83,10 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let http: HTTP1Channel
     let limits: ConnectionLimits
-    /// The gateway's direct path, when there is a plain-http upstream: its handler goes right
-    /// before Hummingbird's request loop, after the handler that tracks requests for the idle
-    /// timeout, so that requests forwarded directly count as activity too.
+    /// The gateway's direct path, when there is a plain-http upstream: its intake goes right
+    /// before the codec to HTTP types (requests are planned from the parser's heads), its
+    /// handler right before Hummingbird's request loop, after the handler that tracks requests
+    /// for the idle timeout, so that requests forwarded directly count as activity too.
     let direct: DirectForwarding?
 
     struct Refused: Error {}
@@ -102,7 +104,9 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         guard let direct else { return http.setup(channel: channel, logger: logger) }
         return http.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(DirectForwardingHandler(direct), position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            let handler = DirectForwardingHandler(direct)
+            try pipeline.addHandler(handler, position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            try pipeline.addHandler(DirectRequestIntake(direct, handler), position: .before(try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)))
             return value
         }
     }

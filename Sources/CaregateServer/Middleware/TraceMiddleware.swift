@@ -32,7 +32,12 @@ struct TraceMiddleware: RouterMiddleware {
 
     /// The caller's `X-Trace-Id` when it is a UUID (lowercased), else a new one.
     static func traceID(of fields: HTTPFields) -> String {
-        fields[.traceID].flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? TraceID.make()
+        traceID(given: fields[.traceID])
+    }
+
+    /// The trace id of a request whose `X-Trace-Id` is `value` (nil: none).
+    static func traceID(given value: String?) -> String {
+        value.flatMap { UUID(uuidString: $0)?.uuidString.lowercased() } ?? TraceID.make()
     }
 
     /// Any error as an answer in the `{code, message, trace_id}` shape, or as a FHIR
