@@ -86,26 +86,23 @@ struct DirectForwarding: Sendable {
         var trace: String?
         // NIO's parser (llhttp, strict) has refused any value with a byte HTTP types would rewrite.
         for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 13 where UpstreamAnswerParser.equalsLowercased(name, "authorization"):
+            // Each comparison first checks the length, so most names are passed over at once.
+            if UpstreamAnswerParser.equalsLowercased(name, "authorization") {
                 guard authorization == nil else { return nil }
                 authorization = value
-            case 17 where UpstreamAnswerParser.equalsLowercased(name, "x-organization-id"):
+            } else if UpstreamAnswerParser.equalsLowercased(name, "x-organization-id") {
                 guard organization == nil else { return nil }
                 organization = value
-            case 10 where UpstreamAnswerParser.equalsLowercased(name, "x-trace-id"):
+            } else if UpstreamAnswerParser.equalsLowercased(name, "x-trace-id") {
                 guard trace == nil else { return nil }
                 trace = value
-            // A body, a transfer coding, a closing connection or an `Expect` are the pipeline's to handle.
-            case 14 where UpstreamAnswerParser.equalsLowercased(name, "content-length"):
+            } else if UpstreamAnswerParser.equalsLowercased(name, "content-length") {
+                // A body, a transfer coding, a closing connection or an `Expect` are the pipeline's to handle.
                 guard value == "0" else { return nil }
-            case 17 where UpstreamAnswerParser.equalsLowercased(name, "transfer-encoding"),
-                6 where UpstreamAnswerParser.equalsLowercased(name, "expect"):
+            } else if UpstreamAnswerParser.equalsLowercased(name, "transfer-encoding") || UpstreamAnswerParser.equalsLowercased(name, "expect") {
                 return nil
-            case 10 where UpstreamAnswerParser.equalsLowercased(name, "connection"):
-                if value.lowercased().contains("close") { return nil }
-            default:
-                break
+            } else if UpstreamAnswerParser.equalsLowercased(name, "connection"), value.lowercased().contains("close") {
+                return nil
             }
         }
         let path: String

@@ -104,8 +104,8 @@ struct UpstreamForwarder: Sendable {
         headers.append(("X-Caregate-Trace-Id", traceID))
         let caller = caller ?? "unknown"
         if trustedProxies.contains(caller) {
-            let earlier = fields.filter { UpstreamAnswerParser.equalsLowercased($0.0.utf8, "x-forwarded-for".utf8) }.map(\.1).joined(separator: ", ")
-            let proto = fields.first { UpstreamAnswerParser.equalsLowercased($0.0.utf8, "x-forwarded-proto".utf8) }?.1
+            let earlier = fields.filter { UpstreamAnswerParser.equalsLowercased($0.0, "x-forwarded-for") }.map(\.1).joined(separator: ", ")
+            let proto = fields.first { UpstreamAnswerParser.equalsLowercased($0.0, "x-forwarded-proto") }?.1
             headers.append(("X-Forwarded-For", earlier.isEmpty ? caller : earlier + ", " + caller))
             headers.append(("X-Forwarded-Proto", proto ?? "http"))
         } else {
