@@ -18,6 +18,9 @@ public struct ServerOptions: Sendable {
     public var database: DatabaseLocation = .sqlite(path: "caregate.sqlite")
     /// Catalogs that add surfaces to the built-in ones or replace them by surface (`--catalogs`).
     public var catalogDirectory: URL?
+    /// Catalogs already compiled, served in place of the built-in ones and `catalogDirectory`:
+    /// an embedder that starts many servers (a test suite) compiles them once.
+    public var catalogs: [CompiledCatalog]?
     /// `CAREGATE_ADMIN_TOKEN`: the operator token (stored hashed).
     public var adminToken: String?
     /// `CAREGATE_SECRET` (or the contents of `CAREGATE_SECRET_FILE`): the key of every keyed hash
@@ -111,7 +114,7 @@ public final class CaregateServer: Sendable {
     public init(options: ServerOptions, logger: Logger) async throws {
         self.options = options
         self.logger = logger
-        catalogs = try CatalogLoader.load(overriding: options.catalogDirectory ?? CatalogLoader.configuredDirectory())
+        catalogs = try options.catalogs ?? CatalogLoader.load(overriding: options.catalogDirectory ?? CatalogLoader.configuredDirectory())
         try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs, fhirBackend: options.fhirBackend)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)

@@ -66,6 +66,7 @@ import Testing
                 }
                 var status: Int32 = 0
                 if waitpid(child, &status, WNOHANG) == child {
+                    pid.withLock { $0 = 0 }  // reaped: its number may be another process's soon
                     throw TestSetupError("caregate exited: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
                 }
                 try await Task.sleep(for: .milliseconds(50))
@@ -92,8 +93,8 @@ import Testing
         case .postgres(let url): url
         }
         let server = try ServerProcess(database: database)
-        try await server.start()
         do {
+            try await server.start()
             try await rounds(server)
         } catch {
             server.kill9()

@@ -40,6 +40,9 @@ final class TestServer: Sendable {
     private let task: Task<Void, any Error>
 
     static let adminToken = "test-operator-token-0123456789"
+    /// Catalogs/*.json compiled once for every server of the run: compiling them is about a second
+    /// of CPU in a debug build, and a run starts well over a hundred servers on two cores.
+    static let catalogs = Result { () throws(CatalogLoadError) in try CatalogLoader.load(overriding: catalogDirectory) }
 
     init(_ backend: Backend, configure: (inout ServerOptions) -> Void = { _ in }) async throws {
         var options = ServerOptions()
@@ -49,6 +52,7 @@ final class TestServer: Sendable {
         options.adminToken = Self.adminToken
         options.changePollInterval = .milliseconds(100)
         configure(&options)
+        if options.catalogDirectory == catalogDirectory { options.catalogs = try Self.catalogs.get() }
         var logger = Logger(label: "caregate-test")
         logger.logLevel = .critical
         let server = try await CaregateServer(options: options, logger: logger)
@@ -319,8 +323,8 @@ func runSpawned(_ executable: String, _ arguments: [String]) async throws -> (st
 }
 
 /// Starts `executable` with `posix_spawn`: standard output and error to the file `output`
-/// (truncated, or appended to), standard input from /dev/null, this process's environment
-/// unless `environment` is given. The caller reaps it with `waitpid`.
+/// (truncated, or appended to), standard input from /dev/null, no other descriptor of this
+/// process, this process's environment unless `environment` is given. The caller reaps it with `waitpid`.
 func spawn(_ executable: String, _ arguments: [String], output: String, append: Bool, environment: [String: String]? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -328,6 +332,9 @@ func spawn(_ executable: String, _ arguments: [String], output: String, append: 
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    // Nothing else of this process's: an inherited descriptor (another child's pipe, Foundation's
+    // socket that tells a Process its child exited) would keep that open for as long as this child lives.
+    guard closeFrom(&actions, 3) == 0 else { throw TestSetupError("posix_spawn_file_actions_addclosefrom_np failed") }
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
     defer { for pointer in argv + (envp ?? []) { free(pointer) } }
@@ -336,6 +343,15 @@ func spawn(_ executable: String, _ arguments: [String], output: String, append: 
     guard spawned == 0 else { throw TestSetupError("posix_spawn \(executable): \(spawned)") }
     return pid
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc module
+/// does not declare.
+private let closeFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("this glibc has no posix_spawn_file_actions_addclosefrom_np (2.34 and later have it)")
+    }
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
 
 /// One HTTP request to a Caregate at `base` (a server of this process or another).
 func httpRequest(

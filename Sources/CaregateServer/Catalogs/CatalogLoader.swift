@@ -26,14 +26,20 @@ public enum CatalogLoader {
 
     /// Decodes and compiles catalog JSON; `file` names it in errors.
     public static func compile(_ data: Data, file: String) throws(CatalogLoadError) -> CompiledCatalog {
-        let definition: CatalogDefinition
+        try compile(try decode(data, file: file), file: file)
+    }
+
+    static func decode(_ data: Data, file: String) throws(CatalogLoadError) -> CatalogDefinition {
         do {
-            definition = try JSONDecoder().decode(CatalogDefinition.self, from: data)
+            return try JSONDecoder().decode(CatalogDefinition.self, from: data)
         } catch let error as DecodingError {
             throw CatalogLoadError(file: file, problems: [describe(error)])
         } catch {
             throw CatalogLoadError(file: file, problems: ["not valid JSON: \(error)"])
         }
+    }
+
+    static func compile(_ definition: CatalogDefinition, file: String) throws(CatalogLoadError) -> CompiledCatalog {
         do {
             return try CompiledCatalog(definition)
         } catch {
@@ -77,26 +83,30 @@ public enum CatalogLoader {
 
     /// The shipped catalogs, compiled.
     public static func loadBundled() throws(CatalogLoadError) -> [CompiledCatalog] {
-        var catalogs: [CompiledCatalog] = []
-        for file in BundledCatalogs.files {
-            catalogs.append(try compile(Data(file.json.utf8), file: "(built-in) " + file.name))
-        }
-        return catalogs
+        try bundled(overriddenBy: [])
     }
 
     /// The shipped catalogs, then those of `directory` (when given): a catalog of the directory
     /// replaces the shipped one of the same surface, or adds a surface.
     public static func load(overriding directory: URL?) throws(CatalogLoadError) -> [CompiledCatalog] {
-        var catalogs = try loadBundled()
-        guard let directory else { return catalogs }
-        for catalog in try loadDirectory(directory) {
-            if let i = catalogs.firstIndex(where: { $0.surface == catalog.surface }) {
-                catalogs[i] = catalog
+        guard let directory else { return try loadBundled() }
+        return try bundled(overriddenBy: loadDirectory(directory))
+    }
+
+    /// The shipped catalogs with `given` in place of those of the same surface (which are not
+    /// compiled at all: compiling is most of a start-up's work), then the rest of `given`.
+    static func bundled(overriddenBy given: [CompiledCatalog]) throws(CatalogLoadError) -> [CompiledCatalog] {
+        var catalogs: [CompiledCatalog] = []
+        for file in BundledCatalogs.files {
+            let name = "(built-in) " + file.name
+            let definition = try decode(Data(file.json.utf8), file: name)
+            if let replacement = given.first(where: { $0.surface == definition.surface }) {
+                catalogs.append(replacement)
             } else {
-                catalogs.append(catalog)
+                catalogs.append(try compile(definition, file: name))
             }
         }
-        return catalogs
+        return catalogs + given.filter { catalog in !catalogs.contains { $0 === catalog } }
     }
 
     /// `$CAREGATE_CATALOGS`, when set: a directory of catalogs that add to or override the shipped ones.
