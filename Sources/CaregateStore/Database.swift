@@ -163,8 +163,10 @@ struct SQLiteSource: ConnectionPoolSource {
 
     func makeConnection(logger: Logger, on eventLoop: any EventLoop) -> EventLoopFuture<SQLiteConnection> {
         SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop).flatMap { connection in
-            connection.query("PRAGMA journal_mode = WAL").flatMap { _ in
-                connection.query("PRAGMA busy_timeout = 10000")
+            // The timeout first: switching a new file to WAL takes its lock, which another
+            // connection opening at the same moment may hold.
+            connection.query("PRAGMA busy_timeout = 10000").flatMap { _ in
+                connection.query("PRAGMA journal_mode = WAL")
             }.flatMap { _ in
                 connection.query("PRAGMA foreign_keys = ON")
             }.flatMap { _ in

@@ -3,7 +3,8 @@ import SQLKit
 
 /// Versioned schema migrations, run at start-up: idempotent, each in its own
 /// transaction, and refusing to run against a schema newer than this build knows.
-/// Several instances sharing one PostgreSQL serialise on an advisory lock.
+/// Several instances sharing one PostgreSQL serialise on an advisory lock when there is
+/// something to migrate; an up-to-date schema is read without it.
 enum Migrations {
     struct Migration: Sendable {
         var version: Int
@@ -151,14 +152,19 @@ enum Migrations {
     static var latest: Int { all.map(\.version).max() ?? 0 }
 
     static func run(on database: Database) async throws {
-        try await database.sql.raw("CREATE TABLE IF NOT EXISTS caregate_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
+        // An up-to-date schema (every start but the first after an upgrade) takes no lock: many
+        // instances starting at once would otherwise queue on it, one migration at a time each.
+        if try await schemaTableExists(database), try await schemaVersion(database.sql) == latest { return }
+        // Under the lock: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself
+        // (two at once can fail on pg_type's unique index).
+        try await database.transaction { db in
+            try await lock(db, database)
+            try await db.raw("CREATE TABLE IF NOT EXISTS caregate_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
+        }
         for migration in all {
             try await database.transaction { db in
-                if database.dialect == .postgres {
-                    try await db.raw("SELECT pg_advisory_xact_lock(4242001)").run()
-                }
-                let found = try await db.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self)
-                let current = (found ?? nil) ?? 0
+                try await lock(db, database)
+                let current = try await schemaVersion(db)
                 if current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
                 if current >= migration.version { return }
                 for statement in migration.statements(database) {
@@ -170,8 +176,29 @@ enum Migrations {
             }
         }
         // A schema newer than this build is refused even when every known migration ran.
-        let current = try await database.sql.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self) ?? 0
-        if let current, current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+        let current = try await schemaVersion(database.sql)
+        if current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+    }
+
+    /// Serialises migrating instances on PostgreSQL until the transaction ends (SQLite's
+    /// `BEGIN IMMEDIATE` already does).
+    private static func lock(_ db: any SQLDatabase, _ database: Database) async throws {
+        if database.dialect == .postgres {
+            try await db.raw("SELECT pg_advisory_xact_lock(4242001)").run()
+        }
+    }
+
+    private static func schemaTableExists(_ database: Database) async throws -> Bool {
+        let query: SQLQueryString = database.dialect == .postgres
+            ? "SELECT CASE WHEN to_regclass('caregate_schema') IS NULL THEN 0 ELSE 1 END AS e"
+            : "SELECT COUNT(*) AS e FROM sqlite_master WHERE type = 'table' AND name = 'caregate_schema'"
+        return try await database.sql.raw(query).first(decodingColumn: "e", as: Int.self) == 1
+    }
+
+    /// The highest migration applied; 0 on an empty schema.
+    private static func schemaVersion(_ db: any SQLDatabase) async throws -> Int {
+        let found = try await db.raw("SELECT MAX(version) AS v FROM caregate_schema").first(decodingColumn: "v", as: Int?.self)
+        return (found ?? nil) ?? 0
     }
 
     static func schemaV2(_ database: Database) -> [String] {

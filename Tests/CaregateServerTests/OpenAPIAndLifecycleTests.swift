@@ -131,6 +131,48 @@ struct OpenAPIAndLifecycleTests {
         await second.shutdown()
         await #expect(throws: DatabaseError.self) { try await Database.open(location, logger: logger) }
     }
+
+    @Test("eight instances starting at once on an empty database migrate it once, and all start", arguments: Backend.allCases)
+    func concurrentMigrations(_ backend: Backend) async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        // An empty database of its own: the shared one is migrated already.
+        let location: DatabaseLocation
+        var dropAfterwards: (admin: Database, name: String)?
+        switch try backend.location() {
+        case .sqlite(let path):
+            location = .sqlite(path: path)
+        case .postgres(let url):
+            let admin = try await Database.open(.postgres(url: url), logger: logger)
+            let name = "caregate_fresh_\(UUID().uuidString.prefix(8).lowercased())"
+            try await admin.sql.raw("CREATE DATABASE \(unsafeRaw: name)").run()
+            dropAfterwards = (admin, name)
+            var components = try #require(URLComponents(string: url))
+            components.path = "/" + name
+            location = .postgres(url: try #require(components.string))
+        }
+        let results = await withTaskGroup(of: Result<Database, any Error>.self) { group in
+            for _ in 0..<8 {
+                group.addTask { [location, logger] in
+                    do { return .success(try await Database.open(location, logger: logger)) } catch { return .failure(error) }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let opened = results.compactMap { try? $0.get() }
+        for case .failure(let error) in results {
+            Issue.record("\(backend): an instance did not start: \(String(reflecting: error))")
+        }
+        if let database = opened.first {
+            let rows = try await database.sql.raw("SELECT version FROM caregate_schema ORDER BY version").all(decodingColumn: "version", as: Int.self)
+            #expect(!rows.isEmpty && rows == Array(1...rows.count), "each migration once, in order: \(rows)")
+        }
+        for database in opened { await database.shutdown() }
+        if let (admin, name) = dropAfterwards {
+            try await admin.sql.raw("DROP DATABASE \(unsafeRaw: name)").run()
+            await admin.shutdown()
+        }
+    }
 }
 
 @Suite("Graceful shutdown")
