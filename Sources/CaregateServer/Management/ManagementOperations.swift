@@ -106,7 +106,7 @@ enum ManagementAPI {
             summary: "Rotate a key: a new key is shown once, the old one stops after the grace; with scopes, the new key holds only those of the old one's (narrowing) (developer)",
             body: .init(
                 name: "KeyRotation",
-                schema: .object([("graceSeconds", .integer(minimum: 0, maximum: 604_800)), ("scopes", .ref("APIKeyScopeList"))], closed: true),
+                schema: .object([("graceSeconds", .integer(minimum: 0, maximum: 604_800)), ("scopes", .ref("APIKeyScopeNarrowing"))], closed: true),
                 optional: true),
             success: .created, response: "APIKey", conflicts: true, handler: { try await $0.rotateKey(&$1) }),
         .init(
@@ -293,6 +293,8 @@ extension ManagementAPI {
         return bodies + responseSchemas + [
             ("ScopeList", .array(.oneOf(names(registry.catalogs)), maxItems: 256)),
             ("APIKeyScopeList", .array(.oneOf(names(registry.catalogs, .apiKey)), maxItems: 256)),
+            // A rotation's narrowing names at least one scope (an empty one would be a key for nothing).
+            ("APIKeyScopeNarrowing", .array(.oneOf(names(registry.catalogs, .apiKey)), minItems: 1, maxItems: 256)),
         ]
     }
 
