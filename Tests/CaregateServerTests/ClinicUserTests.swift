@@ -37,6 +37,8 @@ import Testing
             for (body, why) in [
                 (["username": "x1", "password": password, "role": "patient", "patientId": patient], "username too short"),
                 (["username": "short.pw", "password": "tooshort", "role": "patient", "patientId": patient], "password under 12"),
+                (["username": "control.pw", "password": "twelve chars\u{1}", "role": "patient", "patientId": patient], "password with a control character"),
+                (["username": "blank.pw", "password": String(repeating: " ", count: 12), "role": "patient", "patientId": patient], "password of spaces"),
                 (["username": "no.provider", "password": password, "role": "clinician"], "clinician without providerId"),
                 (["username": "both", "password": password, "role": "patient", "patientId": patient, "providerId": provider], "two links"),
                 (["username": "foreign", "password": password, "role": "patient", "patientId": foreignPatient], "another clinic's patient"),
@@ -44,6 +46,11 @@ import Testing
             ] as [([String: Any], String)] {
                 #expect(try await s.request("POST", path, token: clinic.adminToken, json: body).status == 400, "\(why)")
             }
+            // 12 code points (as the document's minLength counts) in 6 characters: accepted.
+            let combining = try await s.request("POST", path, token: clinic.adminToken,
+                                                json: ["username": "combining.\(tag)", "password": String(repeating: "e\u{301}", count: 6), "role": "patient", "patientId": patient])
+            try expectStatus(combining, 201)
+            #expect(try await s.request("DELETE", "\(path)/\(combining.json!.string("id"))", token: clinic.adminToken).status == 204)
             let again = try await s.request("POST", path, token: clinic.adminToken, json: ["username": ada, "password": password, "role": "clinician", "providerId": provider])
             #expect(again.status == 409)
             let elsewhere = try await s.request("POST", "/manage/organizations/\(other.id)/users", token: other.adminToken,

@@ -177,7 +177,8 @@ extension ManagementRoutes {
             throw APIError.badRequest("field \"username\" must be 3 to 64 lower-case letters, digits and . _ @ -, starting with a letter or digit")
         }
         let password = try body.string("password", max: 256)!
-        guard password.count >= 12 else { throw APIError.badRequest("field \"password\" must be at least 12 characters") }
+        // Code points, as the document's minLength counts them.
+        guard password.unicodeScalars.count >= 12 else { throw APIError.badRequest("field \"password\" must be at least 12 characters") }
         let role = try body.string("role", max: 20)!
         let providerID = try body.string("providerId", max: 40, required: false)
         let patientID = try body.string("patientId", max: 40, required: false)

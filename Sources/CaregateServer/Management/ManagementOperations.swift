@@ -142,7 +142,7 @@ enum ManagementAPI {
             summary: "Create a clinic user who signs in to SMART apps: a clinician (providerId) or a patient (patientId); the password is stored only as a scrypt hash (clinic admin)",
             body: .init(name: "NewClinicUser", schema: .object(
                 [("username", .string(minLength: 3, maxLength: 64, pattern: Schema.whole("[a-z0-9][a-z0-9._@-]{2,63}"))),
-                 ("password", .string(minLength: 12, maxLength: 256)), ("role", .oneOf(["clinician", "patient"])),
+                 ("password", .requiredText(min: 12, max: 256)), ("role", .oneOf(["clinician", "patient"])),
                  ("providerId", ValueRule.id(prefix: "prv").schema), ("patientId", ValueRule.id(prefix: "pat").schema)],
                 required: ["username", "password", "role"], closed: true)),
             success: .created, response: "ClinicUser", conflicts: true, handler: { try await $0.createClinicUser(&$1) }),

@@ -41,8 +41,8 @@ indirect enum Schema: Sendable {
     /// No control characters but tab, newline and carriage return (as ``JSONInput`` reads strings).
     static let noControlCharacters = whole("[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*")
     /// A required string field: something other than white space, no control characters.
-    static func requiredText(max: Int) -> Schema {
-        .string(minLength: 1, maxLength: max, pattern: "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*(?![\\s\\S])")
+    static func requiredText(min: Int = 1, max: Int) -> Schema {
+        .string(minLength: min, maxLength: max, pattern: "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*(?![\\s\\S])")
     }
     /// An optional string field (may be empty), without control characters.
     static func optionalText(max: Int) -> Schema { .string(maxLength: max, pattern: noControlCharacters) }
