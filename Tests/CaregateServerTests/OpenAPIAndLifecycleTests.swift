@@ -143,13 +143,18 @@ struct OpenAPIAndLifecycleTests {
         case .sqlite(let path):
             location = .sqlite(path: path)
         case .postgres(let url):
-            let admin = try await Database.open(.postgres(url: url), logger: logger)
             let name = "caregate_fresh_\(UUID().uuidString.prefix(8).lowercased())"
-            try await admin.sql.raw("CREATE DATABASE \(unsafeRaw: name)").run()
-            dropAfterwards = (admin, name)
             var components = try #require(URLComponents(string: url))
             components.path = "/" + name
             location = .postgres(url: try #require(components.string))
+            let admin = try await Database.open(.postgres(url: url), logger: logger)
+            do {
+                try await admin.sql.raw("CREATE DATABASE \(unsafeRaw: name)").run()
+            } catch {
+                await admin.shutdown()
+                throw error
+            }
+            dropAfterwards = (admin, name)
         }
         let results = await withTaskGroup(of: Result<Database, any Error>.self) { group in
             for _ in 0..<8 {
@@ -163,15 +168,26 @@ struct OpenAPIAndLifecycleTests {
         for case .failure(let error) in results {
             Issue.record("\(backend): an instance did not start: \(String(reflecting: error))")
         }
+        // Every pool is shut down before anything is thrown: one dropped open would stop the process.
+        var failure: (any Error)?
         if let database = opened.first {
-            let rows = try await database.sql.raw("SELECT version FROM caregate_schema ORDER BY version").all(decodingColumn: "version", as: Int.self)
-            #expect(!rows.isEmpty && rows == Array(1...rows.count), "each migration once, in order: \(rows)")
+            do {
+                let rows = try await database.sql.raw("SELECT version FROM caregate_schema ORDER BY version").all(decodingColumn: "version", as: Int.self)
+                #expect(!rows.isEmpty && rows == Array(1...rows.count), "each migration once, in order: \(rows)")
+            } catch {
+                failure = error
+            }
         }
         for database in opened { await database.shutdown() }
         if let (admin, name) = dropAfterwards {
-            try await admin.sql.raw("DROP DATABASE \(unsafeRaw: name)").run()
+            do {
+                try await admin.sql.raw("DROP DATABASE \(unsafeRaw: name)").run()
+            } catch {
+                failure = failure ?? error
+            }
             await admin.shutdown()
         }
+        if let failure { throw failure }
     }
 }
 
