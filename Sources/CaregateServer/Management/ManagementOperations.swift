@@ -140,11 +140,10 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/organizations/{orgId}/users", callers: [.clinicAdmin],
             summary: "Create a clinic user who signs in to SMART apps: a clinician (providerId) or a patient (patientId); the password is stored only as a scrypt hash (clinic admin)",
-            body: .init(name: "NewClinicUser", schema: .object(
-                [("username", .string(minLength: 3, maxLength: 64, pattern: Schema.whole("[a-z0-9][a-z0-9._@-]{2,63}"))),
-                 ("password", .requiredText(min: 12, max: 256)), ("role", .oneOf(["clinician", "patient"])),
-                 ("providerId", ValueRule.id(prefix: "prv").schema), ("patientId", ValueRule.id(prefix: "pat").schema)],
-                required: ["username", "password", "role"], closed: true)),
+            body: .init(name: "NewClinicUser", schema: .oneOfSchemas([
+                clinicUser(role: "clinician", idField: "providerId", prefix: "prv"),
+                clinicUser(role: "patient", idField: "patientId", prefix: "pat"),
+            ])),
             success: .created, response: "ClinicUser", conflicts: true, handler: { try await $0.createClinicUser(&$1) }),
         .init(
             method: .post, path: "/manage/launches", callers: [.clinicAdmin],
@@ -296,6 +295,14 @@ extension ManagementAPI {
             // A rotation's narrowing names at least one scope (an empty one would be a key for nothing).
             ("APIKeyScopeNarrowing", .array(.oneOf(names(registry.catalogs, .apiKey)), minItems: 1, maxItems: 256)),
         ]
+    }
+
+    /// `NewClinicUser` for one role: a clinician names the clinic's provider, a patient the clinic's patient, never both.
+    static func clinicUser(role: String, idField: String, prefix: String) -> Schema {
+        .object(
+            [("username", .string(minLength: 3, maxLength: 64, pattern: Schema.whole("[a-z0-9][a-z0-9._@-]{2,63}"))),
+             ("password", .requiredText(min: 12, max: 256)), ("role", .oneOf([role])), (idField, ValueRule.id(prefix: prefix).schema)],
+            required: ["username", "password", "role", idField], closed: true)
     }
 
     /// `NewApp` by app group: the surface (absent: the clinic data API's) decides which scopes exist.
