@@ -422,6 +422,10 @@ import Testing
         #expect(sub(errors, "unsupported")["status"] as? Int == 400 && sub(errors, "unsupported")["code"] as? String == "not-supported")
         #expect((sub(errors, "unsupported")["text"] as? String).map { $0.contains("\"name\"") && $0.contains("\"_sort\"") } == true, "\(errors)")
         #expect(sub(errors, "bad_date")["status"] as? Int == 400)
+        #expect(sub(errors, "longest_value")["status"] as? Int == 200, "\(errors)")
+        if !gateway {  // in front of an upstream, a search's values are the upstream's to limit
+            #expect(sub(errors, "too_long_value")["status"] as? Int == 400 && (sub(errors, "too_long_value")["text"] as? String)?.contains("2048 characters") == true, "\(errors)")
+        }
 
         // cms.fhir.r4.read on an API key: the whole clinic, nothing of another.
         let wide = observed.scenario("clinic_wide")

@@ -316,6 +316,14 @@ struct ClientAssertionTests {
             #expect(try await token(try await assertion("es", "ES384", iss: "cli_00000000000000000000000000000000")).status == 401)
             let wrongType = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion_type=jwt&client_assertion=\(es)")
             #expect(wrongType.json?.string("error") == "invalid_request")
+            let type = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+            let untyped = try await OAuthTests.form(s, "grant_type=client_credentials&client_assertion=\(es)")
+            #expect(untyped.status == 400 && untyped.json?.string("error") == "invalid_request")
+            let typeAlone = try await OAuthTests.form(s, "grant_type=client_credentials&\(type)")
+            #expect(typeAlone.status == 400 && typeAlone.json?.string("error_description") == "client_assertion is required")
+            // The limit counts characters, as the document's maxLength does.
+            let oversized = try await OAuthTests.form(s, "grant_type=client_credentials&\(type)&client_assertion=\(String(repeating: "a", count: 8_193))")
+            #expect(oversized.status == 400 && oversized.json?.string("error_description").contains("at most 8192 characters") == true, "\(oversized.text)")
         }
     }
 }

@@ -225,6 +225,10 @@ struct SecurityReviewTests {
             let refused = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
                                               json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwks": privateSet])
             #expect(refused.status == 400 && refused.text.contains("private key material"), "\(refused.text)")
+            // An optional field sent as null is absent, as the document says: no keys, so a secret.
+            let nullKeys = try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                               json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwks": NSNull(), "jwksUri": NSNull()])
+            #expect(nullKeys.status == 201 && (nullKeys.json?.raw["clientSecret"] as? String)?.isEmpty == false, "\(nullKeys.text)")
         }
     }
 

@@ -169,7 +169,8 @@ struct JSONInput {
 
     func has(_ name: String) -> Bool { object[name] != nil }
 
-    func value(_ name: String) -> JSONInputValue? { object[name] }
+    /// A field sent as null reads as absent, as the document says of every optional field.
+    func value(_ name: String) -> JSONInputValue? { object[name].flatMap { $0.isNull ? nil : $0 } }
 
     private func value(_ name: String, required: Bool) throws -> JSONInputValue? {
         guard let raw = object[name], !(raw.isNull) else {

@@ -16,7 +16,8 @@ struct FHIRSearch {
     static let maxRequestedCount = 1_000_000
     static let maxOffset = 1_000_000
     static let maxValues = 1_024
-    static let maxValueBytes = 2_048
+    /// In code points, as the document's maxLength counts them.
+    static let maxValueLength = 2_048
 
     /// Parameters every search takes.
     static let common = ["_id", "_count", "_offset", "_format"]
@@ -91,7 +92,7 @@ struct FHIRSearch {
     }
 
     static func filter(_ name: String, _ value: String, type: FHIRType) throws -> FHIRFilter {
-        guard value.utf8.count <= maxValueBytes else { throw APIError.badRequest("\(name) may be at most \(maxValueBytes) bytes") }
+        guard value.unicodeScalars.count <= maxValueLength else { throw APIError.badRequest("\(name) may be at most \(maxValueLength) characters") }
         let values = value.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard !value.isEmpty, values.allSatisfy({ !$0.isEmpty }) else { throw APIError.badRequest("\(name) needs a value") }
         guard values.count <= maxValues else { throw APIError.badRequest("\(name) takes at most \(maxValues) values") }

@@ -185,6 +185,8 @@ struct TokenEndpoint: Sendable {
     }
 
     static let assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    /// In code points, as the document's maxLength counts them (a JWT is ASCII).
+    static let maxAssertionLength = 8_192
 
     /// RFC 7523 / SMART backend services: a JWT signed with one of the client's registered
     /// keys (RS384 or ES384, `kid` required), `iss` = `sub` = client id, `aud` = this token
@@ -194,8 +196,11 @@ struct TokenEndpoint: Sendable {
         guard form["client_assertion_type"] == Self.assertionType else {
             throw OAuthError(error: "invalid_request", description: "client_assertion_type must be \(Self.assertionType)")
         }
-        guard let assertion = form["client_assertion"], assertion.utf8.count <= 8192 else {
+        guard let assertion = form["client_assertion"] else {
             throw OAuthError(error: "invalid_request", description: "client_assertion is required")
+        }
+        guard assertion.unicodeScalars.count <= Self.maxAssertionLength else {
+            throw OAuthError(error: "invalid_request", description: "client_assertion may be at most \(Self.maxAssertionLength) characters")
         }
         guard let header = TokenService.header(of: assertion) else { throw refuse("the assertion is not a JWT") }
         guard let alg = header["alg"] as? String, alg == "RS384" || alg == "ES384" else { throw refuse("the assertion must be signed with RS384 or ES384") }

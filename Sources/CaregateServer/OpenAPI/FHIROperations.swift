@@ -27,7 +27,7 @@ enum FHIROperations {
     ]
 
     /// A search parameter's values: comma-separated, none empty.
-    static let list = Schema.string(minLength: 1, maxLength: 2048, pattern: Schema.whole("[^,]+(,[^,]+)*"))
+    static let list = Schema.string(minLength: 1, maxLength: FHIRSearch.maxValueLength, pattern: Schema.whole("[^,]+(,[^,]+)*"))
     static let year = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
     /// A real day of the calendar, leap years included.
     static let day: String = {

@@ -95,16 +95,22 @@ enum ServerOperations {
     }
 
     static let assertionFields: [(String, Schema)] = [
-        ("client_assertion_type", .oneOf(["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"])), ("client_assertion", .text),
+        ("client_assertion_type", .oneOf(["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"])), ("client_assertion", .string(maxLength: TokenEndpoint.maxAssertionLength)),
     ]
 
     /// An RFC 6749 form: the named parameters, any other as a single string (ignored); one client
-    /// authentication method per request (a secret and an assertion never together).
+    /// authentication method per request (a secret and an assertion never together), and an
+    /// assertion always with its type (RFC 7521 §4.2).
     static func form(_ properties: [(String, Schema)], required: [String]) -> Schema {
-        .allOf([
+        func without(_ field: String, _ other: String) -> Schema {
+            .not(.allOf([.object([], required: [field]), .not(.object([], required: [other]))]))
+        }
+        return .allOf([
             .openObject(properties + [("client_id", .text), ("client_secret", .text)] + assertionFields, required: required, additional: .text),
             .not(.object([], required: ["client_secret", "client_assertion"])),
             .not(.object([], required: ["client_secret", "client_assertion_type"])),
+            without("client_assertion", "client_assertion_type"),
+            without("client_assertion_type", "client_assertion"),
         ])
     }
 

@@ -290,6 +290,9 @@ def errors(cfg, out, state):
     out["insufficient"] = outcome_of(state["lab"].get("Condition"))
     out["unsupported"] = outcome_of(state["key"].get("Observation", name="x", _sort="date"))
     out["bad_date"] = outcome_of(state["key"].get("Observation", date="yesterday"))
+    # A value's limit counts characters, as the document's maxLength does: 2,048 two-byte ones pass.
+    out["longest_value"] = outcome_of(state["key"].get("Observation", code="\u00e9" * 2048))
+    out["too_long_value"] = outcome_of(state["key"].get("Observation", code="\u00e9" * 2049))
 
 
 def clinic_wide(cfg, out, state):
