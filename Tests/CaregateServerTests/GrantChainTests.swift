@@ -163,6 +163,10 @@ struct GrantChainTests {
             #expect(badEnv.json?.string("message") == #"field "environment" must be prd or sbx"#)
             let past = try await s.request("POST", "/manage/apps/\(app.id)/keys", token: dev.token, json: ["name": "k", "environment": "prd", "expiresAt": "2001-01-01T00:00:00Z"])
             #expect(past.json?.string("message") == #"field "expiresAt" must be in the future"#)
+            // RFC 3339 with fractional seconds, as JavaScript's toISOString() writes it.
+            let milliseconds = try await s.request("POST", "/manage/apps/\(app.id)/keys", token: dev.token, json: ["name": "k", "environment": "prd", "expiresAt": "2099-01-01T00:00:00.250Z"])
+            #expect(milliseconds.status == 201, "\(milliseconds.text)")
+            #expect(milliseconds.json?.string("expiresAt").hasPrefix("2099-01-01T00:00:00") == true, "\(milliseconds.text)")
         }
     }
 }

@@ -32,13 +32,13 @@ enum ManagementAPI {
         .init(
             method: .post, path: "/manage/tokens/rotate", callers: [.operator, .developer, .clinicAdmin],
             summary: "Replace the caller's management token: the new one is shown once, the presented one stops at once",
-            body: .init(name: "TokenRotation", schema: .object([("expiresAt", .dateTime)], closed: true), optional: true),
+            body: .init(name: "TokenRotation", schema: .object([("expiresAt", .requestDateTime)], closed: true), optional: true),
             success: .created, response: "ManagementToken", conflicts: true, handler: { try await $0.rotateToken(&$1) }),
         .init(
             method: .post, path: "/manage/tokens", callers: [.operator],
             summary: "Issue a management token for a developer (dev_…) or a clinic (org_…) (operator); shown once",
             body: .init(name: "NewManagementToken", schema: .object(
-                [("subjectId", .requiredText(max: 100)), ("expiresAt", .dateTime)], required: ["subjectId"], closed: true)),
+                [("subjectId", .requiredText(max: 100)), ("expiresAt", .requestDateTime)], required: ["subjectId"], closed: true)),
             success: .created, response: "ManagementToken", handler: { try await $0.issueToken(&$1) }),
         .init(
             method: .get, path: "/manage/tokens", callers: [.operator], summary: "Developer and clinic-admin tokens, without the secrets (operator)",
@@ -68,7 +68,7 @@ enum ManagementAPI {
             method: .post, path: "/manage/apps/{appId}/keys", callers: [.developer],
             summary: "Create an API key; without scopes it inherits the clinic's approved scopes; the key is shown once (developer)",
             body: .init(name: "NewAPIKey", schema: .object(
-                [("name", .requiredText(max: 100)), ("environment", .oneOf(["prd", "sbx"])), ("scopes", .ref("APIKeyScopeList")), ("expiresAt", .dateTime)],
+                [("name", .requiredText(max: 100)), ("environment", .oneOf(["prd", "sbx"])), ("scopes", .ref("APIKeyScopeList")), ("expiresAt", .requestDateTime)],
                 required: ["name", "environment"], closed: true)),
             success: .created, response: "APIKey", handler: { try await $0.createKey(&$1) }),
         .init(

@@ -22,7 +22,10 @@ struct ManagementRoutes: Sendable {
     /// `expiresAt` (ISO 8601, in the future) of a body, as milliseconds.
     static func expiresAt(_ body: JSONInput) throws -> Int64? {
         guard let text = try body.string("expiresAt", max: 40, required: false) else { return nil }
-        guard let date = ISO8601DateFormatter().date(from: text) else {
+        // With or without fractional seconds, as RFC 3339 allows (JavaScript's toISOString() writes milliseconds).
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let date = ISO8601DateFormatter().date(from: text) ?? fractional.date(from: text) else {
             throw APIError.badRequest("field \"expiresAt\" must be an ISO 8601 date-time (2027-01-31T00:00:00Z)")
         }
         guard date > Date() else { throw APIError.badRequest("field \"expiresAt\" must be in the future") }

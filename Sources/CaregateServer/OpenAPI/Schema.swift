@@ -33,6 +33,8 @@ indirect enum Schema: Sendable {
     static let id = Schema.string(maxLength: 100)
     static let text = Schema.string()
     static let dateTime = Schema.string(format: "date-time")
+    /// A date-time a request sends (`expiresAt`): RFC 3339, fractional seconds allowed, at most 40 characters.
+    static let requestDateTime = Schema.string(maxLength: 40, format: "date-time")
 
     /// A pattern matching the whole value. `(?![\s\S])` rather than `$`: in some regex
     /// dialects (Python's, which schema-driven tools use) `$` also matches before a final newline.

@@ -102,15 +102,15 @@ enum ServerOperations {
     /// authentication method per request (a secret and an assertion never together), and an
     /// assertion always with its type (RFC 7521 §4.2).
     static func form(_ properties: [(String, Schema)], required: [String]) -> Schema {
-        func without(_ field: String, _ other: String) -> Schema {
+        func needs(_ field: String, _ other: String) -> Schema {  // never field without other
             .not(.allOf([.object([], required: [field]), .not(.object([], required: [other]))]))
         }
         return .allOf([
             .openObject(properties + [("client_id", .text), ("client_secret", .text)] + assertionFields, required: required, additional: .text),
             .not(.object([], required: ["client_secret", "client_assertion"])),
             .not(.object([], required: ["client_secret", "client_assertion_type"])),
-            without("client_assertion", "client_assertion_type"),
-            without("client_assertion_type", "client_assertion"),
+            needs("client_assertion", "client_assertion_type"),
+            needs("client_assertion_type", "client_assertion"),
         ])
     }
 

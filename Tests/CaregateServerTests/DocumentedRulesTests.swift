@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+
+@testable import CaregateServer
+
+/// What the document says of a query value is what the server accepts: a schema-valid value is
+/// never refused, and nothing the server refuses is schema-valid.
+@Suite struct DocumentedRulesTests {
+    @Test("a date's documented pattern accepts exactly the days the server does, 1899 to 2201, leap days included")
+    func dates() throws {
+        let rule = ValueRule.date
+        guard case .string(_, _, let pattern?, _) = rule.schema else { Issue.record("no pattern"); return }
+        let regex = try NSRegularExpression(pattern: pattern)
+        var accepted = 0
+        for year in 1899...2201 {
+            for month in 0...13 {
+                for day in 0...32 {
+                    let text = String(format: "%04d-%02d-%02d", year, month, day)
+                    let documented = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+                    let served = (try? rule.check(text, name: "since")) != nil
+                    if documented != served { Issue.record("\(text): document \(documented), server \(served)") }
+                    if served { accepted += 1 }
+                }
+            }
+        }
+        // 301 years of 365 days, and the leap days: 1904–2196 every four years but 2100.
+        #expect(accepted == 301 * 365 + 73)
+        for text in ["2024-02-29 ", "2024-2-29", "02024-02-29", "2024-02-29\n"] {
+            #expect(regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil && (try? rule.check(text, name: "since")) == nil, "\(text)")
+        }
+    }
+}
