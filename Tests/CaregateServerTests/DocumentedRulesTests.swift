@@ -29,4 +29,13 @@ import Testing
             #expect(regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) == nil && (try? rule.check(text, name: "since")) == nil, "\(text)")
         }
     }
+
+    @Test("a FHIR id's documented pattern leaves out . and .., which the path rules refuse")
+    func fhirIDs() throws {
+        guard case .string(_, _, let pattern?, _) = FHIROperations.id else { Issue.record("no pattern"); return }
+        let regex = try NSRegularExpression(pattern: pattern)
+        func documented(_ text: String) -> Bool { regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil }
+        for text in [".", "..", "", String(repeating: "a", count: 65), "a/b", "a b"] { #expect(!documented(text), "\(text)") }
+        for text in ["...", ".a", "a.", "pat-0a1b", "pat_0a1b", String(repeating: "a", count: 64)] { #expect(documented(text), "\(text)") }
+    }
 }

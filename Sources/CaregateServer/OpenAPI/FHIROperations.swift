@@ -40,8 +40,9 @@ enum FHIROperations {
     /// A FHIR instant as R4 writes it (seconds, and a zone of at most ±14:00).
     static let instant = Schema.string(pattern: Schema.whole(
         "\(day)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"))
-    /// A FHIR id (a record id as `/v3` writes it, with `_`, is read the same).
-    static let id = Schema.string(pattern: Schema.whole("[A-Za-z0-9\\-._]{1,64}"))
+    /// A FHIR id (a record id as `/v3` writes it, with `_`, is read the same); not `.` or `..`,
+    /// which the path rules refuse.
+    static let id = Schema.string(pattern: Schema.whole("(?!\\.{1,2}(?![\\s\\S]))[A-Za-z0-9\\-._]{1,64}"))
 
     static func parameterSchema(_ name: String) -> (Schema, String) {
         switch name {
