@@ -30,10 +30,7 @@ enum FHIROperations {
     static let list = Schema.string(minLength: 1, maxLength: FHIRSearch.maxValueLength, pattern: Schema.whole("[^,]+(,[^,]+)*"))
     static let year = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
     /// A real day of the calendar, leap years included.
-    static let day: String = {
-        let leapYear = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)"
-        return "(\(year)-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|\(year)-(0[469]|11)-(0[1-9]|[12][0-9]|30)|\(year)-02-(0[1-9]|1[0-9]|2[0-8])|\(leapYear)-02-29)"
-    }()
+    static let day = Schema.day(year: year, leapYear: "([0-9]{2}(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)")
     /// A FHIR date or dateTime naming a real day, after an optional prefix.
     static let date = Schema.string(pattern: Schema.whole(
         "(eq|ne|gt|lt|ge|le)?(\(year)|\(year)-(0[1-9]|1[0-2])|\(day)(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?)"))

@@ -40,11 +40,20 @@ indirect enum Schema: Sendable {
     /// dialects (Python's, which schema-driven tools use) `$` also matches before a final newline.
     static func whole(_ body: String) -> String { "^" + body + "(?![\\s\\S])" }
 
-    /// No control characters but tab, newline and carriage return (as ``JSONInput`` reads strings).
-    static let noControlCharacters = whole("[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*")
+    /// Any character but a control character; tab, newline and carriage return are allowed (as
+    /// ``JSONInput`` reads strings).
+    static let textCharacter = "[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]"
+    static let noControlCharacters = whole(textCharacter + "*")
     /// A required string field: something other than white space, no control characters.
     static func requiredText(min: Int = 1, max: Int) -> Schema {
-        .string(minLength: min, maxLength: max, pattern: "^(?=[\\s\\S]*\\S)[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F]*(?![\\s\\S])")
+        .string(minLength: min, maxLength: max, pattern: whole("(?=[\\s\\S]*\\S)" + textCharacter + "*"))
+    }
+
+    /// A real day of the calendar as `YYYY-MM-DD`, for the years `year` matches; `leapYear`
+    /// matches those of them with a 29 February.
+    static func day(year: String, leapYear: String) -> String {
+        "(\(year)-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|\(year)-(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+            + "|\(year)-02-(0[1-9]|1[0-9]|2[0-8])|\(leapYear)-02-29)"
     }
     /// An optional string field (may be empty), without control characters.
     static func optionalText(max: Int) -> Schema { .string(maxLength: max, pattern: noControlCharacters) }

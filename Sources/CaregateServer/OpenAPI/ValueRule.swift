@@ -50,11 +50,7 @@ enum ValueRule: Sendable {
 
     /// A real day from 1900 to 2200, as `Validate.isDate` reads it: 29 February in leap years only
     /// (2000 is one; 1900, 2100 and 2200 are not).
-    static let datePattern: String = {
-        let year = "(19[0-9]{2}|2[01][0-9]{2}|2200)"
-        return "(\(year)-(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|\(year)-(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-            + "|\(year)-02-(0[1-9]|1[0-9]|2[0-8])|(19|20|21)(0[48]|[2468][048]|[13579][26])-02-29|2000-02-29)"
-    }()
+    static let datePattern = Schema.day(year: "(19[0-9]{2}|2[01][0-9]{2}|2200)", leapYear: "((19|20|21)(0[48]|[2468][048]|[13579][26])|2000)")
     /// Printable ASCII without spaces, one `@`, a `.` in the domain.
     static let emailPattern = "[!-?A-~]+@[!-?A-~]*\\.[!-?A-~]*"
     static let searchPattern = "[^\\u0000-\\u001F\\u007F!-&(-*,/:-?\\[-`{-~]+"
