@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdCore
 public import Logging
 import Metrics
+import NIOCore
 import NIOPosix
 import Prometheus
 public import Scopes
@@ -75,6 +76,15 @@ public struct ServerOptions: Sendable {
 /// A running Caregate: the HTTP application and the services beside it.
 public final class CaregateServer: Sendable {
     public static let version = "0.1.0"
+
+    /// How many event-loop threads serve connections: those of NIO's shared group, which the
+    /// HTTP server, the gateway's upstream connections and the database's connections use
+    /// together. One per core unless set (or `NIO_SINGLETON_GROUP_LOOP_COUNT` says otherwise).
+    /// Set it at most once, before the first server starts: NIO reads it when the group is made.
+    public static func useEventLoops(_ count: Int) {
+        precondition(count > 0, "at least one event loop")
+        NIOSingletons.groupLoopCountSuggestion = count
+    }
 
     public let options: ServerOptions
     public let catalogs: [CompiledCatalog]

@@ -157,6 +157,7 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "Connections held open in all (default and ceiling: the descriptor limit less 256).") var maxConnections: Int?
     @Option(help: "Days audit events are kept (0: forever); GET /manage/audit/export streams them for longer keeping.")
     var auditRetentionDays = 90
+    @Option(help: "Event-loop threads serving connections (default: one per core).") var eventLoops: Int?
     @Flag(inversion: .prefixedNo, help: "Forward what the gateway may forward on the connection's event loop, without the request pipeline.")
     var directForwarding = true
 
@@ -194,6 +195,10 @@ struct ServerArguments: ParsableArguments {
         guard auditRetentionDays >= 0 else { throw ValidationError("--audit-retention-days must be 0 (keep forever) or more") }
         options.auditRetentionDays = auditRetentionDays
         options.directForwarding = directForwarding
+        if let eventLoops {
+            guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
+            CaregateServer.useEventLoops(eventLoops)
+        }
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }

@@ -77,4 +77,43 @@ struct CLITests {
         let incomplete = try await caregate(["serve", "--port", "0", "--gateway-config", file.path])
         #expect(incomplete.status != 0 && incomplete.output.contains(file.path) && incomplete.output.contains("url"))
     }
+
+    @Test("--event-loops sets how many event-loop threads serve; 0 is refused with a clear message")
+    func eventLoops() async throws {
+        let refused = try await caregate(["serve", "--port", "0", "--event-loops", "0"])
+        #expect(refused.status != 0 && refused.output.contains("--event-loops must be between 1 and 256"))
+
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let process = Process()
+        process.executableURL = try builtProduct("caregate")
+        // Five: a count no default of the machines this runs on gives (one per core).
+        process.arguments = [
+            "demo", "--port", "0", "--patients", "1", "--event-loops", "5",
+            "--database", dir.appendingPathComponent("loops.sqlite").path, "--log-level", "error",
+        ]
+        process.currentDirectoryURL = repositoryRoot
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var text = ""
+        while !text.contains("Stop with Ctrl-C.") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(text.contains("Stop with Ctrl-C."))
+        // NIO names the shared group's threads NIO-SGLTN-<group>-#<loop>.
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/task")
+        let loops = tasks.filter { task in
+            let name = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/task/\(task)/comm", encoding: .utf8)) ?? ""
+            return name.hasPrefix("NIO-SGLTN-")
+        }
+        #expect(loops.count == 5)
+    }
 }
