@@ -186,6 +186,20 @@ import Testing
             let location = try #require(kickOff.header("Content-Location"))
             #expect(location.hasPrefix("http://127.0.0.1:\(port)/fhir/R4/$export-poll-status/exp_"))
             let status = String(location.dropFirst(s.base.count))
+            // Two exports of a client run at a time (each reads the whole clinic); a third waits its turn.
+            // The first, 6,000 resources, is still being written while these two arrive.
+            let second = try await s.request("GET", "/fhir/R4/$export", token: exporter, headers: async)
+            try expectStatus(second, 202)
+            let third = try await s.request("GET", "/fhir/R4/Patient/$export", token: exporter, headers: async)
+            try expectStatus(third, 429)
+            #expect(third.header("Retry-After") == "5")
+            #expect(third.json?.raw["resourceType"] as? String == "OperationOutcome")
+            #expect(third.text.contains("throttled") && third.text.contains("2 exports of this client are in progress"))
+            // Another client of the app has places of its own.
+            let strangers = try await s.request("GET", "/fhir/R4/$export?_type=Patient", token: stranger, headers: async)
+            try expectStatus(strangers, 202)
+            #expect(try await s.request("DELETE", String(try #require(second.header("Content-Location")).dropFirst(s.base.count)), token: exporter).status == 202)
+            #expect(try await s.request("DELETE", String(try #require(strangers.header("Content-Location")).dropFirst(s.base.count)), token: stranger).status == 202)
             // Polled as a client does: 202 with X-Progress until the manifest (a fifth of Retry-After between polls).
             func manifest(_ status: String) async throws -> JSONObject? {
                 let deadline = ContinuousClock.now + .seconds(120)

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Scopes
+import Synchronization
 
 /// FHIR Bulk Data export (SPEC §8, seed 003): an asynchronous kick-off (`$export` at the system
 /// level or `Patient/$export`), status polling with `X-Progress`, and one NDJSON file per type,
@@ -13,6 +14,10 @@ struct BulkExport: Sendable {
     /// The absolute FHIR base.
     let base: String
     let logger: Logger
+    /// Exports running on this instance, by client: each one reads its whole clinic, so a client
+    /// that kicks off one after another without waiting would take the server's threads.
+    let running = ExportSlots(perClient: Self.exportsPerClient)
+    static let exportsPerClient = 2
 
     /// Resources per NDJSON part, and per query: small enough that rendering one page does not
     /// hold a thread of the server for long.
@@ -76,12 +81,26 @@ struct BulkExport: Sendable {
             plan.append((type, access))
         }
         let url = base + (patientLevel ? "/Patient/$export" : "/$export") + (request.uri.query.map { "?" + $0 } ?? "")
-        let job = try await store.createExportJob(
-            organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue), access: signatures)
+        let client = credential.organizationID + " " + credential.keyID
+        guard running.take(client) else {
+            throw APIError(
+                .tooManyRequests, "too_many_requests",
+                "\(running.perClient) exports of this client are in progress: poll them, or cancel one (DELETE its status URL), before another",
+                headers: [.retryAfter: "5"])
+        }
+        let job: ExportJobRecord
+        do {
+            job = try await store.createExportJob(
+                organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue), access: signatures)
+        } catch {
+            running.release(client)
+            throw error
+        }
         let organization = credential.organizationID
-        let store = self.store, logger = self.logger
+        let store = self.store, logger = self.logger, running = self.running
         Task.detached {
             await Self.run(job: job.id, organization: organization, plan: plan, store: store, logger: logger)
+            running.release(client)
         }
         var headers: HTTPFields = [.contentLocation: statusURL(job.id, requested: requested)]
         headers[.contentType] = FHIRAPI.contentType
@@ -227,4 +246,28 @@ struct BulkExport: Sendable {
         return "\(weekday), \(two(day)) \(monthName) \(year) \(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60)) GMT"
     }
 
+}
+
+/// Exports in progress per client on this instance, at most `perClient` at a time.
+final class ExportSlots: Sendable {
+    let perClient: Int
+    private let counts = Mutex<[String: Int]>([:])
+
+    init(perClient: Int) { self.perClient = perClient }
+
+    /// Takes a place for the client's next export; false when its places are all taken.
+    func take(_ client: String) -> Bool {
+        counts.withLock { counts in
+            guard counts[client, default: 0] < perClient else { return false }
+            counts[client, default: 0] += 1
+            return true
+        }
+    }
+
+    func release(_ client: String) {
+        counts.withLock { counts in
+            let left = counts[client, default: 1] - 1
+            counts[client] = left > 0 ? left : nil
+        }
+    }
 }

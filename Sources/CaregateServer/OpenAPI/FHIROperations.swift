@@ -155,13 +155,14 @@ enum FHIROperations {
             [("resourceType", .oneOf(["Parameters"]))], required: ["resourceType"], additional: .any).json] as JSONValue)])]
         for (path, summary) in [("\(base)/$export", "Bulk export of the clinic"), ("\(base)/Patient/$export", "Bulk export of every patient's compartment")] {
             _ = paths.file(path)
+            let busy = ("429", "\(BulkExport.exportsPerClient) exports of this client are in progress on this server; try again after Retry-After seconds")
             let kickOff = operation(summary, scope: scope, parameters: query + [prefer, accept], responses: [("202", accepted)] + errors([
-                ("400", "Prefer: respond-async missing, or an unsupported or invalid parameter (named)"), ("406", "An Accept other than FHIR JSON"),
+                ("400", "Prefer: respond-async missing, or an unsupported or invalid parameter (named)"), ("406", "An Accept other than FHIR JSON"), busy,
             ]))
             paths.add("get", path, kickOff)
             var post = operation(summary + " (Parameters body)", scope: scope, parameters: [prefer, accept], responses: [("202", accepted)] + errors([
                 ("400", "Prefer: respond-async missing, or an unsupported or invalid parameter (named)"), ("406", "An Accept other than FHIR JSON"),
-                ("413", "Body over 64 KiB"),
+                ("413", "Body over 64 KiB"), busy,
             ]))
             post.set("requestBody", parameters)
             paths.add("post", path, post)
@@ -247,6 +248,7 @@ enum FHIROperations {
         return byStatus.keys.sorted().map { status in
             var response = outcome(byStatus[status]!)
             if status == "405" { response.set("headers", ["Allow": ["required": true, "schema": ["type": "string"]]]) }
+            if status == "429" { response.set("headers", ["Retry-After": ["required": true, "schema": ["type": "integer", "minimum": 1]]]) }
             return (status, response)
         } + [("405", {
             var response = outcome("Method not allowed on this path; Allow lists those that are")
