@@ -7,14 +7,18 @@ Creates, through the management API only (as an operator, a developer and a clin
   - a developer, and a second one whose tokens are only for POST /manage/tokens/rotate;
   - a production clinic with synthetic sample data;
   - a marketplace-v3 app declaring every v3 and v1 scope an API key may carry, installed
-    (all approved), and an API key selecting every one of them (serves /v3 and /v1);
-  - a platform app declaring every non-SMART platform scope (approved in the review queue), installed, an API key with
-    every scope an API key may carry, and a clinic-bound OAuth client (credential type
-    oauth2) with every scope, for the OAuth-only platform routes;
+    (all approved, the scopes that are not self-service in the review queue too), and an API
+    key selecting every one of them (serves /v3 and /v1);
+  - a platform app declaring every non-SMART platform scope and the backend-services ones
+    (system/*; approved in the review queue), installed, an API key with every scope an API
+    key may carry, and a clinic-bound OAuth client (credential type oauth2) with every scope,
+    for the OAuth-only platform routes and bulk export;
   - a practice-api app declaring `apiv2`, installed, and a clinic-bound OAuth client with
     `apiv2` (the practice API takes no API keys);
   - a marketplace-v3 OAuth client (client secret), the client the /oauth2/* operations
-    may be called with.
+    may be called with;
+  - scratch resources (an app, its installation and key, a pending scope review, a management
+    token) for the operations that change or end what they name.
 Writes every credential and identifier to OUT.json for the schemathesis hooks.
 """
 import json
@@ -56,6 +60,14 @@ def access_token(client, scope=None):
     return response.json()["access_token"]
 
 
+def approve_reviews(app):
+    """An app's scopes that are not self-service take effect once the operator approves them
+    (the review queue); until then its keys' requests on their routes are refused with 403."""
+    for review in call("GET", "/manage/scope-reviews?status=pending", operator):
+        if review["appId"] == app["id"]:
+            call("POST", f"/manage/scope-reviews/{review['id']}/approve", operator)
+
+
 developer = call("POST", "/manage/developers", operator, {"name": "Schemathesis", "email": "st@example.com"})
 dev = developer["token"]
 # a second developer whose tokens only POST /manage/tokens/rotate uses (each rotation ends one)
@@ -77,6 +89,7 @@ except SystemExit:
     market_app = call("POST", "/manage/apps", dev, {"slug": "st-market", "name": "Schemathesis marketplace",
                                                     "surface": "marketplace-v3", "scopes": market_scopes})
 call("POST", "/manage/installations", admin, {"appId": market_app["id"]})
+approve_reviews(market_app)
 market_key = call("POST", f"/manage/apps/{market_app['id']}/keys", dev,
                   {"name": "schemathesis", "environment": "prd", "scopes": market_scopes})
 market_client = call("POST", f"/manage/apps/{market_app['id']}/oauth-clients", dev,
@@ -84,19 +97,19 @@ market_client = call("POST", f"/manage/apps/{market_app['id']}/oauth-clients", d
 
 # platform: an API key with every API-key scope, and a clinic-bound OAuth client with all of them
 platform = catalog("platform")
-platform_scopes = [s["name"] for s in platform if not s.get("smart")]
+# Its SMART scopes are for apps acting for a person, except the backend-services ones (system/*),
+# which a clinic-bound client_credentials client may hold: bulk export ($export) needs them.
+platform_scopes = [s["name"] for s in platform if not s.get("smart") or s["name"].startswith("system/")]
 platform_app = call("POST", "/manage/apps", dev, {"slug": "st-platform", "name": "Schemathesis platform",
                                                   "surface": "platform", "scopes": platform_scopes})
 call("POST", "/manage/installations", admin, {"appId": platform_app["id"]})
-# Its scopes that are not self-service take effect once the operator approves them (the review queue).
-for review in call("GET", "/manage/scope-reviews?status=pending", operator):
-    if review["appId"] == platform_app["id"]:
-        call("POST", f"/manage/scope-reviews/{review['id']}/approve", operator)
+approve_reviews(platform_app)
 platform_key_scopes = names(platform, "API Key")
 platform_key = call("POST", f"/manage/apps/{platform_app['id']}/keys", dev,
                     {"name": "schemathesis", "environment": "prd", "scopes": platform_key_scopes})
 platform_client = call("POST", f"/manage/apps/{platform_app['id']}/oauth-clients", dev,
-                       {"scopes": names(platform, "OAuth 2.0"), "grantTypes": ["client_credentials"],
+                       {"scopes": names(platform, "OAuth 2.0") + [n for n in platform_scopes if n.startswith("system/")],
+                        "grantTypes": ["client_credentials"],
                         "credentialType": "oauth2", "organizationId": clinic["id"]})
 
 # practice API: apiv2 through a clinic-bound OAuth client
@@ -106,6 +119,20 @@ call("POST", "/manage/installations", admin, {"appId": practice_app["id"]})
 practice_client = call("POST", f"/manage/apps/{practice_app['id']}/oauth-clients", dev,
                        {"scopes": ["apiv2"], "grantTypes": ["client_credentials"],
                         "organizationId": clinic["id"]})
+
+# Scratch resources for the operations that change or end what they name (a new app version, an
+# installation's re-approval or removal, a key's rotation or revocation, a token's revocation, a
+# scope review's decision): scripts/schemathesis.toml points those operations here. Otherwise they
+# reach the credentials above through identifiers schemathesis reads from earlier answers, and
+# every operation after them is refused (a new app version with a few scopes narrowed the
+# marketplace key to them, 2026-12-03).
+scratch_app = call("POST", "/manage/apps", dev, {"slug": "st-scratch", "name": "Schemathesis scratch",
+                                                 "surface": "marketplace-v3", "scopes": market_scopes})
+scratch_installation = call("POST", "/manage/installations", admin, {"appId": scratch_app["id"]})
+scratch_key = call("POST", f"/manage/apps/{scratch_app['id']}/keys", dev,
+                   {"name": "scratch", "environment": "prd", "scopes": market_scopes[:1]})
+scratch_token = call("POST", "/manage/tokens", operator, {"subjectId": rotator["id"]})
+scratch_reviews = [r for r in call("GET", "/manage/scope-reviews?status=pending", operator) if r["appId"] == scratch_app["id"]]
 
 world = {
     "base": base,
@@ -120,6 +147,8 @@ world = {
                  "clientId": platform_client["clientId"], "token": access_token(platform_client)},
     "practice": {"appId": practice_app["id"], "clientId": practice_client["clientId"],
                  "token": access_token(practice_client)},
+    "scratch": {"appId": scratch_app["id"], "installationId": scratch_installation["id"], "keyId": scratch_key["id"],
+                "tokenId": scratch_token["id"], "reviewId": scratch_reviews[0]["id"] if scratch_reviews else "rev_0"},
 }
 with open(out, "w") as f:
     json.dump(world, f, indent=1)

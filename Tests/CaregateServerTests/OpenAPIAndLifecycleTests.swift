@@ -61,6 +61,15 @@ struct OpenAPIAndLifecycleTests {
                     #expect(served.contains("\(method) \(shape(path))") || routed, "\(method) \(path) is documented but not served")
                 }
             }
+            // The endpoints that authenticate an OAuth client say how: HTTP Basic, or in the form
+            // (the empty requirement). Without either they answer 401 (OAuthTests).
+            let schemes = (document["components"] as? [String: Any])?["securitySchemes"] as? [String: [String: Any]]
+            #expect(schemes?["oauthClient"]?["type"] as? String == "http" && schemes?["oauthClient"]?["scheme"] as? String == "basic")
+            for path in ["/oauth2/token", "/api/2.0/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"] {
+                let security = (paths[path]?["post"] as? [String: Any])?["security"] as? [[String: Any]]
+                #expect(security?.count == 2 && security?.first?.keys.first == "oauthClient" && security?.last?.isEmpty == true,
+                        "\(path): \(String(describing: security))")
+            }
             try await Self.validateOpenAPI(reply.body)
         }
     }

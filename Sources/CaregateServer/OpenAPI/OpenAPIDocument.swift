@@ -45,6 +45,10 @@ enum OpenAPIDocument {
                     "apiKey": ["type": "http", "scheme": "bearer", "description": "API key (<prefix>_<env>_ak_…) with X-Organization-Id"],
                     "managementToken": ["type": "http", "scheme": "bearer", "description": "Operator, developer or clinic-admin token"],
                     "credential": ["type": "http", "scheme": "bearer", "description": "API key or OAuth 2.0 access token"],
+                    "oauthClient": [
+                        "type": "http", "scheme": "basic",
+                        "description": "An OAuth client's id and secret (client_secret_basic); the form's client_id with client_secret or client_assertion, or a public client's client_id alone, authenticate it instead",
+                    ],
                 ],
                 "schemas": .object(schemas),
             ],

@@ -121,7 +121,8 @@ enum ServerOperations {
         let (documented, _) = paths.file(path)
         let oauthError: JSONValue = ["description": "RFC 6749 error", "content": ["application/json": ["schema": Schema.ref("OAuthError").json]]]
         paths.add("post", documented, [
-            "summary": .string(summary), "tags": ["oauth"], "security": [],
+            // The client authenticates with HTTP Basic, or in the form (the empty alternative).
+            "summary": .string(summary), "tags": ["oauth"], "security": [["oauthClient": []], [:]],
             "requestBody": ["required": true, "content": ["application/x-www-form-urlencoded": ["schema": Schema.ref(request).json]]],
             "responses": [
                 "200": success, "400": oauthError, "401": oauthError, "405": OpenAPIDocument.methodNotAllowed,
