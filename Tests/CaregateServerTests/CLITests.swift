@@ -7,6 +7,36 @@ func caregate(_ arguments: [String]) async throws -> (status: Int32, output: Str
     return try await runProgram(executable.path, arguments, in: repositoryRoot)
 }
 
+/// `caregate demo` started as a user starts it, from the repository, on its own port; its standard
+/// output read until it serves ("Stop with Ctrl-C."). `stop()` sends SIGTERM (the graceful path)
+/// and waits for it to exit.
+struct DemoProcess {
+    let process = Process()
+    let output: String
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = try builtProduct("caregate")
+        process.arguments = ["demo", "--port", "0", "--log-level", "error"] + arguments
+        process.currentDirectoryURL = repositoryRoot
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        while !text.contains("Stop with Ctrl-C.") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        output = text
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
 @Suite("caregate CLI")
 struct CLITests {
     @Test("check denies includeSoapNote=true with read:notes alone, naming read:soap_notes")
@@ -85,33 +115,15 @@ struct CLITests {
 
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let process = Process()
-        process.executableURL = try builtProduct("caregate")
         // Five: a count no default of the machines this runs on gives (one per core).
-        process.arguments = [
-            "demo", "--port", "0", "--patients", "1", "--event-loops", "5",
-            "--database", dir.appendingPathComponent("loops.sqlite").path, "--log-level", "error",
-        ]
-        process.currentDirectoryURL = repositoryRoot
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        var text = ""
-        while !text.contains("Stop with Ctrl-C.") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        #expect(text.contains("Stop with Ctrl-C."))
+        let demo = try DemoProcess(["--patients", "1", "--event-loops", "5", "--database", dir.appendingPathComponent("loops.sqlite").path])
+        defer { demo.stop() }
+        #expect(demo.output.contains("Stop with Ctrl-C."))
         // NIO names the shared group's threads NIO-SGLTN-<group>-#<loop>.
-        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/task")
+        let pid = demo.process.processIdentifier
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
         let loops = tasks.filter { task in
-            let name = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/task/\(task)/comm", encoding: .utf8)) ?? ""
+            let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
             return name.hasPrefix("NIO-SGLTN-")
         }
         #expect(loops.count == 5)

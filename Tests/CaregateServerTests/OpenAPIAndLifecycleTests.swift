@@ -89,26 +89,9 @@ struct OpenAPIAndLifecycleTests {
     func demo() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let process = Process()
-        process.executableURL = try builtProduct("caregate")
-        process.arguments = ["demo", "--port", "0", "--patients", "5", "--database", dir.appendingPathComponent("demo.sqlite").path, "--log-level", "error"]
-        process.currentDirectoryURL = repositoryRoot
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            process.terminate()  // SIGTERM: the graceful path
-            process.waitUntilExit()
-        }
-        // Read until the demo prints its last line.
-        var text = ""
-        let handle = out.fileHandleForReading
-        while !text.contains("Stop with Ctrl-C.") {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let demo = try DemoProcess(["--patients", "5", "--database", dir.appendingPathComponent("demo.sqlite").path])
+        defer { demo.stop() }
+        let text = demo.output
         let commands = text.split(separator: "\n").filter { $0.hasPrefix("curl ") }.map(String.init)
         #expect(commands.count == 4)
         var outputs: [String] = []
@@ -207,20 +190,8 @@ struct ShutdownTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let database = dir.appendingPathComponent("shutdown.sqlite").path
-        let process = Process()
-        process.executableURL = try builtProduct("caregate")
-        process.arguments = ["demo", "--port", "0", "--patients", "2", "--database", database, "--log-level", "error"]
-        process.currentDirectoryURL = repositoryRoot
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var text = ""
-        while !text.contains("Stop with Ctrl-C.") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let demo = try DemoProcess(["--patients", "2", "--database", database])
+        let text = demo.output
         let me = try #require(text.split(separator: "\n").first { $0.hasPrefix("curl ") && $0.contains("/marketplace/me") })
         let base = String(me.split(separator: " ")[2]).components(separatedBy: "/v3/")[0]
         let key = String(me.split(separator: "\"")[1].dropFirst("Authorization: Bearer ".count))
@@ -238,9 +209,8 @@ struct ShutdownTests {
             }
             try await group.waitForAll()
         }
-        process.terminate()
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit)
+        demo.stop()
+        #expect(demo.process.terminationReason == .exit)
         // Reopen the database: every answered request left its decision.
         var logger = Logger(label: "test")
         logger.logLevel = .critical
