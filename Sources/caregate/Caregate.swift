@@ -195,10 +195,7 @@ struct ServerArguments: ParsableArguments {
         guard auditRetentionDays >= 0 else { throw ValidationError("--audit-retention-days must be 0 (keep forever) or more") }
         options.auditRetentionDays = auditRetentionDays
         options.directForwarding = directForwarding
-        if let eventLoops {
-            guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be between 1 and 256") }
-            CaregateServer.useEventLoops(eventLoops)
-        }
+        if let eventLoops, !(1...256).contains(eventLoops) { throw ValidationError("--event-loops must be between 1 and 256") }
         do {
             if let gatewayConfig { options.upstreams = try UpstreamConfiguration.load(file: URL(fileURLWithPath: gatewayConfig)) }
             options.upstreams += try upstreams.map { argument throws(GatewayConfigurationError) in try UpstreamConfiguration(argument: argument) }
@@ -208,6 +205,11 @@ struct ServerArguments: ParsableArguments {
         guard let fhirBackend = FHIRBackend(rawValue: fhir) else { throw ValidationError("--fhir must be builtin or upstream") }
         options.fhirBackend = fhirBackend
         return options
+    }
+
+    /// Sets the event loops' count (`--event-loops`), once, before the server is made.
+    func useEventLoops() {
+        if let eventLoops { CaregateServer.useEventLoops(eventLoops) }
     }
 
     func logger() throws -> Logger {
@@ -231,6 +233,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = try server.logger()
         let options = try server.options(defaultDatabase: "caregate.sqlite")
+        server.useEventLoops()
         logger.info("opening database", metadata: ["database": "\(options.database)"])
         let caregate = try await CaregateServer(options: options, logger: logger)
         if let token = caregate.generatedOperatorToken {
@@ -250,6 +253,7 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = try server.logger()
         var options = try server.options(defaultDatabase: "caregate-demo.sqlite")
+        server.useEventLoops()
         if server.database == nil, case .sqlite(let path) = options.database {
             // The demo database is the demo's own: start it fresh each time.
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
