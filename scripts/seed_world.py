@@ -7,7 +7,7 @@ Creates, through the management API only (as an operator, a developer and a clin
   - a developer, and a second one whose tokens are only for POST /manage/tokens/rotate;
   - a production clinic with synthetic sample data;
   - a marketplace-v3 app declaring every v3 and v1 scope an API key may carry, installed
-    (all approved, the scopes that are not self-service in the review queue too), and an API
+    (all approved; no marketplace scope goes through the operator's review queue), and an API
     key selecting every one of them (serves /v3 and /v1);
   - a platform app declaring every non-SMART platform scope and the backend-services ones
     (system/*; approved in the review queue), installed, an API key with every scope an API
@@ -60,12 +60,16 @@ def access_token(client, scope=None):
     return response.json()["access_token"]
 
 
+def pending_reviews(app):
+    """The app's scopes waiting in the operator's review queue (those not self-service)."""
+    return [r for r in call("GET", "/manage/scope-reviews?status=pending", operator) if r["appId"] == app["id"]]
+
+
 def approve_reviews(app):
     """An app's scopes that are not self-service take effect once the operator approves them
     (the review queue); until then its keys' requests on their routes are refused with 403."""
-    for review in call("GET", "/manage/scope-reviews?status=pending", operator):
-        if review["appId"] == app["id"]:
-            call("POST", f"/manage/scope-reviews/{review['id']}/approve", operator)
+    for review in pending_reviews(app):
+        call("POST", f"/manage/scope-reviews/{review['id']}/approve", operator)
 
 
 developer = call("POST", "/manage/developers", operator, {"name": "Schemathesis", "email": "st@example.com"})
@@ -89,7 +93,6 @@ except SystemExit:
     market_app = call("POST", "/manage/apps", dev, {"slug": "st-market", "name": "Schemathesis marketplace",
                                                     "surface": "marketplace-v3", "scopes": market_scopes})
 call("POST", "/manage/installations", admin, {"appId": market_app["id"]})
-approve_reviews(market_app)
 market_key = call("POST", f"/manage/apps/{market_app['id']}/keys", dev,
                   {"name": "schemathesis", "environment": "prd", "scopes": market_scopes})
 market_client = call("POST", f"/manage/apps/{market_app['id']}/oauth-clients", dev,
@@ -99,7 +102,8 @@ market_client = call("POST", f"/manage/apps/{market_app['id']}/oauth-clients", d
 platform = catalog("platform")
 # Its SMART scopes are for apps acting for a person, except the backend-services ones (system/*),
 # which a clinic-bound client_credentials client may hold: bulk export ($export) needs them.
-platform_scopes = [s["name"] for s in platform if not s.get("smart") or s["name"].startswith("system/")]
+system_scopes = [s["name"] for s in platform if s["name"].startswith("system/")]
+platform_scopes = [s["name"] for s in platform if not s.get("smart")] + system_scopes
 platform_app = call("POST", "/manage/apps", dev, {"slug": "st-platform", "name": "Schemathesis platform",
                                                   "surface": "platform", "scopes": platform_scopes})
 call("POST", "/manage/installations", admin, {"appId": platform_app["id"]})
@@ -108,7 +112,7 @@ platform_key_scopes = names(platform, "API Key")
 platform_key = call("POST", f"/manage/apps/{platform_app['id']}/keys", dev,
                     {"name": "schemathesis", "environment": "prd", "scopes": platform_key_scopes})
 platform_client = call("POST", f"/manage/apps/{platform_app['id']}/oauth-clients", dev,
-                       {"scopes": names(platform, "OAuth 2.0") + [n for n in platform_scopes if n.startswith("system/")],
+                       {"scopes": names(platform, "OAuth 2.0") + system_scopes,
                         "grantTypes": ["client_credentials"],
                         "credentialType": "oauth2", "organizationId": clinic["id"]})
 
@@ -126,13 +130,17 @@ practice_client = call("POST", f"/manage/apps/{practice_app['id']}/oauth-clients
 # reach the credentials above through identifiers schemathesis reads from earlier answers, and
 # every operation after them is refused (a new app version with a few scopes narrowed the
 # marketplace key to them, 2026-12-03).
+# A platform app, whose scopes that are not self-service wait for review: one of those reviews is
+# the scratch review.
 scratch_app = call("POST", "/manage/apps", dev, {"slug": "st-scratch", "name": "Schemathesis scratch",
-                                                 "surface": "marketplace-v3", "scopes": market_scopes})
+                                                 "surface": "platform", "scopes": platform_scopes})
 scratch_installation = call("POST", "/manage/installations", admin, {"appId": scratch_app["id"]})
 scratch_key = call("POST", f"/manage/apps/{scratch_app['id']}/keys", dev,
-                   {"name": "scratch", "environment": "prd", "scopes": market_scopes[:1]})
+                   {"name": "scratch", "environment": "prd", "scopes": platform_key_scopes[:1]})
 scratch_token = call("POST", "/manage/tokens", operator, {"subjectId": rotator["id"]})
-scratch_reviews = [r for r in call("GET", "/manage/scope-reviews?status=pending", operator) if r["appId"] == scratch_app["id"]]
+scratch_reviews = pending_reviews(scratch_app)
+if not scratch_reviews:
+    sys.exit("seed: the scratch app has no scope waiting for review")
 
 world = {
     "base": base,
@@ -148,7 +156,7 @@ world = {
     "practice": {"appId": practice_app["id"], "clientId": practice_client["clientId"],
                  "token": access_token(practice_client)},
     "scratch": {"appId": scratch_app["id"], "installationId": scratch_installation["id"], "keyId": scratch_key["id"],
-                "tokenId": scratch_token["id"], "reviewId": scratch_reviews[0]["id"] if scratch_reviews else "rev_0"},
+                "tokenId": scratch_token["id"], "reviewId": scratch_reviews[0]["id"]},
 }
 with open(out, "w") as f:
     json.dump(world, f, indent=1)
