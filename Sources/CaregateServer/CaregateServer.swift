@@ -117,6 +117,8 @@ public final class CaregateServer: Sendable {
     let pages: WebPages
     /// Open connections per peer address.
     let connectionLimits: ConnectionLimits
+    /// The FHIR bulk exports this instance runs (stopped, and failed, at shutdown).
+    let exportRuns: ExportRuns
     private let listening = ListeningPort()
     /// The services of `run`, while it runs.
     private let running = Mutex<ServiceGroup?>(nil)
@@ -180,6 +182,8 @@ public final class CaregateServer: Sendable {
         let client = httpClient
         let trustedProxies = options.trustedProxies
         let fhirStore = FHIRStore(database: database)
+        let exportRuns = ExportRuns(store: fhirStore)
+        self.exportRuns = exportRuns
         let issuer = tokens.issuer
         registry = SurfaceRegistry(
             catalogs: catalogs, upstreams: options.upstreams, fhirBackend: options.fhirBackend,
@@ -188,7 +192,7 @@ public final class CaregateServer: Sendable {
                 UpstreamForwarder(
                     surface: catalog.surface, upstream: upstream, pool: pools[upstream.surface], client: client, trustedProxies: trustedProxies)
             },
-            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer, logger: logger) },
+            fhir: { catalog in FHIRAPI(catalog: catalog, store: fhirStore, issuer: issuer, exports: exportRuns, logger: logger) },
             fhirGateway: { catalog, forwarder, clinicWideIndex in
                 FHIRGateway(catalog: catalog, forwarder: forwarder, issuer: issuer, clinicWideIndex: clinicWideIndex)
             })
@@ -430,12 +434,17 @@ public final class CaregateServer: Sendable {
         do {
             try await group.run()
         } catch {
-            for pool in upstreamPools.values { pool.shutdown() }
-            loopUpstreams.shutdown()
-            try? await httpClient.shutdown()
-            await database.shutdown()
+            await release()
             throw error
         }
+        await release()
+    }
+
+    /// What outlives the services: bulk exports in progress (failed while the database is
+    /// still open, so that their clients learn it), upstream connections, the database.
+    private func release() async {
+        let stopped = await exportRuns.stop()
+        if stopped > 0 { logger.info("bulk exports in progress stopped", metadata: ["exports": "\(stopped)"]) }
         for pool in upstreamPools.values { pool.shutdown() }
         loopUpstreams.shutdown()
         try? await httpClient.shutdown()

@@ -24,31 +24,73 @@ extension FHIRStore {
     /// How long a job and its files are kept after the kick-off.
     public static let exportLifetime: Int64 = 3_600_000
 
+    /// How long a job in progress may go without a sign of life (a progress step or a part
+    /// written; each takes well under a second) before it is taken as stopped: the instance
+    /// running it went away (a crash, a kill, a lost database connection) without finishing it.
+    public static let exportStaleAfter: Int64 = 120_000
+    static let stoppedExport = "The export stopped before it finished: the server instance running it went away. Kick off a new one."
+
+    /// A new job in progress, unless the client already has `limit` jobs running (on any
+    /// instance: in progress and alive): then nil. The count and the insert are one
+    /// transaction, serialised per client, so that two kick-offs at once cannot both pass.
     public func createExportJob(
-        organization: String, clientID: String, request: String, types: [String], access: [String: String]
-    ) async throws -> ExportJobRecord {
+        organization: String, clientID: String, request: String, types: [String], access: [String: String], limit: Int
+    ) async throws -> ExportJobRecord? {
         let now = Clock.millis()
         let job = ExportJobRecord(
             id: Identifier.random("exp"), organizationID: organization, clientID: clientID, request: request, types: types, access: access,
             status: .inProgress, progress: "queued", transactionTime: FHIRDate.instant(millis: now), expiresAt: now + Self.exportLifetime)
-        let accessJSON: JSONValue = .object(types.map { ($0, .string(access[$0] ?? "")) })
-        try await sql.raw("""
-            INSERT INTO export_jobs (id, organization_id, client_id, request, types, access, status, progress, transaction_time, created_at, expires_at)
-            VALUES (\(bind: job.id), \(bind: organization), \(bind: clientID), \(bind: request), \(bind: types.joined(separator: ",")),
-              \(bind: String(decoding: accessJSON.serialized(), as: UTF8.self)), \(bind: job.status.rawValue), \(bind: job.progress),
-              \(bind: job.transactionTime), \(bind: now), \(bind: job.expiresAt))
-            """).run()
-        return job
+        let accessJSON = String(decoding: (JSONValue.object(types.map { ($0, .string(access[$0] ?? "")) })).serialized(), as: UTF8.self)
+        let postgres = database.dialect == .postgres
+        return try await database.transaction { db in
+            // SQLite's transactions already run one at a time (BEGIN IMMEDIATE); PostgreSQL's
+            // read committed would let two count the same jobs.
+            if postgres { try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: "export " + organization + " " + clientID)))").run() }
+            let running = try await db.raw("""
+                SELECT COUNT(*) AS n FROM export_jobs WHERE organization_id = \(bind: organization) AND client_id = \(bind: clientID)
+                  AND status = 'in-progress' AND heartbeat_at > \(bind: now - Self.exportStaleAfter) AND expires_at > \(bind: now)
+                """).first(decodingColumn: "n", as: Int64.self) ?? 0
+            guard running < limit else { return nil }
+            try await db.raw("""
+                INSERT INTO export_jobs (id, organization_id, client_id, request, types, access, status, progress, transaction_time, created_at,
+                  expires_at, heartbeat_at)
+                VALUES (\(bind: job.id), \(bind: organization), \(bind: clientID), \(bind: request), \(bind: types.joined(separator: ",")),
+                  \(bind: accessJSON), \(bind: job.status.rawValue), \(bind: job.progress), \(bind: job.transactionTime), \(bind: now),
+                  \(bind: job.expiresAt), \(bind: now))
+                """).run()
+            return job
+        }
     }
 
     /// The job, if it exists, has not expired, and belongs to this client in this clinic.
+    /// A job in progress that has shown no sign of life for ``exportStaleAfter`` is failed here
+    /// (once, whichever instance reads it first): its client learns it stopped instead of
+    /// polling until it expires.
     public func exportJob(_ id: String, organization: String, clientID: String) async throws -> ExportJobRecord? {
+        let now = Clock.millis()
         guard let row = try await sql.raw("""
-            SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error FROM export_jobs
-            WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID) AND expires_at > \(bind: Clock.millis())
+            SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error, heartbeat_at
+            FROM export_jobs
+            WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID) AND expires_at > \(bind: now)
             """).first()
         else { return nil }
-        return ExportJobRecord(
+        let job = try Self.exportJob(row)
+        if job.status == .inProgress, try row.decode(column: "heartbeat_at", as: Int64.self) <= now - Self.exportStaleAfter {
+            try await sql.raw("""
+                UPDATE export_jobs SET status = 'failed', error = \(bind: Self.stoppedExport), completed_at = \(bind: now)
+                WHERE id = \(bind: id) AND status = 'in-progress' AND heartbeat_at <= \(bind: now - Self.exportStaleAfter)
+                """).run()
+            // Read again: the job may have shown a sign of life, or ended, in between.
+            return try await sql.raw("""
+                SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error FROM export_jobs
+                WHERE id = \(bind: id)
+                """).first().map(Self.exportJob)
+        }
+        return job
+    }
+
+    private static func exportJob(_ row: any SQLRow) throws -> ExportJobRecord {
+        ExportJobRecord(
             id: try row.decode(column: "id", as: String.self), organizationID: try row.decode(column: "organization_id", as: String.self),
             clientID: try row.decode(column: "client_id", as: String.self), request: try row.decode(column: "request", as: String.self),
             types: try row.decode(column: "types", as: String.self).split(separator: ",").map(String.init),
@@ -64,7 +106,9 @@ extension FHIRStore {
     }
 
     public func setExportProgress(_ id: String, _ progress: String) async throws {
-        try await sql.raw("UPDATE export_jobs SET progress = \(bind: progress) WHERE id = \(bind: id) AND status = 'in-progress'").run()
+        try await sql.raw("""
+            UPDATE export_jobs SET progress = \(bind: progress), heartbeat_at = \(bind: Clock.millis()) WHERE id = \(bind: id) AND status = 'in-progress'
+            """).run()
     }
 
     /// One part of a type's NDJSON file, written only while the job is in progress (not after
@@ -73,6 +117,7 @@ extension FHIRStore {
     public func addExportPart(_ id: String, type: String, part: Int, count: Int, content: String) async throws -> Bool {
         try await database.transaction { db in
             guard try await db.raw("SELECT id FROM export_jobs WHERE id = \(bind: id) AND status = 'in-progress'").first() != nil else { return false }
+            try await db.raw("UPDATE export_jobs SET heartbeat_at = \(bind: Clock.millis()) WHERE id = \(bind: id)").run()
             try await db.raw("""
                 INSERT INTO export_files (job_id, resource_type, part, count, content)
                 VALUES (\(bind: id), \(bind: type), \(bind: Int64(part)), \(bind: Int64(count)), \(bind: content))
@@ -81,6 +126,7 @@ extension FHIRStore {
         }
     }
 
+    /// Ends a job still in progress (one already failed or deleted stays as it is).
     public func finishExportJob(_ id: String, error: String?) async throws {
         try await sql.raw("""
             UPDATE export_jobs SET status = \(bind: error == nil ? "completed" : "failed"), error = \(bind: error), completed_at = \(bind: Clock.millis())

@@ -124,6 +124,9 @@ enum Migrations {
             """,
             "CREATE INDEX grant_change_log_generation ON grant_change_log (generation)",
         ] }),
+        Migration(version: 14, name: "bulk export jobs' last sign of life, so that a job whose instance went away is reported failed", statements: { _ in [
+            "ALTER TABLE export_jobs ADD COLUMN heartbeat_at BIGINT NOT NULL DEFAULT 0",
+        ] }),
     ]
 
     /// The audit log moves from a row per event to a row per credential and write (see

@@ -261,6 +261,83 @@ import Testing
         }
     }
 
+    @Test("no export stays in progress for nothing: a stopping server fails its own, a job whose instance went away is failed by its next poll, and only live jobs count against the client's two",
+          arguments: Backend.allCases)
+    func exportsThatStop(_ backend: Backend) async throws {
+        func addressed(_ database: DatabaseLocation? = nil) async throws -> TestServer {
+            let port = try OAuthTests.closedPort()
+            return try await TestServer(backend) { options in
+                options.port = port
+                options.issuer = "http://127.0.0.1:\(port)"
+                if let database { options.database = database }
+            }
+        }
+        let first = try await addressed()
+        let dev = try await first.createDeveloper()
+        let clinic = try await first.createClinic(patients: 1_000)
+        let app = try await first.createApp(developer: dev.token, scopes: ["system/*.read"], surface: "platform")
+        _ = try await first.install(app: app.id, clinic: clinic)
+        let client = try await OAuthTests.client(first, dev: dev.token, app: app.id, scopes: ["system/*.read"], extra: ["organizationId": clinic.id])
+        func token(_ s: TestServer) async throws -> String {
+            let issued = try await OAuthTests.form(s, "grant_type=client_credentials", basic: client)
+            try expectStatus(issued, 200)
+            return issued.json!.string("access_token")
+        }
+        let async = ["Prefer": "respond-async", "Accept": "application/fhir+json"]
+        let status = "/fhir/R4/$export-poll-status/"
+
+        // A server stopped (as SIGTERM does) while it writes 6,000 resources fails the export before it closes the database.
+        let kickOff = try await first.request("GET", "/fhir/R4/$export", token: try await token(first), headers: async)
+        try expectStatus(kickOff, 202)
+        let stopped = String(try #require(kickOff.header("Content-Location")?.split(separator: "/").last))
+        await first.stop()
+
+        // Another instance on the same database tells the client so.
+        let second = try await addressed(first.server.options.database)
+        defer { Task { await second.stop() } }
+        let bearer = try await token(second)
+        let told = try await second.request("GET", status + stopped, token: bearer)
+        try expectStatus(told, 500)
+        #expect(told.json?.raw["resourceType"] as? String == "OperationOutcome")
+        #expect(told.text.contains("the server stopped. Kick off a new one."))
+
+        // Two exports of the client in progress on a third instance, made as its kick-offs make them: they count here too.
+        let store = FHIRStore(database: second.server.database)
+        let row = try #require(try await second.server.database.sql.raw("SELECT organization_id, client_id FROM export_jobs WHERE id = \(bind: stopped)").first())
+        let organization = try row.decode(column: "organization_id", as: String.self), clientID = try row.decode(column: "client_id", as: String.self)
+        func elsewhere() async throws -> ExportJobRecord? {
+            try await store.createExportJob(
+                organization: organization, clientID: clientID, request: "elsewhere", types: ["Patient"], access: [:], limit: BulkExport.exportsPerClient)
+        }
+        let gone = try #require(try await elsewhere()), alive = try #require(try await elsewhere())
+        #expect(try await elsewhere() == nil)
+        let refused = try await second.request("GET", "/fhir/R4/$export", token: bearer, headers: async)
+        try expectStatus(refused, 429)
+        #expect(refused.text.contains("2 exports of this client are in progress"))
+        #expect(try await second.request("GET", status + alive.id, token: bearer).status == 202)
+
+        // That instance goes away: one job shows no sign of life for two minutes. It no longer counts,
+        // and its next poll fails it for good (a late part or end from it changes nothing).
+        func silence(_ job: String) async throws {
+            try await second.server.database.sql.raw("""
+                UPDATE export_jobs SET heartbeat_at = \(bind: Clock.millis() - FHIRStore.exportStaleAfter - 1) WHERE id = \(bind: job)
+                """).run()
+        }
+        try await silence(gone.id)
+        let freed = try await second.request("GET", "/fhir/R4/$export?_type=Patient", token: bearer, headers: async)
+        try expectStatus(freed, 202)
+        let failed = try await second.request("GET", status + gone.id, token: bearer)
+        try expectStatus(failed, 500)
+        #expect(failed.text.contains("the server instance running it went away. Kick off a new one."))
+        #expect(try await store.addExportPart(gone.id, type: "Patient", part: 0, count: 0, content: "") == false)
+        try await store.finishExportJob(gone.id, error: nil)
+        try expectStatus(try await second.request("GET", status + gone.id, token: bearer), 500)
+        // A job that keeps writing is never taken for gone.
+        #expect(try await store.addExportPart(alive.id, type: "Patient", part: 0, count: 0, content: ""))
+        #expect(try await second.request("GET", status + alive.id, token: bearer).status == 202)
+        await second.stop()
+    }
+
     @Test("transaction Bundles are checked whole and written in one transaction; batches answer per entry", arguments: Backend.allCases)
     func bundles(_ backend: Backend) async throws {
         try await withServer(backend) { s in

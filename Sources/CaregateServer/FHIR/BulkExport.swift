@@ -14,9 +14,11 @@ struct BulkExport: Sendable {
     /// The absolute FHIR base.
     let base: String
     let logger: Logger
-    /// Exports running on this instance, by client: each one reads its whole clinic, so a client
-    /// that kicks off one after another without waiting would take the server's threads.
-    let running = ExportSlots(perClient: Self.exportsPerClient)
+    /// The exports this instance runs, which a shutdown stops.
+    let runs: ExportRuns
+    /// Exports of one client running at a time, over every instance: each one reads its whole
+    /// clinic, so a client that kicks off one after another without waiting would take the
+    /// servers' threads.
     static let exportsPerClient = 2
 
     /// Resources per NDJSON part, and per query: small enough that rendering one page does not
@@ -81,26 +83,19 @@ struct BulkExport: Sendable {
             plan.append((type, access))
         }
         let url = base + (patientLevel ? "/Patient/$export" : "/$export") + (request.uri.query.map { "?" + $0 } ?? "")
-        let client = credential.organizationID + " " + credential.keyID
-        guard running.take(client) else {
+        guard let job = try await store.createExportJob(
+            organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue), access: signatures,
+            limit: Self.exportsPerClient)
+        else {
             throw APIError(
                 .tooManyRequests, "too_many_requests",
-                "\(running.perClient) exports of this client are in progress: poll them, or cancel one (DELETE its status URL), before another",
+                "\(Self.exportsPerClient) exports of this client are in progress: poll them, or cancel one (DELETE its status URL), before another",
                 headers: [.retryAfter: "5"])
         }
-        let job: ExportJobRecord
-        do {
-            job = try await store.createExportJob(
-                organization: credential.organizationID, clientID: credential.keyID, request: url, types: plan.map(\.0.rawValue), access: signatures)
-        } catch {
-            running.release(client)
-            throw error
-        }
         let organization = credential.organizationID
-        let store = self.store, logger = self.logger, running = self.running
-        Task.detached {
+        let store = self.store, logger = self.logger
+        runs.start(job.id) { [plan] in
             await Self.run(job: job.id, organization: organization, plan: plan, store: store, logger: logger)
-            running.release(client)
         }
         var headers: HTTPFields = [.contentLocation: statusURL(job.id, requested: requested)]
         headers[.contentType] = FHIRAPI.contentType
@@ -129,6 +124,8 @@ struct BulkExport: Sendable {
                         // A long export shares the server's threads with the requests it answers meanwhile.
                         if n % 50 == 49 { await Task.yield() }
                     }
+                    // The server is stopping: `ExportRuns.stop` fails the job.
+                    if Task.isCancelled { return }
                     // A job deleted meanwhile (its client cancelled it) stops here.
                     guard try await store.addExportPart(job, type: type.rawValue, part: part, count: page.resources.count, content: String(decoding: text, as: UTF8.self))
                     else { return }
@@ -140,6 +137,8 @@ struct BulkExport: Sendable {
             try await store.finishExportJob(job, error: nil)
             logger.info("bulk export completed", metadata: ["job": "\(job)", "parts": "\(part)"])
         } catch {
+            // The server is stopping: `ExportRuns.stop` fails the job with the reason.
+            if Task.isCancelled { return }
             logger.error("bulk export failed", metadata: ["job": "\(job)", "error": "\(error)"])
             try? await store.finishExportJob(job, error: "the export could not be completed")
         }
@@ -248,26 +247,39 @@ struct BulkExport: Sendable {
 
 }
 
-/// Exports in progress per client on this instance, at most `perClient` at a time.
-final class ExportSlots: Sendable {
-    let perClient: Int
-    private let counts = Mutex<[String: Int]>([:])
+/// The exports running on this instance (each a task of its own), so that a shutdown can stop
+/// them and say so. An instance that goes away without a shutdown leaves its jobs to
+/// ``FHIRStore/exportStaleAfter``.
+final class ExportRuns: Sendable {
+    private let store: FHIRStore
+    private let tasks = Mutex<[String: Task<Void, Never>]>([:])
+    static let stopped = "The export stopped before it finished: the server stopped. Kick off a new one."
 
-    init(perClient: Int) { self.perClient = perClient }
+    init(store: FHIRStore) { self.store = store }
 
-    /// Takes a place for the client's next export; false when its places are all taken.
-    func take(_ client: String) -> Bool {
-        counts.withLock { counts in
-            guard counts[client, default: 0] < perClient else { return false }
-            counts[client, default: 0] += 1
-            return true
+    func start(_ id: String, _ run: @escaping @Sendable () async -> Void) {
+        tasks.withLock { tasks in
+            // The task's own removal waits for this lock, so it cannot come before the insertion.
+            tasks[id] = Task.detached { [self] in
+                await run()
+                _ = self.tasks.withLock { $0.removeValue(forKey: id) }
+            }
         }
     }
 
-    func release(_ client: String) {
-        counts.withLock { counts in
-            let left = counts[client, default: 1] - 1
-            counts[client] = left > 0 ? left : nil
+    /// Stops every export this instance runs and fails each one still in progress, so that its
+    /// client learns at its next poll, before the database closes. How many were stopped.
+    @discardableResult
+    func stop() async -> Int {
+        let running = tasks.withLock { tasks in
+            defer { tasks = [:] }
+            return tasks
         }
+        for task in running.values { task.cancel() }
+        for (id, task) in running {
+            await task.value
+            try? await store.finishExportJob(id, error: Self.stopped)
+        }
+        return running.count
     }
 }

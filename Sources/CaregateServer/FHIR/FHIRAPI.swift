@@ -37,11 +37,11 @@ struct FHIRAPI: Sendable {
     static let maxBodyBytes = 1 << 20
     static let contentType = "application/fhir+json; charset=utf-8"
 
-    init(catalog: CompiledCatalog, store: FHIRStore, issuer: String, logger: Logger) {
+    init(catalog: CompiledCatalog, store: FHIRStore, issuer: String, exports: ExportRuns, logger: Logger) {
         operations = Self.operations(of: catalog)
         self.store = store
         base = issuer + Discovery.fhirBasePath
-        export = BulkExport(store: store, base: base, logger: logger)
+        export = BulkExport(store: store, base: base, logger: logger, runs: exports)
     }
 
     /// The operation of each of the catalog's routes, by route index (nil: not a FHIR operation this server knows).

@@ -155,7 +155,7 @@ enum FHIROperations {
             [("resourceType", .oneOf(["Parameters"]))], required: ["resourceType"], additional: .any).json] as JSONValue)])]
         for (path, summary) in [("\(base)/$export", "Bulk export of the clinic"), ("\(base)/Patient/$export", "Bulk export of every patient's compartment")] {
             _ = paths.file(path)
-            let busy = ("429", "\(BulkExport.exportsPerClient) exports of this client are in progress on this server; try again after Retry-After seconds")
+            let busy = ("429", "\(BulkExport.exportsPerClient) exports of this client are in progress; try again after Retry-After seconds")
             let kickOff = operation(summary, scope: scope, parameters: query + [prefer, accept], responses: [("202", accepted)] + errors([
                 ("400", "Prefer: respond-async missing, or an unsupported or invalid parameter (named)"), ("406", "An Accept other than FHIR JSON"), busy,
             ]))
@@ -185,7 +185,7 @@ enum FHIROperations {
         paths.add("get", statusPath, operation("Bulk export status", scope: scope, parameters: [job], responses: [
             ("200", ["description": "Completed: the manifest", "content": ["application/json": ["schema": manifest.json]]]),
             ("202", ["description": "In progress", "headers": ["X-Progress": ["required": true, "schema": ["type": "string"]]]]),
-            ("500", outcome("The export failed")),
+            ("500", outcome("The export failed, or stopped before it finished (its server stopped or went away): kick off a new one")),
         ] + errors([])))
         paths.add("delete", statusPath, operation("Delete a bulk export and its files", scope: scope, parameters: [job], responses: [
             ("202", answer("Deleted", .ref("OperationOutcome"))),
