@@ -70,6 +70,12 @@ struct OpenAPIAndLifecycleTests {
                 #expect(security?.count == 2 && security?.first?.keys.first == "oauthClient" && security?.last?.isEmpty == true,
                         "\(path): \(String(describing: security))")
             }
+            // The arrays the server refuses with an item twice say so.
+            let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]]
+            let smartClient = (schemas?["NewOAuthClient"]?["oneOf"] as? [[String: Any]])?.last?["properties"] as? [String: [String: Any]]
+            for field in ["grantTypes", "redirectUris"] {
+                #expect(smartClient?[field]?["uniqueItems"] as? Bool == true, "NewOAuthClient.\(field): \(String(describing: smartClient?[field]))")
+            }
             try await Self.validateOpenAPI(reply.body)
         }
     }

@@ -89,10 +89,10 @@ enum ManagementAPI {
                      ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri"))],
                     required: ["scopes", "grantTypes"], closed: true),
                 .object(
-                    [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["authorization_code", "refresh_token"]), minItems: 1, maxItems: 2)),
+                    [("scopes", .ref("ScopeList")), ("grantTypes", .array(.oneOf(["authorization_code", "refresh_token"]), minItems: 1, maxItems: 2, unique: true)),
                      ("credentialType", .oneOf(["smart_on_fhir"])), ("organizationId", ValueRule.organization.schema),
                      ("jwks", .ref("JWKS")), ("jwksUri", .string(maxLength: 2048, format: "uri")),
-                     ("redirectUris", .array(.string(maxLength: 2048, format: "uri"), minItems: 1, maxItems: 10)),
+                     ("redirectUris", .array(.string(maxLength: 2048, format: "uri"), minItems: 1, maxItems: 10, unique: true)),
                      ("launchUrl", .string(maxLength: 2048, format: "uri")), ("public", .boolean)],
                     required: ["scopes", "grantTypes", "redirectUris"], closed: true),
             ])),

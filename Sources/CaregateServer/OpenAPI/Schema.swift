@@ -8,7 +8,8 @@ indirect enum Schema: Sendable {
     case integer(minimum: Int64? = nil, maximum: Int64? = nil)
     case number
     case boolean
-    case array(Schema, minItems: Int? = nil, maxItems: Int? = nil)
+    /// `unique`: the server refuses an array with an item twice.
+    case array(Schema, minItems: Int? = nil, maxItems: Int? = nil, unique: Bool = false)
     /// Properties in order; `closed`: no other property is allowed.
     case object([(String, Schema)], required: [String] = [], closed: Bool = false)
     /// An object whose property names are free and whose values have one schema.
@@ -89,10 +90,11 @@ indirect enum Schema: Sendable {
             return ["type": "number"]
         case .boolean:
             return ["type": "boolean"]
-        case .array(let items, let minItems, let maxItems):
+        case .array(let items, let minItems, let maxItems, let unique):
             var object: [(String, JSONValue)] = [("type", "array"), ("items", items.json)]
             if let minItems { object.append(("minItems", .int(Int64(minItems)))) }
             if let maxItems { object.append(("maxItems", .int(Int64(maxItems)))) }
+            if unique { object.append(("uniqueItems", true)) }
             return .object(object)
         case .object(let properties, let required, let closed):
             // A request body (closed) reads an optional field sent as null as absent.
