@@ -338,6 +338,65 @@ import Testing
         await second.stop()
     }
 
+    @Test("every date a written resource carries is a FHIR dateTime on a real day, as /openapi.json's pattern says; the first is the one date searches",
+          arguments: Backend.allCases)
+    func writtenDates(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let dev = try await s.createDeveloper()
+            let clinic = try await s.createClinic(patients: 1)
+            let app = try await s.createApp(developer: dev.token, scopes: ["cms.fhir.r4.read", "cms.fhir.rest.write"], surface: "platform")
+            _ = try await s.install(app: app.id, clinic: clinic)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil).key
+            let patient = FHIRID.fhir(try #require(
+                try await s.server.clinic.list(.patients, organization: clinic.id, filters: [], after: nil, limit: 1).items.first?["id"]?.stringValue))
+            let paths = try #require(try await s.request("GET", "/openapi.json").json?.raw["paths"] as? [String: Any])
+            func write(_ type: String, _ fields: [String: Any]) async throws -> TestServer.Reply {
+                var resource: [String: Any] = ["resourceType": type]
+                switch type {
+                case "Observation":
+                    resource["status"] = "final"
+                    resource["code"] = ["coding": [["system": "http://loinc.org", "code": "8867-4"]]]
+                    resource["subject"] = ["reference": "Patient/\(patient)"]
+                case "Condition": resource["subject"] = ["reference": "Patient/\(patient)"]
+                default: resource["patient"] = ["reference": "Patient/\(patient)"]
+                }
+                resource.merge(fields) { $1 }
+                return try await s.request("POST", "/fhir/R4/\(type)", token: key, organization: clinic.uuid,
+                                           body: try JSONSerialization.data(withJSONObject: resource), headers: ["Content-Type": "application/fhir+json"])
+            }
+            let good = ["2026", "2026-02", "2024-02-29", "2026-11-30T08:00:00Z", "2026-11-30T08:00:00.123456789+14:00", "0001-01-01T00:00:00-13:59"]
+            let bad = ["0000", "2026-13", "2026-02-29", "2026-11-31", "2026-11-30T08:00Z", "2026-11-30T24:00:00Z", "2026-11-30T08:00:60Z",
+                       "2026-11-30T08:00:00", "2026-11-30T08:00:00+14:30", "2026-11-30T08:00:00.1234567890Z", "2026-11-30 08:00:00Z", "", "yesterday"]
+            for (type, field) in [("Observation", "effectiveDateTime"), ("Observation", "effectiveInstant"), ("Condition", "recordedDate"),
+                                  ("Condition", "onsetDateTime"), ("AllergyIntolerance", "recordedDate")] {
+                let schema = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
+                    as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
+                let documented = try NSRegularExpression(pattern: try #require(
+                    ((schema?["properties"] as? [String: Any])?[field] as? [String: Any])?["pattern"] as? String, "\(type).\(field) has no pattern"))
+                func matches(_ value: String) -> Bool { documented.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil }
+                for value in good {
+                    #expect(try await write(type, [field: value]).status == 201, "\(type).\(field) \(value)")
+                    #expect(matches(value), "\(type).\(field) \(value): the documented pattern refuses it")
+                }
+                for value in bad {
+                    let refused = try await write(type, [field: value])
+                    #expect(refused.status == 400 && refused.text.contains(field), "\(type).\(field) \(value): \(refused.status) \(refused.text)")
+                    #expect(!matches(value), "\(type).\(field) \(value): the documented pattern allows it")
+                }
+                let number = try await write(type, [field: 20261130])
+                #expect(number.status == 400 && number.text.contains(field), "\(type).\(field) as a number: \(number.status)")
+            }
+            // Every date present is checked, not only the one searched.
+            let second = try await write("Observation", ["effectiveDateTime": "2026-11-30T08:00:00Z", "effectiveInstant": "yesterday"])
+            #expect(second.status == 400 && second.text.contains("effectiveInstant"))
+            // The first is the one `recorded-date` searches.
+            try expectStatus(try await write("Condition", ["recordedDate": "2020-01-01", "onsetDateTime": "2026-11-30"]), 201)
+            let found = try await s.request("GET", "/fhir/R4/Condition?patient=\(patient)&recorded-date=2020-01-01", token: key, organization: clinic.uuid)
+            try expectStatus(found, 200)
+            #expect(found.json?.raw["total"] as? Int == 1)
+        }
+    }
+
     @Test("transaction Bundles are checked whole and written in one transaction; batches answer per entry", arguments: Backend.allCases)
     func bundles(_ backend: Backend) async throws {
         try await withServer(backend) { s in

@@ -47,7 +47,6 @@ enum FHIRClinicalInput {
         }
         let patient: String
         let status: String
-        let date: String?
         var category = ""
         var code = "", codeSystem = ""
         if let coding = resource["code"]?["coding"]?.first {
@@ -63,26 +62,25 @@ enum FHIRClinicalInput {
             status = value
             guard !code.isEmpty else { throw APIError.badRequest("code.coding[0].code is required") }
             category = resource["category"]?.first?["coding"]?.first?["code"]?.stringValue ?? ""
-            date = resource["effectiveDateTime"]?.stringValue ?? resource["effectiveInstant"]?.stringValue
         case .Condition:
             patient = try reference(resource["subject"], "subject")
             status = resource["clinicalStatus"]?["coding"]?.first?["code"]?.stringValue ?? ""
             category = resource["category"]?.first?["coding"]?.first?["code"]?.stringValue ?? ""
-            date = resource["recordedDate"]?.stringValue ?? resource["onsetDateTime"]?.stringValue
         case .AllergyIntolerance:
             patient = try reference(resource["patient"], "patient")
             status = resource["clinicalStatus"]?["coding"]?.first?["code"]?.stringValue ?? ""
             category = resource["category"]?.first?.stringValue ?? ""
-            date = resource["recordedDate"]?.stringValue
         default:
             throw APIError.badRequest("\(type.rawValue) is read-only here")
         }
+        // The first date present is the one `date` searches; every one present must be a real one.
         var instant = ""
-        if let date {
-            guard (try? Self.dateTime.wholeMatch(in: date)) != nil, let interval = FHIRSearch.interval(date) else {
-                throw APIError.badRequest("\"\(Validate.safe(date))\" is not a FHIR dateTime")
+        for field in dateFields(of: type) {
+            guard let value = resource[field] else { continue }
+            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, let interval = FHIRSearch.interval(date) else {
+                throw APIError.badRequest("\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR dateTime")
             }
-            instant = interval.0
+            if instant.isEmpty { instant = interval.0 }
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.
         var references: [String] = []
@@ -93,6 +91,16 @@ enum FHIRClinicalInput {
                 : "The resource refers to Patient/\(Validate.safe(other)) as well as to its subject Patient/\(Validate.safe(patient))")
         }
         return (resource, FHIRStore.ClinicalIndex(patient: patient, category: category, code: code, codeSystem: codeSystem, status: status, date: instant))
+    }
+
+    /// The date fields of a written type, the one `date` (or `recorded-date`) searches first.
+    static func dateFields(of type: FHIRType) -> [String] {
+        switch type {
+        case .Observation: ["effectiveDateTime", "effectiveInstant"]
+        case .Condition: ["recordedDate", "onsetDateTime"]
+        case .AllergyIntolerance: ["recordedDate"]
+        default: []
+        }
     }
 
     /// The patient id of a `{"reference": "Patient/<id>"}`.

@@ -202,18 +202,24 @@ enum FHIROperations {
     static func writeSchema(_ type: FHIRType) -> Schema {
         let reference = Schema.object([("reference", .string(pattern: Schema.whole("Patient/[A-Za-z0-9\\-._]{1,64}")))], required: ["reference"])
         let coding = Schema.openObject([("system", .text), ("code", .string(minLength: 1))], required: ["code"], additional: .any)
+        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, writtenDate) }
         switch type {
         case .Observation:
             return .openObject([
                 ("resourceType", .oneOf([type.rawValue])), ("status", .oneOf(FHIRClinicalInput.observationStatuses.sorted())),
                 ("code", .openObject([("coding", .array(coding, minItems: 1))], required: ["coding"], additional: .any)), ("subject", reference),
-            ], required: ["resourceType", "status", "code", "subject"], additional: .any)
+            ] + dates, required: ["resourceType", "status", "code", "subject"], additional: .any)
         case .Condition:
-            return .openObject([("resourceType", .oneOf([type.rawValue])), ("subject", reference)], required: ["resourceType", "subject"], additional: .any)
+            return .openObject([("resourceType", .oneOf([type.rawValue])), ("subject", reference)] + dates, required: ["resourceType", "subject"], additional: .any)
         default:
-            return .openObject([("resourceType", .oneOf([type.rawValue])), ("patient", reference)], required: ["resourceType", "patient"], additional: .any)
+            return .openObject([("resourceType", .oneOf([type.rawValue])), ("patient", reference)] + dates, required: ["resourceType", "patient"], additional: .any)
         }
     }
+
+    /// A date a written resource carries (`FHIRClinicalInput.dateTime`, on a real day): a year,
+    /// a month, a day, or a day and a time with seconds and a zone.
+    static let writtenDate = Schema.string(pattern: Schema.whole(
+        "(\(year)|\(year)-(0[1-9]|1[0-2])|\(day)(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)"))
 
     static func operation(_ summary: String, scope: String, type: FHIRType? = nil, parameters: [JSONValue], responses: [(String, JSONValue)]) -> JSONValue {
         [
