@@ -18,7 +18,9 @@ Creates, through the management API only (as an operator, a developer and a clin
   - a marketplace-v3 OAuth client (client secret), the client the /oauth2/* operations
     may be called with;
   - scratch resources (an app, its installation and key, a pending scope review, a management
-    token) for the operations that change or end what they name.
+    token) for the operations that change or end what they name;
+  - one record of each /v3 collection and one resource of each FHIR type, for the operations
+    that read one by its id.
 Writes every credential and identifier to OUT.json for the schemathesis hooks.
 """
 import json
@@ -142,6 +144,31 @@ scratch_reviews = pending_reviews(scratch_app)
 if not scratch_reviews:
     sys.exit("seed: the scratch app has no scope waiting for review")
 
+# One record of each kind in the clinic, for the operations that read one by its id
+# (scripts/schemathesis.toml pins them): otherwise they are only ever answered 404.
+def first(path, token, pick):
+    response = session.get(base + path, timeout=30,
+                           headers={"Authorization": f"Bearer {token}", "X-Organization-Id": clinic["id"]})
+    if response.status_code != 200:
+        sys.exit(f"seed: GET {path} answered {response.status_code}: {response.text}")
+    found = pick(response.json())
+    if not found:
+        sys.exit(f"seed: GET {path} found nothing in the sample data")
+    return found[0]
+
+
+records = {}
+for collection in ["appointments", "bills", "claims", "emails", "facilities", "inventory/changes", "inventory/products",
+                   "notes", "patients", "providers", "tasks"]:
+    record = first(f"/v3/{collection}?limit=1", market_key["key"], lambda page: [r["id"] for r in page["data"]])
+    records[record.split("_")[0]] = record
+platform_token = access_token(platform_client)
+resources = {}
+for resource_type in ["AllergyIntolerance", "Appointment", "Condition", "Encounter", "Location", "Observation",
+                      "Organization", "Patient", "Practitioner"]:
+    resources[resource_type] = first(f"/fhir/R4/{resource_type}?_count=1", platform_token,
+                                     lambda bundle: [e["resource"]["id"] for e in bundle.get("entry", [])])
+
 world = {
     "base": base,
     "operator": operator,
@@ -152,11 +179,13 @@ world = {
                     "scopes": market_scopes, "clientId": market_client["clientId"],
                     "clientSecret": market_client["clientSecret"]},
     "platform": {"appId": platform_app["id"], "key": platform_key["key"], "keyScopes": platform_key_scopes,
-                 "clientId": platform_client["clientId"], "token": access_token(platform_client)},
+                 "clientId": platform_client["clientId"], "token": platform_token},
     "practice": {"appId": practice_app["id"], "clientId": practice_client["clientId"],
                  "token": access_token(practice_client)},
     "scratch": {"appId": scratch_app["id"], "installationId": scratch_installation["id"], "keyId": scratch_key["id"],
                 "tokenId": scratch_token["id"], "reviewId": scratch_reviews[0]["id"]},
+    "records": records,
+    "resources": resources,
 }
 with open(out, "w") as f:
     json.dump(world, f, indent=1)

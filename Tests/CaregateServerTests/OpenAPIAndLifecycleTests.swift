@@ -70,6 +70,31 @@ struct OpenAPIAndLifecycleTests {
                 #expect(security?.count == 2 && security?.first?.keys.first == "oauthClient" && security?.last?.isEmpty == true,
                         "\(path): \(String(describing: security))")
             }
+            // Links lead from each list (and each FHIR search and create) to the operations on one of
+            // its records; each names an operation of the document, with path parameters it has.
+            var links: [String: (operationRef: String, parameters: [String: String])] = [:]
+            for (path, operations) in paths {
+                for (method, operation) in operations {
+                    for (status, answer) in (operation as? [String: Any])?["responses"] as? [String: [String: Any]] ?? [:] {
+                        for (_, link) in answer["links"] as? [String: [String: Any]] ?? [:] {
+                            let reference = try #require(link["operationRef"] as? String)
+                            let parameters = try #require(link["parameters"] as? [String: String])
+                            links["\(method) \(path) \(status) → \(reference)"] = (reference, parameters)
+                            let pointer = reference.dropFirst("#/paths/".count).split(separator: "/")
+                            let target = pointer.first.map { $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~") }
+                            let targetParameters = ((target.flatMap { paths[$0] }?[String(pointer.last ?? "")] as? [String: Any])?["parameters"] as? [[String: Any]])?
+                                .filter { $0["in"] as? String == "path" }.compactMap { $0["name"] as? String }
+                            #expect(pointer.count == 2 && targetParameters != nil, "\(method) \(path): \(reference) names no operation")
+                            #expect(Set(parameters.keys).isSubset(of: Set(targetParameters ?? [])) && !parameters.isEmpty, "\(reference): \(parameters)")
+                        }
+                    }
+                }
+            }
+            #expect(links["get /v3/patients 200 → #/paths/~1v3~1patients~1{id}/get"]?.parameters == ["id": "$response.body#/data/0/id"])
+            #expect(links["get /v3/notes 200 → #/paths/~1v3~1notes~1{noteId}~1images/post"]?.parameters == ["noteId": "$response.body#/data/0/id"])
+            #expect(links["post /fhir/R4/Observation 201 → #/paths/~1fhir~1R4~1Observation~1{id}/put"]?.parameters == ["id": "$response.body#/id"])
+            #expect(links["get /fhir/R4/Patient 200 → #/paths/~1fhir~1R4~1Patient~1{id}/get"]?.parameters == ["id": "$response.body#/entry/0/resource/id"])
+            #expect(links.count >= 50, "\(links.count) links")
             // The arrays the server refuses with an item twice say so.
             let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]]
             let smartClient = (schemas?["NewOAuthClient"]?["oneOf"] as? [[String: Any]])?.last?["properties"] as? [String: [String: Any]]

@@ -95,6 +95,14 @@ enum FHIROperations {
                     responses: [("204", ["description": "Deleted"])] + errors([("400", "Not a FHIR id")])))
             }
         }
+        // From a search's first entry, and from a created resource, to the operations on one resource.
+        for type in FHIRType.allCases {
+            let typePath = "\(base)/\(type.rawValue)", itemPath = typePath + "/{id}"
+            for method in ["get", "put", "delete"] {
+                paths.link(from: ("get", typePath), status: "200", to: (method, itemPath), parameters: ["id": "$response.body#/entry/0/resource/id"])
+                paths.link(from: ("post", typePath), status: "201", to: (method, itemPath), parameters: ["id": "$response.body#/id"])
+            }
+        }
         addExport(to: &paths)
         addBundle(to: &paths)
     }

@@ -32,6 +32,36 @@ struct OpenAPIPaths {
         return (documented, Dictionary(zip(Self.parameterNames(path), Self.parameterNames(documented)), uniquingKeysWith: { a, _ in a }))
     }
 
+    /// The path an operation on `path` is filed under, and its parameters' names there, if one is.
+    func documented(_ path: String) -> (path: String, names: [String: String])? {
+        guard let documented = canonical[Self.shape(path)] else { return nil }
+        return (documented, Dictionary(zip(Self.parameterNames(path), Self.parameterNames(documented)), uniquingKeysWith: { a, _ in a }))
+    }
+
+    /// An OpenAPI link from the `status` answer of one operation to another (both filed already):
+    /// the target's path parameters (by their names in `target.path`) from runtime expressions
+    /// on that answer (`$response.body#/data/0/id`), so that a client, or a tool such as
+    /// schemathesis, can follow real ids from a list to the operations on one record.
+    mutating func link(from source: (method: String, path: String), status: String, to target: (method: String, path: String), parameters: [String: String]) {
+        guard let from = documented(source.path), let to = documented(target.path),
+              let index = operations[from.path]?.firstIndex(where: { $0.method == source.method }),
+              operations[to.path]?.contains(where: { $0.method == target.method }) == true
+        else { return }
+        var operation = operations[from.path]![index].operation
+        guard var responses = operation["responses"], var answer = responses[status] else { return }
+        let name = ([target.method] + to.path.split(separator: "/").map { String($0.filter { $0.isLetter || $0.isNumber }) }).joined(separator: "-")
+        let pointer = to.path.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+        var links = answer["links"] ?? [:]
+        links.set(name, [
+            "operationRef": .string("#/paths/\(pointer)/\(target.method)"),
+            "parameters": .object(parameters.sorted { $0.key < $1.key }.compactMap { name, expression in to.names[name].map { ($0, .string(expression)) } }),
+        ])
+        answer.set("links", links)
+        responses.set(status, answer)
+        operation.set("responses", responses)
+        operations[from.path]![index].operation = operation
+    }
+
     func has(_ method: String, _ path: String) -> Bool {
         guard let documented = canonical[Self.shape(path)] else { return false }
         return operations[documented]?.contains { $0.method == method } ?? false

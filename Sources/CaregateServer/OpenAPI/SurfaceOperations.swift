@@ -72,6 +72,18 @@ enum SurfaceOperations {
             document.set("responses", .object(responses))
             return document
         }
+        // From each list to every operation that takes one of its records' ids.
+        let routes = surface.catalog.routes.compactMap { route in operation(route).map { (route, $0) } }
+        for (list, listing) in routes where listing.method == "GET" && listing.paginated {
+            guard case .id(let prefix)? = listing.query.first(where: { $0.name == "cursor" })?.rule else { continue }
+            for (route, taking) in routes {
+                let parameters = taking.ids.filter { $0.value == prefix }.mapValues { _ in "$response.body#/data/0/id" }
+                guard !parameters.isEmpty else { continue }
+                paths.link(
+                    from: ("get", documentedPath(list.path)), status: "200",
+                    to: (route.method.description.lowercased(), documentedPath(route.path)), parameters: parameters)
+            }
+        }
     }
 
     static func envelope(_ data: Schema, paginated: Bool) -> Schema {
