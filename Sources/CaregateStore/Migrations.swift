@@ -126,6 +126,8 @@ enum Migrations {
         ] }),
         Migration(version: 14, name: "bulk export jobs' last sign of life, so that a job whose instance went away is reported failed", statements: { _ in [
             "ALTER TABLE export_jobs ADD COLUMN heartbeat_at BIGINT NOT NULL DEFAULT 0",
+            // A job in progress at the upgrade is as alive as it was at its kick-off.
+            "UPDATE export_jobs SET heartbeat_at = created_at",
         ] }),
     ]
 
@@ -158,18 +160,17 @@ enum Migrations {
         // An up-to-date schema (every start but the first after an upgrade) takes no lock: many
         // instances starting at once would otherwise queue on it, one migration at a time each.
         if try await schemaTableExists(database), try await schemaVersion(database.sql) == latest { return }
-        // Under the lock: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself
-        // (two at once can fail on pg_type's unique index).
+        // Every pending migration in one transaction, under the lock: instances starting together
+        // on one file take SQLite's write lock once each rather than once per migration (eight at
+        // once on an empty file, 15 transactions each, let one wait past the busy timeout), and
+        // PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself (two at once can
+        // fail on pg_type's unique index). A migration that fails leaves the schema as it was.
         try await database.transaction { db in
             try await lock(db, database)
             try await db.raw("CREATE TABLE IF NOT EXISTS caregate_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)").run()
-        }
-        for migration in all {
-            try await database.transaction { db in
-                try await lock(db, database)
-                let current = try await schemaVersion(db)
-                if current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
-                if current >= migration.version { return }
+            let current = try await schemaVersion(db)
+            if current > latest { throw DatabaseError.schemaTooNew(database: current, supported: latest) }
+            for migration in all where migration.version > current {
                 for statement in migration.statements(database) {
                     try await db.raw("\(unsafeRaw: statement)").run()
                 }
