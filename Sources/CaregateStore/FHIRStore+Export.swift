@@ -116,8 +116,9 @@ extension FHIRStore {
     @discardableResult
     public func addExportPart(_ id: String, type: String, part: Int, count: Int, content: String) async throws -> Bool {
         try await database.transaction { db in
+            // The update first: on PostgreSQL it waits for, then sees, a poll failing the job meanwhile.
+            try await db.raw("UPDATE export_jobs SET heartbeat_at = \(bind: Clock.millis()) WHERE id = \(bind: id) AND status = 'in-progress'").run()
             guard try await db.raw("SELECT id FROM export_jobs WHERE id = \(bind: id) AND status = 'in-progress'").first() != nil else { return false }
-            try await db.raw("UPDATE export_jobs SET heartbeat_at = \(bind: Clock.millis()) WHERE id = \(bind: id)").run()
             try await db.raw("""
                 INSERT INTO export_files (job_id, resource_type, part, count, content)
                 VALUES (\(bind: id), \(bind: type), \(bind: Int64(part)), \(bind: Int64(count)), \(bind: content))

@@ -77,8 +77,13 @@ enum FHIRClinicalInput {
         var instant = ""
         for field in dateFields(of: type) {
             guard let value = resource[field] else { continue }
-            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, let interval = FHIRSearch.interval(date) else {
-                throw APIError.badRequest("\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR dateTime")
+            // An instant is a dateTime with its time (which then has seconds and a zone).
+            let isInstant = field.hasSuffix("Instant")
+            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !isInstant || date.contains("T"),
+                  let interval = FHIRSearch.interval(date)
+            else {
+                throw APIError.badRequest(
+                    "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(isInstant ? "instant" : "dateTime")")
             }
             if instant.isEmpty { instant = interval.0 }
         }
