@@ -26,7 +26,10 @@ os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses ht
 
 import requests  # noqa: E402
 
-TIMEOUT = 30
+# A sign-in hashes the password with scrypt on NIO's blocking pool (one thread per core, here two),
+# which every server of the test process shares; in a full parallel run of a debug build one has
+# waited over 30 s for it (2026-12-03). A request that hangs still fails.
+TIMEOUT = 90
 
 
 def log(*args):
