@@ -33,9 +33,11 @@ base, operator, caregate, catalogs, out = sys.argv[1:6]
 session = requests.Session()
 
 
-def call(method, path, token, body=None, expect=(200, 201)):
-    response = session.request(method, base + path, json=body, timeout=30,
-                               headers={"Authorization": f"Bearer {token}"})
+def call(method, path, token, body=None, expect=(200, 201), organization=None):
+    headers = {"Authorization": f"Bearer {token}"}
+    if organization:
+        headers["X-Organization-Id"] = organization
+    response = session.request(method, base + path, json=body, timeout=30, headers=headers)
     if response.status_code not in expect:
         sys.exit(f"seed: {method} {path} answered {response.status_code}: {response.text}")
     return response.json() if response.content else None
@@ -147,11 +149,7 @@ if not scratch_reviews:
 # One record of each kind in the clinic, for the operations that read one by its id
 # (scripts/schemathesis.toml pins them): otherwise they are only ever answered 404.
 def first(path, token, pick):
-    response = session.get(base + path, timeout=30,
-                           headers={"Authorization": f"Bearer {token}", "X-Organization-Id": clinic["id"]})
-    if response.status_code != 200:
-        sys.exit(f"seed: GET {path} answered {response.status_code}: {response.text}")
-    found = pick(response.json())
+    found = pick(call("GET", path, token, expect=(200,), organization=clinic["id"]))
     if not found:
         sys.exit(f"seed: GET {path} found nothing in the sample data")
     return found[0]

@@ -69,8 +69,7 @@ extension FHIRStore {
     public func exportJob(_ id: String, organization: String, clientID: String) async throws -> ExportJobRecord? {
         let now = Clock.millis()
         guard let row = try await sql.raw("""
-            SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error, heartbeat_at
-            FROM export_jobs
+            SELECT \(unsafeRaw: Self.exportJobColumns), heartbeat_at FROM export_jobs
             WHERE id = \(bind: id) AND organization_id = \(bind: organization) AND client_id = \(bind: clientID) AND expires_at > \(bind: now)
             """).first()
         else { return nil }
@@ -81,13 +80,13 @@ extension FHIRStore {
                 WHERE id = \(bind: id) AND status = 'in-progress' AND heartbeat_at <= \(bind: now - Self.exportStaleAfter)
                 """).run()
             // Read again: the job may have shown a sign of life, or ended, in between.
-            return try await sql.raw("""
-                SELECT id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error FROM export_jobs
-                WHERE id = \(bind: id)
-                """).first().map(Self.exportJob)
+            return try await sql.raw("SELECT \(unsafeRaw: Self.exportJobColumns) FROM export_jobs WHERE id = \(bind: id)").first().map(Self.exportJob)
         }
         return job
     }
+
+    /// The columns ``exportJob(_:)`` reads a record from.
+    private static let exportJobColumns = "id, organization_id, client_id, request, types, access, status, progress, transaction_time, expires_at, error"
 
     private static func exportJob(_ row: any SQLRow) throws -> ExportJobRecord {
         ExportJobRecord(

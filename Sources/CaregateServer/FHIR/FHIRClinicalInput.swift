@@ -77,13 +77,12 @@ enum FHIRClinicalInput {
         var instant = ""
         for field in dateFields(of: type) {
             guard let value = resource[field] else { continue }
-            // An instant is a dateTime with its time (which then has seconds and a zone).
-            let isInstant = field.hasSuffix("Instant")
-            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !isInstant || date.contains("T"),
+            let instantOnly = isInstant(field)
+            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
                   let interval = FHIRSearch.interval(date)
             else {
                 throw APIError.badRequest(
-                    "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(isInstant ? "instant" : "dateTime")")
+                    "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
             }
             if instant.isEmpty { instant = interval.0 }
         }
@@ -107,6 +106,10 @@ enum FHIRClinicalInput {
         default: []
         }
     }
+
+    /// Whether a date field holds an `instant` (FHIR names the type in the field: `effectiveInstant`),
+    /// a dateTime with its time, which then has seconds and a zone.
+    static func isInstant(_ field: String) -> Bool { field.hasSuffix("Instant") }
 
     /// The patient id of a `{"reference": "Patient/<id>"}`.
     static func reference(_ value: JSONValue?, _ name: String) throws -> String {

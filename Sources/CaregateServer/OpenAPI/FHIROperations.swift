@@ -210,7 +210,7 @@ enum FHIROperations {
     static func writeSchema(_ type: FHIRType) -> Schema {
         let reference = Schema.object([("reference", .string(pattern: Schema.whole("Patient/[A-Za-z0-9\\-._]{1,64}")))], required: ["reference"])
         let coding = Schema.openObject([("system", .text), ("code", .string(minLength: 1))], required: ["code"], additional: .any)
-        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, $0.hasSuffix("Instant") ? instant : writtenDate) }
+        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, FHIRClinicalInput.isInstant($0) ? instant : writtenDate) }
         switch type {
         case .Observation:
             return .openObject([

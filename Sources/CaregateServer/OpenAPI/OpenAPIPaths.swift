@@ -21,15 +21,11 @@ struct OpenAPIPaths {
     /// The path under which an operation on `path` is filed, and its parameters' names there by their names in `path`.
     mutating func file(_ path: String) -> (path: String, names: [String: String]) {
         let shape = Self.shape(path)
-        let documented: String
-        if let existing = canonical[shape] {
-            documented = existing
-        } else {
+        if canonical[shape] == nil {
             canonical[shape] = path
             order.append(path)
-            documented = path
         }
-        return (documented, Dictionary(zip(Self.parameterNames(path), Self.parameterNames(documented)), uniquingKeysWith: { a, _ in a }))
+        return documented(path)!
     }
 
     /// The path an operation on `path` is filed under, and its parameters' names there, if one is.
