@@ -11,8 +11,37 @@ import Testing
     /// Host → addresses, changeable while the server runs.
     final class Names: Sendable {
         let table = Mutex<[String: [String]]>([:])
+        let lookups = Mutex<[String: Int]>([:])
         func set(_ host: String, _ addresses: [String]) { table.withLock { $0[host] = addresses } }
-        func resolve(_ host: String) -> [String] { table.withLock { $0[host] ?? [] } }
+        func resolve(_ host: String) -> [String] {
+            lookups.withLock { $0[host, default: 0] += 1 }
+            return table.withLock { $0[host] ?? [] }
+        }
+        func lookups(of host: String) -> Int { lookups.withLock { $0[host] ?? 0 } }
+    }
+
+    @Test("a name that did not resolve is not looked up again for a while; a name that resolves is looked up every time")
+    func unresolvedNamesRemembered() async throws {
+        let names = Names()
+        names.set("public.example.test", ["93.184.216.34"])
+        try await withServer(.sqlite, configure: { $0.hostResolver = { names.resolve($0) } }) { s in
+            let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+            func register(_ url: String) async throws -> TestServer.Reply {
+                try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                    json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
+            }
+            for _ in 0..<3 {
+                let refused = try await register("https://Nowhere.example.test/jwks.json")
+                #expect(refused.status == 400 && refused.text.contains("the host nowhere.example.test does not resolve"), "\(refused.text)")
+            }
+            #expect(names.lookups(of: "nowhere.example.test") == 1)
+            // Remembered as unresolved, even once it resolves (for 30 s, as a resolver caches a negative answer).
+            names.set("nowhere.example.test", ["93.184.216.35"])
+            #expect(try await register("https://nowhere.example.test/jwks.json").status == 400)
+            #expect(names.lookups(of: "nowhere.example.test") == 1)
+            for _ in 0..<2 { try expectStatus(try await register("https://public.example.test/jwks.json"), 201) }
+            #expect(names.lookups(of: "public.example.test") == 2)
+        }
     }
 
     @Test("loopback, link-local, private and mapped addresses are refused at registration; public ones and allowlisted hosts pass")

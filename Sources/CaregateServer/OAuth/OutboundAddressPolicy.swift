@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Host name → its addresses (IPv4 dotted or IPv6 text), as `getaddrinfo` would answer.
 public typealias HostResolver = @Sendable (String) async throws -> [String]
@@ -21,6 +22,7 @@ struct OutboundAddressPolicy: Sendable {
 
     let allowedHosts: Set<String>
     let resolve: Resolver
+    private let unresolved = UnresolvedHosts()
 
     init(allowedHosts: Set<String> = [], resolve: @escaping Resolver = OutboundAddressPolicy.systemResolve) {
         self.allowedHosts = Set(allowedHosts.map { $0.lowercased() })
@@ -35,12 +37,12 @@ struct OutboundAddressPolicy: Sendable {
         if Self.isAddressLiteral(host) {
             addresses = [host]
         } else {
-            do {
-                addresses = try await resolve(host)
-            } catch {
+            if unresolved.contains(host) { throw Refusal(description: "the host \(host) does not resolve") }
+            addresses = (try? await resolve(host)) ?? []
+            guard !addresses.isEmpty else {
+                unresolved.insert(host)
                 throw Refusal(description: "the host \(host) does not resolve")
             }
-            guard !addresses.isEmpty else { throw Refusal(description: "the host \(host) does not resolve") }
         }
         for address in addresses where !allowedHosts.contains(address) {
             guard let isPublic = Self.isPublic(address) else { throw Refusal(description: "the host \(host) has an unreadable address") }
@@ -119,6 +121,38 @@ struct OutboundAddressPolicy: Sendable {
                 cursor = info.pointee.ai_next
             }
             return addresses
+        }
+    }
+}
+
+/// Host names that did not resolve, remembered for ``remembered`` (as a resolver caches a negative
+/// answer): a lookup that fails often fails slowly (5 s per attempt when no DNS server answers),
+/// on the blocking pool that password hashing shares, so one bad `jwksUri` sent again and again
+/// costs one lookup, not one per request. Names that resolve are looked up every time: the check
+/// before a fetch must see what the name resolves to then.
+final class UnresolvedHosts: Sendable {
+    static let remembered: Duration = .seconds(30)
+    static let capacity = 1_024
+    private let until = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func contains(_ host: String) -> Bool {
+        until.withLock { entries in
+            guard let expiry = entries[host] else { return false }
+            if expiry > .now { return true }
+            entries[host] = nil
+            return false
+        }
+    }
+
+    func insert(_ host: String) {
+        let now = ContinuousClock.now
+        until.withLock { entries in
+            if entries.count >= Self.capacity {
+                entries = entries.filter { $0.value > now }
+                // Still full of live entries: forget them all rather than grow without bound.
+                if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            }
+            entries[host] = now + Self.remembered
         }
     }
 }
