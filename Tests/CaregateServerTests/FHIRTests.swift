@@ -349,7 +349,7 @@ import Testing
         await second.stop()
     }
 
-    @Test("the dates a written resource is searched by are FHIR dateTimes on real days (effectiveInstant an instant), as /openapi.json's pattern says; the first is the one searched",
+    @Test("every date of a written resource is a FHIR dateTime on a real day (instants where FHIR says), as /openapi.json's pattern says; a choice element comes in one type; the first searched date present is the one searched",
           arguments: Backend.allCases)
     func writtenDates(_ backend: Backend) async throws {
         try await withServer(backend) { s in
@@ -379,16 +379,18 @@ import Testing
             let times = ["2026-11-30T08:00:00Z", "2026-11-30T08:00:00.123456789+14:00", "0001-01-01T00:00:00-13:59"]
             let wrong = ["0000", "2026-13", "2026-02-29", "2026-11-31", "2026-11-30T08:00Z", "2026-11-30T24:00:00Z", "2026-11-30T08:00:60Z",
                        "2026-11-30T08:00:00", "2026-11-30T08:00:00+14:30", "2026-11-30T08:00:00.1234567890Z", "2026-11-30 08:00:00Z", "", "yesterday"]
-            for (type, field) in [("Observation", "effectiveDateTime"), ("Observation", "effectiveInstant"), ("Condition", "recordedDate"),
-                                  ("Condition", "onsetDateTime"), ("AllergyIntolerance", "recordedDate")] {
+            for (type, field) in [("Observation", "effectiveDateTime"), ("Observation", "effectiveInstant"), ("Observation", "issued"),
+                                  ("Condition", "recordedDate"), ("Condition", "onsetDateTime"), ("Condition", "abatementDateTime"),
+                                  ("AllergyIntolerance", "recordedDate"), ("AllergyIntolerance", "onsetDateTime"), ("AllergyIntolerance", "lastOccurrence")] {
                 let schema = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
                     as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
                 let documented = try NSRegularExpression(pattern: try #require(
                     ((schema?["properties"] as? [String: Any])?[field] as? [String: Any])?["pattern"] as? String, "\(type).\(field) has no pattern"))
                 func matches(_ value: String) -> Bool { documented.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil }
                 // An instant has its time; a dateTime may be a year, a month or a day.
-                let good = field.hasSuffix("Instant") ? times : dates + times
-                let bad = field.hasSuffix("Instant") ? wrong + dates : wrong
+                let isInstant = field.hasSuffix("Instant") || field == "issued"
+                let good = isInstant ? times : dates + times
+                let bad = isInstant ? wrong + dates : wrong
                 for value in good {
                     #expect(try await write(type, [field: value]).status == 201, "\(type).\(field) \(value)")
                     #expect(matches(value), "\(type).\(field) \(value): the documented pattern refuses it")
@@ -402,13 +404,26 @@ import Testing
                 #expect(number.status == 400 && number.text.contains(field), "\(type).\(field) as a number: \(number.status)")
             }
             // Every date present is checked, not only the one searched.
-            let second = try await write("Observation", ["effectiveDateTime": "2026-11-30T08:00:00Z", "effectiveInstant": "yesterday"])
-            #expect(second.status == 400 && second.text.contains("effectiveInstant"))
-            // The first is the one `recorded-date` searches.
+            let second = try await write("Observation", ["effectiveDateTime": "2026-11-30T08:00:00Z", "issued": "yesterday"])
+            #expect(second.status == 400 && second.text.contains("issued"), "\(second.text)")
+            // A choice element in one type at most, however valid each is.
+            for (type, fields) in [("Observation", ["effectiveDateTime": "2026-11-30T08:00:00Z", "effectiveInstant": "2026-11-30T08:00:00Z"]),
+                                   ("Observation", ["valueString": "high", "valueQuantity": ["value": 7]] as [String: Any]),
+                                   ("Condition", ["onsetDateTime": "2026-11-30", "onsetString": "last week"]),
+                                   ("Condition", ["abatementAge": ["value": 40], "abatementDateTime": "2026"] as [String: Any]),
+                                   ("AllergyIntolerance", ["onsetPeriod": ["start": "2026"], "onsetDateTime": "2026"] as [String: Any])] {
+                let refused = try await write(type, fields)
+                #expect(refused.status == 400 && fields.keys.allSatisfy { refused.text.contains($0) }, "\(type) \(fields.keys.sorted()): \(refused.text)")
+            }
+            try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2026"], "valueString": "high"]), 201)
+            // The first is the one `recorded-date` searches; a date it does not search is not found by it.
             try expectStatus(try await write("Condition", ["recordedDate": "2020-01-01", "onsetDateTime": "2026-11-30"]), 201)
-            let found = try await s.request("GET", "/fhir/R4/Condition?patient=\(patient)&recorded-date=2020-01-01", token: key, organization: clinic.uuid)
-            try expectStatus(found, 200)
-            #expect(found.json?.raw["total"] as? Int == 1)
+            try expectStatus(try await write("Condition", ["abatementDateTime": "2019-05-05"]), 201)
+            for (day, total) in [("2020-01-01", 1), ("2019-05-05", 0)] {
+                let found = try await s.request("GET", "/fhir/R4/Condition?patient=\(patient)&recorded-date=\(day)", token: key, organization: clinic.uuid)
+                try expectStatus(found, 200)
+                #expect(found.json?.raw["total"] as? Int == total, "recorded-date=\(day)")
+            }
         }
     }
 

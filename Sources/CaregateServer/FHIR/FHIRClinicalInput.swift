@@ -73,9 +73,18 @@ enum FHIRClinicalInput {
         default:
             throw APIError.badRequest("\(type.rawValue) is read-only here")
         }
-        // The first date present is the one `date` searches; every one present must be a real one.
+        // A choice element ([x]) is given in one of its types at most.
+        for (element, members) in choiceElements(of: type) {
+            let given = members.filter { resource[$0] != nil }
+            if given.count > 1 {
+                throw APIError.badRequest("\(element)[x] may be given once, in one type: \(given.joined(separator: " and ")) were both given")
+            }
+        }
+        // Every date present must be a real one; the first of the searched ones present is the
+        // one `date` (or `recorded-date`) searches.
+        let searched = dateFields(of: type)
         var instant = ""
-        for field in dateFields(of: type) {
+        for field in searched + otherDateFields(of: type) {
             guard let value = resource[field] else { continue }
             let instantOnly = isInstant(field)
             guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
@@ -84,7 +93,7 @@ enum FHIRClinicalInput {
                 throw APIError.badRequest(
                     "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
             }
-            if instant.isEmpty { instant = interval.0 }
+            if instant.isEmpty && searched.contains(field) { instant = interval.0 }
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.
         var references: [String] = []
@@ -107,9 +116,34 @@ enum FHIRClinicalInput {
         }
     }
 
-    /// Whether a date field holds an `instant` (FHIR names the type in the field: `effectiveInstant`),
-    /// a dateTime with its time, which then has seconds and a zone.
-    static func isInstant(_ field: String) -> Bool { field.hasSuffix("Instant") }
+    /// The other date fields of a written type: checked as the searched ones are, not searched.
+    static func otherDateFields(of type: FHIRType) -> [String] {
+        switch type {
+        case .Observation: ["issued"]
+        case .Condition: ["abatementDateTime"]
+        case .AllergyIntolerance: ["onsetDateTime", "lastOccurrence"]
+        default: []
+        }
+    }
+
+    /// Whether a date field holds an `instant` (FHIR names the type in a choice's field,
+    /// `effectiveInstant`; `Observation.issued` is one), a dateTime with its time, which then has
+    /// seconds and a zone.
+    static func isInstant(_ field: String) -> Bool { field.hasSuffix("Instant") || field == "issued" }
+
+    /// The choice elements ([x]) of a written type's top level, with their fields in FHIR R4.
+    static func choiceElements(of type: FHIRType) -> [(String, [String])] {
+        let onset = ["DateTime", "Age", "Period", "Range", "String"]
+        switch type {
+        case .Observation:
+            return [("effective", ["effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant"]),
+                    ("value", ["Quantity", "CodeableConcept", "String", "Boolean", "Integer", "Range", "Ratio", "SampledData", "Time", "DateTime", "Period"]
+                        .map { "value" + $0 })]
+        case .Condition: return [("onset", onset.map { "onset" + $0 }), ("abatement", onset.map { "abatement" + $0 })]
+        case .AllergyIntolerance: return [("onset", onset.map { "onset" + $0 })]
+        default: return []
+        }
+    }
 
     /// The patient id of a `{"reference": "Patient/<id>"}`.
     static func reference(_ value: JSONValue?, _ name: String) throws -> String {

@@ -76,7 +76,8 @@ enum FHIROperations {
             if type.isClinical {
                 let body: JSONValue = ["required": true, "content": .object([(mediaType, ["schema": writeSchema(type).json] as JSONValue)])]
                 let bodyErrors = [
-                    ("400", "Not a valid \(type.rawValue), or its patient is not one of the clinic's (the message says which)"),
+                    ("400", "Not a valid \(type.rawValue) (a date that is not one, a choice element [x] given in two types), "
+                        + "or its patient is not one of the clinic's (the message says which)"),
                     ("413", "Body over 1 MiB"),
                     ("415", "Body not application/fhir+json"),
                 ]
@@ -210,7 +211,8 @@ enum FHIROperations {
     static func writeSchema(_ type: FHIRType) -> Schema {
         let reference = Schema.object([("reference", .string(pattern: Schema.whole("Patient/[A-Za-z0-9\\-._]{1,64}")))], required: ["reference"])
         let coding = Schema.openObject([("system", .text), ("code", .string(minLength: 1))], required: ["code"], additional: .any)
-        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, FHIRClinicalInput.isInstant($0) ? instant : writtenDate) }
+        let dates = (FHIRClinicalInput.dateFields(of: type) + FHIRClinicalInput.otherDateFields(of: type))
+            .map { ($0, FHIRClinicalInput.isInstant($0) ? instant : writtenDate) }
         switch type {
         case .Observation:
             return .openObject([
