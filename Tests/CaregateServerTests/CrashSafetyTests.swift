@@ -12,6 +12,9 @@ import Testing
 /// second before the kill (the audit is written in batches every 200 ms, see README).
 @Suite struct CrashSafetyTests {
     static let rounds = 20
+    /// Acknowledged keys and installations (and three times as many inventory changes) each round
+    /// waits for before its kill.
+    static let writesPerRound = 2
     static let auditLossBound: Duration = .seconds(1)
 
     /// What the clients saw acknowledged.
@@ -218,14 +221,25 @@ import Testing
                     }
                 }
             }
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1_200)))
+            // Each round writes enough before its kill for the whole run to prove something
+            // (the bound after the loop), however loaded the machine: a fixed delay wrote too
+            // little on a busy one (100 changes in 20 rounds). Then the kill comes at a random moment.
+            let before = (changes: state.changes.count, keys: state.keys.count, installations: state.installations.count)
+            let enough = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < enough {
+                let now = ledger.state.withLock { (changes: $0.changes.count, keys: $0.keys.count, installations: $0.installations.count) }
+                if now.changes - before.changes >= Self.writesPerRound * 3 && now.keys - before.keys >= Self.writesPerRound
+                    && now.installations - before.installations >= Self.writesPerRound { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...900)))
             server.kill9()
             lastKill = .now
             ledger.set(running: false)
             for task in load { await task.value }
         }
         let final = ledger.state.withLock { $0 }
-        #expect(final.changes.count > 20 * 5 && final.keys.count > 20 && final.installations.count > 20, "the load wrote too little to prove anything")
+        #expect(final.changes.count > Self.rounds * 5 && final.keys.count > Self.rounds && final.installations.count > Self.rounds, "the load wrote too little to prove anything")
         // Shown in the test log: what a crash cost the audit log (within the documented bound).
         print("crash safety: \(final.keys.count) keys, \(final.installations.count) installations, \(final.changes.count) inventory changes acknowledged; \(unacknowledgedStored.count) more committed in flight; audit events lost \(auditLost), the oldest answered \(auditLossWorst) before its kill")
     }

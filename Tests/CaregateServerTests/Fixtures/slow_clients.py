@@ -5,10 +5,13 @@ line every 0.25 s, never finishing) and BODIES more dribble a request body (a by
 for at most SECONDS (15), while /healthz is timed 200 times on fresh connections; prints how
 many of each the server closed, when, and the /healthz latencies.
 
-idle PORT SOURCES COUNT: COUNT connections from each source address (127.0.0.x) that send
-nothing; prints how many the server closed at once and how many it still holds.
+idle PORT SOURCES COUNT [BARRIER]: COUNT connections from each source address (127.0.0.x) that
+send nothing; prints how many the server closed at once and how many it still holds. With a
+BARRIER directory, once the count is stable it writes BARRIER/ready-PID and holds its connections
+until BARRIER/release exists (at most 180 s), so that a test can count what the server holds for
+several of these processes at one moment.
 """
-import asyncio, json, socket, sys, time
+import asyncio, json, os, socket, sys, time
 
 
 async def healthz_latencies(host, port, count):
@@ -72,7 +75,7 @@ async def slowloris(host, port, count, bodies, seconds):
     }))
 
 
-def idle(port, sources, count):
+def idle(port, sources, count, barrier=None):
     sockets = []
     for source in sources:
         for _ in range(count):
@@ -123,6 +126,11 @@ def idle(port, sources, count):
         data = c.recv(100)
         statuses.append(int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0)
         c.close()
+    if barrier:
+        open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
+        release, held_until = os.path.join(barrier, "release"), time.time() + 180
+        while not os.path.exists(release) and time.time() < held_until:
+            time.sleep(0.02)
     print(json.dumps({"attempted": len(sockets), "open": open_by_source, "healthz_statuses": sorted(set(statuses))}))
     sys.stdout.flush()
     for _, s in sockets:
@@ -134,4 +142,4 @@ if __name__ == "__main__":
         seconds = float(sys.argv[6]) if len(sys.argv) > 6 else 15
         asyncio.run(slowloris(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), seconds))
     else:
-        idle(int(sys.argv[2]), sys.argv[3].split(","), int(sys.argv[4]))
+        idle(int(sys.argv[2]), sys.argv[3].split(","), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)
