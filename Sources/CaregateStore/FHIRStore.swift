@@ -360,12 +360,14 @@ private struct Table {
             return "\(ident: column) >= \(bind: millis)"
         case .onOrAfter(let instant):
             return "\(ident: column) >= \(bind: instant)"
+        // A resource without a searched date (stored as '') matches no date filter: `before` and
+        // `outside` would otherwise take '' for the earliest date of all.
         case .before(let instant):
-            return "\(ident: column) < \(bind: instant)"
+            return "(\(ident: column) <> '' AND \(ident: column) < \(bind: instant))"
         case .within(let from, let until):
             return "(\(ident: column) >= \(bind: from) AND \(ident: column) < \(bind: until))"
         case .outside(let from, let until):
-            return "(\(ident: column) < \(bind: from) OR \(ident: column) >= \(bind: until))"
+            return "(\(ident: column) <> '' AND (\(ident: column) < \(bind: from) OR \(ident: column) >= \(bind: until)))"
         }
     }
 
@@ -464,6 +466,18 @@ public enum FHIRDate {
         func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let year = String(y)
         return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-\(two(m))-\(two(d))T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
+    }
+
+    /// An instant as the `date` index stores and compares it: ``instant(seconds:)``, except past
+    /// 9999-12-31T23:59:59Z, which a FHIR date reaches only as the end of its year 9999 or with a
+    /// negative offset (at most 14 hours): written as hours 24 to 37 of 9999-12-31, so that text
+    /// order stays time order (year 10000 written out sorts before year 2026).
+    public static func sortable(seconds: Int64) -> String {
+        let lastDay = days(year: 9999, month: 12, day: 31) * 86_400
+        guard seconds >= lastDay + 86_400 else { return instant(seconds: seconds) }
+        let rest = min(seconds - lastDay, 99 * 3600 + 3599)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "9999-12-31T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
     }
 
     /// Days from 1970-01-01 to a date (H. Hinnant's days_from_civil).

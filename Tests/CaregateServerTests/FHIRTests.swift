@@ -424,6 +424,20 @@ import Testing
                 try expectStatus(found, 200)
                 #expect(found.json?.raw["total"] as? Int == total, "recorded-date=\(day)")
             }
+            // The end of time sorts last: a year-9999 date with a negative offset (past 9999 in UTC),
+            // and the end of year 9999 as a search's bound.
+            try expectStatus(try await write("Condition", ["recordedDate": "9999-12-31T23:00:00-14:00"]), 201)
+            func total(_ query: String) async throws -> Int? {
+                let found = try await s.request("GET", "/fhir/R4/Condition?patient=\(patient)&\(query)", token: key, organization: clinic.uuid)
+                try expectStatus(found, 200)
+                return found.json?.raw["total"] as? Int
+            }
+            let dated = try #require(try await total("recorded-date=ge0001"))
+            #expect(dated > 3)
+            let counts = [try await total("recorded-date=le9999"), try await total("recorded-date=gt9999-12-31T20:00:00Z"), try await total("recorded-date=lt9999-12-31T20:00:00Z"), try await total("recorded-date=lt2100")]
+            // Undated ones (only an abatementDateTime, six above) match no date search, `lt` and `ne` included.
+            #expect(counts == [dated - 1, 1, dated - 1, dated - 1], "\(dated) \(counts)")
+            #expect(try await total("recorded-date=ne1900") == dated)
         }
     }
 

@@ -29,6 +29,19 @@ import Testing
         }
     }
 
+    @Test("the date index's text sorts as time does, past the end of year 9999 too")
+    func sortableInstants() {
+        let end = FHIRDate.days(year: 10_000, month: 1, day: 1) * 86_400
+        #expect(FHIRDate.sortable(seconds: end - 1) == "9999-12-31T23:59:59Z")
+        #expect(FHIRDate.sortable(seconds: end) == "9999-12-31T24:00:00Z")
+        #expect(FHIRDate.sortable(seconds: end + 14 * 3600 - 1) == "9999-12-31T37:59:59Z")
+        let seconds: [Int64] = [FHIRDate.days(year: 1, month: 1, day: 1) * 86_400 - 50_400, 0, FHIRDate.days(year: 2026, month: 12, day: 3) * 86_400]
+            + Array(stride(from: end - 7_200, through: end + 14 * 3600, by: 599))
+        let texts = seconds.map(FHIRDate.sortable(seconds:))
+        #expect(texts == texts.sorted(), "\(texts)")
+        #expect(Set(texts).count == texts.count)
+    }
+
     @Test("record ids and FHIR ids convert both ways")
     func ids() {
         #expect(FHIRID.fhir("pat_0a1b") == "pat-0a1b" && FHIRID.record("pat-0a1b") == "pat_0a1b")

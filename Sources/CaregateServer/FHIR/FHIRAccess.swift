@@ -132,7 +132,8 @@ struct FHIRAccess {
         case .category: value = index.category
         case .code: value = index.code
         case .status: value = index.status
-        case .date: value = index.date
+        // A resource without a searched date matches no date filter (as in the store and the gateway).
+        case .date: guard !index.date.isEmpty else { return false }; value = index.date
         case .lastUpdated: return true
         }
         return holds(filter.test, value, codeSystem: filter.field == .code ? index.codeSystem : nil)

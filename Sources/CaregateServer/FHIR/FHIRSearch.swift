@@ -165,7 +165,7 @@ struct FHIRSearch {
     /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store
     /// writes instants.
     static func interval(_ text: String) -> (String, String)? {
-        bounds(text).map { (FHIRDate.instant(seconds: $0.0), FHIRDate.instant(seconds: $0.1)) }
+        bounds(text).map { (FHIRDate.sortable(seconds: $0.0), FHIRDate.sortable(seconds: $0.1)) }
     }
 
     /// The interval [from, until) a FHIR date or dateTime stands for, in seconds since 1970
