@@ -416,6 +416,15 @@ import Testing
                 #expect(refused.status == 400 && fields.keys.allSatisfy { refused.text.contains($0) }, "\(type) \(fields.keys.sorted()): \(refused.text)")
             }
             try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2026"], "valueString": "high"]), 201)
+            // An effectivePeriod's ends are dates too, and its start is the one `date` searches (as the gateway reads it).
+            for end in ["start", "end"] {
+                let refused = try await write("Observation", ["effectivePeriod": [end: "2026-02-30"]])
+                #expect(refused.status == 400 && refused.text.contains("effectivePeriod.\(end)"), "\(refused.text)")
+            }
+            try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2015-06-07T10:00:00Z", "end": "2015-06-08"]]), 201)
+            let period = try await s.request("GET", "/fhir/R4/Observation?patient=\(patient)&date=2015-06-07", token: key, organization: clinic.uuid)
+            try expectStatus(period, 200)
+            #expect(period.json?.raw["total"] as? Int == 1)
             // The first is the one `recorded-date` searches; a date it does not search is not found by it.
             try expectStatus(try await write("Condition", ["recordedDate": "2020-01-01", "onsetDateTime": "2026-11-30"]), 201)
             try expectStatus(try await write("Condition", ["abatementDateTime": "2019-05-05"]), 201)

@@ -82,18 +82,29 @@ enum FHIRClinicalInput {
         }
         // Every date present must be a real one; the first of the searched ones present is the
         // one `date` (or `recorded-date`) searches.
-        let searched = dateFields(of: type)
-        var instant = ""
-        for field in searched + otherDateFields(of: type) {
-            guard let value = resource[field] else { continue }
-            let instantOnly = isInstant(field)
+        func start(_ value: JSONValue, _ field: String, instantOnly: Bool) throws -> String {
             guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
                   let interval = FHIRSearch.interval(date)
             else {
                 throw APIError.badRequest(
                     "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
             }
-            if instant.isEmpty && searched.contains(field) { instant = interval.0 }
+            return interval.0
+        }
+        let searched = dateFields(of: type)
+        var instant = ""
+        for field in searched + otherDateFields(of: type) {
+            guard let value = resource[field] else { continue }
+            let first = try start(value, field, instantOnly: isInstant(field))
+            if instant.isEmpty && searched.contains(field) { instant = first }
+        }
+        // An Observation's effectivePeriod: its start is the date searched, as the gateway reads it.
+        if type == .Observation, let period = resource["effectivePeriod"] {
+            for end in ["start", "end"] {
+                guard let value = period[end] else { continue }
+                let first = try start(value, "effectivePeriod.\(end)", instantOnly: false)
+                if instant.isEmpty && end == "start" { instant = first }
+            }
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.
         var references: [String] = []

@@ -218,7 +218,8 @@ enum FHIROperations {
             return .openObject([
                 ("resourceType", .oneOf([type.rawValue])), ("status", .oneOf(FHIRClinicalInput.observationStatuses.sorted())),
                 ("code", .openObject([("coding", .array(coding, minItems: 1))], required: ["coding"], additional: .any)), ("subject", reference),
-            ] + dates, required: ["resourceType", "status", "code", "subject"], additional: .any)
+            ] + dates + [("effectivePeriod", .openObject([("start", writtenDate), ("end", writtenDate)], required: [], additional: .any))],
+                required: ["resourceType", "status", "code", "subject"], additional: .any)
         case .Condition:
             return .openObject([("resourceType", .oneOf([type.rawValue])), ("subject", reference)] + dates, required: ["resourceType", "subject"], additional: .any)
         default:
