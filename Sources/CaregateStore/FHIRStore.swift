@@ -469,9 +469,10 @@ public enum FHIRDate {
     }
 
     /// An instant as the `date` index stores and compares it: ``instant(seconds:)``, except past
-    /// 9999-12-31T23:59:59Z, which a FHIR date reaches only as the end of its year 9999 or with a
-    /// negative offset (at most 14 hours): written as hours 24 to 37 of 9999-12-31, so that text
-    /// order stays time order (year 10000 written out sorts before year 2026).
+    /// 9999-12-31T23:59:59Z, which a FHIR date reaches only as the end of a year-9999 interval or
+    /// with a negative offset (under 24 hours in what the server reads): written as hours 24 and
+    /// up of 9999-12-31 (at most 99), so that text order stays time order (year 10000 written out
+    /// sorts before year 2026).
     public static func sortable(seconds: Int64) -> String {
         let lastDay = days(year: 9999, month: 12, day: 31) * 86_400
         guard seconds >= lastDay + 86_400 else { return instant(seconds: seconds) }

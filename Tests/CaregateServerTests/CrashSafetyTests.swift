@@ -226,12 +226,14 @@ import Testing
             // little on a busy one (100 changes in 20 rounds). Then the kill comes at a random moment.
             let before = (changes: state.changes.count, keys: state.keys.count, installations: state.installations.count)
             let enough = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < enough {
+            var written = false
+            while !written && ContinuousClock.now < enough {
                 let now = ledger.state.withLock { (changes: $0.changes.count, keys: $0.keys.count, installations: $0.installations.count) }
-                if now.changes - before.changes >= Self.writesPerRound * 3 && now.keys - before.keys >= Self.writesPerRound
-                    && now.installations - before.installations >= Self.writesPerRound { break }
-                try await Task.sleep(for: .milliseconds(10))
+                written = now.changes - before.changes >= Self.writesPerRound * 3 && now.keys - before.keys >= Self.writesPerRound
+                    && now.installations - before.installations >= Self.writesPerRound
+                if !written { try await Task.sleep(for: .milliseconds(10)) }
             }
+            #expect(written, "round \(round): the load did not write its minimum in 60 s")
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...900)))
             server.kill9()
             lastKill = .now

@@ -36,6 +36,25 @@ import Testing
         }
     }
 
+    @Test("a required text field's documented pattern accepts exactly what the server does: white space as it trims it, no control characters", arguments: [Backend.sqlite])
+    func requiredText(_ backend: Backend) async throws {
+        let documented = try Self.documented(by: Schema.requiredText(max: 200))
+        // Every character the server trims as white space, alone and around a letter, and the ones
+        // ECMA's or Python's `\s` counts and it does not (U+FEFF), or the other way round.
+        let spaces: [Unicode.Scalar] = ["\t", "\n", "\r", " ", "\u{85}", "\u{A0}", "\u{1680}", "\u{2000}", "\u{2007}", "\u{200A}", "\u{200B}",
+                                        "\u{2028}", "\u{2029}", "\u{202F}", "\u{205F}", "\u{3000}"]
+        var texts = spaces.flatMap { space in [String(space), "\(space)a", "a\(space)", "\(space)\(space)"] }
+        texts += ["\u{FEFF}", "\u{200C}", "\u{301}", " \u{301}", "\u{B}", " \u{C}", "a\u{0}", "a\u{1F}", "a\u{7F}", "\u{1F600}", "é", ""]
+        try await withServer(backend) { s in
+            for text in texts {
+                let reply = try await s.request("POST", "/manage/organizations", token: s.operatorToken, json: ["name": text])
+                #expect(reply.status == 201 || reply.status == 400, "\(text.unicodeScalars.map { String($0.value, radix: 16) }): \(reply.status)")
+                #expect(documented(text) == (reply.status == 201),
+                        "\(text.unicodeScalars.map { String($0.value, radix: 16) }): document \(documented(text)), server \(reply.status)")
+            }
+        }
+    }
+
     @Test("a FHIR id's documented pattern leaves out . and .., which the path rules refuse")
     func fhirIDs() throws {
         let documented = try Self.documented(by: FHIROperations.id)

@@ -349,7 +349,7 @@ import Testing
         await second.stop()
     }
 
-    @Test("every date of a written resource is a FHIR dateTime on a real day (instants where FHIR says), as /openapi.json's pattern says; a choice element comes in one type; the first searched date present is the one searched",
+    @Test("the dates a written resource is searched by, and its other top-level dates, are FHIR dateTimes on real days (instants where FHIR says), as /openapi.json's pattern says; a choice element comes in one type; the first searched date present is the one searched",
           arguments: Backend.allCases)
     func writtenDates(_ backend: Backend) async throws {
         try await withServer(backend) { s in
@@ -421,6 +421,11 @@ import Testing
                 let refused = try await write("Observation", ["effectivePeriod": [end: "2026-02-30"]])
                 #expect(refused.status == 400 && refused.text.contains("effectivePeriod.\(end)"), "\(refused.text)")
             }
+            for (period, named) in [("2026-01-01" as Any, "effectivePeriod"), (["start": "2026-02-01", "end": "2026-01-31T23:59:59Z"] as Any, "effectivePeriod.end")] {
+                let refused = try await write("Observation", ["effectivePeriod": period])
+                #expect(refused.status == 400 && refused.text.contains(named), "\(refused.text)")
+            }
+            try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2026-02-01", "end": "2026-02-01"]]), 201)
             try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2015-06-07T10:00:00Z", "end": "2015-06-08"]]), 201)
             let period = try await s.request("GET", "/fhir/R4/Observation?patient=\(patient)&date=2015-06-07", token: key, organization: clinic.uuid)
             try expectStatus(period, 200)

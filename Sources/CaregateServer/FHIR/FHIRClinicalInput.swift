@@ -82,29 +82,31 @@ enum FHIRClinicalInput {
         }
         // Every date present must be a real one; the first of the searched ones present is the
         // one `date` (or `recorded-date`) searches.
-        func start(_ value: JSONValue, _ field: String, instantOnly: Bool) throws -> String {
+        /// The interval [from, until) a date field's value stands for, as the index writes instants.
+        func interval(_ value: JSONValue, _ field: String, instantOnly: Bool = false) throws -> (from: String, until: String) {
             guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
                   let interval = FHIRSearch.interval(date)
             else {
                 throw APIError.badRequest(
                     "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
             }
-            return interval.0
+            return interval
         }
         let searched = dateFields(of: type)
         var instant = ""
         for field in searched + otherDateFields(of: type) {
             guard let value = resource[field] else { continue }
-            let first = try start(value, field, instantOnly: isInstant(field))
-            if instant.isEmpty && searched.contains(field) { instant = first }
+            let from = try interval(value, field, instantOnly: isInstant(field)).from
+            if instant.isEmpty && searched.contains(field) { instant = from }
         }
-        // An Observation's effectivePeriod: its start is the date searched, as the gateway reads it.
+        // An Observation's effectivePeriod: its start is the date searched, as the gateway reads
+        // it; it does not end before it starts (FHIR's per-1).
         if type == .Observation, let period = resource["effectivePeriod"] {
-            for end in ["start", "end"] {
-                guard let value = period[end] else { continue }
-                let first = try start(value, "effectivePeriod.\(end)", instantOnly: false)
-                if instant.isEmpty && end == "start" { instant = first }
-            }
+            guard case .object = period else { throw APIError.badRequest("effectivePeriod must be a Period (an object)") }
+            let from = try period["start"].map { try interval($0, "effectivePeriod.start").from }
+            let until = try period["end"].map { try interval($0, "effectivePeriod.end").until }
+            if let from, let until, from >= until { throw APIError.badRequest("effectivePeriod.end is before effectivePeriod.start") }
+            if instant.isEmpty, let from { instant = from }
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.
         var references: [String] = []

@@ -125,11 +125,13 @@ struct OutboundAddressPolicy: Sendable {
     }
 }
 
-/// Host names that did not resolve, remembered for ``remembered`` (as a resolver caches a negative
-/// answer): a lookup that fails often fails slowly (5 s per attempt when no DNS server answers),
-/// on the blocking pool that password hashing shares, so one bad `jwksUri` sent again and again
-/// costs one lookup, not one per request. Names that resolve are looked up every time: the check
-/// before a fetch must see what the name resolves to then.
+/// Host names whose lookup failed (no such name, or no answer in time), remembered for
+/// ``remembered``, as resolvers cache resolution failures (RFC 9520: at least 1 s, at most
+/// 5 min): a lookup that fails often fails slowly (5 s per attempt when no DNS server answers),
+/// on the blocking pool that password hashing shares, so a bad `jwksUri` sent again and again
+/// costs one lookup per 30 s, not one per request (requests that arrive while that lookup runs
+/// make their own). Names that resolve are looked up every time: the check before a fetch must
+/// see what the name resolves to then.
 final class UnresolvedHosts: Sendable {
     static let remembered: Duration = .seconds(30)
     static let capacity = 1_024
