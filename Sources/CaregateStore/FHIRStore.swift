@@ -481,6 +481,41 @@ public enum FHIRDate {
         return "9999-12-31T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
     }
 
+    /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store
+    /// writes instants.
+    public static func interval(_ text: String) -> (String, String)? {
+        bounds(text).map { (sortable(seconds: $0.0), sortable(seconds: $0.1)) }
+    }
+
+    /// The interval [from, until) a FHIR date or dateTime stands for, in seconds since 1970
+    /// (proleptic Gregorian, UTC; an offset is applied).
+    public static func bounds(_ text: String) -> (Int64, Int64)? {
+        let pattern = #/^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/#
+        guard let m = try? pattern.wholeMatch(in: text), let year = Int(m.1), year >= 1 else { return nil }
+        let month = m.2.flatMap { Int($0) } ?? 1, day = m.3.flatMap { Int($0) } ?? 1
+        guard (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day) else { return nil }
+        var start = days(year: year, month: month, day: day) * 86_400
+        let end: Int64
+        if let hour = m.4.flatMap({ Int($0) }), let minute = m.5.flatMap({ Int($0) }) {
+            let second = m.6.flatMap { Int($0) } ?? 0
+            guard hour < 24, minute < 60, second < 60 else { return nil }
+            start += Int64(hour * 3600 + minute * 60 + second)
+            if let zone = m.7, zone != "Z" {
+                let parts = zone.dropFirst().split(separator: ":")
+                guard let h = Int(parts[0]), let mi = Int(parts[1]), h < 24, mi < 60 else { return nil }
+                start -= Int64((zone.hasPrefix("-") ? -1 : 1) * (h * 3600 + mi * 60))
+            }
+            end = start + (m.6 == nil ? 60 : 1)
+        } else if m.3 != nil {
+            end = start + 86_400
+        } else if m.2 != nil {
+            end = (month == 12 ? days(year: year + 1, month: 1, day: 1) : days(year: year, month: month + 1, day: 1)) * 86_400
+        } else {
+            end = days(year: year + 1, month: 1, day: 1) * 86_400
+        }
+        return (start, end)
+    }
+
     /// Days from 1970-01-01 to a date (H. Hinnant's days_from_civil).
     public static func days(year: Int, month: Int, day: Int) -> Int64 {
         let y = Int64(month <= 2 ? year - 1 : year)

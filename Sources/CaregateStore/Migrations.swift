@@ -129,7 +129,37 @@ enum Migrations {
             // A job in progress at the upgrade is as alive as it was at its kick-off.
             "UPDATE export_jobs SET heartbeat_at = created_at",
         ] }),
+        Migration(
+            version: 15, name: "FHIR date index: an Observation's effectivePeriod.start, and instants past the year 9999 in text order",
+            statements: { _ in [] }, backfill: reindexClinicalDates),
     ]
+
+    /// Rows the `date` index had no date for or wrote out of text order, indexed as writes are now:
+    /// an Observation with only an `effectivePeriod` (its start was not indexed), and instants past
+    /// 9999-12-31T23:59:59Z (written as year 10000, which sorts before 2026; ``FHIRDate/sortable(seconds:)``).
+    /// Read leniently: a value that is not a FHIR date leaves the row as it was.
+    @Sendable static func reindexClinicalDates(_ db: any SQLDatabase) async throws {
+        let rows = try await db.raw("""
+            SELECT id, recorded_at, content FROM clinical_resources
+            WHERE (resource_type = 'Observation' AND recorded_at = '') OR recorded_at LIKE '10000-%'
+            """).all()
+        for row in rows {
+            let id = try row.decode(column: "id", as: String.self), old = try row.decode(column: "recorded_at", as: String.self)
+            let date: String?
+            if old.isEmpty {
+                let content = try? JSONValue.parse(Array(try row.decode(column: "content", as: String.self).utf8))
+                date = content?["effectivePeriod"]?["start"]?.stringValue.flatMap(FHIRDate.interval)?.0
+            } else {
+                // 10000-01-01Thh:mm:ssZ: no FHIR date reaches further.
+                let time = old.dropFirst("10000-01-01T".count).prefix(8).split(separator: ":").compactMap { Int64($0) }
+                date = old.hasPrefix("10000-01-01T") && time.count == 3
+                    ? FHIRDate.sortable(seconds: FHIRDate.days(year: 10_000, month: 1, day: 1) * 86_400 + time[0] * 3600 + time[1] * 60 + time[2])
+                    : nil
+            }
+            guard let date else { continue }
+            try await db.raw("UPDATE clinical_resources SET recorded_at = \(bind: date) WHERE id = \(bind: id)").run()
+        }
+    }
 
     /// The audit log moves from a row per event to a row per credential and write (see
     /// ``AuditStore``); each old event becomes a segment of one, its id + `0000`.

@@ -49,7 +49,7 @@ struct BulkExport: Sendable {
             case "_outputFormat":
                 guard Self.outputFormats.contains(value) else { throw APIError.badRequest("_outputFormat must be application/fhir+ndjson") }
             case "_since":
-                guard (try? FHIRClinicalInput.dateTime.wholeMatch(in: value)) != nil, value.contains("T"), let bounds = FHIRSearch.bounds(value) else {
+                guard (try? FHIRClinicalInput.dateTime.wholeMatch(in: value)) != nil, value.contains("T"), let bounds = FHIRDate.bounds(value) else {
                     throw APIError.badRequest("_since must be a FHIR instant (2026-03-04T09:30:00Z)")
                 }
                 since = bounds.0 * 1000

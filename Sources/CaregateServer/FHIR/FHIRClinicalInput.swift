@@ -85,7 +85,7 @@ enum FHIRClinicalInput {
         /// The interval [from, until) a date field's value stands for, as the index writes instants.
         func interval(_ value: JSONValue, _ field: String, instantOnly: Bool = false) throws -> (from: String, until: String) {
             guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
-                  let interval = FHIRSearch.interval(date)
+                  let interval = FHIRDate.interval(date)
             else {
                 throw APIError.badRequest(
                     "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")

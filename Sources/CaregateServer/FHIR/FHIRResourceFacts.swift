@@ -49,7 +49,7 @@ struct FHIRResourceFacts {
         case .Appointment: resource["start"]?.stringValue
         case .Patient, .Practitioner, .Location, .Organization: nil
         }
-        self.date = date.flatMap(FHIRSearch.interval).map(\.0)
+        self.date = date.flatMap(FHIRDate.interval).map(\.0)
     }
 
     /// Whether the resource matches a filter (a scope's query constraint).

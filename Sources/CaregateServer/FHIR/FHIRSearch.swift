@@ -149,7 +149,7 @@ struct FHIRSearch {
                 throw APIError(.badRequest, "not_supported", "\(name): the prefix \"\(Validate.safe(prefix))\" is not supported (eq, ne, gt, lt, ge, le)")
             }
         }
-        guard let (from, until) = interval(String(text)) else {
+        guard let (from, until) = FHIRDate.interval(String(text)) else {
             throw APIError.badRequest("\(name) must be a FHIR date or dateTime (2026-03-04, 2026-03, 2026, 2026-03-04T09:30:00Z), optionally after a prefix")
         }
         switch prefix {
@@ -160,40 +160,5 @@ struct FHIRSearch {
         case "le": return FHIRFilter(.date, .before(until))
         default: return FHIRFilter(.date, .within(from: from, until: until))
         }
-    }
-
-    /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store
-    /// writes instants.
-    static func interval(_ text: String) -> (String, String)? {
-        bounds(text).map { (FHIRDate.sortable(seconds: $0.0), FHIRDate.sortable(seconds: $0.1)) }
-    }
-
-    /// The interval [from, until) a FHIR date or dateTime stands for, in seconds since 1970
-    /// (proleptic Gregorian, UTC; an offset is applied).
-    static func bounds(_ text: String) -> (Int64, Int64)? {
-        let pattern = #/^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/#
-        guard let m = try? pattern.wholeMatch(in: text), let year = Int(m.1), year >= 1 else { return nil }
-        let month = m.2.flatMap { Int($0) } ?? 1, day = m.3.flatMap { Int($0) } ?? 1
-        guard (1...12).contains(month), (1...FHIRDate.daysIn(month: month, year: year)).contains(day) else { return nil }
-        var start = FHIRDate.days(year: year, month: month, day: day) * 86_400
-        let end: Int64
-        if let hour = m.4.flatMap({ Int($0) }), let minute = m.5.flatMap({ Int($0) }) {
-            let second = m.6.flatMap { Int($0) } ?? 0
-            guard hour < 24, minute < 60, second < 60 else { return nil }
-            start += Int64(hour * 3600 + minute * 60 + second)
-            if let zone = m.7, zone != "Z" {
-                let parts = zone.dropFirst().split(separator: ":")
-                guard let h = Int(parts[0]), let mi = Int(parts[1]), h < 24, mi < 60 else { return nil }
-                start -= Int64((zone.hasPrefix("-") ? -1 : 1) * (h * 3600 + mi * 60))
-            }
-            end = start + (m.6 == nil ? 60 : 1)
-        } else if m.3 != nil {
-            end = start + 86_400
-        } else if m.2 != nil {
-            end = (month == 12 ? FHIRDate.days(year: year + 1, month: 1, day: 1) : FHIRDate.days(year: year, month: month + 1, day: 1)) * 86_400
-        } else {
-            end = FHIRDate.days(year: year + 1, month: 1, day: 1) * 86_400
-        }
-        return (start, end)
     }
 }
