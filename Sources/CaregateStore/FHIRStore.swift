@@ -463,10 +463,13 @@ public enum FHIRDate {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let rest = seconds - days * 86_400
         let (y, m, d) = civil(days)
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let year = String(y)
-        return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-\(two(m))-\(two(d))T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
+        return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-\(two(m))-\(two(d))T" + clock(rest)
     }
+
+    private static func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    /// `hh:mm:ssZ` of seconds into a day (hours past 23 too).
+    private static func clock(_ seconds: Int64) -> String { "\(two(seconds / 3600)):\(two(seconds % 3600 / 60)):\(two(seconds % 60))Z" }
 
     /// An instant as the `date` index stores and compares it: ``instant(seconds:)``, except past
     /// 9999-12-31T23:59:59Z, which a FHIR date reaches only as the end of a year-9999 interval or
@@ -476,9 +479,7 @@ public enum FHIRDate {
     public static func sortable(seconds: Int64) -> String {
         let lastDay = days(year: 9999, month: 12, day: 31) * 86_400
         guard seconds >= lastDay + 86_400 else { return instant(seconds: seconds) }
-        let rest = min(seconds - lastDay, 99 * 3600 + 3599)
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "9999-12-31T\(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60))Z"
+        return "9999-12-31T" + clock(min(seconds - lastDay, 99 * 3600 + 3599))
     }
 
     /// The interval [from, until) of instants a FHIR date or dateTime stands for, as the store

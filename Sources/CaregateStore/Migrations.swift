@@ -1,7 +1,7 @@
 import Foundation
 import SQLKit
 
-/// Versioned schema migrations, run at start-up: idempotent, each in its own
+/// Versioned schema migrations, run at start-up: idempotent, every pending one in one
 /// transaction, and refusing to run against a schema newer than this build knows.
 /// Several instances sharing one PostgreSQL serialise on an advisory lock when there is
 /// something to migrate; an up-to-date schema is read without it.

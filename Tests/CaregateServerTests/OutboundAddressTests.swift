@@ -25,11 +25,7 @@ import Testing
         let names = Names()
         names.set("public.example.test", ["93.184.216.34"])
         try await withServer(.sqlite, configure: { $0.hostResolver = { names.resolve($0) } }) { s in
-            let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
-            func register(_ url: String) async throws -> TestServer.Reply {
-                try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
-                                    json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
-            }
+            let register = try await Self.registration(s)
             for _ in 0..<3 {
                 let refused = try await register("https://Nowhere.example.test/jwks.json")
                 #expect(refused.status == 400 && refused.text.contains("the host nowhere.example.test does not resolve"), "\(refused.text)")
@@ -56,11 +52,7 @@ import Testing
             options.hostResolver = { names.resolve($0) }
             options.allowedOutboundHosts = ["allowed.example.test"]
         }) { s in
-            let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
-            func register(_ url: String) async throws -> TestServer.Reply {
-                try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
-                                    json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
-            }
+            let register = try await Self.registration(s)
             for url in [
                 "https://127.0.0.1/jwks.json", "https://127.1.2.3/jwks.json", "https://169.254.169.254/latest/meta-data", "https://[::1]/jwks.json",
                 "https://[fe80::1]/jwks.json", "https://[fd00::1]/jwks.json", "https://[::ffff:10.0.0.1]/jwks.json", "https://0.0.0.0/jwks.json",
@@ -99,6 +91,15 @@ import Testing
             #expect(refused.json?.string("error_description") == "the client's keys could not be obtained from its jwksUri", "\(refused.text)")
             // …but it was the address check, before any connection (not a failed connection).
             #expect(try await Self.refusedFetches(s) > before)
+        }
+    }
+
+    /// Registers an OAuth client with a `jwksUri` for an app installed in a new clinic.
+    static func registration(_ s: TestServer) async throws -> @Sendable (String) async throws -> TestServer.Reply {
+        let (dev, _, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+        return { url in
+            try await s.request("POST", "/manage/apps/\(app.id)/oauth-clients", token: dev.token,
+                                json: ["scopes": ["read:patients"], "grantTypes": ["client_credentials"], "jwksUri": url])
         }
     }
 

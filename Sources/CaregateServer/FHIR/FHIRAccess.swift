@@ -132,8 +132,7 @@ struct FHIRAccess {
         case .category: value = index.category
         case .code: value = index.code
         case .status: value = index.status
-        // A resource without a searched date matches no date filter (as in the store and the gateway).
-        case .date: guard !index.date.isEmpty else { return false }; value = index.date
+        case .date: value = index.date
         case .lastUpdated: return true
         }
         return holds(filter.test, value, codeSystem: filter.field == .code ? index.codeSystem : nil)
@@ -148,9 +147,10 @@ struct FHIRAccess {
         case .codes(let codings):
             return codings.contains { $0.code == value && ($0.system == nil || codeSystem == nil || $0.system == codeSystem) }
         case .onOrAfter(let instant): return value >= instant
-        case .before(let instant): return value < instant
+        // No date ('') matches no date filter, as in the store's query.
+        case .before(let instant): return !value.isEmpty && value < instant
         case .within(let from, let until): return value >= from && value < until
-        case .outside(let from, let until): return value < from || value >= until
+        case .outside(let from, let until): return !value.isEmpty && (value < from || value >= until)
         }
     }
 }

@@ -80,8 +80,6 @@ enum FHIRClinicalInput {
                 throw APIError.badRequest("\(element)[x] may be given once, in one type: \(given.joined(separator: " and ")) were both given")
             }
         }
-        // Every date present must be a real one; the first of the searched ones present is the
-        // one `date` (or `recorded-date`) searches.
         /// The interval [from, until) a date field's value stands for, as the index writes instants.
         func interval(_ value: JSONValue, _ field: String, instantOnly: Bool = false) throws -> (from: String, until: String) {
             guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
@@ -92,6 +90,8 @@ enum FHIRClinicalInput {
             }
             return interval
         }
+        // Every date present must be a real one; the first of the searched ones present is the
+        // one `date` (or `recorded-date`) searches.
         let searched = dateFields(of: type)
         var instant = ""
         for field in searched + otherDateFields(of: type) {
