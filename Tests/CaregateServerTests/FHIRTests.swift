@@ -427,6 +427,47 @@ import Testing
             }
             try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2026-02-01", "end": "2026-02-01"]]), 201)
             try expectStatus(try await write("Observation", ["effectivePeriod": ["start": "2015-06-07T10:00:00Z", "end": "2015-06-08"]]), 201)
+            // The dates deeper in are checked too and named by their place: the other Periods,
+            // value[x], and those of each note, reaction and component (whose value[x] is a choice too).
+            let code: [String: Any] = ["coding": [["system": "http://loinc.org", "code": "8480-6"]]]
+            for (type, fields, named) in [
+                ("Observation", ["valueDateTime": "2026-02-30"], "valueDateTime"),
+                ("Observation", ["valuePeriod": ["start": "2026-03", "end": "2026-02"]], "valuePeriod.end is before valuePeriod.start"),
+                ("Condition", ["onsetPeriod": ["end": "soon"]], "onsetPeriod.end"),
+                ("Condition", ["abatementPeriod": "2026"], "abatementPeriod must be a Period"),
+                ("AllergyIntolerance", ["onsetPeriod": ["start": "2026-11-30T08:00Z"]], "onsetPeriod.start"),
+                ("Observation", ["note": [["text": "fine", "time": "2026-11-30T08:00:00Z"], ["text": "late", "time": "2026-11-31"]]], "note[1].time"),
+                ("Condition", ["note": ["text": "not a list"]], "note must be an array"),
+                ("AllergyIntolerance", ["reaction": [["onset": "2026-13"]]], "reaction[0].onset"),
+                ("AllergyIntolerance", ["reaction": ["2026"]], "reaction[0] must be an object"),
+                ("Observation", ["component": [["code": code, "valueDateTime": "2026", "valueString": "x"]]], "component[0].value[x] may be given once"),
+                ("Observation", ["component": [["code": code, "valuePeriod": ["start": "2026-02", "end": "2026-01-31"]]]], "component[0].valuePeriod.end"),
+            ] as [(String, [String: Any], String)] {
+                let refused = try await write(type, fields)
+                #expect(refused.status == 400 && refused.text.contains(named), "\(type) \(fields.keys.sorted()): \(refused.status) \(refused.text)")
+            }
+            for (type, fields) in [
+                ("Observation", ["valuePeriod": ["start": "2026-02-01", "end": "2026-02-01"], "note": [["text": "ok", "time": "2026-11-30T08:00:00+01:00"]],
+                                 "component": [["code": code, "valueDateTime": "2026-11"], ["code": code, "valuePeriod": ["end": "2026"]]]]),
+                ("Condition", ["onsetPeriod": ["start": "2020"], "abatementPeriod": ["start": "2021-06", "end": "2022"], "note": [] as [Any]]),
+                ("AllergyIntolerance", ["onsetPeriod": ["end": "2024-02-29"], "reaction": [["onset": "2024-02-29T10:00:00Z"], ["severity": "mild"]]]),
+            ] as [(String, [String: Any])] {
+                try expectStatus(try await write(type, fields), 201)
+            }
+            // …and documented with the same pattern.
+            func property(_ type: String, _ names: [String]) -> [String: Any]? {
+                var at = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
+                    as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
+                for name in names { at = name == "items" ? at?["items"] as? [String: Any] : (at?["properties"] as? [String: Any])?[name] as? [String: Any] }
+                return at
+            }
+            let datePattern = property("Condition", ["recordedDate"])?["pattern"] as? String
+            #expect(datePattern != nil)
+            for (type, names) in [("Observation", ["valueDateTime"]), ("Observation", ["valuePeriod", "end"]), ("Observation", ["note", "items", "time"]),
+                                  ("Observation", ["component", "items", "valuePeriod", "start"]), ("Condition", ["abatementPeriod", "start"]),
+                                  ("AllergyIntolerance", ["reaction", "items", "onset"]), ("AllergyIntolerance", ["onsetPeriod", "end"])] {
+                #expect(property(type, names)?["pattern"] as? String == datePattern, "\(type).\(names.joined(separator: "."))")
+            }
             let period = try await s.request("GET", "/fhir/R4/Observation?patient=\(patient)&date=2015-06-07", token: key, organization: clinic.uuid)
             try expectStatus(period, 200)
             #expect(period.json?.raw["total"] as? Int == 1)

@@ -73,40 +73,36 @@ enum FHIRClinicalInput {
         default:
             throw APIError.badRequest("\(type.rawValue) is read-only here")
         }
-        // A choice element ([x]) is given in one of its types at most.
-        for (element, members) in choiceElements(of: type) {
-            let given = members.filter { resource[$0] != nil }
-            if given.count > 1 {
-                throw APIError.badRequest("\(element)[x] may be given once, in one type: \(given.joined(separator: " and ")) were both given")
-            }
-        }
-        /// The interval [from, until) a date field's value stands for, as the index writes instants.
-        func interval(_ value: JSONValue, _ field: String, instantOnly: Bool = false) throws -> (from: String, until: String) {
-            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
-                  let interval = FHIRDate.interval(date)
-            else {
-                throw APIError.badRequest(
-                    "\(field): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
-            }
-            return interval
-        }
+        try onlyOneType(resource, choiceElements(of: type), at: "")
         // Every date present must be a real one; the first of the searched ones present is the
-        // one `date` (or `recorded-date`) searches.
-        let searched = dateFields(of: type)
+        // one `date` (or `recorded-date`) searches, else an Observation's effectivePeriod.start
+        // (as the gateway reads it).
         var instant = ""
-        for field in searched + otherDateFields(of: type) {
+        for field in dateFields(of: type) {
             guard let value = resource[field] else { continue }
-            let from = try interval(value, field, instantOnly: isInstant(field)).from
-            if instant.isEmpty && searched.contains(field) { instant = from }
+            let from = try checkDate(value, field, isInstant(field) ? .instant : .dateTime)
+            if instant.isEmpty { instant = from ?? "" }
         }
-        // An Observation's effectivePeriod: its start is the date searched, as the gateway reads
-        // it; it does not end before it starts (FHIR's per-1).
-        if type == .Observation, let period = resource["effectivePeriod"] {
-            guard case .object = period else { throw APIError.badRequest("effectivePeriod must be a Period (an object)") }
-            let from = try period["start"].map { try interval($0, "effectivePeriod.start").from }
-            let until = try period["end"].map { try interval($0, "effectivePeriod.end").until }
-            if let from, let until, from >= until { throw APIError.badRequest("effectivePeriod.end is before effectivePeriod.start") }
-            if instant.isEmpty, let from { instant = from }
+        if type == .Observation, let period = resource["effectivePeriod"], let start = try checkDate(period, "effectivePeriod", .period),
+           instant.isEmpty {
+            instant = start
+        }
+        for (field, kind) in otherDates(of: type) {
+            guard let value = resource[field] else { continue }
+            _ = try checkDate(value, field, kind)
+        }
+        for nested in nestedElements(of: type) {
+            guard let list = resource[nested.array] else { continue }
+            guard case .array(let items) = list else { throw APIError.badRequest("\(nested.array) must be an array") }
+            for (i, item) in items.enumerated() {
+                let at = "\(nested.array)[\(i)]"
+                guard case .object = item else { throw APIError.badRequest("\(at) must be an object") }
+                try onlyOneType(item, nested.choices, at: at + ".")
+                for (field, kind) in nested.dates {
+                    guard let value = item[field] else { continue }
+                    _ = try checkDate(value, "\(at).\(field)", kind)
+                }
+            }
         }
         // Writes that reference another patient are refused: every Patient reference is the subject.
         var references: [String] = []
@@ -129,13 +125,78 @@ enum FHIRClinicalInput {
         }
     }
 
-    /// The other date fields of a written type: checked as the searched ones are, not searched.
-    static func otherDateFields(of type: FHIRType) -> [String] {
+    /// What a checked date element holds.
+    enum DateKind {
+        case dateTime
+        /// A dateTime with its time, and so with seconds and a zone.
+        case instant
+        /// A Period: both ends dateTimes, the end not before the start (FHIR's per-1).
+        case period
+    }
+
+    /// The other date elements at a written type's top level: checked as the searched ones are,
+    /// not searched.
+    static func otherDates(of type: FHIRType) -> [(String, DateKind)] {
         switch type {
-        case .Observation: ["issued"]
-        case .Condition: ["abatementDateTime"]
-        case .AllergyIntolerance: ["onsetDateTime", "lastOccurrence"]
+        case .Observation: [("issued", .instant), ("valueDateTime", .dateTime), ("valuePeriod", .period)]
+        case .Condition: [("abatementDateTime", .dateTime), ("onsetPeriod", .period), ("abatementPeriod", .period)]
+        case .AllergyIntolerance: [("onsetDateTime", .dateTime), ("lastOccurrence", .dateTime), ("onsetPeriod", .period)]
         default: []
+        }
+    }
+
+    /// An array of a written type whose elements carry dates and choice elements, checked in each
+    /// element as they are at the top level.
+    struct NestedElements {
+        let array: String
+        let dates: [(String, DateKind)]
+        let choices: [(String, [String])]
+    }
+
+    static func nestedElements(of type: FHIRType) -> [NestedElements] {
+        let note = NestedElements(array: "note", dates: [("time", .dateTime)], choices: [])
+        switch type {
+        case .Observation:
+            return [note, NestedElements(array: "component", dates: [("valueDateTime", .dateTime), ("valuePeriod", .period)],
+                                         choices: [("value", observationValues)])]
+        case .Condition: return [note]
+        case .AllergyIntolerance: return [note, NestedElements(array: "reaction", dates: [("onset", .dateTime)], choices: [])]
+        default: return []
+        }
+    }
+
+    /// A date element checked (400 naming it at `name` otherwise): the start of the interval it
+    /// stands for, as the index writes instants (nil for a Period without a start).
+    static func checkDate(_ value: JSONValue, _ name: String, _ kind: DateKind) throws -> String? {
+        func interval(_ value: JSONValue, _ name: String, instantOnly: Bool) throws -> (from: String, until: String) {
+            guard let date = value.stringValue, (try? Self.dateTime.wholeMatch(in: date)) != nil, !instantOnly || date.contains("T"),
+                  let interval = FHIRDate.interval(date)
+            else {
+                throw APIError.badRequest(
+                    "\(name): \(value.stringValue.map { "\"\(Validate.safe($0))\"" } ?? "that") is not a FHIR \(instantOnly ? "instant" : "dateTime")")
+            }
+            return interval
+        }
+        switch kind {
+        case .dateTime, .instant:
+            return try interval(value, name, instantOnly: kind == .instant).from
+        case .period:
+            guard case .object = value else { throw APIError.badRequest("\(name) must be a Period (an object)") }
+            let from = try value["start"].map { try interval($0, "\(name).start", instantOnly: false).from }
+            let until = try value["end"].map { try interval($0, "\(name).end", instantOnly: false).until }
+            if let from, let until, from >= until { throw APIError.badRequest("\(name).end is before \(name).start") }
+            return from
+        }
+    }
+
+    /// A choice element ([x]) is given in one of its types at most (`at` prefixes the names in the message).
+    static func onlyOneType(_ object: JSONValue, _ choices: [(String, [String])], at: String) throws {
+        for (element, members) in choices {
+            let given = members.filter { object[$0] != nil }
+            if given.count > 1 {
+                throw APIError.badRequest(
+                    "\(at)\(element)[x] may be given once, in one type: \(given.map { at + $0 }.joined(separator: " and ")) were both given")
+            }
         }
     }
 
@@ -149,14 +210,16 @@ enum FHIRClinicalInput {
         let onset = ["DateTime", "Age", "Period", "Range", "String"]
         switch type {
         case .Observation:
-            return [("effective", ["effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant"]),
-                    ("value", ["Quantity", "CodeableConcept", "String", "Boolean", "Integer", "Range", "Ratio", "SampledData", "Time", "DateTime", "Period"]
-                        .map { "value" + $0 })]
+            return [("effective", ["effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant"]), ("value", observationValues)]
         case .Condition: return [("onset", onset.map { "onset" + $0 }), ("abatement", onset.map { "abatement" + $0 })]
         case .AllergyIntolerance: return [("onset", onset.map { "onset" + $0 })]
         default: return []
         }
     }
+
+    /// An Observation's (and each of its components') `value[x]` in FHIR R4.
+    static let observationValues = ["Quantity", "CodeableConcept", "String", "Boolean", "Integer", "Range", "Ratio", "SampledData", "Time", "DateTime", "Period"]
+        .map { "value" + $0 }
 
     /// The patient id of a `{"reference": "Patient/<id>"}`.
     static func reference(_ value: JSONValue?, _ name: String) throws -> String {

@@ -211,14 +211,24 @@ enum FHIROperations {
     static func writeSchema(_ type: FHIRType) -> Schema {
         let reference = Schema.object([("reference", .string(pattern: Schema.whole("Patient/[A-Za-z0-9\\-._]{1,64}")))], required: ["reference"])
         let coding = Schema.openObject([("system", .text), ("code", .string(minLength: 1))], required: ["code"], additional: .any)
-        let dates = (FHIRClinicalInput.dateFields(of: type) + FHIRClinicalInput.otherDateFields(of: type))
-            .map { ($0, FHIRClinicalInput.isInstant($0) ? instant : writtenDate) }
+        func date(_ kind: FHIRClinicalInput.DateKind) -> Schema {
+            switch kind {
+            case .dateTime: writtenDate
+            case .instant: instant
+            case .period: .openObject([("start", writtenDate), ("end", writtenDate)], required: [], additional: .any)
+            }
+        }
+        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, date(FHIRClinicalInput.isInstant($0) ? .instant : .dateTime)) }
+            + FHIRClinicalInput.otherDates(of: type).map { ($0.0, date($0.1)) }
+            + FHIRClinicalInput.nestedElements(of: type).map { nested in
+                (nested.array, Schema.array(.openObject(nested.dates.map { ($0.0, date($0.1)) }, required: [], additional: .any)))
+            }
         switch type {
         case .Observation:
             return .openObject([
                 ("resourceType", .oneOf([type.rawValue])), ("status", .oneOf(FHIRClinicalInput.observationStatuses.sorted())),
                 ("code", .openObject([("coding", .array(coding, minItems: 1))], required: ["coding"], additional: .any)), ("subject", reference),
-            ] + dates + [("effectivePeriod", .openObject([("start", writtenDate), ("end", writtenDate)], required: [], additional: .any))],
+            ] + dates + [("effectivePeriod", date(.period))],
                 required: ["resourceType", "status", "code", "subject"], additional: .any)
         case .Condition:
             return .openObject([("resourceType", .oneOf([type.rawValue])), ("subject", reference)] + dates, required: ["resourceType", "subject"], additional: .any)
