@@ -127,11 +127,13 @@ extension FHIRStore {
     }
 
     /// Ends a job still in progress (one already failed or deleted stays as it is).
-    public func finishExportJob(_ id: String, error: String?) async throws {
+    /// Whether the job was still in progress (a finished job stays as it was).
+    @discardableResult
+    public func finishExportJob(_ id: String, error: String?) async throws -> Bool {
         try await sql.raw("""
             UPDATE export_jobs SET status = \(bind: error == nil ? "completed" : "failed"), error = \(bind: error), completed_at = \(bind: Clock.millis())
-            WHERE id = \(bind: id) AND status = 'in-progress'
-            """).run()
+            WHERE id = \(bind: id) AND status = 'in-progress' RETURNING id
+            """).first() != nil
     }
 
     /// Each exported type with its resource count, in the job's order.

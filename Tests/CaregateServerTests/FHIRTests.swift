@@ -297,6 +297,25 @@ import Testing
         let held = try #require(try await FHIRStore(database: first.server.database).createExportJob(
             organization: organization, clientID: clientID, request: "held", types: ["Patient"], access: [:], limit: BulkExport.exportsPerClient))
         first.server.exportRuns.start(held.id) { try? await Task.sleep(for: .seconds(3_600)) }
+        // What a stop counts (and logs) is the jobs it failed, not a run that finished its job as it was cancelled.
+        do {
+            let jobs = FHIRStore(database: first.server.database), runs = ExportRuns(store: jobs)
+            func job() async throws -> ExportJobRecord {
+                try #require(try await jobs.createExportJob(
+                    organization: organization, clientID: "stop-count", request: "held", types: ["Patient"], access: [:], limit: BulkExport.exportsPerClient))
+            }
+            let waiting = try await job(), finishing = try await job()
+            runs.start(waiting.id) { try? await Task.sleep(for: .seconds(3_600)) }
+            runs.start(finishing.id) {
+                try? await Task.sleep(for: .seconds(3_600))
+                _ = try? await jobs.finishExportJob(finishing.id, error: nil)
+            }
+            #expect(await runs.stop() == 1)
+            for (job, status) in [(waiting, "failed"), (finishing, "completed")] {
+                let row = try #require(try await first.server.database.sql.raw("SELECT status FROM export_jobs WHERE id = \(bind: job.id)").first())
+                #expect(try row.decode(column: "status", as: String.self) == status)
+            }
+        }
         await first.stop()
 
         // Another instance on the same database tells the client so.

@@ -140,7 +140,7 @@ struct BulkExport: Sendable {
             // The server is stopping: `ExportRuns.stop` fails the job with the reason.
             if Task.isCancelled { return }
             logger.error("bulk export failed", metadata: ["job": "\(job)", "error": "\(error)"])
-            try? await store.finishExportJob(job, error: "the export could not be completed")
+            _ = try? await store.finishExportJob(job, error: "the export could not be completed")
         }
     }
 
@@ -276,10 +276,12 @@ final class ExportRuns: Sendable {
             return tasks
         }
         for task in running.values { task.cancel() }
+        var stopped = 0
         for (id, task) in running {
             await task.value
-            try? await store.finishExportJob(id, error: Self.stopped)
+            // A run that finished its job meanwhile is not counted.
+            if (try? await store.finishExportJob(id, error: Self.stopped)) == true { stopped += 1 }
         }
-        return running.count
+        return stopped
     }
 }
