@@ -1,4 +1,4 @@
-import CaregateServer
+@testable import CaregateServer
 import Foundation
 import Synchronization
 import Testing
@@ -38,6 +38,56 @@ import Testing
             for _ in 0..<2 { try expectStatus(try await register("https://public.example.test/jwks.json"), 201) }
             #expect(names.lookups(of: "public.example.test") == 2)
         }
+    }
+
+    /// Holds lookups until it is opened.
+    actor Gate {
+        private var opened = false
+        private var waiting: [CheckedContinuation<Void, Never>] = []
+        func wait() async {
+            if opened { return }
+            await withCheckedContinuation { waiting.append($0) }
+        }
+        func open() {
+            opened = true
+            for continuation in waiting { continuation.resume() }
+            waiting = []
+        }
+    }
+
+    @Test("checks that arrive while a name is looked up wait for that lookup instead of making their own")
+    func concurrentLookupsShared() async throws {
+        let names = Names(), gate = Gate()
+        let policy = OutboundAddressPolicy(resolve: { host in
+            let addresses = names.resolve(host)
+            await gate.wait()
+            return addresses
+        })
+        let host = "slow.example.test"
+        let refusals = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    do throws(OutboundAddressPolicy.Refusal) {
+                        try await policy.check(host: host)
+                        return "allowed"
+                    } catch {
+                        return error.description
+                    }
+                }
+            }
+            // All eight wait for the one lookup before it answers.
+            var turns = 0
+            while policy.lookups.waiting(for: host) < 8 && turns < 10_000_000 {
+                turns += 1
+                await Task.yield()
+            }
+            #expect(policy.lookups.waiting(for: host) == 8)
+            await gate.open()
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(refusals.count == 8 && refusals.allSatisfy { $0 == "the host \(host) does not resolve" }, "\(refusals)")
+        #expect(names.lookups(of: host) == 1)
+        #expect(policy.lookups.waiting(for: host) == 0)
     }
 
     @Test("loopback, link-local, private and mapped addresses are refused at registration; public ones and allowlisted hosts pass")

@@ -23,6 +23,7 @@ struct OutboundAddressPolicy: Sendable {
     let allowedHosts: Set<String>
     let resolve: Resolver
     private let unresolved = UnresolvedHosts()
+    let lookups = SharedLookups()
 
     init(allowedHosts: Set<String> = [], resolve: @escaping Resolver = OutboundAddressPolicy.systemResolve) {
         self.allowedHosts = Set(allowedHosts.map { $0.lowercased() })
@@ -38,7 +39,7 @@ struct OutboundAddressPolicy: Sendable {
             addresses = [host]
         } else {
             if unresolved.contains(host) { throw Refusal(description: "the host \(host) does not resolve") }
-            addresses = (try? await resolve(host)) ?? []
+            addresses = await lookups.addresses(of: host, resolve)
             guard !addresses.isEmpty else {
                 unresolved.insert(host)
                 throw Refusal(description: "the host \(host) does not resolve")
@@ -130,8 +131,8 @@ struct OutboundAddressPolicy: Sendable {
 /// 5 min): a lookup that fails often fails slowly (5 s per attempt when no DNS server answers),
 /// on the blocking pool that password hashing shares, so a bad `jwksUri` sent again and again
 /// costs one lookup per 30 s, not one per request (requests that arrive while that lookup runs
-/// make their own). Names that resolve are looked up every time: the check before a fetch must
-/// see what the name resolves to then.
+/// share it: ``SharedLookups``). Names that resolve are looked up every time: the check before a
+/// fetch must see what the name resolves to then.
 final class UnresolvedHosts: Sendable {
     static let remembered: Duration = .seconds(30)
     static let capacity = 1_024
@@ -156,5 +157,38 @@ final class UnresolvedHosts: Sendable {
             }
             entries[host] = now + Self.remembered
         }
+    }
+}
+
+/// Lookups in progress, by host name: a check that arrives while the same name is being looked
+/// up waits for that lookup's answer instead of making its own, so a burst of registrations
+/// naming one host that does not answer costs one lookup, not one each.
+final class SharedLookups: Sendable {
+    private struct Lookup {
+        let answer: Task<[String], Never>
+        var waiting: Int
+    }
+    private let inProgress = Mutex<[String: Lookup]>([:])
+
+    /// The addresses `host` resolves to (none when the lookup fails).
+    func addresses(of host: String, _ resolve: @escaping HostResolver) async -> [String] {
+        let (answer, started) = inProgress.withLock { lookups -> (Task<[String], Never>, Bool) in
+            if var running = lookups[host] {
+                running.waiting += 1
+                lookups[host] = running
+                return (running.answer, false)
+            }
+            let answer = Task { (try? await resolve(host)) ?? [] }
+            lookups[host] = Lookup(answer: answer, waiting: 1)
+            return (answer, true)
+        }
+        let addresses = await answer.value
+        if started { _ = inProgress.withLock { $0.removeValue(forKey: host) } }
+        return addresses
+    }
+
+    /// How many checks wait for the lookup of `host` in progress (0: none runs).
+    func waiting(for host: String) -> Int {
+        inProgress.withLock { $0[host]?.waiting ?? 0 }
     }
 }
