@@ -126,8 +126,7 @@ extension FHIRStore {
         }
     }
 
-    /// Ends a job still in progress (one already failed or deleted stays as it is).
-    /// Whether the job was still in progress (a finished job stays as it was).
+    /// Ends a job still in progress (one already finished or deleted stays as it is); whether it was.
     @discardableResult
     public func finishExportJob(_ id: String, error: String?) async throws -> Bool {
         try await sql.raw("""
