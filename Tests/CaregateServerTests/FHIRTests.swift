@@ -394,6 +394,13 @@ import Testing
                 return try await s.request("POST", "/fhir/R4/\(type)", token: key, organization: clinic.uuid,
                                            body: try JSONSerialization.data(withJSONObject: resource), headers: ["Content-Type": "application/fhir+json"])
             }
+            /// The written type's schema at `names` (a property's name, or `items` for an array's).
+            func property(_ type: String, _ names: [String]) -> [String: Any]? {
+                var at = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
+                    as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
+                for name in names { at = name == "items" ? at?["items"] as? [String: Any] : (at?["properties"] as? [String: Any])?[name] as? [String: Any] }
+                return at
+            }
             let dates = ["2026", "2026-02", "2024-02-29"]
             let times = ["2026-11-30T08:00:00Z", "2026-11-30T08:00:00.123456789+14:00", "0001-01-01T00:00:00-13:59"]
             let wrong = ["0000", "2026-13", "2026-02-29", "2026-11-31", "2026-11-30T08:00Z", "2026-11-30T24:00:00Z", "2026-11-30T08:00:60Z",
@@ -401,10 +408,8 @@ import Testing
             for (type, field) in [("Observation", "effectiveDateTime"), ("Observation", "effectiveInstant"), ("Observation", "issued"),
                                   ("Condition", "recordedDate"), ("Condition", "onsetDateTime"), ("Condition", "abatementDateTime"),
                                   ("AllergyIntolerance", "recordedDate"), ("AllergyIntolerance", "onsetDateTime"), ("AllergyIntolerance", "lastOccurrence")] {
-                let schema = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
-                    as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
                 let documented = try NSRegularExpression(pattern: try #require(
-                    ((schema?["properties"] as? [String: Any])?[field] as? [String: Any])?["pattern"] as? String, "\(type).\(field) has no pattern"))
+                    property(type, [field])?["pattern"] as? String, "\(type).\(field) has no pattern"))
                 func matches(_ value: String) -> Bool { documented.firstMatch(in: value, range: NSRange(value.startIndex..., in: value)) != nil }
                 // An instant has its time; a dateTime may be a year, a month or a day.
                 let isInstant = field.hasSuffix("Instant") || field == "issued"
@@ -474,15 +479,9 @@ import Testing
                 try expectStatus(try await write(type, fields), 201)
             }
             // …and documented with the same pattern.
-            func property(_ type: String, _ names: [String]) -> [String: Any]? {
-                var at = ((((paths["/fhir/R4/\(type)"] as? [String: Any])?["post"] as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
-                    as? [String: [String: Any]])?["application/fhir+json"]?["schema"] as? [String: Any]
-                for name in names { at = name == "items" ? at?["items"] as? [String: Any] : (at?["properties"] as? [String: Any])?[name] as? [String: Any] }
-                return at
-            }
             let datePattern = property("Condition", ["recordedDate"])?["pattern"] as? String
             #expect(datePattern != nil)
-            for (type, names) in [("Observation", ["valueDateTime"]), ("Observation", ["valuePeriod", "end"]), ("Observation", ["note", "items", "time"]),
+            for (type, names) in [("Observation", ["effectivePeriod", "start"]), ("Observation", ["valueDateTime"]), ("Observation", ["valuePeriod", "end"]), ("Observation", ["note", "items", "time"]),
                                   ("Observation", ["component", "items", "valuePeriod", "start"]), ("Condition", ["abatementPeriod", "start"]),
                                   ("AllergyIntolerance", ["reaction", "items", "onset"]), ("AllergyIntolerance", ["onsetPeriod", "end"])] {
                 #expect(property(type, names)?["pattern"] as? String == datePattern, "\(type).\(names.joined(separator: "."))")

@@ -75,17 +75,12 @@ enum FHIRClinicalInput {
         }
         try onlyOneType(resource, choiceElements(of: type), at: "")
         // Every date present must be a real one; the first of the searched ones present is the
-        // one `date` (or `recorded-date`) searches, else an Observation's effectivePeriod.start
-        // (as the gateway reads it).
+        // one `date` (or `recorded-date`) searches (a Period's start, as the gateway reads it).
         var instant = ""
-        for field in dateFields(of: type) {
+        for (field, kind) in searchedDates(of: type) {
             guard let value = resource[field] else { continue }
-            let from = try checkDate(value, field, isInstant(field) ? .instant : .dateTime)
+            let from = try checkDate(value, field, kind)
             if instant.isEmpty { instant = from ?? "" }
-        }
-        if type == .Observation, let period = resource["effectivePeriod"], let start = try checkDate(period, "effectivePeriod", .period),
-           instant.isEmpty {
-            instant = start
         }
         for (field, kind) in otherDates(of: type) {
             guard let value = resource[field] else { continue }
@@ -115,12 +110,13 @@ enum FHIRClinicalInput {
         return (resource, FHIRStore.ClinicalIndex(patient: patient, category: category, code: code, codeSystem: codeSystem, status: status, date: instant))
     }
 
-    /// The date fields of a written type, the one `date` (or `recorded-date`) searches first.
-    static func dateFields(of type: FHIRType) -> [String] {
+    /// The date elements of a written type that `date` (or `recorded-date`) searches, the one it
+    /// searches first. FHIR names an instant's type in a choice's field (`effectiveInstant`).
+    static func searchedDates(of type: FHIRType) -> [(String, DateKind)] {
         switch type {
-        case .Observation: ["effectiveDateTime", "effectiveInstant"]
-        case .Condition: ["recordedDate", "onsetDateTime"]
-        case .AllergyIntolerance: ["recordedDate"]
+        case .Observation: [("effectiveDateTime", .dateTime), ("effectiveInstant", .instant), ("effectivePeriod", .period)]
+        case .Condition: [("recordedDate", .dateTime), ("onsetDateTime", .dateTime)]
+        case .AllergyIntolerance: [("recordedDate", .dateTime)]
         default: []
         }
     }
@@ -199,11 +195,6 @@ enum FHIRClinicalInput {
             }
         }
     }
-
-    /// Whether a date field holds an `instant` (FHIR names the type in a choice's field,
-    /// `effectiveInstant`; `Observation.issued` is one), a dateTime with its time, which then has
-    /// seconds and a zone.
-    static func isInstant(_ field: String) -> Bool { field.hasSuffix("Instant") || field == "issued" }
 
     /// The choice elements ([x]) of a written type's top level, with their fields in FHIR R4.
     static func choiceElements(of type: FHIRType) -> [(String, [String])] {

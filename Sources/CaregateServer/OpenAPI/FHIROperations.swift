@@ -218,8 +218,7 @@ enum FHIROperations {
             case .period: .openObject([("start", writtenDate), ("end", writtenDate)], required: [], additional: .any)
             }
         }
-        let dates = FHIRClinicalInput.dateFields(of: type).map { ($0, date(FHIRClinicalInput.isInstant($0) ? .instant : .dateTime)) }
-            + FHIRClinicalInput.otherDates(of: type).map { ($0.0, date($0.1)) }
+        let dates = (FHIRClinicalInput.searchedDates(of: type) + FHIRClinicalInput.otherDates(of: type)).map { ($0.0, date($0.1)) }
             + FHIRClinicalInput.nestedElements(of: type).map { nested in
                 (nested.array, Schema.array(.openObject(nested.dates.map { ($0.0, date($0.1)) }, required: [], additional: .any)))
             }
@@ -228,7 +227,7 @@ enum FHIROperations {
             return .openObject([
                 ("resourceType", .oneOf([type.rawValue])), ("status", .oneOf(FHIRClinicalInput.observationStatuses.sorted())),
                 ("code", .openObject([("coding", .array(coding, minItems: 1))], required: ["coding"], additional: .any)), ("subject", reference),
-            ] + dates + [("effectivePeriod", date(.period))],
+            ] + dates,
                 required: ["resourceType", "status", "code", "subject"], additional: .any)
         case .Condition:
             return .openObject([("resourceType", .oneOf([type.rawValue])), ("subject", reference)] + dates, required: ["resourceType", "subject"], additional: .any)
