@@ -218,6 +218,8 @@ public final class CaregateServer: Sendable {
 
     /// How many requests the gateway forwarded on its direct path (``DirectForwarding``).
     public var forwardedDirectly: Int { forwardingMetrics.forwardedDirectly }
+    /// Of those, the requests read from the connection's bytes rather than by NIO's HTTP/1 parser.
+    public var forwardedFromBytes: Int { forwardingMetrics.readAsBytes }
 
     /// The gateway's direct path, when some upstream is plain http and it is not turned off.
     func directForwarding() -> DirectForwarding? {

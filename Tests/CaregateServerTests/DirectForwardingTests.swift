@@ -203,6 +203,110 @@ struct DirectForwardingTests {
         }
     }
 
+    /// Sends `before`, then `requests` (each `[method, target, extra header lines]`, with the
+    /// same credential), in one write, half-closes, and returns every answer after the first
+    /// as it came but for its `Date` line, framing included.
+    static func rawAnswers(_ s: TestServer, before: String, _ requests: [[String]], auth: String) async throws -> [String] {
+        let script = """
+            import json, socket, sys
+            before, requests, auth = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+            sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+            data = before + "".join(f"{m} {t} HTTP/1.1\\r\\nHost: x\\r\\n{auth}{extra}\\r\\n" for m, t, extra in requests)
+            sock.sendall(data.encode())
+            sock.shutdown(socket.SHUT_WR)
+            stream = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                stream += chunk
+            def take(n):
+                global stream
+                assert len(stream) >= n, ("cut short", stream)
+                part, stream = stream[:n], stream[n:]
+                return part
+            def line():
+                return take(stream.index(b"\\r\\n") + 2)
+            answers = []
+            for method in ["GET"] + [m for m, _, _ in requests]:
+                head = take(stream.index(b"\\r\\n\\r\\n") + 4)
+                lines = head.decode().split("\\r\\n")
+                fields = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:] if l}
+                status = int(lines[0].split(" ")[1])
+                body = b""
+                if method != "HEAD" and status not in (204, 304):
+                    if "content-length" in fields:
+                        body = take(int(fields["content-length"]))
+                    elif fields.get("transfer-encoding") == "chunked":
+                        while True:
+                            size = line()
+                            body += size
+                            n = int(size.split(b";")[0], 16)
+                            body += take(n + 2)
+                            if n == 0:
+                                break
+                kept = "\\r\\n".join(l for l in lines if not l.lower().startswith("date:"))
+                answers.append(kept + "|" + body.decode())
+            assert stream == b"", ("left over", stream)
+            print(json.dumps(answers[1:]))
+            """
+        let port = s.base.split(separator: ":").last.map(String.init)!
+        let encoded = String(decoding: try JSONSerialization.data(withJSONObject: requests), as: UTF8.self)
+        let run = try await runProgram("/usr/bin/env", ["python3", "-c", script, port, before, encoded, auth])
+        return try #require(try? JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String], "\(run.output)")
+    }
+
+    @Test("a request read from the connection's bytes is forwarded and answered as one NIO's parser read, byte for byte")
+    func bytesAsParsed() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: {
+            $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url + "/base", timeoutSeconds: 1)]
+        }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
+            let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
+            // Every framing an answer can have, Caregate's own 504 (with and without a body), and
+            // fields as a client may space them; each with its own trace id, so that both runs agree.
+            var requests: [[String]] = [
+                ["GET", "/beacon/shl/abc?x=1&y=%20", "X-Custom:   kept  \r\nX-Mixed-Case-Name: Value With  Spaces\r\nConnection: keep-alive\r\nContent-Length: 0\r\n"],
+                ["HEAD", "/beacon/shl/abc", ""],
+                ["GET", "/beacon/shl/c", "X-Echo-Bytes: 70000\r\nX-Echo-Chunked: 1\r\n"],
+                ["HEAD", "/beacon/shl/c", "X-Echo-Bytes: 10\r\nX-Echo-Chunked: 1\r\n"],
+                ["GET", "/beacon/shl/s", "X-Echo-Status: 204\r\n"],
+                ["GET", "/beacon/shl/s", "X-Echo-Status: 418\r\n"],
+                ["GET", "/beacon/shl/late", "X-Echo-Delay-Ms: 1500\r\n"],
+                ["HEAD", "/beacon/shl/late", "X-Echo-Delay-Ms: 1500\r\n"],
+            ]
+            for index in requests.indices { requests[index][2] += "X-Trace-Id: \(UUID().uuidString.lowercased())\r\n" }
+
+            // A first request with a body: NIO's parser reads every request of that connection.
+            let direct = s.server.forwardedDirectly
+            let fromBytes = s.server.forwardedFromBytes
+            let body = "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b"
+            let parsed = try await Self.rawAnswers(s, before: body, requests, auth: auth)
+            #expect(s.server.forwardedDirectly == direct + requests.count && s.server.forwardedFromBytes == fromBytes)
+            // A first request for Caregate itself: the parser reads its head, the rest are read as bytes.
+            let read = try await Self.rawAnswers(s, before: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", requests, auth: auth)
+            #expect(s.server.forwardedDirectly == direct + 2 * requests.count && s.server.forwardedFromBytes == fromBytes + requests.count)
+
+            #expect(read.count == requests.count)
+            #expect(read == parsed)
+            guard read.count == requests.count else { return }
+            #expect(read[0].hasPrefix("HTTP/1.1 200 OK") && read[0].contains("\"/base/beacon/shl/abc\"") && read[0].contains("[\"x-custom\",\"kept\"]"))
+            #expect(read[0].contains("[\"x-mixed-case-name\",\"Value With  Spaces\"]"))
+            #expect(read[1].hasPrefix("HTTP/1.1 200 OK") && read[1].hasSuffix("|") && read[1].contains("Content-Length: "))
+            #expect(read[2].contains("transfer-encoding: chunked") && read[2].hasSuffix("0\r\n\r\n") && read[2].filter { $0 == "x" }.count >= 70_000)
+            #expect(read[3].contains("transfer-encoding: chunked") && read[3].hasSuffix("|"))
+            #expect(read[4].hasPrefix("HTTP/1.1 204 No Content") && !read[4].lowercased().contains("content-length") && read[4].hasSuffix("|"))
+            #expect(read[5].hasPrefix("HTTP/1.1 418 I'm a teapot"))
+            #expect(read[6].hasPrefix("HTTP/1.1 504 Gateway Timeout") && read[6].contains("\"code\":\"gateway_timeout\""))
+            #expect(read[7].hasPrefix("HTTP/1.1 504 Gateway Timeout") && read[7].hasSuffix("|"))
+        }
+    }
+
     @Test("a request that waited behind an answer is read to its end")
     func readsResume() async throws {
         let upstream = try EchoUpstream()

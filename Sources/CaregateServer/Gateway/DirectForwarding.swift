@@ -46,6 +46,9 @@ struct DirectForwarding: Sendable {
         let started: UInt64
         /// The active-requests meter of the method, once counted.
         var active: Meter?
+        /// Read by ``DirectByteIntake`` (not NIO's parser): the answer is written as bytes, past
+        /// NIO's HTTP/1 encoder, which never saw the request.
+        var inBytes = false
 
         /// The route's template (the metrics' `http.route`).
         var route: String { surface.routeTemplates[routeIndex] }
@@ -136,6 +139,16 @@ struct DirectForwarding: Sendable {
             routeIndex: route.index, event: event, started: DispatchTime.now().uptimeNanoseconds)
     }
 
+    /// Whether a request for `target` may be one the direct path forwards (a path on a surface
+    /// with a plain-http upstream): the rest of its head is worth reading into strings.
+    func mayForward(_ target: String) -> Bool {
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+        guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, forwarder.direct != nil else {
+            return false
+        }
+        return !surface.isRouterPath(path)
+    }
+
     /// An HTTP/1.1 request head as bytes. Every part has been checked already: the method, the
     /// target and the caller's fields by the parser, the rest are Caregate's own.
     static func requestHead(method: String, uri: String, host: String, _ fields: [(String, String)]) -> ByteBuffer {
@@ -202,6 +215,44 @@ struct DirectForwarding: Sendable {
         return HTTPResponseHead(version: .http1_1, status: .init(statusCode: Int(upstream.status.code)), headers: HTTPHeaders(headers))
     }
 
+    /// The same answer's head as bytes, framed as NIO's HTTP/1 encoder frames it (for an answer
+    /// that passes it by: ``DirectForwarding/Plan/inBytes``): no `Content-Length` where no body
+    /// may be, `transfer-encoding: chunked` where a body has no length. `chunked`: the body is
+    /// to be written in chunks (never for an answer to `HEAD`, which has no body).
+    func answerBytes(_ upstream: HTTPResponseHead, traceID: String, toHead: Bool) -> (head: ByteBuffer, chunked: Bool) {
+        let status = HTTPResponseStatus(statusCode: Int(upstream.status.code))
+        let mayHaveBody = status.mayHaveResponseBody
+        let date = HTTPDate.now
+        var size = status.reasonPhrase.utf8.count + traceID.utf8.count + date.utf8.count + serverName.utf8.count + 96
+        for (name, value) in upstream.headers { size += name.utf8.count + value.utf8.count + 4 }
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeStaticString("HTTP/1.1 ")
+        buffer.writeString(String(status.code))
+        buffer.writeStaticString(" ")
+        buffer.writeString(status.reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        var hasLength = false
+        for (name, value) in upstream.headers where !Self.isReplacedInAnswer(name) {
+            if UpstreamAnswerParser.equalsLowercased(name, "content-length") {
+                guard mayHaveBody else { continue }
+                hasLength = true
+            }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("X-Trace-Id: ")
+        buffer.writeString(traceID)
+        buffer.writeStaticString("\r\nDate: ")
+        buffer.writeString(date)
+        buffer.writeStaticString("\r\nServer: ")
+        buffer.writeString(serverName)
+        let chunked = mayHaveBody && !hasLength
+        buffer.writeStaticString(chunked ? "\r\ntransfer-encoding: chunked\r\n\r\n" : "\r\n\r\n")
+        return (buffer, chunked && !toHead)
+    }
+
     /// The upstream's headers an answer leaves out: its connection's, and those Caregate sets.
     private static let replacedInAnswer = UpstreamForwarder.hopByHopNames + ["x-trace-id", "date", "server"]
 
@@ -233,6 +284,7 @@ final class ForwardingMetrics: Sendable {
     let shared: RequestMetrics
     private let recorders = Mutex<[Key: RequestMetrics.Recorders]>([:])
     private let directRequests = Atomic<Int>(0)
+    private let bytesRequests = Atomic<Int>(0)
 
     init(shared: RequestMetrics) {
         self.shared = shared
@@ -241,8 +293,12 @@ final class ForwardingMetrics: Sendable {
     /// Requests forwarded on the direct path since start.
     var forwardedDirectly: Int { directRequests.load(ordering: .relaxed) }
 
+    /// Of those, the requests read from the connection's bytes (``DirectByteIntake``), not by NIO's parser.
+    var readAsBytes: Int { bytesRequests.load(ordering: .relaxed) }
+
     func started(_ plan: DirectForwarding.Plan) {
         directRequests.add(1, ordering: .relaxed)
+        if plan.inBytes { bytesRequests.add(1, ordering: .relaxed) }
         let active = shared.activeRequests(plan.method)
         active.increment()
         plan.active = active

@@ -27,6 +27,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// headers; its end goes through this handler's context, so that the handlers in between
     /// (the idle timeout's, the parser errors') see the answer end.
     private var http1: ChannelHandlerContext?
+    /// ``DirectByteIntake``'s context: answers to the requests it read are written from there,
+    /// as bytes; their ends stop at `ends`.
+    private var bytesOut: ChannelHandlerContext?
+    private var ends: DirectAnswerEnds?
+    /// The answer written as bytes is chunked.
+    private var chunkedBytes = false
     private var idle: IdleLinks?
 
     private enum Phase {
@@ -88,6 +94,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         planned.append(plan)
     }
 
+    /// Answers to the requests ``DirectByteIntake`` reads go out as bytes from its context.
+    func answerInBytes(through context: ChannelHandlerContext, ends: DirectAnswerEnds) {
+        bytesOut = context
+        self.ends = ends
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         http1 = try? context.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
@@ -101,6 +113,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         timer = nil
         self.context = nil
         http1 = nil
+        bytesOut = nil
     }
 
     // MARK: The client's side
@@ -282,7 +295,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         deadline = nil
         status = Int(head.status.code)
         self.keepAlive = keepAlive
-        http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
+        writeHead(head, plan)
         heard = true
         silenceWatched = false
     }
@@ -290,12 +303,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamBody(_ part: ByteBuffer) {
         guard status != nil else { return }
         heard = true
-        http1?.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(part))), promise: nil)
+        writeBody(part)
     }
 
     func upstreamReadComplete() {
         guard let context, let link, let plan else { return }
-        context.flush()
+        (plan.inBytes ? bytesOut ?? context : context).flush()
         // The answer goes on past this read: from now on the upstream may not fall silent for long.
         // (An answer that ends in the read that brought its head never needs the watch.)
         if status != nil, !silenceWatched {
@@ -311,7 +324,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamEnd() {
         guard let plan, let context, let link else { return }
         guard let status else { return unreachable(plan, "an answer without a head") }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        writeEnd(plan, context)
         self.link = nil
         if awaitingWritability {
             awaitingWritability = false
@@ -379,10 +392,59 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         let body = error.body(traceID: plan.traceID)
         var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: error.status.code), headers: HTTPHeaders(error.responseHeaders))
         head.headers.replaceOrAdd(name: "Content-Length", value: "\(body.readableBytes)")
-        http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
-        http1?.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        writeHead(head, plan)
+        // NIO's encoder leaves out the body of an answer to HEAD; so do answers written as bytes.
+        if !(plan.inBytes && plan.method == .head) { writeBody(body) }
+        writeEnd(plan, context)
         finish(status: error.status.code, failed: true)
+    }
+
+    // MARK: The answer
+
+    /// The answer's head: as bytes past NIO's encoder for a request read as bytes, else in its
+    /// HTTP/1 form from the codec's context (two conversions of its headers fewer).
+    private func writeHead(_ head: HTTPResponseHead, _ plan: DirectForwarding.Plan) {
+        if plan.inBytes, let bytesOut {
+            let answer = forwarding.answerBytes(head, traceID: plan.traceID, toHead: plan.method == .head)
+            chunkedBytes = answer.chunked
+            bytesOut.write(NIOAny(IOData.byteBuffer(answer.head)), promise: nil)
+        } else {
+            chunkedBytes = false
+            http1?.write(NIOAny(HTTPServerResponsePart.head(forwarding.answerHead(head, traceID: plan.traceID))), promise: nil)
+        }
+    }
+
+    private func writeBody(_ part: ByteBuffer) {
+        guard plan?.inBytes == true, let bytesOut else {
+            http1?.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(part))), promise: nil)
+            return
+        }
+        guard chunkedBytes else {
+            bytesOut.write(NIOAny(IOData.byteBuffer(part)), promise: nil)
+            return
+        }
+        // Framed as NIO's encoder frames a chunk; an empty part would end the body, so it is not written.
+        guard part.readableBytes > 0 else { return }
+        var size = ByteBufferAllocator().buffer(capacity: 24)
+        size.writeString(String(part.readableBytes, radix: 16))
+        size.writeStaticString("\r\n")
+        bytesOut.write(NIOAny(IOData.byteBuffer(size)), promise: nil)
+        bytesOut.write(NIOAny(IOData.byteBuffer(part)), promise: nil)
+        bytesOut.write(NIOAny(IOData.byteBuffer(ByteBuffer(staticString: "\r\n"))), promise: nil)
+    }
+
+    /// The answer's end, through the handlers that count answers (idle timeout, graceful close);
+    /// for an answer written as bytes it stops before NIO's codec (``DirectAnswerEnds``) and the
+    /// bytes are flushed from where they were written.
+    private func writeEnd(_ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
+        guard plan.inBytes, let bytesOut, let ends else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        if chunkedBytes { bytesOut.write(NIOAny(IOData.byteBuffer(ByteBuffer(staticString: "0\r\n\r\n"))), promise: nil) }
+        ends.stopsNextEnd = true
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        bytesOut.flush()
     }
 
     /// The client went away: the exchange is given up and recorded as 499.

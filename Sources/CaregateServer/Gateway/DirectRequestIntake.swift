@@ -4,7 +4,8 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
 /// On every client connection with a direct path, right before the codec that turns HTTP/1
-/// parts into HTTP types: plans each request as the parser read it (``DirectForwarding/plan(_:caller:)``).
+/// parts into HTTP types: plans each request as NIO's parser read it (``DirectForwarding/plan(_:caller:)``),
+/// once ``DirectByteIntake`` has left the connection's bytes to the parser.
 /// A planned request is handed to ``DirectForwardingHandler`` and goes on past the codec as a
 /// placeholder head and an end, which the handlers between (the parser errors', the connection
 /// state's) count as they count any request; every other part goes through the codec as before.

@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import Synchronization
@@ -83,10 +84,12 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let http: HTTP1Channel
     let limits: ConnectionLimits
-    /// The gateway's direct path, when there is a plain-http upstream: its intake goes right
-    /// before the codec to HTTP types (requests are planned from the parser's heads), its
-    /// handler right before Hummingbird's request loop, after the handler that tracks requests
-    /// for the idle timeout, so that requests forwarded directly count as activity too.
+    /// The gateway's direct path, when there is a plain-http upstream: its byte intake goes
+    /// right before NIO's HTTP/1 encoder and parser (requests read and planned from the connection's
+    /// bytes), its intake of the parser's heads right before the codec to HTTP types, the stop
+    /// for the ends of answers written as bytes right after that codec, and its handler right
+    /// before Hummingbird's request loop, after the handler that tracks requests for the idle
+    /// timeout, so that requests forwarded directly count as activity too.
     let direct: DirectForwarding?
 
     struct Refused: Error {}
@@ -105,8 +108,14 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         return http.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let handler = DirectForwardingHandler(direct)
+            let ends = DirectAnswerEnds()
+            let codec = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
             try pipeline.addHandler(handler, position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
-            try pipeline.addHandler(DirectRequestIntake(direct, handler), position: .before(try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)))
+            try pipeline.addHandler(ends, position: .after(codec))
+            try pipeline.addHandler(DirectRequestIntake(direct, handler), position: .before(codec))
+            // Before NIO's encoder as well as its parser: answers written from there are bytes.
+            let encoder = try pipeline.handler(type: HTTPResponseEncoder.self)
+            try pipeline.addHandler(DirectByteIntake(direct, handler, ends), position: .before(encoder))
             return value
         }
     }
