@@ -117,9 +117,7 @@ struct DirectForwarding: Sendable {
             path = target
             query = nil
         }
-        guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, let direct = forwarder.direct,
-              !surface.isRouterPath(path)
-        else { return nil }
+        guard let (surface, forwarder, direct) = directUpstream(path) else { return nil }
         guard let authorization, RequestAuthenticator.hasBearerScheme(authorization),
               let credential = resolver.cached(presented: authorization.dropFirst(7), organizationHeader: organization),
               let scopesMethod = Scopes.HTTPMethod(method)
@@ -142,11 +140,15 @@ struct DirectForwarding: Sendable {
     /// Whether a request for `target` may be one the direct path forwards (a path on a surface
     /// with a plain-http upstream): the rest of its head is worth reading into strings.
     func mayForward(_ target: String) -> Bool {
-        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
-        guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, forwarder.direct != nil else {
-            return false
-        }
-        return !surface.isRouterPath(path)
+        directUpstream(target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target) != nil
+    }
+
+    /// The surface of `path` when it is forwarded to a plain-http upstream on a non-public route.
+    private func directUpstream(_ path: String) -> (Surface, UpstreamForwarder, LoopUpstreams.Target)? {
+        guard let surface = registry.surface(for: path), case .upstream(let forwarder) = surface.backend, let direct = forwarder.direct,
+              !surface.isRouterPath(path)
+        else { return nil }
+        return (surface, forwarder, direct)
     }
 
     /// An HTTP/1.1 request head as bytes. Every part has been checked already: the method, the
