@@ -54,6 +54,32 @@ struct DirectForwardingTests {
         }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
     }
 
+    @Test("behind a trusted proxy, a request read as bytes extends the proxy's X-Forwarded-For as one NIO's parser read")
+    func trustedProxy() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: {
+            $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)]
+            $0.trustedProxies = ["127.0.0.1"]
+        }) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
+            let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
+            let fields = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Custom: kept\r\nX-Trace-Id: \(UUID().uuidString.lowercased())\r\n"
+            let requests = [["GET", "/beacon/shl/p", fields]]
+            let fromBytes = s.server.forwardedFromBytes
+            let body = "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b"
+            let parsed = try await Self.rawAnswers(s, before: body, requests, auth: auth)
+            let read = try await Self.rawAnswers(s, before: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", requests, auth: auth)
+            #expect(s.server.forwardedFromBytes == fromBytes + 1)
+            #expect(read == parsed)
+            #expect(read.first?.contains("[\"x-forwarded-for\",\"203.0.113.7, 127.0.0.1\"]") == true, "\(read)")
+            #expect(read.first?.contains("[\"x-forwarded-proto\",\"https\"]") == true)
+        }
+    }
+
     @Test("a cached credential's request is forwarded directly, with the pipeline's headers, audit record and metrics", arguments: Backend.allCases)
     func sameAnswers(_ backend: Backend) async throws {
         let upstream = try EchoUpstream()
@@ -281,6 +307,8 @@ struct DirectForwardingTests {
                 ["GET", "/beacon/shl/s", "X-Echo-Status: 418\r\n"],
                 ["GET", "/beacon/shl/late", "X-Echo-Delay-Ms: 1500\r\n"],
                 ["HEAD", "/beacon/shl/late", "X-Echo-Delay-Ms: 1500\r\n"],
+                // Short fields without a space after the colon: each grows by a byte on its way.
+                ["GET", "/beacon/shl/tight", (0..<59).map { "f\($0):v\r\n" }.joined()],
             ]
             for index in requests.indices { requests[index][2] += "X-Trace-Id: \(UUID().uuidString.lowercased())\r\n" }
 

@@ -30,7 +30,8 @@ struct UpstreamAnswerParserTests {
             var buffer = ByteBuffer(bytes: piece)
             while !result.ended, let part = try parser.next(&buffer) {
                 switch part {
-                case .head(let answer, let keepAlive):
+                case .head(let upstream, let keepAlive):
+                    let answer = upstream.response
                     #expect(result.status == nil, "a second head")
                     result.status = Int(answer.status.code)
                     result.reason = answer.status.reasonPhrase

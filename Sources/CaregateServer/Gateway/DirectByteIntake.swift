@@ -30,6 +30,11 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
     /// Every byte goes to the parser from now on.
     private var parserReads = false
 
+    // Made once: a request part wrapped for the pipeline is boxed on the heap each time it is
+    // made. Never mutated; copies share the box.
+    nonisolated(unsafe) private static let placeholderHead = NIOAny(HTTPRequestPart.head(DirectForwardingHandler.placeholder))
+    nonisolated(unsafe) private static let placeholderEnd = NIOAny(HTTPRequestPart.end(nil))
+
     init(_ forwarding: DirectForwarding, _ direct: DirectForwardingHandler, _ ends: DirectAnswerEnds) {
         self.forwarding = forwarding
         self.direct = direct
@@ -67,11 +72,7 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(bytes))
                 return
             case .bodiless(let head):
-                let plan = bytes.withUnsafeReadableBytes { raw -> DirectForwarding.Plan? in
-                    let target = DirectRequestReader.target(head, raw)
-                    guard forwarding.mayForward(target) else { return nil }
-                    return forwarding.plan(DirectRequestReader.requestHead(head, target: target, raw), caller: caller)
-                }
+                let plan = bytes.withUnsafeReadableBytes { forwarding.plan(head, $0, caller: caller) }
                 let request = bytes.readSlice(length: head.length)!
                 guard let plan else {
                     // The pipeline's: the parser reads this head as it reads any.
@@ -80,8 +81,8 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 plan.inBytes = true
                 direct.accept(plan)
-                codec.fireChannelRead(NIOAny(HTTPRequestPart.head(DirectForwardingHandler.placeholder)))
-                codec.fireChannelRead(NIOAny(HTTPRequestPart.end(nil)))
+                codec.fireChannelRead(Self.placeholderHead)
+                codec.fireChannelRead(Self.placeholderEnd)
             }
         }
     }

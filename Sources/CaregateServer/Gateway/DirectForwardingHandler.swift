@@ -263,7 +263,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func connect(_ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
         let exchange = self.exchange
         let surface = plan.surface.index
-        LoopUpstreams.connect(plan.target, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+        LoopUpstreams.connect(plan.upstream.target, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let channel):
                 guard let link = try? UpstreamLink(channel: channel) else {
@@ -290,10 +290,10 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         link.channel.writeAndFlush(plan.request, promise: nil)
     }
 
-    func upstreamHead(_ head: HTTPResponseHead, keepAlive: Bool) {
+    func upstreamHead(_ head: UpstreamHead, keepAlive: Bool) {
         guard let plan, context != nil else { return }
         deadline = nil
-        status = Int(head.status.code)
+        status = head.code
         self.keepAlive = keepAlive
         writeHead(head, plan)
         heard = true
@@ -350,7 +350,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else if let malformed {
             forwarding.logger.warning(
                 "upstream answer malformed", metadata: ["surface": "\(plan.surface.name)", "error": "\(malformed)", "trace_id": "\(plan.traceID)"])
-            fail(plan.forwarder.unavailableError())
+            fail(plan.upstream.forwarder.unavailableError())
         } else if reused && !retried {
             // An idle connection the upstream had closed meanwhile is replaced once.
             retried = true
@@ -363,13 +363,13 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func unreachable(_ plan: DirectForwarding.Plan, _ reason: String) {
         forwarding.logger.warning(
             "upstream unreachable", metadata: ["surface": "\(plan.surface.name)", "error": "\(reason)", "trace_id": "\(plan.traceID)"])
-        fail(plan.forwarder.unavailableError())
+        fail(plan.upstream.forwarder.unavailableError())
     }
 
     private func headTimedOut() {
         guard let plan, status == nil else { return }
         abandon()
-        fail(plan.forwarder.timeoutError())
+        fail(plan.upstream.forwarder.timeoutError())
     }
 
     /// An upstream that stops sending in the middle of a body (while the client takes it) is
@@ -390,9 +390,9 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func fail(_ error: APIError) {
         guard let plan, let context else { return }
         let body = error.body(traceID: plan.traceID)
-        var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: error.status.code), headers: HTTPHeaders(error.responseHeaders))
-        head.headers.replaceOrAdd(name: "Content-Length", value: "\(body.readableBytes)")
-        writeHead(head, plan)
+        // No Content-Length among the error's own fields: its length is the body's.
+        let fields = error.responseHeaders.map { ($0.name.rawName, $0.value) } + [("Content-Length", "\(body.readableBytes)")]
+        writeHead(UpstreamHead(code: error.status.code, fields: fields), plan)
         // NIO's encoder leaves out the body of an answer to HEAD; so do answers written as bytes.
         if !(plan.inBytes && plan.method == .head) { writeBody(body) }
         writeEnd(plan, context)
@@ -403,7 +403,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// The answer's head: as bytes past NIO's encoder for a request read as bytes, else in its
     /// HTTP/1 form from the codec's context (two conversions of its headers fewer).
-    private func writeHead(_ head: HTTPResponseHead, _ plan: DirectForwarding.Plan) {
+    private func writeHead(_ head: UpstreamHead, _ plan: DirectForwarding.Plan) {
         if plan.inBytes, let bytesOut {
             let answer = forwarding.answerBytes(head, traceID: plan.traceID, toHead: plan.method == .head)
             chunkedBytes = answer.chunked
@@ -473,7 +473,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Sets the exchange's deadline, the upstream's timeout from now.
     private func watch(_ watch: Watch, _ plan: DirectForwarding.Plan, _ context: ChannelHandlerContext) {
-        let at = NIODeadline.now() + .nanoseconds(Int64(plan.forwarder.upstream.timeoutSeconds * 1_000_000_000))
+        let at = NIODeadline.now() + plan.upstream.timeout
         deadline = (at, watch)
         // A timer due no later than the deadline wakes in time to look again.
         if let timerDue, timerDue <= at { return }

@@ -96,7 +96,7 @@ final class UpstreamLink {
 protocol UpstreamReceiver: AnyObject {
     /// The final answer's head (interim ones are not passed on); `keepAlive`: the connection can
     /// carry another exchange once the answer has ended.
-    func upstreamHead(_ head: HTTPResponseHead, keepAlive: Bool)
+    func upstreamHead(_ head: UpstreamHead, keepAlive: Bool)
     func upstreamBody(_ part: ByteBuffer)
     func upstreamEnd()
     /// A read of the connection ended (the moment to flush, and to ask for more).

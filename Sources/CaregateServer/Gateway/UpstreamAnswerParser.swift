@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// Reads an upstream's HTTP/1.1 answers from the bytes of its connection, for the direct path:
-/// the head into an `HTTPResponseHead`, the body handed on as slices of what was read, framed
+/// the head checked and handed on as it came (``UpstreamHead``), the body as slices of what was read, framed
 /// as RFC 9112 §6.3 says (no body for `HEAD`, 204 and 304; chunked; `Content-Length`; else to
 /// the end of the connection). Interim answers (1xx) are read and left out.
 ///
@@ -13,7 +13,7 @@ import NIOHTTP1
 struct UpstreamAnswerParser {
     enum Event {
         /// The final answer's head; `keepAlive`: the connection can carry another exchange after it.
-        case head(HTTPResponseHead, keepAlive: Bool)
+        case head(UpstreamHead, keepAlive: Bool)
         case body(ByteBuffer)
         case end
     }
@@ -171,8 +171,6 @@ struct UpstreamAnswerParser {
     struct Head {
         var version: HTTPVersion
         var code: Int
-        var reason: String
-        var fields: [(String, String)]
         var length: Int?
         /// A `Transfer-Encoding`, and whether its last coding is chunked.
         var transferEncoded = false
@@ -201,31 +199,26 @@ struct UpstreamAnswerParser {
             state = .untilClose
         }
         if case .untilClose = state { keepAlive = false }
-        let answer = HTTPResponseHead(
-            version: head.version, status: .init(statusCode: head.code, reasonPhrase: head.reason), headers: HTTPHeaders(head.fields))
-        return .head(answer, keepAlive: keepAlive)
+        return .head(UpstreamHead(version: head.version, code: head.code, bytes: bytes), keepAlive: keepAlive)
     }
 
     private static let cr = UInt8(ascii: "\r")
     private static let lf = UInt8(ascii: "\n")
 
-    /// The status line and header lines of a head that ends in an empty line (CRLF CRLF).
+    /// Checks the status line and header lines of a head that ends in an empty line (CRLF CRLF),
+    /// and reads what frames the answer; no string is made.
     static func parseHead(_ bytes: UnsafeRawBufferPointer) throws -> Head {
         // "HTTP/1.x 200 Reason\r\n" (the reason may be empty, with or without its space).
         guard bytes.count >= 14, bytes.starts(with: "HTTP/1.".utf8), bytes[7] == 48 || bytes[7] == 49, bytes[8] == UInt8(ascii: " "),
               (9...11).allSatisfy({ isDigit(bytes[$0]) }), bytes[9] != 48
         else { throw Malformed(description: "an invalid status line") }
-        var head = Head(
-            version: HTTPVersion(major: 1, minor: Int(bytes[7] - 48)),
-            code: (9...11).reduce(0) { $0 * 10 + Int(bytes[$1] - 48) }, reason: "", fields: [])
+        var head = Head(version: HTTPVersion(major: 1, minor: Int(bytes[7] - 48)), code: (9...11).reduce(0) { $0 * 10 + Int(bytes[$1] - 48) })
         guard var lineEnd = bytes[12...].firstIndex(of: lf), bytes[lineEnd - 1] == cr else { throw Malformed(description: "an invalid status line") }
         if lineEnd - 1 > 12 {
             guard bytes[12] == UInt8(ascii: " "), bytes[13..<(lineEnd - 1)].allSatisfy(isFieldValueByte) else {
                 throw Malformed(description: "an invalid status line")
             }
-            head.reason = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[13..<(lineEnd - 1)]), as: UTF8.self)
         }
-        head.fields.reserveCapacity(16)
         while true {
             let start = lineEnd + 1
             guard let end = bytes[start...].firstIndex(of: lf), end > start, bytes[end - 1] == cr else {
@@ -244,7 +237,6 @@ struct UpstreamAnswerParser {
             guard value.allSatisfy(isFieldValueByte) else { throw Malformed(description: "a control character in a header value") }
             let name = UnsafeRawBufferPointer(rebasing: bytes[start..<colon])
             try frame(&head, name, value)
-            head.fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         return head
     }
@@ -340,5 +332,62 @@ struct UpstreamAnswerParser {
             guard digits > 0 else { throw Malformed(description: "an empty chunk size") }
             return size
         }
+    }
+}
+
+/// An answer's final head as the upstream sent it, checked by ``UpstreamAnswerParser``: the
+/// answer written as bytes copies its fields from here, and strings are made only for an
+/// answer that goes through NIO's HTTP/1 encoder (``response``).
+struct UpstreamHead {
+    var version: HTTPVersion
+    var code: Int
+    /// The status line, the header lines and the empty line, as they came.
+    var bytes: ByteBuffer
+
+    /// A head of Caregate's own (a 502 or 504 in place of the upstream's answer).
+    init(code: Int, fields: [(String, String)]) {
+        var bytes = ByteBuffer(string: "HTTP/1.1 \(code) \(HTTPResponseStatus(statusCode: code).reasonPhrase)\r\n")
+        for (name, value) in fields { bytes.writeString("\(name): \(value)\r\n") }
+        bytes.writeStaticString("\r\n")
+        self.init(version: .http1_1, code: code, bytes: bytes)
+    }
+
+    init(version: HTTPVersion, code: Int, bytes: ByteBuffer) {
+        self.version = version
+        self.code = code
+        self.bytes = bytes
+    }
+
+    /// Each field in order: its name, and its value without the spaces around it.
+    func forEachField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
+        bytes.withUnsafeReadableBytes { raw in
+            // Checked lines: each ends in CRLF, and neither CR nor LF occurs inside one.
+            var index = raw.firstIndex(of: UInt8(ascii: "\n"))! + 1
+            while raw[index] != UInt8(ascii: "\r") {
+                var colon = index
+                while raw[colon] != UInt8(ascii: ":") { colon += 1 }
+                var lineEnd = colon
+                while raw[lineEnd] != UInt8(ascii: "\r") { lineEnd += 1 }
+                body(
+                    UnsafeRawBufferPointer(rebasing: raw[index..<colon]),
+                    DirectRequestReader.trimmed(UnsafeRawBufferPointer(rebasing: raw[(colon + 1)..<lineEnd])))
+                index = lineEnd + 2
+            }
+        }
+    }
+
+    /// The status line's reason phrase as it came.
+    var reason: String {
+        bytes.withUnsafeReadableBytes { raw in
+            let lineEnd = raw.firstIndex(of: UInt8(ascii: "\r"))!
+            return lineEnd > 13 ? String(decoding: UnsafeRawBufferPointer(rebasing: raw[13..<lineEnd]), as: UTF8.self) : ""
+        }
+    }
+
+    /// The head in NIO's HTTP/1 types, every field as it came.
+    var response: HTTPResponseHead {
+        var fields: [(String, String)] = []
+        forEachField { fields.append((String(decoding: $0, as: UTF8.self), String(decoding: $1, as: UTF8.self))) }
+        return HTTPResponseHead(version: version, status: .init(statusCode: code, reasonPhrase: reason), headers: HTTPHeaders(fields))
     }
 }

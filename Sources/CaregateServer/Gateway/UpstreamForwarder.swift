@@ -96,23 +96,31 @@ struct UpstreamForwarder: Sendable {
         for (name, value) in fields where !Self.isWithheld(name) {
             headers.append((name, value))
         }
-        headers.append(("X-Caregate-Client", credential.keyID))
-        headers.append(("X-Caregate-App", credential.appID))
-        headers.append(("X-Caregate-Credential-Type", credential.type.rawValue))
-        headers.append(("X-Caregate-Organization", credential.organizationID))
-        headers.append(("X-Caregate-Scopes", scopeHeader))
-        headers.append(("X-Caregate-Trace-Id", traceID))
         let caller = caller ?? "unknown"
+        var forwardedFor = caller
+        var proto = "http"
         if trustedProxies.contains(caller) {
             let earlier = fields.filter { UpstreamAnswerParser.equalsLowercased($0.0, "x-forwarded-for") }.map(\.1).joined(separator: ", ")
-            let proto = fields.first { UpstreamAnswerParser.equalsLowercased($0.0, "x-forwarded-proto") }?.1
-            headers.append(("X-Forwarded-For", earlier.isEmpty ? caller : earlier + ", " + caller))
-            headers.append(("X-Forwarded-Proto", proto ?? "http"))
-        } else {
-            headers.append(("X-Forwarded-For", caller))
-            headers.append(("X-Forwarded-Proto", "http"))
+            if !earlier.isEmpty { forwardedFor = earlier + ", " + caller }
+            proto = fields.first { UpstreamAnswerParser.equalsLowercased($0.0, "x-forwarded-proto") }?.1 ?? "http"
         }
+        forEachOwnField(traceID: traceID, credential, scopeHeader, forwardedFor: forwardedFor, proto: proto) { headers.append(($0, $1)) }
         return headers
+    }
+
+    /// The fields Caregate adds to every forwarded request, in order: who the credential is, the
+    /// trace id, and (from Caregate's own view of the connection) who called and how.
+    func forEachOwnField(
+        traceID: String, _ credential: Credential, _ scopeHeader: String, forwardedFor: String, proto: String, _ field: (String, String) -> Void
+    ) {
+        field("X-Caregate-Client", credential.keyID)
+        field("X-Caregate-App", credential.appID)
+        field("X-Caregate-Credential-Type", credential.type.rawValue)
+        field("X-Caregate-Organization", credential.organizationID)
+        field("X-Caregate-Scopes", scopeHeader)
+        field("X-Caregate-Trace-Id", traceID)
+        field("X-Forwarded-For", forwardedFor)
+        field("X-Forwarded-Proto", proto)
     }
 
     /// Whether a caller's field (its name in any letter case) stays behind: connection fields,
@@ -120,13 +128,14 @@ struct UpstreamForwarder: Sendable {
     /// ones.
     static func isWithheld(_ name: String) -> Bool {
         var name = name
-        return name.withUTF8 { bytes in
-            let raw = UnsafeRawBufferPointer(bytes)
-            if raw.contains(UInt8(ascii: "_")) { return true }
-            if raw.count >= 11, UpstreamAnswerParser.equalsLowercased(UnsafeRawBufferPointer(rebasing: raw[0..<11]), "x-caregate-") { return true }
-            guard raw.count < withheldByLength.count else { return false }
-            return withheldByLength[raw.count].contains { UpstreamAnswerParser.equalsLowercased(raw, $0) }
-        }
+        return name.withUTF8 { isWithheld(UnsafeRawBufferPointer($0)) }
+    }
+
+    static func isWithheld(_ name: UnsafeRawBufferPointer) -> Bool {
+        if name.contains(UInt8(ascii: "_")) { return true }
+        if name.count >= 11, UpstreamAnswerParser.equalsLowercased(UnsafeRawBufferPointer(rebasing: name[0..<11]), "x-caregate-") { return true }
+        guard name.count < withheldByLength.count else { return false }
+        return withheldByLength[name.count].contains { UpstreamAnswerParser.equalsLowercased(name, $0) }
     }
 
     /// ``withheldNames`` by their length, as bytes: a name is compared with those of its length only.

@@ -55,6 +55,8 @@ final class Surface: Sendable {
     private let routerPaths: [Substring]
     /// Whether this surface's credentials get `/marketplace/me`'s body precomputed.
     let answersMe: Bool
+    /// The plain-http upstream the gateway's direct path forwards to, when there is one.
+    let directUpstream: DirectUpstream?
 
     var name: String { catalog.surface }
 
@@ -82,6 +84,11 @@ final class Surface: Sendable {
             answersMe = api.meRoute != nil
         } else {
             answersMe = false
+        }
+        if case .upstream(let forwarder) = backend, let target = forwarder.direct {
+            directUpstream = DirectUpstream(forwarder: forwarder, target: target)
+        } else {
+            directUpstream = nil
         }
     }
 
