@@ -63,8 +63,9 @@ public struct ServerOptions: Sendable {
     /// Audit events older than this many days are deleted (`--audit-retention-days`; 0 keeps
     /// them all). `GET /manage/audit/export` streams the log for those who must keep more.
     public var auditRetentionDays = 90
-    /// Forward what the gateway may forward on the connection's event loop (``DirectForwarding``);
-    /// off (`--no-direct-forwarding`), every request takes the pipeline, to compare the two.
+    /// Forward what the gateway may forward, and answer `/healthz` and a cached credential's
+    /// `…/marketplace/me`, on the connection's event loop (``DirectForwarding``); off
+    /// (`--no-direct-forwarding`), every request takes the pipeline, to compare the two.
     public var directForwarding = true
     /// How often the housekeeping job runs (the first time at start-up): expired audit events,
     /// ended console sessions, SMART state that can no longer be used.
@@ -220,11 +221,12 @@ public final class CaregateServer: Sendable {
     public var forwardedDirectly: Int { forwardingMetrics.forwardedDirectly }
     /// Of those, the requests read from the connection's bytes rather than by NIO's HTTP/1 parser.
     public var forwardedFromBytes: Int { forwardingMetrics.readAsBytes }
+    /// How many requests the direct path answered itself (`/healthz`, `…/marketplace/me`).
+    public var answeredDirectly: Int { forwardingMetrics.answeredLocally }
 
-    /// The gateway's direct path, when some upstream is plain http and it is not turned off.
+    /// The direct path (``DirectForwarding``), unless it is turned off.
     func directForwarding() -> DirectForwarding? {
-        let direct = registry.gatewaySurfaces.contains { if case .upstream(let forwarder) = $0.backend { forwarder.direct != nil } else { false } }
-        guard options.directForwarding, direct else { return nil }
+        guard options.directForwarding else { return nil }
         return DirectForwarding(
             registry: registry, resolver: resolver, audit: auditWriter, upstreams: loopUpstreams, metrics: forwardingMetrics, logger: logger,
             serverName: Self.serverName)

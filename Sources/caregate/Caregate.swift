@@ -158,7 +158,9 @@ struct ServerArguments: ParsableArguments {
     @Option(help: "Days audit events are kept (0: forever); GET /manage/audit/export streams them for longer keeping.")
     var auditRetentionDays = 90
     @Option(help: "Event-loop threads serving connections (default: one per core).") var eventLoops: Int?
-    @Flag(inversion: .prefixedNo, help: "Forward what the gateway may forward on the connection's event loop, without the request pipeline.")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Forward what the gateway may forward, and answer /healthz and a cached credential's /marketplace/me, on the connection's event loop, without the request pipeline.")
     var directForwarding = true
 
     func options(defaultDatabase: String) throws -> ServerOptions {

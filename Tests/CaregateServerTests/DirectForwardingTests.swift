@@ -190,9 +190,12 @@ struct DirectForwardingTests {
             try await Self.changesApplied(s)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             let before = s.server.forwardedDirectly
-            // Three requests in one write: direct (slow upstream), pipeline, direct; then the client half-closes.
+            let answered = s.server.answeredDirectly
+            // Four requests in one write: direct (slow upstream), pipeline, answered directly,
+            // direct; then the client half-closes.
             let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
             let requests = "GET /beacon/shl/one HTTP/1.1\r\nHost: x\r\n\(auth)X-Echo-Delay-Ms: 300\r\n\r\n"
+                + "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
                 + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
                 + "GET /beacon/shl/three HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
             let script = """
@@ -202,7 +205,7 @@ struct DirectForwardingTests {
                 sock.shutdown(socket.SHUT_WR)
                 data = b""
                 answers = []
-                while len(answers) < 3:
+                while len(answers) < 4:
                     while b"\\r\\n\\r\\n" not in data:
                         chunk = sock.recv(65536)
                         if not chunk:
@@ -220,12 +223,13 @@ struct DirectForwardingTests {
             let port = s.base.split(separator: ":").last.map(String.init)!
             let run = try await runProgram("/usr/bin/env", ["python3", "-c", script, port, requests])
             let answers = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String]], "\(run.output)")
-            #expect(answers.count == 3, "\(answers)")
-            guard answers.count == 3 else { return }
+            #expect(answers.count == 4, "\(answers)")
+            guard answers.count == 4 else { return }
             #expect(answers[0][0].hasPrefix("HTTP/1.1 200") && answers[0][1].contains("\"/beacon/shl/one\""))
-            #expect(answers[1][0].hasPrefix("HTTP/1.1 200") && answers[1][1].contains("\"status\""))
-            #expect(answers[2][0].hasPrefix("HTTP/1.1 200") && answers[2][1].contains("\"/beacon/shl/three\""))
-            #expect(s.server.forwardedDirectly == before + 2)
+            #expect(answers[1][0].hasPrefix("HTTP/1.1 200") && answers[1][1].contains("\"ready\""))
+            #expect(answers[2][0].hasPrefix("HTTP/1.1 200") && answers[2][1] == "{\"status\":\"ok\"}")
+            #expect(answers[3][0].hasPrefix("HTTP/1.1 200") && answers[3][1].contains("\"/beacon/shl/three\""), "\(answers)")
+            #expect(s.server.forwardedDirectly == before + 2 && s.server.answeredDirectly == answered + 1)
         }
     }
 
@@ -334,6 +338,53 @@ struct DirectForwardingTests {
             #expect(read[5].hasPrefix("HTTP/1.1 418 I'm a teapot"))
             #expect(read[6].hasPrefix("HTTP/1.1 504 Gateway Timeout") && read[6].contains("\"code\":\"gateway_timeout\""))
             #expect(read[7].hasPrefix("HTTP/1.1 504 Gateway Timeout") && read[7].hasSuffix("|"))
+        }
+    }
+
+    @Test("GET /healthz and a cached credential's GET …/marketplace/me are answered on the event loop as the pipeline answers them, audited and counted")
+    func localAnswers() async throws {
+        try await withServer(.sqlite) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            #expect(try await s.request("GET", "/v3/marketplace/me", token: key.key, organization: clinic.uuid).status == 200)
+            let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
+            var requests = [
+                ["GET", "/healthz", ""],
+                ["GET", "/v3/marketplace/me", ""],
+                // Not answered here: a refusal (this app has no v1 scope), a query (the pipeline refuses
+                // it), an organization the credential is not cached for, HEAD.
+                ["GET", "/v1/marketplace/me", ""],
+                ["GET", "/v3/marketplace/me?x=1", ""],
+                ["GET", "/v3/marketplace/me", "X-Organization-Id: org_00000000000000000000000000000000\r\n"],
+                ["HEAD", "/readyz", ""],
+            ]
+            // Each with its own trace id, so that both runs agree.
+            let traces = requests.map { _ in UUID().uuidString.lowercased() }
+            for index in requests.indices { requests[index][2] += "X-Trace-Id: \(traces[index])\r\n" }
+            let healthBefore = try await Self.requestCount(s, route: "/healthz", status: 200)
+            let meBefore = try await Self.requestCount(s, route: "/v3/marketplace/me", status: 200)
+            let answered = s.server.answeredDirectly
+            let body = "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b"
+            let parsed = try await Self.rawAnswers(s, before: body, requests, auth: auth)
+            #expect(s.server.answeredDirectly == answered)
+            let read = try await Self.rawAnswers(s, before: "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", requests, auth: auth)
+            #expect(s.server.answeredDirectly == answered + 2)
+            #expect(read == parsed)
+            guard read.count == requests.count else { return }
+            #expect(read[0].hasPrefix("HTTP/1.1 200 OK") && read[0].hasSuffix("|{\"status\":\"ok\"}") && read[0].contains("X-Trace-Id: \(traces[0])"))
+            #expect(read[1].hasPrefix("HTTP/1.1 200 OK") && read[1].contains("\"code\":\"success\"") && read[1].contains(app.id))
+            #expect(read[2].hasPrefix("HTTP/1.1 403") && read[3].hasPrefix("HTTP/1.1 400") && read[4].hasPrefix("HTTP/1.1 400"))
+            #expect(read[5].hasPrefix("HTTP/1.1 200 OK") && read[5].hasSuffix("|"))
+
+            // Audited as the pipeline's: one event in each run.
+            let audit = try await s.request("GET", "/manage/audit?appId=\(app.id)&decision=allowed&limit=100", token: s.operatorToken)
+            let matching = (audit.json?.array("data") ?? []).filter { $0.string("traceId") == traces[1] }
+            #expect(matching.count == 2 && matching.allSatisfy { $0["status"] as? Int == 200 && $0.string("route").contains("/v3/marketplace/me") })
+            // Counted under the same routes as the pipeline's answers (the metrics are the process's:
+            // other suites' servers answer these routes meanwhile, so at least these two each).
+            #expect(try await Self.requestCount(s, route: "/healthz", status: 200) - healthBefore >= 2)
+            #expect(try await Self.requestCount(s, route: "/v3/marketplace/me", status: 200) - meBefore >= 2)
         }
     }
 

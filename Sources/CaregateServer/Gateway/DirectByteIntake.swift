@@ -52,7 +52,7 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !parserReads, let codec, direct.forwardsDirectly else {
+        guard !parserReads, let codec, direct.answersDirectly else {
             toParser(data, context)
             return
         }
@@ -72,15 +72,15 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(bytes))
                 return
             case .bodiless(let head):
-                let plan = bytes.withUnsafeReadableBytes { forwarding.plan(head, $0, caller: caller) }
+                let planned = bytes.withUnsafeReadableBytes { forwarding.plan(head, $0, caller: caller, forwards: direct.forwardsDirectly) }
                 let request = bytes.readSlice(length: head.length)!
-                guard let plan else {
+                guard let planned else {
                     // The pipeline's: the parser reads this head as it reads any.
                     context.fireChannelRead(wrapInboundOut(request))
                     continue
                 }
-                plan.inBytes = true
-                direct.accept(plan)
+                if case .forward(let plan) = planned { plan.inBytes = true }
+                direct.accept(planned)
                 codec.fireChannelRead(Self.placeholderHead)
                 codec.fireChannelRead(Self.placeholderEnd)
             }

@@ -15,10 +15,14 @@ import Synchronization
 /// the request and response objects, the task and the four thread hops a forwarded request
 /// costs in the pipeline (BENCHMARKS.md, "Where a forwarded request's CPU goes").
 ///
+/// Two answers that need nothing but what is in memory are made here too, whole, for requests
+/// read as bytes (``localAnswer(_:_:path:)``): `GET /healthz`, and `GET …/marketplace/me` by a
+/// cached credential.
+///
 /// Everything else goes the pipeline's way: no credential or one not cached yet, a refusal,
 /// a request with a body, an https upstream, `Connection: close`, `Expect`, a public route.
-/// So the direct path only ever forwards what the pipeline would forward, and every refusal
-/// is still the pipeline's answer.
+/// So the direct path only ever forwards or answers what the pipeline would forward or answer
+/// the same way, and every refusal is still the pipeline's answer.
 struct DirectForwarding: Sendable {
     let registry: SurfaceRegistry
     let resolver: CredentialResolver
@@ -75,6 +79,16 @@ struct DirectForwarding: Sendable {
         guard let method = Self.method(head.method) else { return nil }
         let target = head.uri
         guard target.utf8.first == UInt8(ascii: "/"), !target.utf8.contains(UInt8(ascii: "#")) else { return nil }
+        let path: String
+        let query: String?
+        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(target[..<mark])
+            query = String(target[target.index(after: mark)...])
+        } else {
+            path = target
+            query = nil
+        }
+        guard let surface = directSurface(path), let upstream = surface.directUpstream else { return nil }
         var authorization: String?
         var organization: String?
         var trace: String?
@@ -99,18 +113,7 @@ struct DirectForwarding: Sendable {
                 return nil
             }
         }
-        let path: String
-        let query: String?
-        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            path = String(target[..<mark])
-            query = String(target[target.index(after: mark)...])
-        } else {
-            path = target
-            query = nil
-        }
-        guard let surface = directSurface(path), let upstream = surface.directUpstream,
-              let authorization, let allowed = allowed(surface, method, path, query, authorization, organization)
-        else { return nil }
+        guard let authorization, let allowed = allowed(surface, method, path, query, authorization, organization) else { return nil }
         let traceID = TraceMiddleware.traceID(given: trace)
         let outbound = Self.requestHead(
             method: method.rawValue, uri: upstream.forwarder.basePath + target, host: upstream.target.hostHeader,
@@ -119,47 +122,37 @@ struct DirectForwarding: Sendable {
         return plan(surface, upstream, allowed, method, path, outbound, traceID)
     }
 
-    /// The plan for a request ``DirectRequestReader`` read from the connection's bytes (`raw`), or
-    /// nil when the pipeline must answer it, as ``plan(_:caller:)`` decides for a parsed head. Its
-    /// fields are read where they are and copied to the upstream's request as they came (values
-    /// without the spaces around them): no string is made of any but the credential and the path.
-    func plan(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, caller: String?) -> Plan? {
+    /// What the direct path does with a request read from the connection's bytes.
+    enum Planned {
+        /// Forwarded to an upstream.
+        case forward(Plan)
+        /// Answered whole, here.
+        case answer(LocalAnswer)
+    }
+
+    /// What to do with a request ``DirectRequestReader`` read from the connection's bytes
+    /// (`raw`), or nil when the pipeline must answer it: `GET /healthz` and `GET …/marketplace/me`
+    /// by a cached credential are answered here (``localAnswer(_:_:path:)``); a request to an
+    /// upstream is forwarded (when `forwards`: the connection's loop has upstream connections) as
+    /// ``plan(_:caller:)`` decides for a parsed head. Fields are read where they are and copied to
+    /// the upstream's request as they came (values without the spaces around them): no string is
+    /// made of any but the credential and the path.
+    func plan(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, caller: String?, forwards: Bool) -> Planned? {
         guard let method = Self.method(head.method) else { return nil }
         let target = UnsafeRawBufferPointer(rebasing: raw[head.target])
         let mark = target.firstIndex(of: UInt8(ascii: "?"))
         let path = String(decoding: UnsafeRawBufferPointer(rebasing: target[..<(mark ?? target.count)]), as: UTF8.self)
-        guard let surface = directSurface(path), let upstream = surface.directUpstream else { return nil }
+        if method == .get, mark == nil, let answer = localAnswer(head, raw, path: path) { return .answer(answer) }
+        guard forwards, let surface = directSurface(path), let upstream = surface.directUpstream else { return nil }
         if upstream.forwarder.trustedProxies.contains(caller ?? "unknown") {
             // A trusted proxy's `X-Forwarded-For` is joined with the caller: read as strings, as a parsed head's.
-            return plan(DirectRequestReader.requestHead(head, target: DirectRequestReader.target(head, raw), raw), caller: caller)
+            return plan(DirectRequestReader.requestHead(head, target: DirectRequestReader.target(head, raw), raw), caller: caller).map { .forward($0) }
         }
         let query = mark.map { String(decoding: UnsafeRawBufferPointer(rebasing: target[($0 + 1)...]), as: UTF8.self) }
-        var authorization: UnsafeRawBufferPointer?
-        var organization: UnsafeRawBufferPointer?
-        var trace: UnsafeRawBufferPointer?
-        // The reader's grammar has left out bodies, transfer codings, upgrades and closing connections.
-        var passed = true
-        DirectRequestReader.forEachField(head, raw) { name, value in
-            if UpstreamAnswerParser.equalsLowercased(name, "authorization") {
-                passed = authorization == nil
-                authorization = value
-            } else if UpstreamAnswerParser.equalsLowercased(name, "x-organization-id") {
-                passed = organization == nil
-                organization = value
-            } else if UpstreamAnswerParser.equalsLowercased(name, "x-trace-id") {
-                passed = trace == nil
-                trace = value
-            } else if UpstreamAnswerParser.equalsLowercased(name, "expect") {
-                passed = false
-            }
-            return passed
-        }
-        guard passed, let authorization,
-              let allowed = allowed(
-                surface, method, path, query, String(decoding: authorization, as: UTF8.self),
-                organization.map { String(decoding: $0, as: UTF8.self) })
+        guard let fields = RequestFields(head, raw), let authorization = fields.authorization,
+              let allowed = allowed(surface, method, path, query, authorization, fields.organization)
         else { return nil }
-        let traceID = TraceMiddleware.traceID(given: trace.map { String(decoding: $0, as: UTF8.self) })
+        let traceID = TraceMiddleware.traceID(given: fields.trace)
         let outbound = Self.requestBytes(
             method: method.rawValue, base: upstream.forwarder.basePath, target: target, head, raw, host: upstream.target.hostHeader
         ) { field in
@@ -167,7 +160,87 @@ struct DirectForwarding: Sendable {
                 traceID: traceID, allowed.credential, allowed.credential.scopeHeader[surface.index], forwardedFor: caller ?? "unknown",
                 proto: "http", field)
         }
-        return plan(surface, upstream, allowed, method, path, outbound, traceID)
+        return .forward(plan(surface, upstream, allowed, method, path, outbound, traceID))
+    }
+
+    /// The fields of a request read as bytes that the direct path reads (nil: one given twice,
+    /// or an `Expect`, which are the pipeline's to handle).
+    private struct RequestFields {
+        var authorization: String?
+        var organization: String?
+        var trace: String?
+
+        init?(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer) {
+            var authorization: UnsafeRawBufferPointer?
+            var organization: UnsafeRawBufferPointer?
+            var trace: UnsafeRawBufferPointer?
+            // The reader's grammar has left out bodies, transfer codings, upgrades and closing connections.
+            var passed = true
+            DirectRequestReader.forEachField(head, raw) { name, value in
+                if UpstreamAnswerParser.equalsLowercased(name, "authorization") {
+                    passed = authorization == nil
+                    authorization = value
+                } else if UpstreamAnswerParser.equalsLowercased(name, "x-organization-id") {
+                    passed = organization == nil
+                    organization = value
+                } else if UpstreamAnswerParser.equalsLowercased(name, "x-trace-id") {
+                    passed = trace == nil
+                    trace = value
+                } else if UpstreamAnswerParser.equalsLowercased(name, "expect") {
+                    passed = false
+                }
+                return passed
+            }
+            guard passed else { return nil }
+            self.authorization = authorization.map { String(decoding: $0, as: UTF8.self) }
+            self.organization = organization.map { String(decoding: $0, as: UTF8.self) }
+            self.trace = trace.map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    /// The answer to `GET /healthz`, or to `GET …/marketplace/me` (no query) by a cached
+    /// credential that the pipeline would answer 200 from the credential's own body: the same
+    /// head and body, audit record and metrics as the pipeline's, without a task or a thread hop.
+    func localAnswer(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String) -> LocalAnswer? {
+        let started = DispatchTime.now().uptimeNanoseconds
+        if path == Self.healthPath {
+            guard let fields = RequestFields(head, raw) else { return nil }
+            let traceID = TraceMiddleware.traceID(given: fields.trace)
+            return LocalAnswer(
+                bytes: answer(Self.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
+        }
+        guard let surface = registry.surface(for: path), surface.answersMe, case .clinicAPI(let api) = surface.backend, let me = api.meRoute,
+              let fields = RequestFields(head, raw), let authorization = fields.authorization,
+              let allowed = allowed(surface, .get, path, nil, authorization, fields.organization), allowed.route == me
+        else { return nil }
+        let traceID = TraceMiddleware.traceID(given: fields.trace)
+        var event = AuditEvent.opened(method: "GET", path: path, traceID: traceID)
+        event.note(allowed.credential)
+        event.note(allowed.decision, on: surface)
+        event.status = 200
+        return LocalAnswer(
+            bytes: answer(allowed.credential.meBody[surface.index], traceID: traceID), event: event, surface: surface.index, route: me,
+            template: surface.routeTemplates[me], started: started)
+    }
+
+    static let healthPath = "/healthz"
+    /// `/healthz`'s body, as the router's handler makes it.
+    private static let healthBody = JSONResponse.encode(["status": "ok"] as JSONValue)
+
+    /// A 200 with a JSON body, head and body, as the pipeline writes it.
+    private func answer(_ body: ByteBuffer, traceID: String) -> ByteBuffer {
+        let date = HTTPDate.now
+        let length = String(body.readableBytes)
+        let size = traceID.utf8.count + date.utf8.count + serverName.utf8.count + length.utf8.count + body.readableBytes + 128
+        return HeadWriter.written(size: size) { answer in
+            answer.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            answer.field("Content-Length", length)
+            answer.field("X-Trace-Id", traceID)
+            answer.field("Date", date)
+            answer.field("Server", serverName)
+            answer.write("\r\n")
+            body.withUnsafeReadableBytes { answer.write($0) }
+        }
     }
 
     private static func method(_ method: NIOHTTP1.HTTPMethod) -> HTTPRequest.Method? {
@@ -319,6 +392,12 @@ struct DirectForwarding: Sendable {
 
     /// Records a finished request: its audit event and metrics. `failed`: the answer is
     /// Caregate's own 502 or 504, not the upstream's.
+    /// Records an answer made here: its audit event and metrics.
+    func finished(_ answer: inout LocalAnswer) {
+        if let event = answer.event.take() { audit.record(consume event) }
+        metrics.record(answer)
+    }
+
     func finished(_ plan: Plan, status: Int, failed: Bool) {
         if var event = plan.event.take() {
             event.status = status
@@ -326,6 +405,20 @@ struct DirectForwarding: Sendable {
         }
         metrics.record(plan, status: status, failed: failed)
     }
+}
+
+/// An answer the direct path makes whole, on the connection's event loop
+/// (``DirectForwarding/localAnswer(_:_:path:)``).
+struct LocalAnswer {
+    /// Head and body.
+    var bytes: ByteBuffer
+    /// Filled in, status included; nil for a request the pipeline does not audit (`/healthz`).
+    var event: AuditEvent?
+    /// For the metrics: the surface's index (-1: none) and the route's, and its template.
+    var surface: Int
+    var route: Int
+    var template: String
+    var started: UInt64
 }
 
 /// Writes an HTTP/1 head straight into a buffer, each part copied once: joining the parts as a
@@ -417,6 +510,7 @@ final class ForwardingMetrics: Sendable {
     private let recorders = Mutex<[Key: RequestMetrics.Recorders]>([:])
     private let directRequests = Atomic<Int>(0)
     private let bytesRequests = Atomic<Int>(0)
+    private let localAnswers = Atomic<Int>(0)
 
     init(shared: RequestMetrics) {
         self.shared = shared
@@ -437,18 +531,31 @@ final class ForwardingMetrics: Sendable {
     }
 
     func record(_ plan: DirectForwarding.Plan, status: Int, failed: Bool) {
-        let key = Key(surface: plan.surface.index, route: plan.routeIndex, method: plan.method, status: status)
-        let recorders = recorders.withLock { recorders in
-            if let known = recorders[key] { return known }
-            let made = shared.recorders(route: plan.route, method: plan.method, status: status)
-            recorders[key] = made
-            return made
-        }
+        let recorders = recorders(Key(surface: plan.surface.index, route: plan.routeIndex, method: plan.method, status: status), plan.route)
         recorders.requests.increment()
         // As the pipeline counts them: an error is an answer Caregate made (502, 504), not an upstream's.
         if failed { shared.errorCounter(route: plan.route, method: plan.method, status: status).increment() }
         recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - plan.started))
         plan.active?.decrement()
+    }
+
+    /// Answers made on the direct path since start.
+    var answeredLocally: Int { localAnswers.load(ordering: .relaxed) }
+
+    func record(_ answer: LocalAnswer) {
+        localAnswers.add(1, ordering: .relaxed)
+        let recorders = recorders(Key(surface: answer.surface, route: answer.route, method: .get, status: 200), answer.template)
+        recorders.requests.increment()
+        recorders.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - answer.started))
+    }
+
+    private func recorders(_ key: Key, _ template: String) -> RequestMetrics.Recorders {
+        recorders.withLock { recorders in
+            if let known = recorders[key] { return known }
+            let made = shared.recorders(route: template, method: key.method, status: key.status)
+            recorders[key] = made
+            return made
+        }
     }
 }
 

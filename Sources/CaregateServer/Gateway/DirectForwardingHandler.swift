@@ -48,13 +48,15 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Parts of the requests after the one in progress.
     private var queued = CircularBuffer<HTTPRequestPart>()
     private var readHeld = false
+    /// Parts that waited are being taken in turn (``settle(_:)``).
+    private var replaying = false
     private var inputClosedHeld = false
     private var errorHeld: (any Error)?
 
     /// The forwarded request in progress (nil once it is answered).
     private var plan: DirectForwarding.Plan?
-    /// Plans of the placeholder heads not taken yet, in order.
-    private var planned = CircularBuffer<DirectForwarding.Plan>()
+    /// What the placeholder heads not taken yet stand for, in order.
+    private var planned = CircularBuffer<DirectForwarding.Planned>()
     private var exchange = 0
     private var link: UpstreamLink?
     private var reused = false
@@ -88,10 +90,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Whether requests on this connection can be forwarded here (a loop with upstream connections).
     var forwardsDirectly: Bool { idle != nil }
+    /// Whether requests on this connection can be answered here (past the codec to HTTP types).
+    var answersDirectly: Bool { http1 != nil }
 
-    /// The plan of the next placeholder head.
-    func accept(_ plan: DirectForwarding.Plan) {
-        planned.append(plan)
+    /// What the next placeholder head stands for.
+    func accept(_ planned: DirectForwarding.Planned) {
+        self.planned.append(planned)
     }
 
     /// Answers to the requests ``DirectByteIntake`` reads go out as bytes from its context.
@@ -136,13 +140,16 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             requestEnded = false
             responseEnded = false
             if head.method == Self.placeholder.method {
-                guard let plan = planned.popFirst() else {
+                guard let next = planned.popFirst() else {
                     // Cannot happen: the intake hands over a plan with each placeholder.
                     context.close(promise: nil)
                     return
                 }
                 phase = .forwarding
-                begin(plan, context)
+                switch next {
+                case .forward(let plan): begin(plan, context)
+                case .answer(var answer): self.answer(&answer, context)
+                }
             } else {
                 phase = .passing
                 context.fireChannelRead(wrapInboundOut(part))
@@ -218,10 +225,15 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func settle(_ context: ChannelHandlerContext) {
         guard phase != .idle, requestEnded, responseEnded else { return }
         phase = .idle
+        // A request answered here ends within its own replay: the replay goes on with the next
+        // part, and only then does what was held for the requests follow.
+        guard !replaying else { return }
         if !queued.isEmpty {
             let parts = queued
             queued.removeAll()
+            replaying = true
             for part in parts { take(part, context) }
+            replaying = false
             context.fireChannelReadComplete()
         }
         // Reads are held only while parts wait; the end of the input and errors also wait for a
@@ -241,6 +253,23 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             readHeld = false
             context.read()
         }
+    }
+
+    /// An answer made here, written whole (as bytes, past NIO's encoder, like any answer to a
+    /// request read as bytes), then the next request.
+    private func answer(_ answer: inout LocalAnswer, _ context: ChannelHandlerContext) {
+        if let bytesOut, let ends {
+            bytesOut.write(NIOAny(IOData.byteBuffer(answer.bytes)), promise: nil)
+            ends.stopsNextEnd = true
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            bytesOut.flush()
+        } else {
+            // Cannot happen: only requests read as bytes are answered here.
+            context.close(promise: nil)
+        }
+        forwarding.finished(&answer)
+        responseEnded = true
+        settle(context)
     }
 
     // MARK: The upstream's side

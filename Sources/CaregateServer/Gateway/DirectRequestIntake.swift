@@ -43,7 +43,7 @@ final class DirectRequestIntake: ChannelInboundHandler, RemovableChannelHandler 
             planned = false
             if let codec, direct.forwardsDirectly, let plan = forwarding.plan(head, caller: caller) {
                 planned = true
-                direct.accept(plan)
+                direct.accept(.forward(plan))
                 codec.fireChannelRead(NIOAny(HTTPRequestPart.head(DirectForwardingHandler.placeholder)))
                 return
             }
