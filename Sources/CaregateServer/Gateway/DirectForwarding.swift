@@ -164,13 +164,14 @@ struct DirectForwarding: Sendable {
     }
 
     /// The fields of a request read as bytes that the direct path reads (nil: one given twice,
-    /// or an `Expect`, which are the pipeline's to handle).
+    /// or an `Expect`, which are the pipeline's to handle). Without `credential`, only the trace id
+    /// is made a string.
     private struct RequestFields {
         var authorization: String?
         var organization: String?
         var trace: String?
 
-        init?(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer) {
+        init?(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, credential: Bool = true) {
             var authorization: UnsafeRawBufferPointer?
             var organization: UnsafeRawBufferPointer?
             var trace: UnsafeRawBufferPointer?
@@ -192,8 +193,10 @@ struct DirectForwarding: Sendable {
                 return passed
             }
             guard passed else { return nil }
-            self.authorization = authorization.map { String(decoding: $0, as: UTF8.self) }
-            self.organization = organization.map { String(decoding: $0, as: UTF8.self) }
+            if credential {
+                self.authorization = authorization.map { String(decoding: $0, as: UTF8.self) }
+                self.organization = organization.map { String(decoding: $0, as: UTF8.self) }
+            }
             self.trace = trace.map { String(decoding: $0, as: UTF8.self) }
         }
     }
@@ -204,7 +207,7 @@ struct DirectForwarding: Sendable {
     func localAnswer(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String) -> LocalAnswer? {
         let started = DispatchTime.now().uptimeNanoseconds
         if path == Self.healthPath {
-            guard let fields = RequestFields(head, raw) else { return nil }
+            guard let fields = RequestFields(head, raw, credential: false) else { return nil }
             let traceID = TraceMiddleware.traceID(given: fields.trace)
             return LocalAnswer(
                 bytes: answer(Self.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
