@@ -16,7 +16,7 @@ import Synchronization
 /// costs in the pipeline (BENCHMARKS.md, "Where a forwarded request's CPU goes").
 ///
 /// Two answers that need nothing but what is in memory are made here too, whole, for requests
-/// read as bytes (``localAnswer(_:_:path:)``): `GET /healthz`, and `GET …/marketplace/me` by a
+/// read as bytes (``plan(_:_:caller:forwards:)``): `GET /healthz`, and `GET …/marketplace/me` by a
 /// cached credential.
 ///
 /// Everything else goes the pipeline's way: no credential or one not cached yet, a refusal,
@@ -132,7 +132,7 @@ struct DirectForwarding: Sendable {
 
     /// What to do with a request ``DirectRequestReader`` read from the connection's bytes
     /// (`raw`), or nil when the pipeline must answer it: `GET /healthz` and `GET …/marketplace/me`
-    /// by a cached credential are answered here (``localAnswer(_:_:path:)``); a request to an
+    /// by a cached credential are answered here (``LocalAnswer``); a request to an
     /// upstream is forwarded (when `forwards`: the connection's loop has upstream connections) as
     /// ``plan(_:caller:)`` decides for a parsed head. Fields are read where they are and copied to
     /// the upstream's request as they came (values without the spaces around them): no string is
@@ -142,8 +142,11 @@ struct DirectForwarding: Sendable {
         let target = UnsafeRawBufferPointer(rebasing: raw[head.target])
         let mark = target.firstIndex(of: UInt8(ascii: "?"))
         let path = String(decoding: UnsafeRawBufferPointer(rebasing: target[..<(mark ?? target.count)]), as: UTF8.self)
-        if method == .get, mark == nil, let answer = localAnswer(head, raw, path: path) { return .answer(answer) }
-        guard forwards, let surface = directSurface(path), let upstream = surface.directUpstream else { return nil }
+        let local = method == .get && mark == nil
+        if local, path == Self.healthPath { return healthAnswer(head, raw).map { .answer($0) } }
+        guard let surface = registry.surface(for: path) else { return nil }
+        if local, surface.answersMe, let answer = meAnswer(surface, head, raw, path: path) { return .answer(answer) }
+        guard forwards, let upstream = surface.directUpstream, !surface.isRouterPath(path) else { return nil }
         if upstream.forwarder.trustedProxies.contains(caller ?? "unknown") {
             // A trusted proxy's `X-Forwarded-For` is joined with the caller: read as strings, as a parsed head's.
             return plan(DirectRequestReader.requestHead(head, target: DirectRequestReader.target(head, raw), raw), caller: caller).map { .forward($0) }
@@ -201,18 +204,21 @@ struct DirectForwarding: Sendable {
         }
     }
 
-    /// The answer to `GET /healthz`, or to `GET …/marketplace/me` (no query) by a cached
-    /// credential that the pipeline would answer 200 from the credential's own body: the same
-    /// head and body, audit record and metrics as the pipeline's, without a task or a thread hop.
-    func localAnswer(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String) -> LocalAnswer? {
+    /// The answer to `GET /healthz`, as the pipeline makes it, without a task or a thread hop.
+    private func healthAnswer(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer) -> LocalAnswer? {
         let started = DispatchTime.now().uptimeNanoseconds
-        if path == Self.healthPath {
-            guard let fields = RequestFields(head, raw, credential: false) else { return nil }
-            let traceID = TraceMiddleware.traceID(given: fields.trace)
-            return LocalAnswer(
-                bytes: answer(Self.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
-        }
-        guard let surface = registry.surface(for: path), surface.answersMe, case .clinicAPI(let api) = surface.backend, let me = api.meRoute,
+        guard let fields = RequestFields(head, raw, credential: false) else { return nil }
+        let traceID = TraceMiddleware.traceID(given: fields.trace)
+        return LocalAnswer(
+            bytes: answer(Self.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
+    }
+
+    /// The answer to `GET …/marketplace/me` (no query) on `surface` by a cached credential that
+    /// the pipeline would answer 200 from the credential's own body: the same head and body,
+    /// audit record and metrics as the pipeline's, without a task or a thread hop.
+    private func meAnswer(_ surface: Surface, _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String) -> LocalAnswer? {
+        let started = DispatchTime.now().uptimeNanoseconds
+        guard case .clinicAPI(let api) = surface.backend, let me = api.meRoute,
               let fields = RequestFields(head, raw), let authorization = fields.authorization,
               let allowed = allowed(surface, .get, path, nil, authorization, fields.organization), allowed.route == me
         else { return nil }
@@ -411,7 +417,7 @@ struct DirectForwarding: Sendable {
 }
 
 /// An answer the direct path makes whole, on the connection's event loop
-/// (``DirectForwarding/localAnswer(_:_:path:)``).
+/// (``DirectForwarding/plan(_:_:caller:forwards:)``).
 struct LocalAnswer {
     /// Head and body.
     var bytes: ByteBuffer
