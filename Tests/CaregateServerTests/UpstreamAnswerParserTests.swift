@@ -203,3 +203,20 @@ struct UpstreamAnswerParserTests {
         #expect(try Self.read(padded, step: 1000).ended)
     }
 }
+
+extension UpstreamHead {
+    /// The status line's reason phrase as it came.
+    var reason: String {
+        bytes.withUnsafeReadableBytes { raw in
+            let lineEnd = raw.firstIndex(of: UInt8(ascii: "\r"))!
+            return lineEnd > 13 ? String(decoding: UnsafeRawBufferPointer(rebasing: raw[13..<lineEnd]), as: UTF8.self) : ""
+        }
+    }
+
+    /// The head in NIO's HTTP/1 types, every field as it came.
+    var response: HTTPResponseHead {
+        var fields: [(String, String)] = []
+        forEachField { fields.append((String(decoding: $0, as: UTF8.self), String(decoding: $1, as: UTF8.self))) }
+        return HTTPResponseHead(version: version, status: .init(statusCode: code, reasonPhrase: reason), headers: HTTPHeaders(fields))
+    }
+}

@@ -419,8 +419,9 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func fail(_ error: APIError) {
         guard let plan, let context else { return }
         let body = error.body(traceID: plan.traceID)
-        // No Content-Length among the error's own fields: its length is the body's.
-        let fields = error.responseHeaders.map { ($0.name.rawName, $0.value) } + [("Content-Length", "\(body.readableBytes)")]
+        // Its length is the body's, whatever the error's own fields say.
+        let fields = error.responseHeaders.filter { $0.name != .contentLength }.map { ($0.name.rawName, $0.value) }
+            + [("Content-Length", "\(body.readableBytes)")]
         writeHead(UpstreamHead(code: error.status.code, fields: fields), plan)
         // NIO's encoder leaves out the body of an answer to HEAD; so do answers written as bytes.
         if !(plan.inBytes && plan.method == .head) { writeBody(body) }

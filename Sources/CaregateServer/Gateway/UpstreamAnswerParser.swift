@@ -337,7 +337,7 @@ struct UpstreamAnswerParser {
 
 /// An answer's final head as the upstream sent it, checked by ``UpstreamAnswerParser``: the
 /// answer written as bytes copies its fields from here, and strings are made only for an
-/// answer that goes through NIO's HTTP/1 encoder (``response``).
+/// answer that goes through NIO's HTTP/1 encoder.
 struct UpstreamHead {
     var version: HTTPVersion
     var code: Int
@@ -374,20 +374,5 @@ struct UpstreamHead {
                 index = lineEnd + 2
             }
         }
-    }
-
-    /// The status line's reason phrase as it came.
-    var reason: String {
-        bytes.withUnsafeReadableBytes { raw in
-            let lineEnd = raw.firstIndex(of: UInt8(ascii: "\r"))!
-            return lineEnd > 13 ? String(decoding: UnsafeRawBufferPointer(rebasing: raw[13..<lineEnd]), as: UTF8.self) : ""
-        }
-    }
-
-    /// The head in NIO's HTTP/1 types, every field as it came.
-    var response: HTTPResponseHead {
-        var fields: [(String, String)] = []
-        forEachField { fields.append((String(decoding: $0, as: UTF8.self), String(decoding: $1, as: UTF8.self))) }
-        return HTTPResponseHead(version: version, status: .init(statusCode: code, reasonPhrase: reason), headers: HTTPHeaders(fields))
     }
 }
