@@ -233,6 +233,8 @@ public final class CaregateServer: Sendable {
     }
 
     static let serverName = "caregate"
+    /// `/healthz`'s body, made once: the router's answer and the direct path's.
+    static let healthBody = JSONResponse.encode(["status": "ok"] as JSONValue)
 
     /// What turns a presented credential into a ``Credential``, for the pipeline and the direct path alike.
     var resolver: CredentialResolver {
@@ -282,7 +284,7 @@ public final class CaregateServer: Sendable {
         let router = Router(context: CaregateContext.self, options: .autoGenerateHeadEndpoints)
         let methods = RouterMethods()
         router.add(middleware: RouterErrorMiddleware(methods: methods))
-        router.get("healthz") { _, _ in JSONResponse.make(["status": "ok"] as JSONValue) }
+        router.get("healthz") { _, _ in Response(status: .ok, headers: JSONResponse.headers, body: .init(byteBuffer: Self.healthBody)) }
         let database = self.database
         router.get("readyz") { _, _ in
             do {

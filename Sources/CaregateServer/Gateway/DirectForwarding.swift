@@ -210,7 +210,7 @@ struct DirectForwarding: Sendable {
         guard let fields = RequestFields(head, raw, credential: false) else { return nil }
         let traceID = TraceMiddleware.traceID(given: fields.trace)
         return LocalAnswer(
-            bytes: answer(Self.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
+            bytes: answer(CaregateServer.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
     }
 
     /// The answer to `GET …/marketplace/me` (no query) on `surface` by a cached credential that
@@ -233,8 +233,6 @@ struct DirectForwarding: Sendable {
     }
 
     static let healthPath = "/healthz"
-    /// `/healthz`'s body, as the router's handler makes it.
-    private static let healthBody = JSONResponse.encode(["status": "ok"] as JSONValue)
 
     /// A 200 with a JSON body, head and body, as the pipeline writes it.
     private func answer(_ body: ByteBuffer, traceID: String) -> ByteBuffer {
@@ -244,9 +242,7 @@ struct DirectForwarding: Sendable {
         return HeadWriter.written(size: size) { answer in
             answer.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
             answer.field("Content-Length", length)
-            answer.field("X-Trace-Id", traceID)
-            answer.field("Date", date)
-            answer.field("Server", serverName)
+            forEachOwnField(traceID: traceID, date: date) { answer.field($0, $1) }
             answer.write("\r\n")
             body.withUnsafeReadableBytes { answer.write($0) }
         }
@@ -346,9 +342,7 @@ struct DirectForwarding: Sendable {
             guard !Self.isReplacedInAnswer(name) else { return }
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
-        headers.append(("X-Trace-Id", traceID))
-        headers.append(("Date", HTTPDate.now))
-        headers.append(("Server", serverName))
+        forEachOwnField(traceID: traceID, date: HTTPDate.now) { headers.append(($0, $1)) }
         return HTTPResponseHead(version: .http1_1, status: .init(statusCode: upstream.code), headers: HTTPHeaders(headers))
     }
 
@@ -383,13 +377,19 @@ struct DirectForwarding: Sendable {
                 }
                 answer.field(name, value)
             }
-            answer.field("X-Trace-Id", traceID)
-            answer.field("Date", date)
-            answer.field("Server", serverName)
+            forEachOwnField(traceID: traceID, date: date) { answer.field($0, $1) }
             answer.write(mayHaveBody && !hasLength ? "transfer-encoding: chunked\r\n\r\n" as StaticString : "\r\n")
         }
         let chunked = mayHaveBody && !hasLength
         return (buffer, chunked && !toHead)
+    }
+
+    /// The fields Caregate sets on every answer, after the answer's own: the trace id, `Date` and
+    /// `Server` (as Hummingbird sets them on the pipeline's).
+    private func forEachOwnField(traceID: String, date: String, _ field: (String, String) -> Void) {
+        field("X-Trace-Id", traceID)
+        field("Date", date)
+        field("Server", serverName)
     }
 
     /// The upstream's headers an answer leaves out: its connection's, and those Caregate sets.

@@ -260,9 +260,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func answer(_ answer: inout LocalAnswer, _ context: ChannelHandlerContext) {
         if let bytesOut, let ends {
             bytesOut.write(NIOAny(IOData.byteBuffer(answer.bytes)), promise: nil)
-            ends.stopsNextEnd = true
-            context.write(wrapOutboundOut(.end(nil)), promise: nil)
-            bytesOut.flush()
+            endInBytes(bytesOut, ends, context)
         } else {
             // Cannot happen: only requests read as bytes are answered here.
             context.close(promise: nil)
@@ -472,6 +470,12 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         if chunkedBytes { bytesOut.write(NIOAny(IOData.byteBuffer(ByteBuffer(staticString: "0\r\n\r\n"))), promise: nil) }
+        endInBytes(bytesOut, ends, context)
+    }
+
+    /// The end of an answer written as bytes: it passes the counting handlers and stops at
+    /// `ends`, and the bytes are flushed from where they were written.
+    private func endInBytes(_ bytesOut: ChannelHandlerContext, _ ends: DirectAnswerEnds, _ context: ChannelHandlerContext) {
         ends.stopsNextEnd = true
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
         bytesOut.flush()
