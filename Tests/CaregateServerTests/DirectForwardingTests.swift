@@ -27,6 +27,18 @@ struct DirectForwardingTests {
         try #require(try await MultiInstanceTests.within(.seconds(5)) { (s.server.appliedChangeGeneration ?? -1) >= current })
     }
 
+    /// An app holding `cms.shl.resolve` on the platform surface, installed in a clinic, and a key
+    /// of it, once this instance has applied its own changes (so that nothing it made is dropped
+    /// from its cache later).
+    static func shlKey(
+        _ s: TestServer
+    ) async throws -> (developer: (id: String, token: String), clinic: TestServer.Clinic, app: (id: String, liveVersionId: String), key: (id: String, key: String)) {
+        let (developer, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
+        let key = try await s.createKey(developer: developer.token, app: app.id, scopes: nil)
+        try await changesApplied(s)
+        return (developer, clinic, app, key)
+    }
+
     struct NeverDirect: Error {}
 
     /// Sends `request` until it takes the direct path, at most 10 times, counting what it sent in
@@ -62,9 +74,7 @@ struct DirectForwardingTests {
             $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)]
             $0.trustedProxies = ["127.0.0.1"]
         }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (_, clinic, _, key) = try await Self.shlKey(s)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
             let fields = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Custom: kept\r\nX-Trace-Id: \(UUID().uuidString.lowercased())\r\n"
@@ -85,9 +95,7 @@ struct DirectForwardingTests {
         let upstream = try EchoUpstream()
         defer { upstream.stop() }
         try await withServer(backend, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url + "/base")] }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (dev, clinic, app, key) = try await Self.shlKey(s)
             // The direct path reads the parser's fields (before HTTP types do): withheld names in
             // any letter case, and every other field as it came, must still match the pipeline's.
             let headers = [
@@ -185,9 +193,7 @@ struct DirectForwardingTests {
         let upstream = try EchoUpstream()
         defer { upstream.stop() }
         try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (_, clinic, _, key) = try await Self.shlKey(s)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             let before = s.server.forwardedDirectly
             let answered = s.server.answeredDirectly
@@ -295,9 +301,7 @@ struct DirectForwardingTests {
         try await withServer(.sqlite, configure: {
             $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url + "/base", timeoutSeconds: 1)]
         }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (_, clinic, _, key) = try await Self.shlKey(s)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             let auth = "Authorization: Bearer \(key.key)\r\nX-Organization-Id: \(clinic.uuid)\r\n"
             // Every framing an answer can have, Caregate's own 504 (with and without a body), and
@@ -435,9 +439,7 @@ struct DirectForwardingTests {
                 try! UpstreamConfiguration(surface: "practice-api", url: slow.url, timeoutSeconds: 0.5),
             ]
         }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (dev, clinic, app, key) = try await Self.shlKey(s)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             #expect(try await s.request("GET", "/beacon/shl/warm", token: key.key, organization: clinic.uuid).status == 200)
             gone.stop()
@@ -520,9 +522,7 @@ struct DirectForwardingTests {
         let upstream = try ListeningHelper(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", Self.misframingUpstream], name: "misframing upstream")
         defer { upstream.stop() }
         try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
-            try await Self.changesApplied(s)
+            let (_, clinic, _, key) = try await Self.shlKey(s)
             var sent = 0
             let count = { try await s.request("GET", "/beacon/shl/count", token: key.key, organization: clinic.uuid) }
             #expect(try await count().json?["bad"] as? Int == 0)
@@ -547,8 +547,7 @@ struct DirectForwardingTests {
             $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)]
             $0.directForwarding = false
         }) { s in
-            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["cms.shl.resolve"], surface: "platform", patients: 0)
-            let key = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            let (_, clinic, _, key) = try await Self.shlKey(s)
             for _ in 0..<3 { #expect(try await s.request("GET", "/beacon/shl/abc", token: key.key, organization: clinic.uuid).status == 200) }
             #expect(s.server.forwardedDirectly == 0)
         }
