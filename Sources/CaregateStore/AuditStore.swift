@@ -54,11 +54,11 @@ public struct AuditEvent: Sendable, Equatable {
     /// The request's path. Nil while it is the decided route's own template (a route without
     /// parameters): the event then keeps no string of its own that the audit writer's thread
     /// would have to read and free, memory the request's thread allocated.
-    private var ownPath: String?
+    fileprivate var ownPath: String?
     public var decision: String
     public var status: Int
     /// For the same reason, a trace id of Caregate's length (36 bytes, a UUID) is kept inline.
-    private var trace: Trace
+    fileprivate var trace: Trace
     /// Set on the tally of requests that failed before authentication: the peer they came
     /// from (such requests are never filed under a clinic, and are not logged one by one).
     public var peer: String?
@@ -90,16 +90,14 @@ public struct AuditEvent: Sendable, Equatable {
         if let ownPath, let decided, ownPath == decided.template { self.ownPath = nil }
     }
 
-    /// The path and the trace id as JSON strings, read in place.
-    func writePath(into out: inout [UInt8]) {
+    /// The path and the trace id as JSON strings. Given the fields, not the event: a method called
+    /// on an event in an array's memory copied the whole event first (a retain and a release of
+    /// each of its references), inlined or not.
+    fileprivate static func writePath(_ ownPath: String?, _ decided: Route?, into out: inout [UInt8]) {
         if let ownPath { JSONValue.writeString(ownPath, into: &out) } else { JSONValue.writeString(decided?.template ?? "", into: &out) }
     }
 
-    func writeTraceID(into out: inout [UInt8]) {
-        trace.write(into: &out)
-    }
-
-    private enum Trace: Sendable, Equatable {
+    fileprivate enum Trace: Sendable, Equatable {
         case inline(InlineArray<36, UInt8>)
         case text(String)
 
@@ -255,32 +253,47 @@ public struct AuditStore: Sendable {
         func string(_ value: String?) {
             if let value { JSONValue.writeString(value, into: &out) } else { out.append(contentsOf: "null".utf8) }
         }
+        // Digits written in place: `String(value)` went through a dynamically dispatched `description`.
+        func writeInteger(_ value: Int64) {
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            var magnitude = value.magnitude
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for Int64's 19 digits
+            withUnsafeMutableBytes(of: &digits) { digits in
+                var start = digits.count
+                repeat {
+                    start -= 1
+                    digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                    magnitude /= 10
+                } while magnitude > 0
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: digits[start...]))
+            }
+        }
         out.append(UInt8(ascii: "["))
         // Fields are read in place: copying an event out of the array would retain each of its strings.
         events.withUnsafeBufferPointer { events in
             for i in indices {
                 if i != indices.first { out.append(UInt8(ascii: ",")) }
                 out.append(UInt8(ascii: "["))
-                out.append(contentsOf: String(events[i].at).utf8)
+                writeInteger(events[i].at)
                 out.append(UInt8(ascii: ","))
                 string(events[i].method)
                 out.append(UInt8(ascii: ","))
                 string(events[i].decided?.template)
                 out.append(UInt8(ascii: ","))
-                events[i].writePath(into: &out)
+                AuditEvent.writePath(events[i].ownPath, events[i].decided, into: &out)
                 out.append(UInt8(ascii: ","))
                 string(events[i].decided?.requiredScope)
                 out.append(UInt8(ascii: ","))
                 string(events[i].decision)
                 out.append(UInt8(ascii: ","))
-                out.append(contentsOf: String(events[i].status).utf8)
+                writeInteger(Int64(events[i].status))
                 out.append(UInt8(ascii: ","))
-                events[i].writeTraceID(into: &out)
+                events[i].trace.write(into: &out)
                 if events[i].peer != nil || withKeys {
                     out.append(UInt8(ascii: ","))
                     string(events[i].peer)
                     out.append(UInt8(ascii: ","))
-                    out.append(contentsOf: String(events[i].count).utf8)
+                    writeInteger(Int64(events[i].count))
                 }
                 if withKeys {
                     out.append(UInt8(ascii: ","))

@@ -1,4 +1,4 @@
-import CaregateServer
+@testable import CaregateServer
 import CaregateStore
 import Foundation
 import Logging
@@ -13,6 +13,18 @@ struct AuditStoreTests {
             at: at, organizationID: organization, appID: app, keyID: key, method: "GET", route: denied ? "GET /v3/bills" : "GET /v3/patients",
             path: denied ? "/v3/bills" : "/v3/patients/pat_\(trace.prefix(8))", requiredScope: denied ? "read:bills" : "read:patients",
             decision: denied ? "denied" : "allowed", status: denied ? 403 : 200, traceID: trace)
+    }
+
+    /// Every event of a clinic's app, page by page.
+    static func all(_ store: AuditStore, organization: String, app: String, limit: Int) async throws -> [AuditEvent] {
+        var read: [AuditEvent] = []
+        var cursor: String?
+        repeat {
+            let page = try await store.page(organizationID: organization, appID: app, decision: nil, limit: limit, cursor: cursor)
+            read += page.events
+            cursor = page.next
+        } while cursor != nil
+        return read
     }
 
     @Test("every event comes back once, newest first, across credentials and segment boundaries; filters and cursors hold", arguments: Backend.allCases)
@@ -88,18 +100,37 @@ struct AuditStoreTests {
             let rows = try await s.server.database.sql.raw("SELECT key_id FROM audit_segments WHERE app_id = \(bind: app)").all()
             #expect(rows.count == 4, "3 segments of the 2,500 events, 1 of the 10")
             #expect(try rows.compactMap { try $0.decode(column: "key_id", as: String?.self) } == ["key_alone"], "only a one-key segment names its key")
-            var read: [AuditEvent] = []
-            var cursor: String?
-            repeat {
-                let page = try await store.page(organizationID: clinic, appID: app, decision: nil, limit: 400, cursor: cursor)
-                read += page.events
-                cursor = page.next
-            } while cursor != nil
+            let read = try await Self.all(store, organization: clinic, app: app, limit: 400)
             let keys = Dictionary(uniqueKeysWithValues: (mixed + single).map { ($0.traceID, $0.keyID) })
             #expect(read.count == 2_510 && read.allSatisfy { keys[$0.traceID] == $0.keyID })
             // What the console shows per key: when each was used last, and what it called.
             let usage = try await store.usage(appID: app, since: start - 1)
             #expect(usage.count == 501 && usage["key_alone"] != nil && usage["key_499"] != nil)
+        }
+    }
+
+    @Test("the audit writer stores every recorded event once, in order, across flushes that reuse its buffers")
+    func writerKeepsEveryEventAcrossFlushes() async throws {
+        try await withServer(.sqlite) { s in
+            let store = AuditStore(database: s.server.database)
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let writer = AuditWriter(store: store, logger: logger)
+            let clinic = Identifier.random("org"), app = Identifier.random("app")
+            let start = Clock.millis()
+            var traces: [String] = []
+            // Four flushes, the third with nothing to write: each swaps in the array the one before wrote.
+            for round in 0..<4 {
+                for i in 0..<(round == 2 ? 0 : 700) {
+                    let trace = UUID().uuidString.lowercased()
+                    traces.append(trace)
+                    writer.record(Self.event(clinic, app: app, key: "key_w", at: start + Int64(traces.count), denied: i % 5 == 0, trace: trace))
+                }
+                await writer.flush()
+            }
+            let read = try await Self.all(store, organization: clinic, app: app, limit: 500)
+            #expect(read.count == 2_100)
+            #expect(read.sorted { $0.at < $1.at }.map(\.traceID) == traces)
         }
     }
 
@@ -117,10 +148,13 @@ struct AuditStoreTests {
             #expect([0, 1, 2, 5].allSatisfy { traces[$0].utf8.count == 36 })
             let route = AuditEvent.Route(template: "/v3/patients", requiredScope: "read:patients")
             var written: [AuditEvent] = []
+            // Times and statuses of one digit and of many, as written digit by digit.
+            let times: [Int64] = [1, 9, 10, 1_700_000_000_000, Clock.millis(), 99_999_999_999_999]
+            let statuses = [0, 7, 200, 404, 599, 10]
             for (i, trace) in traces.enumerated() {
                 var event = AuditEvent(
-                    at: Clock.millis(), subject: .init(organizationID: clinic, appID: app, keyID: "key_t"), method: "GET", decided: route,
-                    path: i % 2 == 0 ? "/v3/patients" : "/v3/patients?limit=\(i)", decision: "allowed", status: 200, traceID: trace)
+                    at: times[i], subject: .init(organizationID: clinic, appID: app, keyID: "key_t"), method: "GET", decided: route,
+                    path: i % 2 == 0 ? "/v3/patients" : "/v3/patients?limit=\(i)", decision: "allowed", status: statuses[i], traceID: trace)
                 event.sharePathWithRoute()
                 #expect(event.traceID == trace)
                 written.append(event)
@@ -130,6 +164,7 @@ struct AuditStoreTests {
             let read = try await store.page(organizationID: clinic, appID: app, decision: nil, limit: 100, cursor: nil).events
             #expect(read.map(\.traceID).sorted() == traces.sorted())
             #expect(Set(read.map(\.path)) == Set(written.map(\.path)))
+            #expect(Set(read.map { "\($0.traceID) \($0.at) \($0.status)" }) == Set(written.map { "\($0.traceID) \($0.at) \($0.status)" }))
         }
     }
 

@@ -9,6 +9,12 @@ import Synchronization
 /// it writes what is left before it returns.
 final class AuditWriter: Service, Sendable {
     private let buffer = Mutex<[AuditEvent]>([])
+    /// The array the last flush wrote, emptied with its capacity kept: the next flush swaps it
+    /// in for the one filled meanwhile. A fresh array per flush had the request threads fault in
+    /// its pages as they appended (perf: a tenth of `/me`'s CPU beyond `/healthz`'s).
+    private let spare = Mutex<[AuditEvent]>([])
+    /// A spare larger than this (a burst's) is dropped rather than kept.
+    static let spareCapacity = 65_536
     private let store: AuditStore
     private let logger: Logger
     /// Past this many unwritten events new ones are dropped (and counted), so that a
@@ -75,18 +81,19 @@ final class AuditWriter: Service, Sendable {
                 at: tally.lastAt, organizationID: nil, appID: nil, keyID: nil, method: "*", route: nil, path: "", requiredScope: nil,
                 decision: "denied", status: tally.status, traceID: tally.traceID, peer: peer, count: tally.count))
         }
-        let events = buffer.withLock { events in
-            let taken = events
-            events.removeAll(keepingCapacity: true)
-            return taken
-        }
-        guard !events.isEmpty else { return }
+        var events: [AuditEvent] = []
+        spare.withLock { swap(&$0, &events) }
+        buffer.withLock { swap(&$0, &events) }
+        guard !events.isEmpty else { return spare.withLock { $0 = events } }
         do {
             try await store.insert(events)
         } catch {
             logger.error("audit write failed; events kept for the next attempt", metadata: ["count": "\(events.count)", "error": "\(error)"])
             buffer.withLock { $0.insert(contentsOf: events, at: 0) }
+            return
         }
+        events.removeAll(keepingCapacity: events.capacity <= Self.spareCapacity)
+        spare.withLock { $0 = events }
     }
 
     func run() async throws {

@@ -399,14 +399,14 @@ struct DirectForwarding: Sendable {
         replacedInAnswer.contains { UpstreamAnswerParser.equalsLowercased(name, $0) }
     }
 
-    /// Records a finished request: its audit event and metrics. `failed`: the answer is
-    /// Caregate's own 502 or 504, not the upstream's.
     /// Records an answer made here: its audit event and metrics.
     func finished(_ answer: inout LocalAnswer) {
         if let event = answer.event.take() { audit.record(consume event) }
         metrics.record(answer)
     }
 
+    /// Records a forwarded request: its audit event and metrics. `failed`: the answer is
+    /// Caregate's own 502 or 504, not the upstream's.
     func finished(_ plan: Plan, status: Int, failed: Bool) {
         if var event = plan.event.take() {
             event.status = status
