@@ -173,6 +173,11 @@ public enum Secrets {
         stored.withUnsafeBytes { x in computed.withUnsafeBytes { y in constantTimeEquals(x, y) } }
     }
 
+    /// A stored digest held inline against a computed one, in the same way.
+    public static func constantTimeEquals(_ stored: borrowing InlineArray<32, UInt8>, _ computed: SHA256Digest) -> Bool {
+        stored.span.withUnsafeBufferPointer { x in computed.withUnsafeBytes { y in constantTimeEquals(UnsafeRawBufferPointer(x), y) } }
+    }
+
     private static func constantTimeEquals(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
         guard x.count == y.count else { return false }
         var difference: UInt8 = 0

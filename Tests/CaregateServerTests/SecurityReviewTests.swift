@@ -330,6 +330,11 @@ struct SecurityReviewTests {
             let wrong = String(x.key.dropLast(4)) + "AAAA"
             #expect(try await s.status("GET", "/v3/patients", key: wrong, clinic: x.clinic) == 401)
             #expect(try await s.status("GET", "/v3/patients", key: x.key, clinic: x.clinic) == 200)
+            // With the key's credential cached, its digest still decides: the wrong secret is refused
+            // by the direct path's `/me` (which reads only the cache) and by the pipeline alike.
+            #expect(try await s.status("GET", "/v3/marketplace/me", key: x.key, clinic: x.clinic) == 200)
+            #expect(try await s.status("GET", "/v3/marketplace/me", key: wrong, clinic: x.clinic) == 401)
+            #expect(try await s.status("GET", "/v3/patients", key: wrong, clinic: x.clinic) == 401)
 
             let listed = try await s.request("GET", "/manage/apps/\(x.app.id)/keys", token: x.dev.token)
             try expectStatus(listed, 200)

@@ -9,8 +9,10 @@ final class Credential: Sendable {
     /// The key id (`key_…`) or the OAuth client id (`cli_…`).
     let keyID: String
     let type: CredentialType
-    /// The key's stored HMAC-SHA-256, as bytes (empty for access tokens).
-    let keyDigest: [UInt8]
+    /// The key's stored HMAC-SHA-256 (nil for access tokens). Held in the credential itself,
+    /// not in an array of its own: it is compared on every request, and over many keys the
+    /// array was one more cold cache line to fetch.
+    let keyDigest: InlineArray<32, UInt8>?
     let expiresAt: Int64?
     let appID: String
     let appSlug: String
@@ -41,7 +43,7 @@ final class Credential: Sendable {
     ) {
         self.keyID = keyID
         self.type = type
-        self.keyDigest = keyDigest
+        self.keyDigest = keyDigest.count == 32 ? InlineArray { keyDigest[$0] } : nil
         self.expiresAt = expiresAt
         self.appID = appID
         self.appSlug = appSlug

@@ -87,7 +87,7 @@ struct CredentialResolver: Sendable {
 
     /// A cached API key presented with its secret, not expired (rotation grace ends on time).
     private static func isValid(_ cached: Credential, _ presentedDigest: SHA256Digest) -> Bool {
-        guard Secrets.constantTimeEquals(cached.keyDigest, presentedDigest) else { return false }
+        guard let stored = cached.keyDigest, Secrets.constantTimeEquals(stored, presentedDigest) else { return false }
         if let expiry = cached.expiresAt, expiry <= Clock.millis() { return false }
         return true
     }
