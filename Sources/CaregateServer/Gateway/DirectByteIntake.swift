@@ -80,7 +80,8 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
                     continue
                 }
                 if case .forward(let plan) = planned { plan.inBytes = true }
-                direct.accept(planned)
+                // Moved, not copied: a copy retains, and then releases, each reference it holds.
+                direct.accept(consume planned)
                 codec.fireChannelRead(Self.placeholderHead)
                 codec.fireChannelRead(Self.placeholderEnd)
             }

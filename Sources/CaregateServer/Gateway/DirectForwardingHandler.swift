@@ -94,7 +94,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
     var answersDirectly: Bool { http1 != nil }
 
     /// What the next placeholder head stands for.
-    func accept(_ planned: DirectForwarding.Planned) {
+    func accept(_ planned: consuming DirectForwarding.Planned) {
         self.planned.append(planned)
     }
 
@@ -146,9 +146,9 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
                     return
                 }
                 phase = .forwarding
-                switch next {
+                switch consume next {
                 case .forward(let plan): begin(plan, context)
-                case .answer(var answer): self.answer(&answer, context)
+                case .answer(let answer): self.answer(answer, context)
                 }
             } else {
                 phase = .passing
@@ -257,7 +257,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// An answer made here, written whole (as bytes, past NIO's encoder, like any answer to a
     /// request read as bytes), then the next request.
-    private func answer(_ answer: inout LocalAnswer, _ context: ChannelHandlerContext) {
+    private func answer(_ answer: LocalAnswer, _ context: ChannelHandlerContext) {
         if let bytesOut, let ends {
             bytesOut.write(NIOAny(IOData.byteBuffer(answer.bytes)), promise: nil)
             endInBytes(bytesOut, ends, context)
@@ -265,7 +265,7 @@ final class DirectForwardingHandler: ChannelDuplexHandler, RemovableChannelHandl
             // Cannot happen: only requests read as bytes are answered here.
             context.close(promise: nil)
         }
-        forwarding.finished(&answer)
+        forwarding.finished(answer)
         responseEnded = true
         settle(context)
     }
