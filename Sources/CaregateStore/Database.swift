@@ -52,6 +52,7 @@ public enum DatabaseError: Error, CustomStringConvertible {
 private struct Pools: @unchecked Sendable {
     var sqlite: EventLoopGroupConnectionPool<SQLiteSource>?
     var sqliteThreads: NIOThreadPool?
+    var sqliteConnections: SQLiteConnections?
     var postgres: EventLoopGroupConnectionPool<PostgresConnectionSource>?
 }
 
@@ -87,11 +88,13 @@ public final class Database: Sendable {
             // one that holds it, so SQLite gets threads of its own.
             let threads = NIOThreadPool(numberOfThreads: 8)
             threads.start()
+            let connections = SQLiteConnections()
             let pool = EventLoopGroupConnectionPool(
-                source: SQLiteSource(path: path, threadPool: threads), maxConnectionsPerEventLoop: 2, logger: logger, on: eventLoopGroup)
+                source: SQLiteSource(path: path, threadPool: threads, connections: connections), maxConnectionsPerEventLoop: 2, logger: logger,
+                on: eventLoopGroup)
             let pooled = PooledSQLite(pool: pool, logger: logger, eventLoop: eventLoopGroup.any())
             database = Database(
-                dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool, sqliteThreads: threads),
+                dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool, sqliteThreads: threads, sqliteConnections: connections),
                 sql: pooled.sql(queryLogLevel: .trace))
         case .postgres(let url):
             let configuration: SQLPostgresConfiguration
@@ -147,9 +150,17 @@ public final class Database: Sendable {
 
     public func shutdown() async {
         try? await pools.sqlite?.shutdownAsync()
+        // The pool closes its idle connections and waits for that, but a connection still being
+        // opened, or still in use, is closed later on its way back; its threads must outlive that.
+        if let connections = pools.sqliteConnections, await !connections.allClosed(within: .seconds(10)) {
+            logger.warning("SQLite connections still open at shutdown; their threads stop anyway", metadata: ["count": "\(connections.unclosed)"])
+        }
         try? await pools.sqliteThreads?.shutdownGracefully()
         try? await pools.postgres?.shutdownAsync()
     }
+
+    /// The SQLite connections this database opened (nil on PostgreSQL).
+    var sqliteConnections: SQLiteConnections? { pools.sqliteConnections }
 
     /// `BLOB` or `BYTEA`, … — the few DDL words that differ between the dialects.
     var binaryType: String { dialect == .sqlite ? "BLOB" : "BYTEA" }
@@ -160,19 +171,76 @@ public final class Database: Sendable {
 struct SQLiteSource: ConnectionPoolSource {
     let path: String
     let threadPool: NIOThreadPool
+    let connections: SQLiteConnections
 
     func makeConnection(logger: Logger, on eventLoop: any EventLoop) -> EventLoopFuture<SQLiteConnection> {
-        SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop).flatMap { connection in
+        connections.opening()
+        return SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop).flatMap { connection in
+            connections.opened(connection)
             // The timeout first: switching a new file to WAL takes its lock, which another
             // connection opening at the same moment may hold.
-            connection.query("PRAGMA busy_timeout = 10000").flatMap { _ in
+            return connection.query("PRAGMA busy_timeout = 10000").flatMap { _ in
                 connection.query("PRAGMA journal_mode = WAL")
             }.flatMap { _ in
                 connection.query("PRAGMA foreign_keys = ON")
             }.flatMap { _ in
                 connection.query("PRAGMA synchronous = NORMAL")
-            }.map { _ in connection }
+            }.map { _ in
+                connection
+            }.flatMapError { error in
+                // The pool never sees a connection that failed to open: it is closed here.
+                connection.close().flatMapThrowing { throw error }
+            }
+        }.always { _ in
+            connections.doneOpening()
         }
+    }
+}
+
+/// The connections ``SQLiteSource`` opened, until each is closed. SQLiteNIO runs every call,
+/// closing included, on the database's threads, and has no notice of a close: a connection the
+/// pool was still opening when it shut down, or that was in use, is closed on its way back to the
+/// pool, after the pool's shutdown returned. The threads stop only once these are closed.
+final class SQLiteConnections: Sendable {
+    private struct Live: @unchecked Sendable {
+        weak var connection: SQLiteConnection?
+    }
+    private struct State {
+        var opening = 0
+        var opened = 0
+        var live: [Live] = []
+    }
+    private let state = Mutex(State())
+
+    func opening() { state.withLock { $0.opening += 1 } }
+
+    func opened(_ connection: SQLiteConnection) {
+        state.withLock { state in
+            state.opened += 1
+            state.live.removeAll { $0.connection?.isClosed ?? true }
+            state.live.append(Live(connection: connection))
+        }
+    }
+
+    func doneOpening() { state.withLock { $0.opening -= 1 } }
+
+    /// How many connections were opened since the database was.
+    var opened: Int { state.withLock { $0.opened } }
+
+    /// Connections opened and not yet closed, and those still being opened.
+    var unclosed: Int {
+        state.withLock { state in state.opening + state.live.count { !($0.connection?.isClosed ?? true) } }
+    }
+
+    /// Whether every connection is closed (and none is being opened), waiting up to `limit`. It
+    /// looks every 2 ms: nothing announces a close.
+    func allClosed(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while unclosed > 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return true
     }
 }
 
