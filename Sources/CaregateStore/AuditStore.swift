@@ -90,9 +90,9 @@ public struct AuditEvent: Sendable, Equatable {
         if let ownPath, let decided, ownPath == decided.template { self.ownPath = nil }
     }
 
-    /// The path and the trace id as JSON strings. Given the fields, not the event: a method called
-    /// on an event in an array's memory copied the whole event first (a retain and a release of
-    /// each of its references), inlined or not.
+    /// The path as a JSON string: the event's own, or its route's template. Given the fields, not
+    /// the event: a method called on an event in an array's memory copied the whole event first
+    /// (a retain and a release of each of its references), inlined or not.
     fileprivate static func writePath(_ ownPath: String?, _ decided: Route?, into out: inout [UInt8]) {
         if let ownPath { JSONValue.writeString(ownPath, into: &out) } else { JSONValue.writeString(decided?.template ?? "", into: &out) }
     }
