@@ -58,8 +58,11 @@ struct CredentialResolver: Sendable {
         else { return .notInstalled }
         let scopes = key.scopes ?? grant.installation.approvedScopes
         let view = grant.view(scopes: scopes, type: .apiKey) { makeView(grant, credentialScopes: scopes, type: .apiKey) }
+        // The installation's string for the clinic (found by this very id): every credential of the
+        // installation then shares one, which the audit writer compares by identity, not by bytes.
         let credential = Credential(
-            keyID: key.id, type: .apiKey, keyDigest: lookup.digest, expiresAt: key.expiresAt, app: grant.app, organizationID: organizationID, view: view)
+            keyID: key.id, type: .apiKey, keyDigest: lookup.digest, expiresAt: key.expiresAt, app: grant.app,
+            organizationID: grant.installation.organizationID, view: view)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
@@ -162,7 +165,7 @@ struct CredentialResolver: Sendable {
             : makeView(grant, credentialScopes: scopes, type: type, person: person)
         let credential = Credential(
             keyID: client.clientID, type: type, keyDigest: [], expiresAt: Int64(claims.exp.value.timeIntervalSince1970 * 1000), app: grant.app,
-            organizationID: organizationID, view: view, person: person, family: claims.fam)
+            organizationID: grant.installation.organizationID, view: view, person: person, family: claims.fam)
         cache.put(cacheKey, credential, ifEpoch: epoch)
         return .ok(credential)
     }
