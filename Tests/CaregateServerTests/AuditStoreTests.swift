@@ -113,8 +113,7 @@ struct AuditStoreTests {
     func writerKeepsEveryEventAcrossFlushes() async throws {
         try await withServer(.sqlite) { s in
             let store = AuditStore(database: s.server.database)
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
+            let logger = quietLogger
             let writer = AuditWriter(store: store, logger: logger)
             let clinic = Identifier.random("org"), app = Identifier.random("app")
             let start = Clock.millis()
@@ -173,8 +172,7 @@ struct AuditStoreTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("old.sqlite").path
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         // A schema-4 database: the current schema with migrations 5 and later undone and two old rows.
         let current = try await Database.open(.sqlite(path: path), logger: logger)
         let old = "aud_0019a2b3c4d5e0123456700000001"

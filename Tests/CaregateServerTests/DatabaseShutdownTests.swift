@@ -14,8 +14,7 @@ import Testing
     func shutdownWhileOpening() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         var opened = 0
         for round in 0..<20 {
             let database = try await Database.open(.sqlite(path: directory.appendingPathComponent("\(round).sqlite").path), logger: logger)

@@ -139,8 +139,7 @@ struct OpenAPIAndLifecycleTests {
     @Test("migrations are idempotent and refuse a newer schema", arguments: Backend.allCases)
     func migrations(_ backend: Backend) async throws {
         let location = try backend.location()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let first = try await Database.open(location, logger: logger)
         let versions = try await first.sql.raw("SELECT COUNT(*) AS n FROM caregate_schema").first(decodingColumn: "n", as: Int.self)
         await first.shutdown()
@@ -160,8 +159,7 @@ struct OpenAPIAndLifecycleTests {
     @Test("migration 15 indexes an Observation's effectivePeriod.start and rewrites instants past the year 9999 in text order; a row it cannot read stays as it was")
     func dateReindex() async throws {
         let location = try Backend.sqlite.location()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let before = try await Database.open(location, logger: logger)
         let rows: [(String, String, String, String)] = [
             ("obs_period", "Observation", "", #"{"resourceType":"Observation","effectivePeriod":{"start":"2015-06-07T10:00:00+02:00"}}"#),
@@ -191,8 +189,7 @@ struct OpenAPIAndLifecycleTests {
 
     @Test("eight instances starting at once on an empty database migrate it once, and all start", arguments: Backend.allCases)
     func concurrentMigrations(_ backend: Backend) async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         // An empty database of its own: the shared one is migrated already.
         let location: DatabaseLocation
         var dropAfterwards: (admin: Database, name: String)?
@@ -277,8 +274,7 @@ struct ShutdownTests {
         demo.stop()
         #expect(demo.process.terminationReason == .exit)
         // Reopen the database: every answered request left its decision.
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let reopened = try await Database.open(.sqlite(path: database), logger: logger)
         let recorded = try await AuditStore(database: reopened).count(route: "GET /v3/marketplace/me")
         await reopened.shutdown()

@@ -113,8 +113,7 @@ import Testing
             appID = try await s.createApp(developer: dev.token, scopes: ["identity.merge", "cms.pipeline.read"], surface: "platform", approveReviews: false).id
         }
         // Back to schema 7: no review table.
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let database = try await Database.open(.sqlite(path: path), logger: logger)
         try await database.transaction { db in
             for statement in undoSMARTLaunchSchema { try await db.raw("\(unsafeRaw: statement)").run() }

@@ -14,8 +14,7 @@ import Testing
     func keyedHashIsHMAC() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let database = try await Database.open(.sqlite(path: directory.appendingPathComponent("hash.sqlite").path), logger: logger)
         var generator = SystemRandomNumberGenerator()
         for secretLength in [32, 63, 64, 65, 100, 200] {
@@ -53,8 +52,7 @@ import Testing
             #expect(status == 200)
         }
 
-        var logger = Logger(label: "secrets-at-rest-test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let database = try await Database.open(.sqlite(path: path), logger: logger)
         func storedKeys() async throws -> [(kid: String, stored: String)] {
             try await database.sql.raw("SELECT kid, private_pem FROM signing_keys").all().map {

@@ -53,8 +53,7 @@ final class TestServer: Sendable {
         options.changePollInterval = .milliseconds(100)
         configure(&options)
         if options.catalogDirectory == catalogDirectory { options.catalogs = try Self.catalogs.get() }
-        var logger = Logger(label: "caregate-test")
-        logger.logLevel = .critical
+        let logger = quietLogger
         let server = try await CaregateServer(options: options, logger: logger)
         self.server = server
         task = Task { try await server.run() }
@@ -197,6 +196,14 @@ struct JSONObject: @unchecked Sendable {
     func strings(_ key: String) -> [String] { raw[key] as? [String] ?? [] }
     subscript(key: String) -> Any? { raw[key] }
 }
+
+/// The logger of every server and database a test opens: the tests check behaviour, not log
+/// lines, so only critical ones are written.
+let quietLogger: Logger = {
+    var logger = Logger(label: "caregate-test")
+    logger.logLevel = .critical
+    return logger
+}()
 
 func expectStatus(_ reply: TestServer.Reply, _ status: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
     if reply.status != status {
