@@ -178,7 +178,8 @@ public enum Secrets {
         stored.span.withUnsafeBufferPointer { x in computed.withUnsafeBytes { y in constantTimeEquals(UnsafeRawBufferPointer(x), y) } }
     }
 
-    private static func constantTimeEquals(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
+    /// Two byte strings in memory, in the same way.
+    public static func constantTimeEquals(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
         guard x.count == y.count else { return false }
         var difference: UInt8 = 0
         for i in 0..<x.count { difference |= x[i] ^ y[i] }

@@ -392,6 +392,89 @@ struct DirectForwardingTests {
         }
     }
 
+    @Test("a connection's remembered credential: a wrong secret or another clinic is refused, and a revocation or the end of a rotation's grace ends it at once", arguments: Backend.allCases)
+    func rememberedCredential(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let (dev, clinic, app, _) = try await s.installedApp(scopes: ["read:patients"], patients: 0)
+            let other = try await s.createClinic(patients: 0)
+            let revoked = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            let rotated = try await s.createKey(developer: dev.token, app: app.id, scopes: nil)
+            try await Self.changesApplied(s)
+            let answered = s.server.answeredDirectly
+            // One keep-alive connection for every `/me`; the key changes go on another. Each line
+            // printed: the step, the status, the connection's local port.
+            let script = """
+                import http.client, json, sys, time
+                port, org, other, dev = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+                revoked_id, revoked, rotated_id, rotated = sys.argv[5:9]
+                client = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                def me(step, key, clinic=org):
+                    client.request("GET", "/v3/marketplace/me", headers={"Authorization": "Bearer " + key, "X-Organization-Id": clinic})
+                    answer = client.getresponse()
+                    answer.read()
+                    print(json.dumps([step, answer.status, client.sock.getsockname()[1]]), flush=True)
+                    return answer.status
+                def manage(method, path, body=None):
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                    c.request(method, path, body=json.dumps(body) if body is not None else None,
+                              headers={"Authorization": "Bearer " + dev, "Content-Type": "application/json"})
+                    answer = c.getresponse()
+                    answer.read()
+                    c.close()
+                    return answer.status
+                wrong = revoked[:-4] + ("AAAA" if not revoked.endswith("AAAA") else "BBBB")
+                for step in ["first", "cached", "remembered"]:
+                    me(step, revoked)
+                me("wrong secret", wrong)
+                me("after the wrong one", revoked)
+                me("other clinic", revoked, other)
+                me("own clinic again", revoked)
+                print(json.dumps(["revoke", manage("DELETE", "/manage/keys/" + revoked_id), 0]), flush=True)
+                me("revoked", revoked)
+                for step in ["rotated key", "rotated key cached", "rotated key remembered"]:
+                    me(step, rotated)
+                print(json.dumps(["rotate", manage("POST", "/manage/keys/" + rotated_id + "/rotate", {"graceSeconds": 1}), 0]), flush=True)
+                rotated_at = time.monotonic()
+                # The old key works for its grace (1 s), then stops: asked until it does, at most 10 s.
+                while me("in grace", rotated) == 200 and time.monotonic() - rotated_at < 10:
+                    pass
+                print(json.dumps(["grace ended after", 0, round(time.monotonic() - rotated_at, 3)]), flush=True)
+                """
+            let port = s.base.split(separator: ":").last.map(String.init)!
+            let run = try await runProgram(
+                "/usr/bin/env", ["python3", "-c", script, port, clinic.uuid, other.uuid, dev.token, revoked.id, revoked.key, rotated.id, rotated.key])
+            #expect(run.status == 0, "\(run.output)")
+            let lines = run.output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [Any] }
+            var status: [String: Int] = [:]
+            var ports = Set<Int>()
+            var grace: Double?
+            for line in lines {
+                guard let step = line[0] as? String, let code = line[1] as? Int else { continue }
+                if step == "grace ended after" {
+                    grace = (line[2] as? NSNumber)?.doubleValue
+                } else if step == "in grace" {
+                    #expect(code == 200 || code == 401, "\(line)")
+                    status[step] = code
+                } else {
+                    status[step] = code
+                }
+                if !["revoke", "rotate", "grace ended after"].contains(step), let port = line[2] as? Int { ports.insert(port) }
+            }
+            #expect(ports.count == 1, "every /me on one connection: \(ports)")
+            for step in ["first", "cached", "remembered", "after the wrong one", "own clinic again", "rotated key", "rotated key cached", "rotated key remembered"] {
+                #expect(status[step] == 200, "\(step): \(run.output)")
+            }
+            #expect(status["wrong secret"] == 401, "\(run.output)")
+            #expect(status["other clinic"].map { $0 != 200 } == true, "\(run.output)")
+            #expect(status["revoke"] == 204 && status["revoked"] == 401, "\(run.output)")
+            #expect(status["rotate"] == 201 && status["in grace"] == 401, "\(run.output)")
+            let ended = try #require(grace, "\(run.output)")
+            #expect(ended >= 0.9 && ended < 3, "the rotated key stopped \(ended) s after the rotation")
+            // The cached and remembered requests were answered on the event loop (the first of each key by the pipeline).
+            #expect(s.server.answeredDirectly - answered >= 6)
+        }
+    }
+
     @Test("a request that waited behind an answer is read to its end")
     func readsResume() async throws {
         let upstream = try EchoUpstream()

@@ -129,6 +129,9 @@ final class CredentialCache: Sendable {
     static let remembered = 64
 
     private let state: Mutex<State>
+    /// `state.epoch`, readable without the lock: a credential a connection remembers
+    /// (``RememberedCredential``) holds while this has not moved.
+    private let publishedEpoch = Atomic<UInt64>(0)
     /// Bounded so that a flood of distinct valid keys cannot grow memory without limit.
     let capacity: Int
 
@@ -142,6 +145,10 @@ final class CredentialCache: Sendable {
     func get(_ key: Key) -> Credential? { state.withLock { $0.entries[key] } }
 
     var epoch: UInt64 { state.withLock { $0.epoch } }
+
+    /// The epoch without taking the lock: it moves (after the change is applied) with every
+    /// change, and a credential read from the cache after this was loaded is at least as new.
+    var currentEpoch: UInt64 { publishedEpoch.load(ordering: .acquiring) }
 
     /// How many credentials are cached.
     var count: Int { state.withLock { $0.entries.count } }
@@ -186,6 +193,7 @@ final class CredentialCache: Sendable {
             for id in touched.lookups { state.keyLookups.remove(id) }
             if touched.reachesInstallations { state.installations.removeAll { key, _ in touched.touches(key) } }
             state.entries.removeAll { key, credential in touched.touches(key, credential) }
+            publishedEpoch.store(state.epoch, ordering: .releasing)
         }
     }
 
@@ -195,6 +203,7 @@ final class CredentialCache: Sendable {
             state.keyLookups.removeAll()
             state.installations.removeAll()
             state.applied(Touched([.everything]))
+            publishedEpoch.store(state.epoch, ordering: .releasing)
         }
     }
 

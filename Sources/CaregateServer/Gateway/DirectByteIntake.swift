@@ -29,6 +29,8 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
     private var unread: ByteBuffer?
     /// Every byte goes to the parser from now on.
     private var parserReads = false
+    /// The credential the last request was allowed by, for the next one that presents it again.
+    private var remembered = RememberedCredential()
 
     // Made once: a request part wrapped for the pipeline is boxed on the heap each time it is
     // made. Never mutated; copies share the box.
@@ -72,7 +74,9 @@ final class DirectByteIntake: ChannelInboundHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(bytes))
                 return
             case .bodiless(let head):
-                let planned = bytes.withUnsafeReadableBytes { forwarding.plan(head, $0, caller: caller, forwards: direct.forwardsDirectly) }
+                let planned = bytes.withUnsafeReadableBytes {
+                    forwarding.plan(head, $0, caller: caller, forwards: direct.forwardsDirectly, remembered: &remembered)
+                }
                 let request = bytes.readSlice(length: head.length)!
                 guard let planned else {
                     // The pipeline's: the parser reads this head as it reads any.

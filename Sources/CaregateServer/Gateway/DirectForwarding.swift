@@ -136,8 +136,11 @@ struct DirectForwarding: Sendable {
     /// upstream is forwarded (when `forwards`: the connection's loop has upstream connections) as
     /// ``plan(_:caller:)`` decides for a parsed head. Fields are read where they are and copied to
     /// the upstream's request as they came (values without the spaces around them): no string is
-    /// made of any but the credential and the path.
-    func plan(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, caller: String?, forwards: Bool) -> Planned? {
+    /// made of any but the path and the trace id (and the credential's values, when `remembered`,
+    /// the connection's last credential, was presented by another request).
+    func plan(
+        _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, caller: String?, forwards: Bool, remembered: inout RememberedCredential
+    ) -> Planned? {
         guard let method = Self.method(head.method) else { return nil }
         let target = UnsafeRawBufferPointer(rebasing: raw[head.target])
         let mark = target.firstIndex(of: UInt8(ascii: "?"))
@@ -145,17 +148,15 @@ struct DirectForwarding: Sendable {
         let local = method == .get && mark == nil
         if local, path == Self.healthPath { return healthAnswer(head, raw).map { .answer($0) } }
         guard let surface = registry.surface(for: path) else { return nil }
-        if local, surface.answersMe, let answer = meAnswer(surface, head, raw, path: path) { return .answer(answer) }
+        if local, surface.answersMe, let answer = meAnswer(surface, head, raw, path: path, &remembered) { return .answer(answer) }
         guard forwards, let upstream = surface.directUpstream, !surface.isRouterPath(path) else { return nil }
         if upstream.forwarder.trustedProxies.contains(caller ?? "unknown") {
             // A trusted proxy's `X-Forwarded-For` is joined with the caller: read as strings, as a parsed head's.
             return plan(DirectRequestReader.requestHead(head, target: DirectRequestReader.target(head, raw), raw), caller: caller).map { .forward($0) }
         }
         let query = mark.map { String(decoding: UnsafeRawBufferPointer(rebasing: target[($0 + 1)...]), as: UTF8.self) }
-        guard let fields = RequestFields(head, raw), let authorization = fields.authorization,
-              let allowed = allowed(surface, method, path, query, authorization, fields.organization)
-        else { return nil }
-        let traceID = TraceMiddleware.traceID(given: fields.trace)
+        guard let fields = RequestFields(head, raw), let allowed = allowed(surface, method, path, query, fields, &remembered) else { return nil }
+        let traceID = fields.traceID
         let outbound = Self.requestBytes(
             method: method.rawValue, base: upstream.forwarder.basePath, target: target, head, raw, host: upstream.target.hostHeader
         ) { field in
@@ -166,20 +167,19 @@ struct DirectForwarding: Sendable {
         return .forward(plan(surface, upstream, allowed, method, path, outbound, traceID))
     }
 
-    /// The fields of a request read as bytes that the direct path reads (nil: one given twice,
-    /// or an `Expect`, which are the pipeline's to handle). Without `credential`, only the trace id
-    /// is made a string.
+    /// The fields of a request read as bytes that the direct path reads, where they are in the
+    /// request (nil: one given twice, or an `Expect`, which are the pipeline's to handle).
     private struct RequestFields {
-        var authorization: String?
-        var organization: String?
-        var trace: String?
+        var authorization: UnsafeRawBufferPointer?
+        var organization: UnsafeRawBufferPointer?
+        var trace: UnsafeRawBufferPointer?
 
-        init?(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, credential: Bool = true) {
+        init?(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer) {
+            // The reader's grammar has left out bodies, transfer codings, upgrades and closing connections.
+            var passed = true
             var authorization: UnsafeRawBufferPointer?
             var organization: UnsafeRawBufferPointer?
             var trace: UnsafeRawBufferPointer?
-            // The reader's grammar has left out bodies, transfer codings, upgrades and closing connections.
-            var passed = true
             DirectRequestReader.forEachField(head, raw) { name, value in
                 if UpstreamAnswerParser.equalsLowercased(name, "authorization") {
                     passed = authorization == nil
@@ -196,19 +196,20 @@ struct DirectForwarding: Sendable {
                 return passed
             }
             guard passed else { return nil }
-            if credential {
-                self.authorization = authorization.map { String(decoding: $0, as: UTF8.self) }
-                self.organization = organization.map { String(decoding: $0, as: UTF8.self) }
-            }
-            self.trace = trace.map { String(decoding: $0, as: UTF8.self) }
+            self.authorization = authorization
+            self.organization = organization
+            self.trace = trace
         }
+
+        /// The trace id the answer carries: the caller's, when it is a valid one, or a new one.
+        var traceID: String { TraceMiddleware.traceID(given: trace.map { String(decoding: $0, as: UTF8.self) }) }
     }
 
     /// The answer to `GET /healthz`, as the pipeline makes it, without a task or a thread hop.
     private func healthAnswer(_ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer) -> LocalAnswer? {
         let started = DispatchTime.now().uptimeNanoseconds
-        guard let fields = RequestFields(head, raw, credential: false) else { return nil }
-        let traceID = TraceMiddleware.traceID(given: fields.trace)
+        guard let fields = RequestFields(head, raw) else { return nil }
+        let traceID = fields.traceID
         return LocalAnswer(
             bytes: answer(CaregateServer.healthBody, traceID: traceID), event: nil, surface: -1, route: 0, template: Self.healthPath, started: started)
     }
@@ -216,13 +217,14 @@ struct DirectForwarding: Sendable {
     /// The answer to `GET …/marketplace/me` (no query) on `surface` by a cached credential that
     /// the pipeline would answer 200 from the credential's own body: the same head and body,
     /// audit record and metrics as the pipeline's, without a task or a thread hop.
-    private func meAnswer(_ surface: Surface, _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String) -> LocalAnswer? {
+    private func meAnswer(
+        _ surface: Surface, _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String, _ remembered: inout RememberedCredential
+    ) -> LocalAnswer? {
         let started = DispatchTime.now().uptimeNanoseconds
         guard case .clinicAPI(let api) = surface.backend, let me = api.meRoute,
-              let fields = RequestFields(head, raw), let authorization = fields.authorization,
-              let allowed = allowed(surface, .get, path, nil, authorization, fields.organization), allowed.route == me
+              let fields = RequestFields(head, raw), let allowed = allowed(surface, .get, path, nil, fields, &remembered), allowed.route == me
         else { return nil }
-        let traceID = TraceMiddleware.traceID(given: fields.trace)
+        let traceID = fields.traceID
         var event = AuditEvent.opened(method: "GET", path: path, traceID: traceID)
         event.note(allowed.credential)
         event.note(allowed.decision, on: surface)
@@ -258,14 +260,46 @@ struct DirectForwarding: Sendable {
         }
     }
 
+    /// The credential of an allowed request read as bytes, and its decision (nil: the pipeline
+    /// decides): the connection's remembered credential when the request presents its values,
+    /// else a cached one, then remembered.
+    private func allowed(
+        _ surface: Surface, _ method: HTTPRequest.Method, _ path: String, _ query: String?, _ fields: RequestFields,
+        _ remembered: inout RememberedCredential
+    ) -> (credential: Credential, decision: Decision, route: Int)? {
+        guard let presented = fields.authorization else { return nil }
+        let epoch = resolver.cache.currentEpoch
+        let credential: Credential
+        if let known = remembered.credential(authorization: presented, organization: fields.organization, epoch: epoch) {
+            credential = known
+        } else {
+            guard let found = cached(String(decoding: presented, as: UTF8.self), fields.organization.map { String(decoding: $0, as: UTF8.self) })
+            else { return nil }
+            remembered.remember(found, authorization: presented, organization: fields.organization, epoch: epoch)
+            credential = found
+        }
+        return allowed(surface, method, path, query, credential)
+    }
+
     /// The credential of an allowed request, and its decision (nil: the pipeline decides).
     private func allowed(
         _ surface: Surface, _ method: HTTPRequest.Method, _ path: String, _ query: String?, _ authorization: String, _ organization: String?
     ) -> (credential: Credential, decision: Decision, route: Int)? {
-        guard RequestAuthenticator.hasBearerScheme(authorization),
-              let credential = resolver.cached(presented: authorization.dropFirst(7), organizationHeader: organization),
-              let scopesMethod = Scopes.HTTPMethod(method)
-        else { return nil }
+        guard let credential = cached(authorization, organization) else { return nil }
+        return allowed(surface, method, path, query, credential)
+    }
+
+    /// The cached credential an `Authorization` value presents (nil: not a bearer credential, or not cached).
+    private func cached(_ authorization: String, _ organization: String?) -> Credential? {
+        guard RequestAuthenticator.hasBearerScheme(authorization) else { return nil }
+        return resolver.cached(presented: authorization.dropFirst(7), organizationHeader: organization)
+    }
+
+    /// `decide` for the credential: its set on the surface, nil when it does not allow the request.
+    private func allowed(
+        _ surface: Surface, _ method: HTTPRequest.Method, _ path: String, _ query: String?, _ credential: Credential
+    ) -> (credential: Credential, decision: Decision, route: Int)? {
+        guard let scopesMethod = Scopes.HTTPMethod(method) else { return nil }
         let decision = EnforcementMiddleware.decide(surface, credential.decisionSets[surface.decisionIndex], scopesMethod, path, query)
         guard case .allowed(let route) = decision else { return nil }
         return (credential, decision, route.index)
