@@ -253,6 +253,15 @@ struct ContractTests {
         #expect(!Secrets.constantTimeEquals("abc", "abd"))
         #expect(!Secrets.constantTimeEquals("abc", "abcd"))
         #expect(!Secrets.constantTimeEquals("", "a"))
+        #expect(Secrets.constantTimeEquals("", ""))
+        // Read eight bytes at a time and then byte by byte: a difference in any byte counts.
+        let key = "cg_prd_ak_" + String(repeating: "x", count: 52)
+        #expect(Secrets.constantTimeEquals(key, key))
+        for position in [0, 7, 8, 15, 55, 56, 61] {
+            var bytes = Array(key.utf8)
+            bytes[position] ^= 1
+            #expect(!Secrets.constantTimeEquals(key, String(decoding: bytes, as: UTF8.self)), "byte \(position)")
+        }
     }
 
     @Test("health, readiness and metrics")

@@ -1,4 +1,5 @@
 import CaregateStore
+import Foundation
 
 /// The credential a connection's last request on the direct path was authenticated by, with the
 /// `Authorization` and `X-Organization-Id` values it presented. A keep-alive client repeats
@@ -52,7 +53,9 @@ struct RememberedCredential {
     private static func same(_ remembered: [UInt8]?, _ named: UnsafeRawBufferPointer?) -> Bool {
         switch (remembered, named) {
         case (nil, nil): true
-        case (let remembered?, let named?): remembered.withUnsafeBytes { $0.elementsEqual(named) }
+        case (let remembered?, let named?):
+            remembered.count == named.count
+                && (named.isEmpty || remembered.withUnsafeBytes { memcmp($0.baseAddress!, named.baseAddress!, named.count) == 0 })
         default: false
         }
     }
