@@ -33,12 +33,28 @@ public struct AuditEvent: Sendable, Equatable {
     /// The route a request was decided on, as the log keeps it: its template and the scope
     /// the event names (what the route requires when allowed, the missing one when refused).
     public final class Route: Sendable, Equatable {
+        /// As the catalog names it: the method, a space and the path template (`GET /v3/patients/{id}`).
         public let template: String
         public let requiredScope: String?
+        /// The template's path (the template itself when it names no method): a request to a
+        /// route without parameters has exactly this path, and its event then keeps none of its own.
+        public let templatePath: String
 
         public init(template: String, requiredScope: String?) {
             self.template = template
             self.requiredScope = requiredScope
+            templatePath = template.firstIndex(of: " ").map { String(template[template.index(after: $0)...]) } ?? template
+        }
+
+        private init(template: String, templatePath: String, requiredScope: String?) {
+            self.template = template
+            self.templatePath = templatePath
+            self.requiredScope = requiredScope
+        }
+
+        /// The same route naming another scope (the one a refused request lacked): its strings shared, not made again.
+        public func naming(_ scope: String?) -> Route {
+            Route(template: template, templatePath: templatePath, requiredScope: scope)
         }
 
         public static func == (a: Route, b: Route) -> Bool {
@@ -71,7 +87,7 @@ public struct AuditEvent: Sendable, Equatable {
     public var route: String? { decided?.template }
     public var requiredScope: String? { decided?.requiredScope }
     public var path: String {
-        get { ownPath ?? decided?.template ?? "" }
+        get { ownPath ?? decided?.templatePath ?? "" }
         set { ownPath = newValue }
     }
     public var traceID: String {
@@ -85,16 +101,19 @@ public struct AuditEvent: Sendable, Equatable {
             && a.decision == b.decision && a.status == b.status && a.trace == b.trace && a.peer == b.peer && a.count == b.count
     }
 
-    /// Drops the path's own string when it is the decided route's template.
+    /// Drops the path's own string when it is the decided route's template's path.
     public mutating func sharePathWithRoute() {
-        if let ownPath, let decided, ownPath == decided.template { self.ownPath = nil }
+        if let ownPath, let decided, ownPath == decided.templatePath { self.ownPath = nil }
     }
 
-    /// The path as a JSON string: the event's own, or its route's template. Given the fields, not
+    /// Whether the event keeps no path of its own (it is its route's template's path).
+    public var sharesPathWithRoute: Bool { ownPath == nil && decided != nil }
+
+    /// The path as a JSON string: the event's own, or its route's template's. Given the fields, not
     /// the event: a method called on an event in an array's memory copied the whole event first
     /// (a retain and a release of each of its references), inlined or not.
     fileprivate static func writePath(_ ownPath: String?, _ decided: Route?, into out: inout [UInt8]) {
-        if let ownPath { JSONValue.writeString(ownPath, into: &out) } else { JSONValue.writeString(decided?.template ?? "", into: &out) }
+        if let ownPath { JSONValue.writeString(ownPath, into: &out) } else { JSONValue.writeString(decided?.templatePath ?? "", into: &out) }
     }
 
     fileprivate enum Trace: Sendable, Equatable {

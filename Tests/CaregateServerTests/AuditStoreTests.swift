@@ -145,7 +145,8 @@ struct AuditStoreTests {
                 String(repeating: "x", count: 37), "line\nbreak" + String(repeating: "-", count: 26),
             ]
             #expect([0, 1, 2, 5].allSatisfy { traces[$0].utf8.count == 36 })
-            let route = AuditEvent.Route(template: "/v3/patients", requiredScope: "read:patients")
+            // Named as catalogs name routes: the method, then the path template.
+            let route = AuditEvent.Route(template: "GET /v3/patients", requiredScope: "read:patients")
             var written: [AuditEvent] = []
             // Times and statuses of one digit and of many, as written digit by digit.
             let times: [Int64] = [1, 9, 10, 1_700_000_000_000, Clock.millis(), 99_999_999_999_999]
@@ -159,6 +160,9 @@ struct AuditStoreTests {
                 written.append(event)
             }
             #expect(written[0].path == "/v3/patients" && written[1].path == "/v3/patients?limit=1")
+            // A path that is the route's own keeps no string of its own; any other path is kept.
+            #expect(written[0].sharesPathWithRoute && !written[1].sharesPathWithRoute)
+            #expect(route.naming("write:patients").templatePath == "/v3/patients")
             try await store.insert(written)
             let read = try await store.page(organizationID: clinic, appID: app, decision: nil, limit: 100, cursor: nil).events
             #expect(read.map(\.traceID).sorted() == traces.sorted())

@@ -165,7 +165,7 @@ extension AuditEvent {
             sharePathWithRoute()
             self.decision = "allowed"
         case .insufficientScope(let route, let required):
-            decided = AuditEvent.Route(template: surface.auditRoutes[route.index].template, requiredScope: required)
+            decided = surface.auditRoutes[route.index].naming(required)
         case .notFound, .methodNotAllowed, .invalidPath:
             break
         }
