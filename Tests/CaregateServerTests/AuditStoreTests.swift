@@ -171,6 +171,62 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("a segment names what its events share once (second format), and segments of the first format read the same", arguments: Backend.allCases)
+    func bothFormats(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let store = AuditStore(database: s.server.database)
+            let clinic = Identifier.random("org"), app = Identifier.random("app")
+            let me = AuditEvent.Route(template: "GET /v3/marketplace/me", requiredScope: nil)
+            let patient = AuditEvent.Route(template: "GET /v3/patients/{id}", requiredScope: "read:patients")
+            let start = Clock.millis()
+            var written: [AuditEvent] = []
+            // Routes shared by identity and one refused for scope (a route object of its own),
+            // paths of their route and not, times out of order, and a key per event.
+            for i in 0..<40 {
+                let route = i % 3 == 0 ? patient : (i % 7 == 0 ? patient.naming("read:bills") : me)
+                var event = AuditEvent(
+                    at: start + Int64(i % 5 == 0 ? -i : i), subject: .init(organizationID: clinic, appID: app, keyID: "key_\(i % 2)"),
+                    method: "GET", decided: route, path: route === me ? "/v3/marketplace/me" : "/v3/patients/pat_\(i)",
+                    decision: route.requiredScope == "read:bills" ? "denied" : "allowed", status: route.requiredScope == "read:bills" ? 403 : 200,
+                    traceID: UUID().uuidString.lowercased())
+                event.sharePathWithRoute()
+                written.append(event)
+            }
+            try await store.insert(written)
+            let rows = try await s.server.database.sql.raw(
+                "SELECT id, events, allowed, denied FROM audit_segments WHERE app_id = \(bind: app)").all()
+            #expect(rows.count == 1)
+            let text = try #require(rows.first).decode(column: "events", as: String.self)
+            #expect(text.hasPrefix(#"{"v":2,"at":"#), "\(text.prefix(80))")
+            // `/me` is named once, and its events carry no path of their own.
+            #expect(text.components(separatedBy: "GET /v3/marketplace/me").count == 2)
+            #expect(text.contains(",null,200,"))
+            #expect(try rows.first!.decode(column: "allowed", as: Int.self) == written.count { $0.decision == "allowed" })
+
+            func fields(_ e: AuditEvent) -> String {
+                "\(e.at) \(e.method) \(e.route ?? "-") \(e.path) \(e.requiredScope ?? "-") \(e.decision) \(e.status) \(e.traceID) \(e.keyID ?? "-")"
+            }
+            let read = try await Self.all(store, organization: clinic, app: app, limit: 100)
+            #expect(read.map(fields) == written.reversed().map(fields))
+
+            // The same events as the first format wrote them read the same.
+            func json(_ value: String?) -> Any { value ?? NSNull() }
+            let first: [[Any]] = written.map { e in
+                [e.at, e.method, json(e.route), e.path, json(e.requiredScope), e.decision, e.status, e.traceID, NSNull(), e.count, json(e.keyID)]
+            }
+            let old = String(decoding: try JSONSerialization.data(withJSONObject: first), as: UTF8.self)
+            let otherApp = Identifier.random("app")
+            try await s.server.database.sql.raw("""
+                INSERT INTO audit_segments (id, first_at, last_at, organization_id, app_id, key_id, allowed, denied, events)
+                VALUES (\(bind: Identifier.timeOrdered("aud", millis: start)), \(bind: start), \(bind: start), \(bind: clinic), \(bind: otherApp),
+                NULL, 0, 0, \(bind: old))
+                """).run()
+            let readOld = try await Self.all(store, organization: clinic, app: otherApp, limit: 100)
+            #expect(readOld.map(fields) == written.reversed().map(fields))
+            #expect(old.utf8.count > text.utf8.count * 3 / 2, "first format \(old.utf8.count) bytes, second \(text.utf8.count)")
+        }
+    }
+
     @Test("an audit log written a row per event (schema 4) is moved into segments, ids kept")
     func migratesRowsPerEvent() async throws {
         let dir = try temporaryDirectory()
