@@ -43,12 +43,8 @@ public struct AuditEvent: Sendable, Equatable {
         public init(template: String, requiredScope: String?) {
             self.template = template
             self.requiredScope = requiredScope
-            templatePath = Self.path(ofTemplate: template)
-        }
-
-        /// What follows the method in a template (all of it when it names none).
-        static func path(ofTemplate template: String) -> String {
-            template.firstIndex(of: " ").map { String(template[template.index(after: $0)...]) } ?? template
+            // What follows the method (all of it when the template names none).
+            templatePath = template.firstIndex(of: " ").map { String(template[template.index(after: $0)...]) } ?? template
         }
 
         private init(template: String, templatePath: String, requiredScope: String?) {
@@ -393,12 +389,12 @@ public struct AuditStore: Sendable {
     }
 
     /// One stored event, in either format ``writeEvents(_:_:into:allowed:withKeys:)`` describes.
-    private struct StoredEvent: Decodable {
+    fileprivate struct StoredEvent {
         var at: Int64
         var method: String
-        var route: String?
+        /// Shared by the events of one route entry (second format); one per event in the first.
+        var decided: AuditEvent.Route?
         var path: String
-        var requiredScope: String?
         var decision: String
         var status: Int
         var traceID: String
@@ -407,13 +403,14 @@ public struct AuditStore: Sendable {
         /// The key, in a segment of several keys' events (else the segment's).
         var keyID: String?
 
+        var route: String? { decided?.template }
+
         /// The event, under its segment's subject unless it names its own key (in a segment of
         /// several keys' events; the segment's clinic and app are still its own).
         func event(in segment: AuditEvent.Subject?) -> AuditEvent {
             let subject = keyID.map { AuditEvent.Subject(organizationID: segment?.organizationID, appID: segment?.appID, keyID: $0) } ?? segment
             return AuditEvent(
-                at: at, subject: subject, method: method, decided: route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) },
-                path: path, decision: decision, status: status, traceID: traceID, peer: peer, count: count)
+                at: at, subject: subject, method: method, decided: decided, path: path, decision: decision, status: status, traceID: traceID, peer: peer, count: count)
         }
 
         /// A segment row's events, in the order written.
@@ -421,48 +418,6 @@ public struct AuditStore: Sendable {
             let text = Data(try row.decode(column: "events", as: String.self).utf8)
             if text.first == UInt8(ascii: "{") { return try JSONDecoder().decode(Segment.self, from: text).events }
             return try JSONDecoder().decode([StoredEvent].self, from: text)
-        }
-
-        init(
-            at: Int64, method: String, route: String?, path: String, requiredScope: String?, decision: String, status: Int, traceID: String,
-            peer: String?, count: Int, keyID: String?
-        ) {
-            self.at = at
-            self.method = method
-            self.route = route
-            self.path = path
-            self.requiredScope = requiredScope
-            self.decision = decision
-            self.status = status
-            self.traceID = traceID
-            self.peer = peer
-            self.count = count
-            self.keyID = keyID
-        }
-
-        /// An event of the first format: `[at, method, route, path, requiredScope, decision, status, traceId(, peer, count(, keyId))]`.
-        init(from decoder: any Decoder) throws {
-            var row = try decoder.unkeyedContainer()
-            at = try row.decode(Int64.self)
-            method = try row.decode(String.self)
-            route = try row.decodeIfPresent(String.self)
-            path = try row.decode(String.self)
-            requiredScope = try row.decodeIfPresent(String.self)
-            decision = try row.decode(String.self)
-            status = try row.decode(Int.self)
-            traceID = try row.decode(String.self)
-            (peer, count, keyID) = try Self.tail(&row)
-        }
-
-        /// What ends an event in either format: `(, peer, count(, keyId))`.
-        static func tail(_ event: inout any UnkeyedDecodingContainer) throws -> (peer: String?, count: Int, keyID: String?) {
-            var tail: (peer: String?, count: Int, keyID: String?) = (nil, 1, nil)
-            if !event.isAtEnd {
-                tail.peer = try event.decodeIfPresent(String.self)
-                tail.count = try event.decode(Int.self)
-            }
-            if !event.isAtEnd { tail.keyID = try event.decodeIfPresent(String.self) }
-            return tail
         }
     }
 
@@ -472,21 +427,19 @@ public struct AuditStore: Sendable {
 
         private enum Field: String, CodingKey { case v, at, routes, events }
 
+        /// Made once per entry and shared by its events.
         private struct Entry: Decodable {
             var method: String
-            var route: String?
-            var requiredScope: String?
+            var decided: AuditEvent.Route?
             var decision: String
-            /// The path of an event that is its route's own.
-            var routePath: String
 
             init(from decoder: any Decoder) throws {
                 var entry = try decoder.unkeyedContainer()
                 method = try entry.decode(String.self)
-                route = try entry.decodeIfPresent(String.self)
-                requiredScope = try entry.decodeIfPresent(String.self)
+                let route = try entry.decodeIfPresent(String.self)
+                let requiredScope = try entry.decodeIfPresent(String.self)
+                decided = route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) }
                 decision = try entry.decode(String.self)
-                routePath = route.map(AuditEvent.Route.path(ofTemplate:)) ?? ""
             }
         }
 
@@ -525,9 +478,8 @@ public struct AuditStore: Sendable {
                 }
                 let entry = entries[event.entry]
                 return StoredEvent(
-                    at: base &+ event.at, method: entry.method, route: entry.route, path: event.path ?? entry.routePath,
-                    requiredScope: entry.requiredScope, decision: entry.decision, status: event.status, traceID: event.traceID, peer: event.peer,
-                    count: event.count, keyID: event.keyID)
+                    at: base &+ event.at, method: entry.method, decided: entry.decided, path: event.path ?? entry.decided?.templatePath ?? "",
+                    decision: entry.decision, status: event.status, traceID: event.traceID, peer: event.peer, count: event.count, keyID: event.keyID)
             }
         }
     }
@@ -708,5 +660,35 @@ public struct AuditStore: Sendable {
             }
             if rows.count < 100 { return total }
         }
+    }
+}
+
+/// In an extension, so that the event keeps its memberwise initializer (the second format's
+/// reader makes events with it).
+extension AuditStore.StoredEvent: Decodable {
+    /// An event of the first format: `[at, method, route, path, requiredScope, decision, status, traceId(, peer, count(, keyId))]`.
+    init(from decoder: any Decoder) throws {
+        var row = try decoder.unkeyedContainer()
+        at = try row.decode(Int64.self)
+        method = try row.decode(String.self)
+        let route = try row.decodeIfPresent(String.self)
+        path = try row.decode(String.self)
+        let requiredScope = try row.decodeIfPresent(String.self)
+        decided = route.map { AuditEvent.Route(template: $0, requiredScope: requiredScope) }
+        decision = try row.decode(String.self)
+        status = try row.decode(Int.self)
+        traceID = try row.decode(String.self)
+        (peer, count, keyID) = try Self.tail(&row)
+    }
+
+    /// What ends an event in either format: `(, peer, count(, keyId))`.
+    static func tail(_ event: inout any UnkeyedDecodingContainer) throws -> (peer: String?, count: Int, keyID: String?) {
+        var tail: (peer: String?, count: Int, keyID: String?) = (nil, 1, nil)
+        if !event.isAtEnd {
+            tail.peer = try event.decodeIfPresent(String.self)
+            tail.count = try event.decode(Int.self)
+        }
+        if !event.isAtEnd { tail.keyID = try event.decodeIfPresent(String.self) }
+        return tail
     }
 }

@@ -129,8 +129,7 @@ final class CredentialCache: Sendable {
     static let remembered = 64
 
     private let state: Mutex<State>
-    /// `state.epoch`, readable without the lock: a credential a connection remembers
-    /// (``RememberedCredential``) holds while this has not moved.
+    /// `state.epoch`, readable without the lock (``epoch``).
     private let publishedEpoch = Atomic<UInt64>(0)
     /// Bounded so that a flood of distinct valid keys cannot grow memory without limit.
     let capacity: Int
@@ -144,11 +143,11 @@ final class CredentialCache: Sendable {
 
     func get(_ key: Key) -> Credential? { state.withLock { $0.entries[key] } }
 
-    var epoch: UInt64 { state.withLock { $0.epoch } }
-
-    /// The epoch without taking the lock: it moves (after the change is applied) with every
-    /// change, and a credential read from the cache after this was loaded is at least as new.
-    var currentEpoch: UInt64 { publishedEpoch.load(ordering: .acquiring) }
+    /// Moves with every change applied, and is read without the lock: a resolution notes it
+    /// when it starts, and a credential a connection remembers (``RememberedCredential``) holds
+    /// while it has not moved. A credential read from the cache after this was loaded is at
+    /// least as new.
+    var epoch: UInt64 { publishedEpoch.load(ordering: .acquiring) }
 
     /// How many credentials are cached.
     var count: Int { state.withLock { $0.entries.count } }
@@ -189,11 +188,10 @@ final class CredentialCache: Sendable {
         let touched = Touched(changes)
         if touched.everything { return invalidateAll() }
         state.withLock { state in
-            state.applied(touched)
+            applied(touched, to: &state)
             for id in touched.lookups { state.keyLookups.remove(id) }
             if touched.reachesInstallations { state.installations.removeAll { key, _ in touched.touches(key) } }
             state.entries.removeAll { key, credential in touched.touches(key, credential) }
-            publishedEpoch.store(state.epoch, ordering: .releasing)
         }
     }
 
@@ -202,9 +200,15 @@ final class CredentialCache: Sendable {
             state.entries.removeAll()
             state.keyLookups.removeAll()
             state.installations.removeAll()
-            state.applied(Touched([.everything]))
-            publishedEpoch.store(state.epoch, ordering: .releasing)
+            applied(Touched([.everything]), to: &state)
         }
+    }
+
+    /// Under the lock: the epoch moves on, and is published. A reader that still sees the old one
+    /// reads the cache as it was before the change, or waits for the lock.
+    private func applied(_ touched: Touched, to state: inout State) {
+        state.applied(touched)
+        publishedEpoch.store(state.epoch, ordering: .releasing)
     }
 
     /// What a list of changes touched, as sets a cached entry is checked against.

@@ -268,7 +268,7 @@ struct DirectForwarding: Sendable {
         _ remembered: inout RememberedCredential
     ) -> (credential: Credential, decision: Decision, route: Int)? {
         guard let presented = fields.authorization else { return nil }
-        let epoch = resolver.cache.currentEpoch
+        let epoch = resolver.cache.epoch
         let credential: Credential
         if let known = remembered.credential(authorization: presented, organization: fields.organization, epoch: epoch) {
             credential = known

@@ -8,7 +8,7 @@ import Foundation
 /// 0.5 µs of a cached `/me`, perf 2026-12-04).
 ///
 /// It holds only while nothing in the grant chain has changed: any change applied to the
-/// cache moves ``CredentialCache/currentEpoch``, and then the next request is authenticated
+/// cache moves ``CredentialCache/epoch``, and then the next request is authenticated
 /// through the cache again, so a revocation ends it as it ends the cached credential. Expiry
 /// is checked on every request. The presented secret is compared in constant time: a proxy
 /// may carry several callers' requests on one connection.
