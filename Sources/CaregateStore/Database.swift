@@ -36,6 +36,8 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
 
 public enum DatabaseError: Error, CustomStringConvertible {
     case invalidURL(String)
+    /// A statement asked for after ``Database/shutdown()``.
+    case shutDown
     case schemaTooNew(database: Int, supported: Int)
 
     public var description: String {
@@ -43,6 +45,7 @@ public enum DatabaseError: Error, CustomStringConvertible {
         case .invalidURL(let why): "invalid database URL: \(why)"
         case .schemaTooNew(let database, let supported):
             "the database schema is version \(database), newer than this caregate supports (\(supported)); refusing to start"
+        case .shutDown: "the database is shut down"
         }
     }
 }
@@ -53,6 +56,7 @@ private struct Pools: @unchecked Sendable {
     var sqlite: EventLoopGroupConnectionPool<SQLiteSource>?
     var sqliteThreads: NIOThreadPool?
     var sqliteConnections: SQLiteConnections?
+    var sqliteReads: SQLiteReadConnections?
     var postgres: EventLoopGroupConnectionPool<PostgresConnectionSource>?
 }
 
@@ -67,13 +71,18 @@ public final class Database: Sendable {
     private let writers = AsyncLock()
     /// A pooled database for single statements.
     public let sql: any SQLDatabase
+    /// For the reads a request waits for, and nothing else: on SQLite, read-only connections that
+    /// answer the caller without an event loop between them (``SQLiteReadConnections``), and a
+    /// cancelled caller stops waiting. The same as ``sql`` on PostgreSQL.
+    public let reads: any SQLDatabase
 
-    private init(dialect: Dialect, location: DatabaseLocation, logger: Logger, pools: Pools, sql: any SQLDatabase) {
+    private init(dialect: Dialect, location: DatabaseLocation, logger: Logger, pools: Pools, sql: any SQLDatabase, reads: any SQLDatabase) {
         self.dialect = dialect
         self.location = location
         self.logger = logger
         self.pools = pools
         self.sql = sql
+        self.reads = reads
     }
 
     /// Opens the pools (connections are made on demand) and runs the migrations.
@@ -89,13 +98,15 @@ public final class Database: Sendable {
             let threads = NIOThreadPool(numberOfThreads: 8)
             threads.start()
             let connections = SQLiteConnections()
-            let pool = EventLoopGroupConnectionPool(
-                source: SQLiteSource(path: path, threadPool: threads, connections: connections), maxConnectionsPerEventLoop: 2, logger: logger,
-                on: eventLoopGroup)
+            let source = SQLiteSource(path: path, threadPool: threads, connections: connections)
+            let pool = EventLoopGroupConnectionPool(source: source, maxConnectionsPerEventLoop: 2, logger: logger, on: eventLoopGroup)
+            let reads = SQLiteReadConnections(limit: 8, source: source, eventLoopGroup: eventLoopGroup, logger: logger)
             let pooled = PooledSQLite(pool: pool, logger: logger, eventLoop: eventLoopGroup.any())
             database = Database(
-                dialect: .sqlite, location: location, logger: logger, pools: Pools(sqlite: pool, sqliteThreads: threads, sqliteConnections: connections),
-                sql: pooled.sql(queryLogLevel: .trace))
+                dialect: .sqlite, location: location, logger: logger,
+                pools: Pools(sqlite: pool, sqliteThreads: threads, sqliteConnections: connections, sqliteReads: reads),
+                sql: pooled.sql(queryLogLevel: .trace),
+                reads: SQLiteReads(pooled: pooled, reads: reads).sql(queryLogLevel: .trace))
         case .postgres(let url):
             let configuration: SQLPostgresConfiguration
             do {
@@ -106,9 +117,8 @@ public final class Database: Sendable {
             let pool = EventLoopGroupConnectionPool(
                 source: PostgresConnectionSource(sqlConfiguration: configuration), maxConnectionsPerEventLoop: 8,
                 logger: logger, on: eventLoopGroup)
-            database = Database(
-                dialect: .postgres, location: location, logger: logger, pools: Pools(postgres: pool),
-                sql: pool.database(logger: logger).sql(queryLogLevel: .trace))
+            let sql = pool.database(logger: logger).sql(queryLogLevel: .trace)
+            database = Database(dialect: .postgres, location: location, logger: logger, pools: Pools(postgres: pool), sql: sql, reads: sql)
         }
         do {
             try await Migrations.run(on: database)
@@ -149,6 +159,7 @@ public final class Database: Sendable {
     }
 
     public func shutdown() async {
+        pools.sqliteReads?.close()
         try? await pools.sqlite?.shutdownAsync()
         // The pool closes its idle connections and waits for that, but a connection still being
         // opened, or still in use, is closed later on its way back; its threads must outlive that.
@@ -161,6 +172,9 @@ public final class Database: Sendable {
 
     /// The SQLite connections this database opened (nil on PostgreSQL).
     var sqliteConnections: SQLiteConnections? { pools.sqliteConnections }
+
+    /// The SQLite connections async code's single statements run on (nil on PostgreSQL).
+    var sqliteReads: SQLiteReadConnections? { pools.sqliteReads }
 
     /// `BLOB` or `BYTEA`, … — the few DDL words that differ between the dialects.
     var binaryType: String { dialect == .sqlite ? "BLOB" : "BYTEA" }
@@ -262,6 +276,28 @@ private struct PooledSQLite: SQLiteDatabase {
 
     func withConnection<T>(_ closure: @escaping @Sendable (SQLiteConnection) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
         pool.sqlite!.withConnection(logger: logger, closure)
+    }
+}
+
+/// ``Database/reads`` on SQLite: async code's reads go to ``SQLiteReadConnections``; futures
+/// and sessions go to the pool.
+private struct SQLiteReads: SQLiteDatabase {
+    let pooled: PooledSQLite
+    let reads: SQLiteReadConnections
+
+    var logger: Logger { pooled.logger }
+    var eventLoop: any EventLoop { pooled.eventLoop }
+
+    func query(_ query: String, _ binds: [SQLiteData], logger: Logger, _ onRow: @escaping @Sendable (SQLiteRow) -> Void) -> EventLoopFuture<Void> {
+        pooled.query(query, binds, logger: logger, onRow)
+    }
+
+    func query(_ query: String, _ binds: [SQLiteData], _ onRow: @escaping @Sendable (SQLiteRow) -> Void) async throws {
+        try await reads.query(query, binds, onRow)
+    }
+
+    func withConnection<T>(_ closure: @escaping @Sendable (SQLiteConnection) -> EventLoopFuture<T>) -> EventLoopFuture<T> {
+        pooled.withConnection(closure)
     }
 }
 

@@ -75,8 +75,9 @@ extension GrantStore {
         try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE id = \(bind: id)").first().map(key(from:))
     }
 
+    /// The key a request presents (read on a cache miss, the request waiting).
     public func key(lookupID: String) async throws -> APIKeyRecord? {
-        try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE lookup_id = \(bind: lookupID)").first().map(key(from:))
+        try await reads.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE lookup_id = \(bind: lookupID)").first().map(key(from:))
     }
 
     public func keys(appID: String) async throws -> [APIKeyRecord] {

@@ -52,6 +52,8 @@ public struct GrantStore: Sendable {
     }
 
     var sql: any SQLDatabase { database.sql }
+    /// For the reads a request waits for (``Database/reads``).
+    var reads: any SQLDatabase { database.reads }
 
     /// The server secret behind every keyed hash: `CAREGATE_SECRET` when set (at least 32
     /// bytes), otherwise generated once and kept in the database so that every instance
