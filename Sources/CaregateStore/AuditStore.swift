@@ -9,15 +9,21 @@ import SQLKit
 /// reference count that every thread serving the credential, and the audit writer's, updates.
 public struct AuditEvent: Sendable, Equatable {
     /// Whose request it was: the clinic, the app and the key (or OAuth client).
-    public final class Subject: Sendable, Equatable {
-        public let organizationID: String?
-        public let appID: String?
-        public let keyID: String?
+    ///
+    /// Open so that a server's credential can be its own subject: an event then references the
+    /// object its request was authenticated by, which that request has just read, rather than
+    /// one more object of its own (with many credentials in use, each is a cache miss on the
+    /// request's thread and on the audit writer's). Its fields are constants, as a subclass's
+    /// must be too: that is what makes it `Sendable`.
+    open class Subject: @unchecked Sendable, Equatable {
+        public let auditedOrganizationID: String?
+        public let auditedAppID: String?
+        public let auditedKeyID: String?
 
         public init(organizationID: String?, appID: String?, keyID: String?) {
-            self.organizationID = organizationID
-            self.appID = appID
-            self.keyID = keyID
+            auditedOrganizationID = organizationID
+            auditedAppID = appID
+            auditedKeyID = keyID
         }
 
         /// The subject of these ids, or nil when they name nobody (a tally of unauthenticated requests).
@@ -26,7 +32,8 @@ public struct AuditEvent: Sendable, Equatable {
         }
 
         public static func == (a: Subject, b: Subject) -> Bool {
-            a === b || (a.organizationID == b.organizationID && a.appID == b.appID && a.keyID == b.keyID)
+            a === b
+                || (a.auditedOrganizationID == b.auditedOrganizationID && a.auditedAppID == b.auditedAppID && a.auditedKeyID == b.auditedKeyID)
         }
     }
 
@@ -82,9 +89,9 @@ public struct AuditEvent: Sendable, Equatable {
     /// How many requests this event stands for (1, or a peer's tally).
     public var count: Int
 
-    public var organizationID: String? { subject?.organizationID }
-    public var appID: String? { subject?.appID }
-    public var keyID: String? { subject?.keyID }
+    public var organizationID: String? { subject?.auditedOrganizationID }
+    public var appID: String? { subject?.auditedAppID }
+    public var keyID: String? { subject?.auditedKeyID }
     public var route: String? { decided?.template }
     public var requiredScope: String? { decided?.requiredScope }
     public var path: String {
@@ -231,11 +238,11 @@ public struct AuditStore: Sendable {
         for i in events.indices {
             let subject = events[i].subject
             if let credential = runCredential,
-               runSubject === subject || (credential.organizationID == subject?.organizationID && credential.appID == subject?.appID) {
+               runSubject === subject || (credential.organizationID == subject?.auditedOrganizationID && credential.appID == subject?.auditedAppID) {
                 runIndices.append(i)
             } else {
                 close()
-                runCredential = Credential(organizationID: subject?.organizationID, appID: subject?.appID)
+                runCredential = Credential(organizationID: subject?.auditedOrganizationID, appID: subject?.auditedAppID)
                 runSubject = subject
                 runIndices.append(i)
             }
@@ -251,7 +258,7 @@ public struct AuditStore: Sendable {
                 var allowed = 0
                 // The segment names the key when its events share one; else each event names its own.
                 let firstSubject = events[chunk.first!].subject
-                let key = firstSubject?.keyID
+                let key = firstSubject?.auditedKeyID
                 let shared = chunk.allSatisfy { events[$0].subject === firstSubject || events[$0].keyID == key }
                 Self.writeEvents(events, chunk, into: &document, allowed: &allowed, withKeys: !shared)
                 let first = events[chunk.first!].at, last = events[chunk.last!].at
@@ -351,7 +358,7 @@ public struct AuditStore: Sendable {
                 }
                 if withKeys {
                     out.append(UInt8(ascii: ","))
-                    string(events[i].subject?.keyID)
+                    string(events[i].subject?.auditedKeyID)
                 }
                 out.append(UInt8(ascii: "]"))
             }
@@ -408,7 +415,7 @@ public struct AuditStore: Sendable {
         /// The event, under its segment's subject unless it names its own key (in a segment of
         /// several keys' events; the segment's clinic and app are still its own).
         func event(in segment: AuditEvent.Subject?) -> AuditEvent {
-            let subject = keyID.map { AuditEvent.Subject(organizationID: segment?.organizationID, appID: segment?.appID, keyID: $0) } ?? segment
+            let subject = keyID.map { AuditEvent.Subject(organizationID: segment?.auditedOrganizationID, appID: segment?.auditedAppID, keyID: $0) } ?? segment
             return AuditEvent(
                 at: at, subject: subject, method: method, decided: decided, path: path, decision: decision, status: status, traceID: traceID, peer: peer, count: count)
         }

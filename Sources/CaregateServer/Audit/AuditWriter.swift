@@ -153,7 +153,7 @@ extension AuditEvent {
 
     /// Whose request it is: the credential's clinic, app and key.
     mutating func note(_ credential: Credential) {
-        subject = credential.auditSubject
+        subject = credential
     }
 
     /// What `decide` answered, as the log keeps it: the route and what it requires when

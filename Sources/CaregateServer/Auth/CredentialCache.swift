@@ -5,7 +5,8 @@ import Synchronization
 
 /// What a credential (API key or access token) may do in one clinic, as computed from the
 /// grant chain. Immutable and shared: a request holds one reference, not a copy of each field.
-final class Credential: Sendable {
+/// It is also what its requests' audit events name it by (their subject: clinic, app and key).
+final class Credential: AuditEvent.Subject, @unchecked Sendable {
     /// The key id (`key_…`) or the OAuth client id (`cli_…`).
     let keyID: String
     let type: CredentialType
@@ -33,8 +34,6 @@ final class Credential: Sendable {
     let meBody: [ByteBuffer]
     /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
     let scopeHeader: [String]
-    /// What its requests' audit events name it by: one reference for clinic, app and key.
-    let auditSubject: AuditEvent.Subject
 
     init(
         keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
@@ -55,7 +54,7 @@ final class Credential: Sendable {
         self.family = family
         self.meBody = meBody
         self.scopeHeader = scopeHeader
-        auditSubject = AuditEvent.Subject(organizationID: organizationID, appID: appID, keyID: keyID)
+        super.init(organizationID: organizationID, appID: appID, keyID: keyID)
     }
 
     /// A credential of `app` in a clinic with what its view says it may do there.
