@@ -73,6 +73,20 @@ public struct APIKeyRecord: Sendable, Equatable {
     public var createdAt: Int64
 }
 
+/// What authenticating a presented key reads of its row (``GrantStore/presentedKey(lookupID:)``):
+/// kept in the credential cache for every key in use, so no more than that.
+public struct PresentedKeyRecord: Sendable, Equatable {
+    public var id: String
+    public var appID: String
+    /// The stored keyed hash as bytes (32 of them), compared with the presented key's.
+    public var digest: [UInt8]
+    public var environment: String
+    /// `nil`: the key inherits whatever the clinic approved.
+    public var scopes: [String]?
+    public var expiresAt: Int64?
+    public var revokedAt: Int64?
+}
+
 /// A key as the caller sees it once, at creation or rotation.
 public struct IssuedKey: Sendable {
     public var record: APIKeyRecord

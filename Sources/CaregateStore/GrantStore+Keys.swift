@@ -75,9 +75,21 @@ extension GrantStore {
         try await sql.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE id = \(bind: id)").first().map(key(from:))
     }
 
-    /// The key a request presents (read on a cache miss, the request waiting).
-    public func key(lookupID: String) async throws -> APIKeyRecord? {
-        try await reads.raw("SELECT \(unsafeRaw: Self.keyColumns) FROM api_keys WHERE lookup_id = \(bind: lookupID)").first().map(key(from:))
+    /// What authenticating the key a request presents needs of its row, read on a cache miss
+    /// while the request waits (through ``Database/reads``). Nil when no key has this lookup id.
+    public func presentedKey(lookupID: String) async throws -> PresentedKeyRecord? {
+        guard let row = try await reads.raw("""
+            SELECT id, app_id, key_hash, environment, scopes, expires_at, revoked_at FROM api_keys WHERE lookup_id = \(bind: lookupID)
+            """).first()
+        else { return nil }
+        // A stored hash that is not 32 bytes of hex (never written so) matches no presented key.
+        let stored = Secrets.bytes(fromHex: try row.decode(column: "key_hash", as: String.self))
+        let digest = stored?.count == 32 ? stored! : [UInt8](repeating: 0, count: 32)
+        return PresentedKeyRecord(
+            id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self), digest: digest,
+            environment: try row.decode(column: "environment", as: String.self),
+            scopes: try row.decode(column: "scopes", as: String?.self).map { [String](stored: $0) },
+            expiresAt: try row.decode(column: "expires_at", as: Int64?.self), revokedAt: try row.decode(column: "revoked_at", as: Int64?.self))
     }
 
     public func keys(appID: String) async throws -> [APIKeyRecord] {

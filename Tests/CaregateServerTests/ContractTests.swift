@@ -244,6 +244,17 @@ struct ContractTests {
                 #expect(hash != x.dev.token && hash != x.clinic.adminToken && hash != s.operatorToken)
             }
             #expect(Secrets.keyedHash(x.key, key: s.server.grants.secret) == s.server.grants.hash(x.key))
+            // What authentication reads of a key's row: its hash as the bytes of the presented key's digest.
+            let grants = s.server.grants
+            let lookupID = try #require(grants.lookupID(ofPresentedKey: x.key[...]))
+            let presented = try #require(try await grants.presentedKey(lookupID: lookupID))
+            #expect(presented.digest == Array(grants.digest(x.key[...])))
+            #expect(presented.revokedAt == nil && x.key.contains("_\(presented.environment)_ak_"))
+            #expect(try await grants.presentedKey(lookupID: String(lookupID.reversed())) == nil)
+            // A stored hash that is not one (never written so) matches no key, rather than failing the read.
+            try await s.server.database.sql.raw("UPDATE api_keys SET key_hash = 'not hex' WHERE lookup_id = \(bind: lookupID)").run()
+            let damaged = try #require(try await grants.presentedKey(lookupID: lookupID))
+            #expect(damaged.digest == [UInt8](repeating: 0, count: 32) && damaged.id == presented.id)
         }
     }
 

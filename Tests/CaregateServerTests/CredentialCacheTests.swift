@@ -73,7 +73,7 @@ import Testing
             for (key, credential) in Self.entries { cache.put(key, credential, ifEpoch: started) }
             #expect(Self.held(cache) == left, "\(change)")
             // The key row a resolution reads is held to the same rule: only a change to that key drops it.
-            cache.putKeyLookup("lookup1", CredentialCache.KeyLookup(key: nil, digest: CredentialCache.KeyLookup.absent), ifEpoch: started)
+            cache.putKeyLookup("lookup1", CredentialCache.KeyLookup(key: nil), ifEpoch: started)
             #expect((cache.keyLookup("lookup1") == nil) == [.key(lookupID: "lookup1"), .everything].contains(change), "\(change)")
         }
         // Among many changes, one that touched the credential is found; past what the cache

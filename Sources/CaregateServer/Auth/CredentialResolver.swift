@@ -45,8 +45,7 @@ struct CredentialResolver: Sendable {
         if let known = cache.keyLookup(lookupID) {
             lookup = known
         } else {
-            let key = try await grants.key(lookupID: lookupID)
-            lookup = CredentialCache.KeyLookup(key: key, digest: key.flatMap { Secrets.bytes(fromHex: $0.keyHash) } ?? CredentialCache.KeyLookup.absent)
+            lookup = CredentialCache.KeyLookup(key: try await grants.presentedKey(lookupID: lookupID))
             cache.putKeyLookup(lookupID, lookup, ifEpoch: epoch)
         }
         guard Secrets.constantTimeEquals(lookup.digest, presentedDigest), let key = lookup.key, key.revokedAt == nil
