@@ -173,7 +173,7 @@ public final class Database: Sendable {
     /// The SQLite connections this database opened (nil on PostgreSQL).
     var sqliteConnections: SQLiteConnections? { pools.sqliteConnections }
 
-    /// The SQLite connections async code's single statements run on (nil on PostgreSQL).
+    /// The read-only SQLite connections behind ``reads`` (nil on PostgreSQL).
     var sqliteReads: SQLiteReadConnections? { pools.sqliteReads }
 
     /// `BLOB` or `BYTEA`, … — the few DDL words that differ between the dialects.
