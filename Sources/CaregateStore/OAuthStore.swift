@@ -54,6 +54,8 @@ public struct OAuthStore: Sendable {
         sealingKey = KeySealing.key(from: grants.secret)
     }
     var sql: any SQLDatabase { grants.database.sql }
+    /// For the reads a request waits for (``Database/reads``).
+    var reads: any SQLDatabase { grants.database.reads }
 
     /// Registers a client; the secret (when the client gets one) is returned once and stored hashed.
     public func createClient(
@@ -81,7 +83,7 @@ public struct OAuthStore: Sendable {
 
     public func client(_ clientID: String) async throws -> OAuthClientRecord? {
         guard clientID.utf8.count <= 64,
-              let row = try await sql.raw("SELECT \(unsafeRaw: Self.clientColumns) FROM oauth_clients WHERE client_id = \(bind: clientID)").first()
+              let row = try await reads.raw("SELECT \(unsafeRaw: Self.clientColumns) FROM oauth_clients WHERE client_id = \(bind: clientID)").first()
         else { return nil }
         return try clientRecord(row)
     }
@@ -191,6 +193,6 @@ public struct OAuthStore: Sendable {
     }
 
     public func isRevoked(jti: String) async throws -> Bool {
-        try await sql.raw("SELECT jti FROM revoked_tokens WHERE jti = \(bind: jti)").first() != nil
+        try await reads.raw("SELECT jti FROM revoked_tokens WHERE jti = \(bind: jti)").first() != nil
     }
 }

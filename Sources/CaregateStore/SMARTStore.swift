@@ -96,6 +96,8 @@ public struct SMARTStore: Sendable {
     public let grants: GrantStore
     public init(grants: GrantStore) { self.grants = grants }
     var sql: any SQLDatabase { grants.database.sql }
+    /// For the reads a request waits for (``Database/reads``).
+    var reads: any SQLDatabase { grants.database.reads }
 
     /// A URL-safe random handle (base62: nothing for a client or a test kit to mangle).
     static func handle() -> String { Secrets.randomBase62(43) }
@@ -246,7 +248,7 @@ public struct SMARTStore: Sendable {
 
     public func family(_ id: String) async throws -> TokenFamilyRecord? {
         guard id.utf8.count <= 64 else { return nil }
-        let row = try await sql.raw("""
+        let row = try await reads.raw("""
             SELECT id, client_id, user_id, organization_id, scope, context, revoked_at FROM token_families WHERE id = \(bind: id)
             """).first()
         return try row.map(Self.family(from:))
