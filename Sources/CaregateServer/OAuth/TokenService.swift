@@ -102,8 +102,10 @@ final class TokenService: Sendable {
     private let keys = JWTKeyCollection()
     private let published: Mutex<Published>
     /// Tokens whose signature was already checked, so that the hot path verifies each token
-    /// once (expiry is still checked on every use). Bounded; emptied when full.
-    private let verified = Mutex<[VerifiedToken: AccessTokenClaims]>([:])
+    /// once (expiry is still checked on every use). Bounded: full, it drops its oldest token for
+    /// each new one, never all at once (which would send every token in use back to a signature
+    /// check together).
+    private let verified: Mutex<BoundedMap<VerifiedToken, AccessTokenClaims>>
     static let verifiedCapacity = 50_000
 
     /// A token as the verified cache's key: equal by the whole token, hashed by its last 64
@@ -123,10 +125,11 @@ final class TokenService: Sendable {
         }
     }
 
-    init(oauth: OAuthStore, issuer: String, algorithm: TokenAlgorithm = .es256) async throws {
+    init(oauth: OAuthStore, issuer: String, algorithm: TokenAlgorithm = .es256, verifiedCapacity: Int = TokenService.verifiedCapacity) async throws {
         self.oauth = oauth
         self.issuer = issuer
         self.algorithm = algorithm
+        verified = Mutex(BoundedMap(capacity: verifiedCapacity))
         published = Mutex(Published(kid: "", idTokenKid: "", algorithms: [:], jwks: []))
         try await oauth.sealPlainSigningKeys()
         let records = try await oauth.signingKeys(algorithms: Self.algorithms(algorithm)) { name in
@@ -241,10 +244,7 @@ final class TokenService: Sendable {
     func verify(_ token: String) async -> AccessTokenClaims? {
         if let known = alreadyVerified(token) { return known }
         guard let claims = await verifySignature(token) else { return nil }
-        verified.withLock { cache in
-            if cache.count >= Self.verifiedCapacity { cache.removeAll(keepingCapacity: true) }
-            cache[VerifiedToken(token: token)] = claims
-        }
+        verified.withLock { $0[VerifiedToken(token: token)] = claims }
         return claims
     }
 
