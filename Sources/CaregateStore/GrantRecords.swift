@@ -85,6 +85,10 @@ public struct PresentedKeyRecord: Sendable, Equatable {
     public var scopes: [String]?
     public var expiresAt: Int64?
     public var revokedAt: Int64?
+
+    /// A digest no presented key's keyed hash matches: for a stored hash that is not one, and for
+    /// a lookup id no key has.
+    public static let unmatchable = [UInt8](repeating: 0, count: 32)
 }
 
 /// A key as the caller sees it once, at creation or rotation.

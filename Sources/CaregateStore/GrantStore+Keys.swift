@@ -84,7 +84,7 @@ extension GrantStore {
         else { return nil }
         // A stored hash that is not 32 bytes of hex (never written so) matches no presented key.
         let stored = Secrets.bytes(fromHex: try row.decode(column: "key_hash", as: String.self))
-        let digest = stored?.count == 32 ? stored! : [UInt8](repeating: 0, count: 32)
+        let digest = stored?.count == 32 ? stored! : PresentedKeyRecord.unmatchable
         return PresentedKeyRecord(
             id: try row.decode(column: "id", as: String.self), appID: try row.decode(column: "app_id", as: String.self), digest: digest,
             environment: try row.decode(column: "environment", as: String.self),

@@ -59,13 +59,8 @@ final class SQLiteReadConnections: Sendable {
     /// Runs one read, calling `onRow` for each row on the database's thread.
     func query(_ query: String, _ binds: [SQLiteData], _ onRow: @escaping @Sendable (SQLiteRow) -> Void) async throws {
         let connection = try await borrow()
-        do {
-            try await connection.query(query, binds, onRow)
-        } catch {
-            giveBack(connection)
-            throw error
-        }
-        giveBack(connection)
+        defer { giveBack(connection) }
+        try await connection.query(query, binds, onRow)
     }
 
     /// No connection is lent from now on; idle ones are closed.

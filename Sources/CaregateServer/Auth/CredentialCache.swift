@@ -93,8 +93,7 @@ final class CredentialCache: Sendable {
     /// An API key row as found by its lookup id, or its absence (with a digest nothing matches).
     struct KeyLookup: Sendable {
         var key: PresentedKeyRecord?
-        var digest: [UInt8] { key?.digest ?? Self.absent }
-        static let absent = [UInt8](repeating: 0, count: 32)
+        var digest: [UInt8] { key?.digest ?? PresentedKeyRecord.unmatchable }
     }
 
     private struct State {
