@@ -31,26 +31,30 @@ extension GrantStore {
     /// The lookup id of a presented key, or `nil` when it is not shaped like one of ours
     /// (`<prefix>_<prd|sbx>_ak_<52 base62>`). Byte-level: it runs on every request.
     public func lookupID(ofPresentedKey key: Substring) -> String? {
-        let prefixLength = keyPrefix.utf8.count
         var key = key
-        return key.withUTF8 { b -> String? in
-            let bodyStart = prefixLength + 8
-            guard b.count == bodyStart + 52 else { return nil }
-            var prefix = keyPrefix
-            let prefixMatches = prefix.withUTF8 { p in (0..<prefixLength).allSatisfy { b[$0] == p[$0] } }
-            guard prefixMatches, b[prefixLength] == UInt8(ascii: "_"), b[prefixLength + 4] == UInt8(ascii: "_"),
-                  b[prefixLength + 5] == UInt8(ascii: "a"), b[prefixLength + 6] == UInt8(ascii: "k"), b[prefixLength + 7] == UInt8(ascii: "_")
-            else { return nil }
-            let env = (b[prefixLength + 1], b[prefixLength + 2], b[prefixLength + 3])
-            guard env == (UInt8(ascii: "p"), UInt8(ascii: "r"), UInt8(ascii: "d")) || env == (UInt8(ascii: "s"), UInt8(ascii: "b"), UInt8(ascii: "x")) else { return nil }
-            for i in bodyStart..<b.count {
-                switch b[i] {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"): continue
-                default: return nil
-                }
+        return key.withUTF8 { lookupID(ofPresentedKey: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same, of a key as the request's bytes (the direct path reads them so): no string is made
+    /// but the lookup id, which is short enough to be held inline.
+    public func lookupID(ofPresentedKey b: UnsafeRawBufferPointer) -> String? {
+        let prefixLength = keyPrefix.utf8.count
+        let bodyStart = prefixLength + 8
+        guard b.count == bodyStart + 52 else { return nil }
+        var prefix = keyPrefix
+        let prefixMatches = prefix.withUTF8 { p in (0..<prefixLength).allSatisfy { b[$0] == p[$0] } }
+        guard prefixMatches, b[prefixLength] == UInt8(ascii: "_"), b[prefixLength + 4] == UInt8(ascii: "_"),
+              b[prefixLength + 5] == UInt8(ascii: "a"), b[prefixLength + 6] == UInt8(ascii: "k"), b[prefixLength + 7] == UInt8(ascii: "_")
+        else { return nil }
+        let env = (b[prefixLength + 1], b[prefixLength + 2], b[prefixLength + 3])
+        guard env == (UInt8(ascii: "p"), UInt8(ascii: "r"), UInt8(ascii: "d")) || env == (UInt8(ascii: "s"), UInt8(ascii: "b"), UInt8(ascii: "x")) else { return nil }
+        for i in bodyStart..<b.count {
+            switch b[i] {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"): continue
+            default: return nil
             }
-            return String(decoding: UnsafeBufferPointer(rebasing: b[bodyStart..<(bodyStart + 12)]), as: UTF8.self)
         }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: b[bodyStart..<(bodyStart + 12)]), as: UTF8.self)
     }
 
     public func createKey(appID: String, name: String, environment: String, scopes: [String]?, expiresAt: Int64?) async throws -> IssuedKey {

@@ -43,9 +43,14 @@ public struct GrantStore: Sendable {
 
     /// The same keyed hash as bytes, for the per-request comparison: no hex string is built.
     public func digest(_ value: Substring) -> SHA256Digest {
-        var inner = self.inner
         var value = value
-        value.withUTF8 { inner.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        return value.withUTF8 { digest(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same keyed hash of a value as bytes.
+    public func digest(_ value: UnsafeRawBufferPointer) -> SHA256Digest {
+        var inner = self.inner
+        inner.update(bufferPointer: value)
         var outer = self.outer
         inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
         return outer.finalize()

@@ -66,29 +66,33 @@ public struct OrganizationBits: Hashable, Sendable {
 
     public init?(clientForm text: String) {
         var text = text
-        guard let bits = text.withUTF8({ b -> (UInt64, UInt64)? in
-            guard b.count == 36 else { return nil }
-            var high: UInt64 = 0, low: UInt64 = 0, n = 0
-            func take(_ c: UInt8) -> Bool {
-                guard let nibble = hexValue(c, upperCase: true) else { return false }
-                if n < 16 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
-                n += 1
-                return true
-            }
-            if b[0] == UInt8(ascii: "o") && b[1] == UInt8(ascii: "r") && b[2] == UInt8(ascii: "g") && b[3] == UInt8(ascii: "_") {
-                for i in 4..<36 where !take(b[i]) { return nil }
-            } else {
-                for i in 0..<36 {
-                    if i == 8 || i == 13 || i == 18 || i == 23 {
-                        if b[i] != UInt8(ascii: "-") { return nil }
-                    } else if !take(b[i]) {
-                        return nil
-                    }
+        guard let bits = text.withUTF8({ OrganizationBits(clientForm: UnsafeRawBufferPointer($0)) }) else { return nil }
+        self = bits
+    }
+
+    /// The same, of an `X-Organization-Id` value as the request's bytes.
+    public init?(clientForm b: UnsafeRawBufferPointer) {
+        guard b.count == 36 else { return nil }
+        var high: UInt64 = 0, low: UInt64 = 0, n = 0
+        func take(_ c: UInt8) -> Bool {
+            guard let nibble = hexValue(c, upperCase: true) else { return false }
+            if n < 16 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
+            n += 1
+            return true
+        }
+        if b[0] == UInt8(ascii: "o") && b[1] == UInt8(ascii: "r") && b[2] == UInt8(ascii: "g") && b[3] == UInt8(ascii: "_") {
+            for i in 4..<36 where !take(b[i]) { return nil }
+        } else {
+            for i in 0..<36 {
+                if i == 8 || i == 13 || i == 18 || i == 23 {
+                    if b[i] != UInt8(ascii: "-") { return nil }
+                } else if !take(b[i]) {
+                    return nil
                 }
             }
-            return (high, low)
-        }) else { return nil }
-        (high, low) = bits
+        }
+        self.high = high
+        self.low = low
     }
 
     /// The canonical id, `org_<32 lower-case hex>`.

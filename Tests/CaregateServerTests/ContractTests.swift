@@ -251,6 +251,19 @@ struct ContractTests {
             #expect(presented.digest == Array(grants.digest(x.key[...])))
             #expect(presented.revokedAt == nil && x.key.contains("_\(presented.environment)_ak_"))
             #expect(try await grants.presentedKey(lookupID: String(lookupID.reversed())) == nil)
+            // The direct path reads a key and its clinic as the request's bytes: the same lookup id,
+            // digest and clinic as from strings, and anything else is no key.
+            let shapes = [x.key, "cg_sbx_ak_" + String(repeating: "a", count: 52), String(x.key.dropLast()), x.key + "x", "cg_dev_ak_" + String(repeating: "a", count: 52), ""]
+            for text in shapes {
+                let fromBytes = text.utf8.withContiguousStorageIfAvailable { grants.lookupID(ofPresentedKey: UnsafeRawBufferPointer($0)) }
+                #expect(fromBytes == .some(grants.lookupID(ofPresentedKey: text[...])), "\(text)")
+            }
+            #expect(x.key.utf8.withContiguousStorageIfAvailable { Array(grants.digest(UnsafeRawBufferPointer($0))) } == Array(grants.digest(x.key[...])))
+            for organization in [x.clinic.uuid, x.clinic.uuid.uppercased(), x.clinic.id, "org_" + String(repeating: "g", count: 32), x.clinic.uuid + " "] {
+                let fromBytes = organization.utf8.withContiguousStorageIfAvailable { OrganizationBits(clientForm: UnsafeRawBufferPointer($0)) }
+                #expect(fromBytes == .some(OrganizationBits(clientForm: organization)), "\(organization)")
+            }
+            #expect(OrganizationBits(clientForm: x.clinic.uuid) != nil && OrganizationBits(clientForm: x.clinic.uuid) == OrganizationBits(clientForm: x.clinic.id))
             // A stored hash that is not one (never written so) matches no key, rather than failing the read.
             try await s.server.database.sql.raw("UPDATE api_keys SET key_hash = 'not hex' WHERE lookup_id = \(bind: lookupID)").run()
             let damaged = try #require(try await grants.presentedKey(lookupID: lookupID))

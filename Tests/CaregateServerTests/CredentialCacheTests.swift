@@ -16,6 +16,16 @@ import Testing
         CredentialCache.Key(lookupID: "lookup\(n)", organization: OrganizationBits(clientForm: "00000000-0000-0000-0000-0000000000\(String(format: "%02x", organization))")!)
     }
 
+    @Test("the Bearer scheme is read the same from a request's bytes as from its string: any letter case, then a credential")
+    func bearerScheme() {
+        let cases = ["Bearer k", "bearer k", "BEARER k", "BeArEr k", "Bearer ", "Bearer", "Basic k", "Bearerk", "Bearer\tk", "", "bearer  k", "Bëarer k"]
+        let expected = [true, true, true, true, false, false, false, false, false, false, true, false]
+        for (text, answer) in zip(cases, expected) {
+            #expect(RequestAuthenticator.hasBearerScheme(text) == answer, "\(text)")
+            #expect(text.utf8.withContiguousStorageIfAvailable { RequestAuthenticator.hasBearerScheme(UnsafeRawBufferPointer($0)) } == answer, "\(text)")
+        }
+    }
+
     @Test("full, the cache drops its oldest credential for each new one, never everything")
     func eviction() {
         let cache = CredentialCache(capacity: 3)

@@ -70,6 +70,19 @@ struct CredentialResolver: Sendable {
     /// anything else (unknown, not cached yet, invalid, expired), which ``resolve(key:organizationHeader:)``
     /// then answers. The direct gateway path (``DirectForwarding``) asks this on its event loop.
     func cached(presented: Substring, organizationHeader: String?) -> Credential? {
+        var presented = presented
+        return presented.withUTF8 { presented in
+            if let organizationHeader {
+                var organizationHeader = organizationHeader
+                return organizationHeader.withUTF8 { cached(presented: UnsafeRawBufferPointer(presented), organization: UnsafeRawBufferPointer($0)) }
+            }
+            return cached(presented: UnsafeRawBufferPointer(presented), organization: nil)
+        }
+    }
+
+    /// The same, of the credential and `X-Organization-Id` as the request's bytes (the direct path
+    /// reads them so): an API key's costs no string but its lookup id's, held inline.
+    func cached(presented: UnsafeRawBufferPointer, organization organizationHeader: UnsafeRawBufferPointer?) -> Credential? {
         if let lookupID = grants.lookupID(ofPresentedKey: presented) {
             guard let organizationHeader, let organization = OrganizationBits(clientForm: organizationHeader),
                   let cached = cache.get(CredentialCache.Key(lookupID: lookupID, organization: organization)),
@@ -82,7 +95,7 @@ struct CredentialResolver: Sendable {
             guard let bits = OrganizationBits(clientForm: organizationHeader) else { return nil }
             requested = bits
         }
-        guard let claims = tokens.alreadyVerified(String(presented)), case .clinic(let organization) = Self.clinic(of: claims, requested: requested)
+        guard let claims = tokens.alreadyVerified(String(decoding: presented, as: UTF8.self)), case .clinic(let organization) = Self.clinic(of: claims, requested: requested)
         else { return nil }
         return cache.get(CredentialCache.Key(lookupID: claims.jti.value, organization: organization))
     }

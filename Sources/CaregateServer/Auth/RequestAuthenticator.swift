@@ -38,14 +38,18 @@ struct RequestAuthenticator: Sendable {
     /// `Bearer ` in any letter case, followed by at least one character; compares bytes, allocates nothing.
     static func hasBearerScheme(_ authorization: String) -> Bool {
         var authorization = authorization
-        return authorization.withUTF8 { bytes in
-            guard bytes.count > 7 else { return false }
-            for (i, expected) in "bearer ".utf8.enumerated() {
-                let byte = bytes[i]
-                let lowered = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
-                guard lowered == expected else { return false }
-            }
-            return true
+        return authorization.withUTF8 { hasBearerScheme(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The same, of an `Authorization` value as the request's bytes.
+    static func hasBearerScheme(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count > 7 else { return false }
+        let scheme: InlineArray<7, UInt8> = [0x62, 0x65, 0x61, 0x72, 0x65, 0x72, 0x20]  // "bearer "
+        for i in 0..<7 {
+            let byte = bytes[i]
+            let lowered = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+            guard lowered == scheme[i] else { return false }
         }
+        return true
     }
 }

@@ -273,7 +273,8 @@ struct DirectForwarding: Sendable {
         if let known = remembered.credential(authorization: presented, organization: fields.organization, epoch: epoch) {
             credential = known
         } else {
-            guard let found = cached(String(decoding: presented, as: UTF8.self), fields.organization.map { String(decoding: $0, as: UTF8.self) })
+            guard RequestAuthenticator.hasBearerScheme(presented),
+                  let found = resolver.cached(presented: UnsafeRawBufferPointer(rebasing: presented[7...]), organization: fields.organization)
             else { return nil }
             remembered.remember(found, authorization: presented, organization: fields.organization, epoch: epoch)
             credential = found
