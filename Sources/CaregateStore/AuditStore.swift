@@ -10,11 +10,10 @@ import SQLKit
 public struct AuditEvent: Sendable, Equatable {
     /// Whose request it was: the clinic, the app and the key (or OAuth client).
     ///
-    /// Open so that a server's credential can be its own subject: an event then references the
-    /// object its request was authenticated by, which that request has just read, rather than
-    /// one more object of its own (with many credentials in use, each is a cache miss on the
-    /// request's thread and on the audit writer's). Its fields are constants, as a subclass's
-    /// must be too: that is what makes it `Sendable`.
+    /// Open so that a server's credential can be its own subject when its ids are not all ours
+    /// (see ``IDs``, which the events of every other credential hold instead): an event then
+    /// references the object its request was authenticated by rather than one more object of its
+    /// own. Its fields are constants, as a subclass's must be too: that is what makes it `Sendable`.
     open class Subject: @unchecked Sendable, Equatable {
         public let auditedOrganizationID: String?
         public let auditedAppID: String?
@@ -70,9 +69,34 @@ public struct AuditEvent: Sendable, Equatable {
         }
     }
 
+    /// The clinic, app and key of a request, as bits: what an event of a credential whose ids are
+    /// all ``Identifier/random(_:)``'s keeps instead of a reference to that credential. With many
+    /// keys in use, the audit writer's thread found each event's credential, and its key id's
+    /// string, out of cache, and a reference had it retain and release each one, miss after miss
+    /// (perf, 100,000 keys at random: `insert` took 0.67–0.75 µs per request, with bits 0.26–0.28).
+    public struct IDs: Hashable, Sendable {
+        public let organization: CompactID
+        public let app: CompactID
+        public let key: CompactID
+
+        public init?(organizationID: String, appID: String, keyID: String) {
+            guard let organization = CompactID(organizationID), let app = CompactID(appID), let key = CompactID(keyID) else { return nil }
+            self.organization = organization
+            self.app = app
+            self.key = key
+        }
+    }
+
+    /// Whose request it was: as ids (``IDs``), or as a subject (any other ids), or nobody.
+    fileprivate enum Who: Sendable {
+        case nobody
+        case ids(IDs)
+        case subject(Subject)
+    }
+
     public var id: String
     public var at: Int64
-    public var subject: Subject?
+    fileprivate var who: Who
     public var method: String
     public var decided: Route?
     /// The request's path. Nil while it is the decided route's own template (a route without
@@ -89,9 +113,44 @@ public struct AuditEvent: Sendable, Equatable {
     /// How many requests this event stands for (1, or a peer's tally).
     public var count: Int
 
-    public var organizationID: String? { subject?.auditedOrganizationID }
-    public var appID: String? { subject?.auditedAppID }
-    public var keyID: String? { subject?.auditedKeyID }
+    /// Whose request it was. An event holding ``IDs`` gives a new subject naming them; ``note(_:)`` sets them.
+    public var subject: Subject? {
+        get {
+            switch who {
+            case .nobody: nil
+            case .ids(let ids): Subject(organizationID: ids.organization.text, appID: ids.app.text, keyID: ids.key.text)
+            case .subject(let subject): subject
+            }
+        }
+        set { who = newValue.map(Who.subject) ?? .nobody }
+    }
+
+    /// Names the request's clinic, app and key by their bits.
+    public mutating func note(_ ids: IDs) {
+        who = .ids(ids)
+    }
+
+    public var organizationID: String? {
+        switch who {
+        case .nobody: nil
+        case .ids(let ids): ids.organization.text
+        case .subject(let subject): subject.auditedOrganizationID
+        }
+    }
+    public var appID: String? {
+        switch who {
+        case .nobody: nil
+        case .ids(let ids): ids.app.text
+        case .subject(let subject): subject.auditedAppID
+        }
+    }
+    public var keyID: String? {
+        switch who {
+        case .nobody: nil
+        case .ids(let ids): ids.key.text
+        case .subject(let subject): subject.auditedKeyID
+        }
+    }
     public var route: String? { decided?.template }
     public var requiredScope: String? { decided?.requiredScope }
     public var path: String {
@@ -105,7 +164,7 @@ public struct AuditEvent: Sendable, Equatable {
 
     /// Equal when every field reads the same (a path kept as its route's template included).
     public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
-        a.id == b.id && a.at == b.at && a.subject == b.subject && a.method == b.method && a.decided == b.decided && a.path == b.path
+        a.id == b.id && a.at == b.at && a.organizationID == b.organizationID && a.appID == b.appID && a.keyID == b.keyID && a.method == b.method && a.decided == b.decided && a.path == b.path
             && a.decision == b.decision && a.status == b.status && a.trace == b.trace && a.peer == b.peer && a.count == b.count
     }
 
@@ -169,7 +228,7 @@ public struct AuditEvent: Sendable, Equatable {
     ) {
         self.id = ""
         self.at = at
-        self.subject = subject
+        self.who = subject.map(Who.subject) ?? .nobody
         self.method = method
         self.decided = decided
         self.ownPath = path
@@ -215,55 +274,45 @@ public struct AuditStore: Sendable {
 
     /// Writes a batch (in the order recorded) in one transaction: nothing or everything.
     public func insert(_ events: [AuditEvent]) async throws {
-        struct Credential: Hashable {
-            var organizationID: String?
-            var appID: String?
-        }
-        // Events by app and clinic, in recorded order; consecutive events mostly share them (most
-        // often the very same subject), so the dictionary is consulted only when they change.
-        // The current run is three variables, not an optional tuple: reading a copy of the tuple
-        // to compare would share its index array, and every append would then copy it whole.
-        var groups: [Credential: [Int]] = [:]
-        var order: [Credential] = []
-        var runCredential: Credential?
-        var runSubject: AuditEvent.Subject?
+        // Events by app and clinic, in recorded order; consecutive events mostly share them, so
+        // the dictionary is consulted only when they change. The current run is two variables,
+        // not an optional tuple: reading a copy of the tuple to compare would share its index
+        // array, and every append would then copy it whole.
+        var groups: [Group: [Int]] = [:]
+        var order: [Group] = []
+        var runGroup: Group?
         var runIndices: [Int] = []
         func close() {
-            guard let credential = runCredential else { return }
-            if groups[credential] == nil { order.append(credential) }
-            groups[credential, default: []].append(contentsOf: runIndices)
+            guard let group = runGroup else { return }
+            if groups[group] == nil { order.append(group) }
+            groups[group, default: []].append(contentsOf: runIndices)
             runIndices.removeAll(keepingCapacity: true)
-            runCredential = nil
+            runGroup = nil
         }
         for i in events.indices {
-            let subject = events[i].subject
-            if let credential = runCredential,
-               runSubject === subject || (credential.organizationID == subject?.auditedOrganizationID && credential.appID == subject?.auditedAppID) {
-                runIndices.append(i)
-            } else {
+            let group = Group(events[i].who)
+            if group != runGroup {
                 close()
-                runCredential = Credential(organizationID: subject?.auditedOrganizationID, appID: subject?.auditedAppID)
-                runSubject = subject
-                runIndices.append(i)
+                runGroup = group
             }
+            runIndices.append(i)
         }
         close()
-        var segments: [(id: String, firstAt: Int64, lastAt: Int64, credential: Credential, keyID: String?, allowed: Int, denied: Int, events: String)] = []
+        var segments: [(id: String, firstAt: Int64, lastAt: Int64, group: Group, keyID: String?, allowed: Int, denied: Int, events: String)] = []
         var document: [UInt8] = []
-        for credential in order {
-            let indices = groups[credential]!
+        for group in order {
+            let indices = groups[group]!
             for start in stride(from: 0, to: indices.count, by: Self.segmentSize) {
                 let chunk = indices[start..<min(start + Self.segmentSize, indices.count)]
                 document.removeAll(keepingCapacity: true)
                 var allowed = 0
                 // The segment names the key when its events share one; else each event names its own.
-                let firstSubject = events[chunk.first!].subject
-                let key = firstSubject?.auditedKeyID
-                let shared = chunk.allSatisfy { events[$0].subject === firstSubject || events[$0].keyID == key }
+                let first = events[chunk.first!].who
+                let shared = chunk.allSatisfy { Self.sameKey(events[$0].who, first) }
                 Self.writeEvents(events, chunk, into: &document, allowed: &allowed, withKeys: !shared)
-                let first = events[chunk.first!].at, last = events[chunk.last!].at
+                let firstAt = events[chunk.first!].at, last = events[chunk.last!].at
                 // Named after its latest event, so that the segment holding the newest event comes first.
-                segments.append((Identifier.timeOrdered("aud", millis: last), first, last, credential, shared ? key : nil, allowed, chunk.count - allowed,
+                segments.append((Identifier.timeOrdered("aud", millis: last), firstAt, last, group, shared ? events[chunk.first!].keyID : nil, allowed, chunk.count - allowed,
                                  String(decoding: document, as: UTF8.self)))
             }
         }
@@ -273,10 +322,50 @@ public struct AuditStore: Sendable {
             for s in rows {
                 try await db.raw("""
                     INSERT INTO audit_segments (id, first_at, last_at, organization_id, app_id, key_id, allowed, denied, events)
-                    VALUES (\(bind: s.id), \(bind: s.firstAt), \(bind: s.lastAt), \(bind: s.credential.organizationID), \(bind: s.credential.appID),
+                    VALUES (\(bind: s.id), \(bind: s.firstAt), \(bind: s.lastAt), \(bind: s.group.organizationID), \(bind: s.group.appID),
                     \(bind: s.keyID), \(bind: s.allowed), \(bind: s.denied), \(bind: s.events))
                     """).run()
             }
+        }
+    }
+
+    /// What a segment's events share: their clinic and app, as bits or as text.
+    fileprivate enum Group: Hashable {
+        case ids(organization: CompactID, app: CompactID)
+        case text(organizationID: String?, appID: String?)
+
+        init(_ who: AuditEvent.Who) {
+            switch who {
+            case .ids(let ids): self = .ids(organization: ids.organization, app: ids.app)
+            case .subject(let subject): self = .text(organizationID: subject.auditedOrganizationID, appID: subject.auditedAppID)
+            case .nobody: self = .text(organizationID: nil, appID: nil)
+            }
+        }
+
+        var organizationID: String? {
+            switch self {
+            case .ids(let organization, _): organization.text
+            case .text(let organizationID, _): organizationID
+            }
+        }
+
+        var appID: String? {
+            switch self {
+            case .ids(_, let app): app.text
+            case .text(_, let appID): appID
+            }
+        }
+    }
+
+    /// Whether two events name the same key, compared as bits when both hold ids.
+    fileprivate static func sameKey(_ a: AuditEvent.Who, _ b: AuditEvent.Who) -> Bool {
+        switch (a, b) {
+        case (.ids(let x), .ids(let y)): x.key == y.key
+        case (.subject(let x), .subject(let y)): x === y || x.auditedKeyID == y.auditedKeyID
+        case (.nobody, .nobody): true
+        case (.ids(let ids), .subject(let subject)), (.subject(let subject), .ids(let ids)): subject.auditedKeyID == ids.key.text
+        case (.nobody, .subject(let subject)), (.subject(let subject), .nobody): subject.auditedKeyID == nil
+        case (.nobody, .ids), (.ids, .nobody): false
         }
     }
 
@@ -358,7 +447,14 @@ public struct AuditStore: Sendable {
                 }
                 if withKeys {
                     out.append(UInt8(ascii: ","))
-                    string(events[i].subject?.auditedKeyID)
+                    switch events[i].who {
+                    case .ids(let ids):
+                        out.append(UInt8(ascii: "\""))
+                        ids.key.write(into: &out)
+                        out.append(UInt8(ascii: "\""))
+                    case .subject(let subject): string(subject.auditedKeyID)
+                    case .nobody: string(nil)
+                    }
                 }
                 out.append(UInt8(ascii: "]"))
             }

@@ -105,6 +105,57 @@ public struct OrganizationBits: Hashable, Sendable {
     }
 }
 
+/// An id as ``Identifier/random(_:)`` makes them (`<three lower-case letters>_<32 lower-case hex>`),
+/// held as its bits: 24 bytes inline, compared as integers, written back as the same text.
+public struct CompactID: Hashable, Sendable {
+    /// The three letters, one per byte.
+    private let prefix: UInt32
+    private let high: UInt64
+    private let low: UInt64
+
+    /// Nil for any other text (it is then kept as a string).
+    public init?(_ text: String) {
+        var text = text
+        guard let parsed = text.withUTF8({ b -> CompactID? in
+            guard b.count == 36, b[3] == UInt8(ascii: "_") else { return nil }
+            var prefix: UInt32 = 0
+            for i in 0..<3 {
+                guard (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b[i]) else { return nil }
+                prefix = prefix << 8 | UInt32(b[i])
+            }
+            var high: UInt64 = 0, low: UInt64 = 0
+            for i in 4..<36 {
+                guard let nibble = hexValue(b[i], upperCase: false) else { return nil }
+                if i < 20 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
+            }
+            return CompactID(prefix: prefix, high: high, low: low)
+        }) else { return nil }
+        self = parsed
+    }
+
+    private init(prefix: UInt32, high: UInt64, low: UInt64) {
+        self.prefix = prefix
+        self.high = high
+        self.low = low
+    }
+
+    public var text: String {
+        var bytes: [UInt8] = []
+        write(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the id's text (36 bytes, nothing JSON escapes).
+    public func write(into out: inout [UInt8]) {
+        out.append(UInt8(truncatingIfNeeded: prefix >> 16))
+        out.append(UInt8(truncatingIfNeeded: prefix >> 8))
+        out.append(UInt8(truncatingIfNeeded: prefix))
+        out.append(UInt8(ascii: "_"))
+        Identifier.appendHex(high, digits: 16, to: &out)
+        Identifier.appendHex(low, digits: 16, to: &out)
+    }
+}
+
 /// Randomness, keyed hashes and constant-time comparison for every secret Caregate keeps.
 public enum Secrets {
     /// Bytes from the system CSPRNG, eight at a time.

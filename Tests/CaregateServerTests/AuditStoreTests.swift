@@ -109,6 +109,52 @@ struct AuditStoreTests {
         }
     }
 
+    @Test("events that name their clinic, app and key by bits read back as those named by strings, in shared segments; other ids stay strings", arguments: Backend.allCases)
+    func eventsNamedByIDs(_ backend: Backend) async throws {
+        try await withServer(backend) { s in
+            let store = AuditStore(database: s.server.database)
+            let clinic = Identifier.random("org"), app = Identifier.random("app")
+            let keys = (0..<3).map { _ in Identifier.random("key") }
+            let start = Clock.millis()
+            #expect(AuditEvent.IDs(organizationID: clinic, appID: app, keyID: "cli_chosen-by-a-clinic") == nil)
+            #expect(AuditEvent.IDs(organizationID: clinic.uppercased(), appID: app, keyID: keys[0]) == nil, "upper-case hex is not what Identifier makes")
+            #expect(CompactID(keys[1])?.text == keys[1] && CompactID("key_" + String(repeating: "g", count: 32)) == nil)
+            var traces: [String: String?] = [:]
+            // 30 events by bits over three keys, then 5 named by a subject (a client id of a
+            // clinic's choosing) under the same clinic and app, then 4 of one key alone.
+            var mixed: [AuditEvent] = []
+            for i in 0..<35 {
+                let trace = UUID().uuidString.lowercased()
+                var event = Self.event(clinic, app: app, key: nil, at: start + Int64(i), denied: i % 4 == 0, trace: trace)
+                if i < 30 {
+                    event.note(try #require(AuditEvent.IDs(organizationID: clinic, appID: app, keyID: keys[i % 3])))
+                    #expect(event.keyID == keys[i % 3] && event.organizationID == clinic && event.appID == app && event.subject?.auditedKeyID == keys[i % 3])
+                    traces[trace] = keys[i % 3]
+                } else {
+                    event.subject = AuditEvent.Subject(organizationID: clinic, appID: app, keyID: "cli_chosen-by-a-clinic")
+                    traces[trace] = "cli_chosen-by-a-clinic"
+                }
+                mixed.append(event)
+            }
+            let alone = try (0..<4).map { i in
+                var event = Self.event(clinic, app: app, key: nil, at: start + 40 + Int64(i), denied: false, trace: UUID().uuidString.lowercased())
+                event.note(try #require(AuditEvent.IDs(organizationID: clinic, appID: app, keyID: keys[0])))
+                traces[event.traceID] = keys[0]
+                return event
+            }
+            try await store.insert(mixed)
+            try await store.insert(alone)
+            let read = try await Self.all(store, organization: clinic, app: app, limit: 7)
+            #expect(read.count == 39)
+            #expect(read.allSatisfy { traces[$0.traceID] == .some($0.keyID) && $0.organizationID == clinic && $0.appID == app })
+            #expect(Set(read.map(\.traceID)) == Set(traces.keys))
+            // By bits and by strings, the same clinic and app: two segments for the first write, and
+            // only the segment of one key names it.
+            let rows = try await s.server.database.sql.raw("SELECT key_id FROM audit_segments WHERE app_id = \(bind: app) ORDER BY first_at").all()
+            #expect(try rows.map { try $0.decode(column: "key_id", as: String?.self) } == [nil, "cli_chosen-by-a-clinic", keys[0]])
+        }
+    }
+
     @Test("the audit writer stores every recorded event once, in order, across flushes that reuse its buffers")
     func writerKeepsEveryEventAcrossFlushes() async throws {
         try await withServer(.sqlite) { s in

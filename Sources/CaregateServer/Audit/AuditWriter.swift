@@ -151,9 +151,13 @@ extension AuditEvent {
             decision: "denied", status: 0, traceID: traceID)
     }
 
-    /// Whose request it is: the credential's clinic, app and key.
+    /// Whose request it is: the credential's clinic, app and key (as bits when they are ids of ours).
     mutating func note(_ credential: Credential) {
-        subject = credential
+        if let ids = credential.auditIDs {
+            note(ids)
+        } else {
+            subject = credential
+        }
     }
 
     /// What `decide` answered, as the log keeps it: the route and what it requires when

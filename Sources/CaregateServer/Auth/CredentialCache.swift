@@ -34,6 +34,9 @@ final class Credential: AuditEvent.Subject, @unchecked Sendable {
     let meBody: [ByteBuffer]
     /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
     let scopeHeader: [String]
+    /// Its clinic, app and key as its requests' audit events name them (nil when one is not an
+    /// id of ours, such as a client id a clinic chose: the events then name the credential).
+    let auditIDs: AuditEvent.IDs?
 
     init(
         keyID: String, type: CredentialType, keyDigest: [UInt8], expiresAt: Int64?, appID: String, appSlug: String, liveVersionID: String,
@@ -54,6 +57,7 @@ final class Credential: AuditEvent.Subject, @unchecked Sendable {
         self.family = family
         self.meBody = meBody
         self.scopeHeader = scopeHeader
+        auditIDs = AuditEvent.IDs(organizationID: organizationID, appID: appID, keyID: keyID)
         super.init(organizationID: organizationID, appID: appID, keyID: keyID)
     }
 
