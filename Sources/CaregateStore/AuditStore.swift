@@ -329,7 +329,9 @@ public struct AuditStore: Sendable {
         }
     }
 
-    /// What a segment's events share: their clinic and app, as bits or as text.
+    /// What a segment's events share: their clinic and app, as bits or as text. Events of one app
+    /// and clinic named both ways in one write (a client id a clinic chose names its events by
+    /// subject) go to two segments, which read back as one log.
     fileprivate enum Group: Hashable {
         case ids(organization: CompactID, app: CompactID)
         case text(organizationID: String?, appID: String?)
