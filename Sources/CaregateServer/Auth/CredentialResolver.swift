@@ -68,20 +68,9 @@ struct CredentialResolver: Sendable {
 
     /// The credential when it is cached and valid, without waiting for anything: nil for
     /// anything else (unknown, not cached yet, invalid, expired), which ``resolve(key:organizationHeader:)``
-    /// then answers. The direct gateway path (``DirectForwarding``) asks this on its event loop.
-    func cached(presented: Substring, organizationHeader: String?) -> Credential? {
-        var presented = presented
-        return presented.withUTF8 { presented in
-            if let organizationHeader {
-                var organizationHeader = organizationHeader
-                return organizationHeader.withUTF8 { cached(presented: UnsafeRawBufferPointer(presented), organization: UnsafeRawBufferPointer($0)) }
-            }
-            return cached(presented: UnsafeRawBufferPointer(presented), organization: nil)
-        }
-    }
-
-    /// The same, of the credential and `X-Organization-Id` as the request's bytes (the direct path
-    /// reads them so): an API key's costs no string but its lookup id's, held inline.
+    /// then answers. The direct gateway path (``DirectForwarding``) asks this on its event loop,
+    /// with the credential and `X-Organization-Id` as bytes: an API key's costs no string but its
+    /// lookup id's, held inline.
     func cached(presented: UnsafeRawBufferPointer, organization organizationHeader: UnsafeRawBufferPointer?) -> Credential? {
         if let lookupID = grants.lookupID(ofPresentedKey: presented) {
             guard let organizationHeader, let organization = OrganizationBits(clientForm: organizationHeader),

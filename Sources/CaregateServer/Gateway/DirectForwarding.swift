@@ -273,9 +273,7 @@ struct DirectForwarding: Sendable {
         if let known = remembered.credential(authorization: presented, organization: fields.organization, epoch: epoch) {
             credential = known
         } else {
-            guard RequestAuthenticator.hasBearerScheme(presented),
-                  let found = resolver.cached(presented: UnsafeRawBufferPointer(rebasing: presented[7...]), organization: fields.organization)
-            else { return nil }
+            guard let found = cached(presented, fields.organization) else { return nil }
             remembered.remember(found, authorization: presented, organization: fields.organization, epoch: epoch)
             credential = found
         }
@@ -286,14 +284,20 @@ struct DirectForwarding: Sendable {
     private func allowed(
         _ surface: Surface, _ method: HTTPRequest.Method, _ path: String, _ query: String?, _ authorization: String, _ organization: String?
     ) -> (credential: Credential, decision: Decision, route: Int)? {
-        guard let credential = cached(authorization, organization) else { return nil }
+        var authorization = authorization
+        let credential = authorization.withUTF8 { authorization in
+            guard var organization else { return cached(UnsafeRawBufferPointer(authorization), nil) }
+            return organization.withUTF8 { cached(UnsafeRawBufferPointer(authorization), UnsafeRawBufferPointer($0)) }
+        }
+        guard let credential else { return nil }
         return allowed(surface, method, path, query, credential)
     }
 
-    /// The cached credential an `Authorization` value presents (nil: not a bearer credential, or not cached).
-    private func cached(_ authorization: String, _ organization: String?) -> Credential? {
+    /// The cached credential an `Authorization` value presents, with the `X-Organization-Id` value
+    /// (nil: not a bearer credential, or not cached).
+    private func cached(_ authorization: UnsafeRawBufferPointer, _ organization: UnsafeRawBufferPointer?) -> Credential? {
         guard RequestAuthenticator.hasBearerScheme(authorization) else { return nil }
-        return resolver.cached(presented: authorization.dropFirst(7), organizationHeader: organization)
+        return resolver.cached(presented: UnsafeRawBufferPointer(rebasing: authorization[7...]), organization: organization)
     }
 
     /// `decide` for the credential: its set on the surface, nil when it does not allow the request.
