@@ -8,13 +8,10 @@ import SQLKit
 /// Recording an event then takes two references where it would take five strings, each a
 /// reference count that every thread serving the credential, and the audit writer's, updates.
 public struct AuditEvent: Sendable, Equatable {
-    /// Whose request it was: the clinic, the app and the key (or OAuth client).
-    ///
-    /// Open so that a server's credential can be its own subject when its ids are not all ours
-    /// (see ``IDs``, which the events of every other credential hold instead): an event then
-    /// references the object its request was authenticated by rather than one more object of its
-    /// own. Its fields are constants, as a subclass's must be too: that is what makes it `Sendable`.
-    open class Subject: @unchecked Sendable, Equatable {
+    /// Whose request it was: the clinic, the app and the key (or OAuth client), as the events of
+    /// a credential whose ids are not all ours name it (every other credential's hold ``IDs``). A
+    /// server makes one per credential, and its events share it rather than copy three strings.
+    public final class Subject: Sendable, Equatable {
         public let auditedOrganizationID: String?
         public let auditedAppID: String?
         public let auditedKeyID: String?
@@ -81,6 +78,12 @@ public struct AuditEvent: Sendable, Equatable {
 
         public init?(organizationID: String, appID: String, keyID: String) {
             guard let organization = CompactID(organizationID), let app = CompactID(appID), let key = CompactID(keyID) else { return nil }
+            self.organization = organization
+            self.app = app
+            self.key = key
+        }
+
+        public init(organization: CompactID, app: CompactID, key: CompactID) {
             self.organization = organization
             self.app = app
             self.key = key

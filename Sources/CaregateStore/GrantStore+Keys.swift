@@ -48,11 +48,11 @@ extension GrantStore {
         else { return nil }
         let env = (b[prefixLength + 1], b[prefixLength + 2], b[prefixLength + 3])
         guard env == (UInt8(ascii: "p"), UInt8(ascii: "r"), UInt8(ascii: "d")) || env == (UInt8(ascii: "s"), UInt8(ascii: "b"), UInt8(ascii: "x")) else { return nil }
+        // Base62 by arithmetic: a `switch` over three ranges compiled to a call per range and
+        // byte, 0.16 µs a key (perf, 2026-12-04). `| 0x20` makes an upper-case letter lower.
         for i in bodyStart..<b.count {
-            switch b[i] {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"): continue
-            default: return nil
-            }
+            let byte = b[i]
+            guard byte &- UInt8(ascii: "0") < 10 || (byte | 0x20) &- UInt8(ascii: "a") < 26 else { return nil }
         }
         return String(decoding: UnsafeRawBufferPointer(rebasing: b[bodyStart..<(bodyStart + 12)]), as: UTF8.self)
     }

@@ -258,6 +258,12 @@ struct ContractTests {
                 let fromBytes = text.utf8.withContiguousStorageIfAvailable { grants.lookupID(ofPresentedKey: UnsafeRawBufferPointer($0)) }
                 #expect(fromBytes == .some(grants.lookupID(ofPresentedKey: text[...])), "\(text)")
             }
+            // Each byte of a key's body is base62 or the key is none of ours.
+            for byte in UInt8.min...UInt8.max {
+                let text = Array("cg_sbx_ak_".utf8) + [byte] + Array(repeating: UInt8(ascii: "a"), count: 51)
+                let base62 = (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                #expect(text.withUnsafeBytes { grants.lookupID(ofPresentedKey: $0) != nil } == base62, "byte \(byte)")
+            }
             #expect(x.key.utf8.withContiguousStorageIfAvailable { Array(grants.digest(UnsafeRawBufferPointer($0))) } == Array(grants.digest(x.key[...])))
             for organization in [x.clinic.uuid, x.clinic.uuid.uppercased(), x.clinic.id, "org_" + String(repeating: "g", count: 32), x.clinic.uuid + " "] {
                 let fromBytes = organization.utf8.withContiguousStorageIfAvailable { OrganizationBits(clientForm: UnsafeRawBufferPointer($0)) }

@@ -9,7 +9,9 @@ import Testing
     static func credential(app: String, organization: String, family: String? = nil) -> Credential {
         Credential(
             keyID: "key_test", type: .apiKey, keyDigest: [], expiresAt: nil, appID: app, appSlug: app, liveVersionID: "apv_test",
-            organizationID: organization, effective: [], decisionSets: [], person: nil, family: family, meBody: [], scopeHeader: [])
+            organizationID: organization,
+            view: GrantView(effective: [], decisionSets: [], meBody: [], scopeHeader: [], organizationID: organization, appID: app), person: nil,
+            family: family)
     }
 
     static func key(_ n: Int, organization: UInt8 = 1) -> CredentialCache.Key {

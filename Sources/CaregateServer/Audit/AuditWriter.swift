@@ -156,7 +156,7 @@ extension AuditEvent {
         if let ids = credential.auditIDs {
             note(ids)
         } else {
-            subject = credential
+            subject = credential.auditSubject
         }
     }
 

@@ -226,7 +226,7 @@ struct CredentialResolver: Sendable {
                 ]
                 return ByteBuffer(bytes: (["code": "success", "data": data] as JSONValue).serialized())
             },
-            scopeHeader: names.map { $0.joined(separator: " ") })
+            scopeHeader: names.map { $0.joined(separator: " ") }, organizationID: grant.installation.organizationID, appID: app.id)
     }
 
     /// The scopes of `names` that this catalog knows (v1 and v3 share keys, not every scope).

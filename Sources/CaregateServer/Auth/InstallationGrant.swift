@@ -48,11 +48,34 @@ final class InstallationGrant: Sendable {
 }
 
 /// What a credential may do, apart from who it is: its sets on every surface and the answers
-/// built from them (see ``Credential``). Arrays, so that credentials made from one view share
-/// their storage.
-struct GrantView: Sendable {
-    var effective: [ScopeSet]
-    var decisionSets: [ScopeSet]
-    var meBody: [ByteBuffer]
-    var scopeHeader: [String]
+/// built from them (see ``Credential``). One object, so that credentials made from one view
+/// share it: a request then reads these through a reference every credential of its
+/// installation holds, which stays in cache however many keys are in use.
+final class GrantView: Sendable {
+    /// The effective set on each served surface, by surface index (empty on the surfaces
+    /// that are not the app's).
+    let effective: [ScopeSet]
+    /// The set `decide` reads, by ``Surface/decisionIndex``: an effective set, or one adjusted
+    /// to what the surface's backend enforces itself (``Surface/DecisionRule``).
+    let decisionSets: [ScopeSet]
+    /// `/marketplace/me`'s answer on each marketplace surface (empty elsewhere): it depends on
+    /// nothing but the credential's view, so it is built once, with the view.
+    let meBody: [ByteBuffer]
+    /// `X-Caregate-Scopes` on each gateway surface: the effective scope names, space-separated.
+    let scopeHeader: [String]
+    /// The clinic and app of the installation the view was made for, as audit events name them
+    /// (nil when either is not an id of ours).
+    let auditPlace: (organization: CompactID, app: CompactID)?
+
+    init(effective: [ScopeSet], decisionSets: [ScopeSet], meBody: [ByteBuffer], scopeHeader: [String], organizationID: String, appID: String) {
+        self.effective = effective
+        self.decisionSets = decisionSets
+        self.meBody = meBody
+        self.scopeHeader = scopeHeader
+        if let organization = CompactID(organizationID), let app = CompactID(appID) {
+            auditPlace = (organization, app)
+        } else {
+            auditPlace = nil
+        }
+    }
 }
