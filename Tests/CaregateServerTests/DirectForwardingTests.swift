@@ -1,4 +1,4 @@
-import CaregateServer
+@testable import CaregateServer
 import Foundation
 import Testing
 
@@ -64,6 +64,26 @@ struct DirectForwardingTests {
         return text.split(separator: "\n").filter {
             $0.hasPrefix("hb_requests{") && $0.contains(route) && $0.contains("http_response_status_code=\"\(status)\"")
         }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
+    @Test("a path's surface is its longest prefix's, whole segments only, read from bytes as from the path's text")
+    func surfaceOfPath() async throws {
+        let upstream = try EchoUpstream()
+        defer { upstream.stop() }
+        try await withServer(.sqlite, configure: { $0.upstreams = [try! UpstreamConfiguration(surface: "platform", url: upstream.url)] }) { s in
+            let registry = s.server.registry
+            let owned = (registry.surfaces + [registry.fhir].compactMap { $0 }).flatMap { surface in surface.prefixes.map { ($0, surface) } }
+            #expect(owned.count > 5)
+            func expected(_ path: String) -> Surface? {
+                owned.filter { path.isPath(under: $0.0) }.max { $0.0.utf8.count < $1.0.utf8.count }?.1
+            }
+            var paths = ["", "/", "/v30", "/v3x/patients", "/unknown", "/fhir/R4", "/fhir/R4/Patient/1", "/fhir/R", "/V3/patients", "/v3/marketplace/me"]
+            for (prefix, _) in owned { paths += [prefix, prefix + "/", prefix + "/x/y", prefix + "x", String(prefix.dropLast())] }
+            for path in paths {
+                #expect(registry.surface(for: path) === expected(path), "\(path)")
+            }
+            #expect(registry.surface(for: "/v3/marketplace/me")?.name == "marketplace-v3")
+        }
     }
 
     @Test("behind a trusted proxy, a request read as bytes extends the proxy's X-Forwarded-For as one NIO's parser read")

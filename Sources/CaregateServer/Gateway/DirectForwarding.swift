@@ -148,7 +148,7 @@ struct DirectForwarding: Sendable {
         let local = method == .get && mark == nil
         if local, path == Self.healthPath { return healthAnswer(head, raw).map { .answer($0) } }
         guard let surface = registry.surface(for: path) else { return nil }
-        if local, surface.answersMe, let answer = meAnswer(surface, head, raw, path: path, &remembered) { return .answer(answer) }
+        if local, let me = surface.meRoute, let answer = meAnswer(surface, me, head, raw, path: path, &remembered) { return .answer(answer) }
         guard forwards, let upstream = surface.directUpstream, !surface.isRouterPath(path) else { return nil }
         if upstream.forwarder.trustedProxies.contains(caller ?? "unknown") {
             // A trusted proxy's `X-Forwarded-For` is joined with the caller: read as strings, as a parsed head's.
@@ -218,11 +218,11 @@ struct DirectForwarding: Sendable {
     /// the pipeline would answer 200 from the credential's own body: the same head and body,
     /// audit record and metrics as the pipeline's, without a task or a thread hop.
     private func meAnswer(
-        _ surface: Surface, _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String, _ remembered: inout RememberedCredential
+        _ surface: Surface, _ me: Int, _ head: DirectRequestReader.Head, _ raw: UnsafeRawBufferPointer, path: String,
+        _ remembered: inout RememberedCredential
     ) -> LocalAnswer? {
         let started = DispatchTime.now().uptimeNanoseconds
-        guard case .clinicAPI(let api) = surface.backend, let me = api.meRoute,
-              let fields = RequestFields(head, raw), let allowed = allowed(surface, .get, path, nil, fields, &remembered), allowed.route == me
+        guard let fields = RequestFields(head, raw), let allowed = allowed(surface, .get, path, nil, fields, &remembered), allowed.route == me
         else { return nil }
         let traceID = fields.traceID
         var event = AuditEvent.opened(method: "GET", path: path, traceID: traceID)

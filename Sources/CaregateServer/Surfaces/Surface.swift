@@ -53,8 +53,11 @@ final class Surface: Sendable {
     /// endpoint; a GET there is the router's 405). On the clinic data API a public route still
     /// needs a valid credential, only no scope (`/v3/marketplace/me`).
     private let routerPaths: [Substring]
+    /// The route of `GET …/marketplace/me` on a clinic data API surface that has one: its
+    /// credentials get its body precomputed, and the direct path answers it.
+    let meRoute: Int?
     /// Whether this surface's credentials get `/marketplace/me`'s body precomputed.
-    let answersMe: Bool
+    var answersMe: Bool { meRoute != nil }
     /// The plain-http upstream the gateway's direct path forwards to, when there is one.
     let directUpstream: DirectUpstream?
 
@@ -81,9 +84,9 @@ final class Surface: Sendable {
         case .clinicAPI, .notServed: routerPaths = []
         }
         if case .clinicAPI(let api) = backend {
-            answersMe = api.meRoute != nil
+            meRoute = api.meRoute
         } else {
-            answersMe = false
+            meRoute = nil
         }
         if case .upstream(let forwarder) = backend, let target = forwarder.direct {
             directUpstream = DirectUpstream(forwarder: forwarder, target: target)

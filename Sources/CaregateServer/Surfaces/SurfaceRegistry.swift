@@ -25,8 +25,8 @@ struct SurfaceRegistry: Sendable {
     let fhir: Surface?
     /// What each of ``Credential/decisionSets`` is: an effective set's index and its rule.
     let decisionSlots: [(index: Int, rule: Surface.DecisionRule)]
-    /// Path prefix → surface, longest prefix first.
-    private let prefixes: [(prefix: String, surface: Surface)]
+    /// Path prefix (as bytes) → surface, longest prefix first.
+    private let prefixes: [(prefix: [UInt8], surface: Surface)]
 
     /// - Throws: ``GatewayConfigurationError`` for an upstream of an unknown surface, of a
     ///   surface Caregate serves itself, or a second upstream of one surface.
@@ -92,7 +92,7 @@ struct SurfaceRegistry: Sendable {
             self.fhir = nil
         }
         decisionSlots = slots
-        prefixes = (surfaces + [self.fhir].compactMap { $0 }).flatMap { surface in surface.prefixes.map { ($0, surface) } }
+        prefixes = (surfaces + [self.fhir].compactMap { $0 }).flatMap { surface in surface.prefixes.map { (Array($0.utf8), surface) } }
             .sorted { $0.prefix.count > $1.prefix.count }
     }
 
@@ -106,7 +106,15 @@ struct SurfaceRegistry: Sendable {
 
     /// The served surface that owns `path`, if any.
     func surface(for path: String) -> Surface? {
-        prefixes.first { path.isPath(under: $0.prefix) }?.surface
+        // Compared as bytes, as `isPath(under:)` reads them: on every request, and `String`'s
+        // comparisons cost about 0.1 µs here (perf, 2026-12-04).
+        var path = path
+        return path.withUTF8 { path in
+            for (prefix, surface) in prefixes where path.count >= prefix.count && (path.count == prefix.count || path[prefix.count] == UInt8(ascii: "/")) {
+                if prefix.isEmpty || prefix.withUnsafeBufferPointer({ memcmp($0.baseAddress!, path.baseAddress!, prefix.count) == 0 }) { return surface }
+            }
+            return nil
+        }
     }
 
     func surface(named name: String) -> Surface? { surfaces.first { $0.name == name } }
