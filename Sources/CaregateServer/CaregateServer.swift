@@ -215,6 +215,8 @@ public final class CaregateServer: Sendable {
 
     private final class AppliedGeneration: Sendable {
         let value = Mutex<Int64?>(nil)
+        /// Set when a change rotated the signing keys, until they have been read again.
+        let signingKeysStale = Atomic<Bool>(false)
     }
 
     /// How many requests the gateway forwarded on its direct path (``DirectForwarding``).
@@ -389,21 +391,30 @@ public final class CaregateServer: Sendable {
         // what they dropped already.
         let applied = self.appliedGeneration
         let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
-            guard let last = applied.value.withLock({ $0 }) else {
+            if let last = applied.value.withLock({ $0 }) {
+                let (generation, touched) = try await grants.changes(since: last)
+                if generation != last {
+                    applied.value.withLock { $0 = generation }
+                    if let touched {
+                        cache.invalidate(touched)
+                        if touched.contains(.signingKeys) || touched.contains(.everything) { applied.signingKeysStale.store(true, ordering: .relaxed) }
+                    } else {
+                        cache.invalidateAll()
+                        applied.signingKeysStale.store(true, ordering: .relaxed)
+                    }
+                }
+            } else {
                 let current = try await grants.generation()
                 applied.value.withLock { $0 = current }
                 cache.invalidateAll()
-                return
+                applied.signingKeysStale.store(true, ordering: .relaxed)
             }
-            let (generation, touched) = try await grants.changes(since: last)
-            guard generation != last else { return }
-            applied.value.withLock { $0 = generation }
-            if let touched {
-                cache.invalidate(touched)
-                if touched.contains(.signingKeys) || touched.contains(.everything) { try await tokens.reload() }
-            } else {
-                cache.invalidateAll()
+            // Until the keys are read, every poll tries again: a rotation made elsewhere is not lost
+            // to one failed read (the change itself counts as applied once the cache has dropped
+            // what it touched).
+            if applied.signingKeysStale.load(ordering: .relaxed) {
                 try await tokens.reload()
+                applied.signingKeysStale.store(false, ordering: .relaxed)
             }
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: auditWriter), .init(service: watcher)]

@@ -1,5 +1,5 @@
-import CaregateServer
-import CaregateStore
+@testable import CaregateServer
+@testable import CaregateStore
 import Foundation
 import Testing
 
@@ -35,6 +35,35 @@ struct MultiInstanceTests {
         let header = try #require(String(token.split(separator: ".")[0]).base64URLDecodedJSON)
         #expect(header["kid"] as? String == newKid)
         #expect(try await a.status("GET", "/v3/patients", key: token, clinic: clinic) == 200)
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test("signing keys another instance failed to read are read on its next poll, with no further change")
+    func signingKeysReadAgain() async throws {
+        let a = try await TestServer(.postgres)
+        let b = try await TestServer(.postgres)
+        defer { Task { await a.stop(); await b.stop() } }
+        /// Waits until B has applied a change made now on A: the polls before it have ended.
+        func appliedOnB(_ change: GrantChange) async throws -> Bool {
+            try await a.server.grants.change([change]) { _ in }
+            let generation = try await a.server.grants.generation()
+            return try await Self.within(.seconds(2)) { (b.server.appliedChangeGeneration ?? -1) >= generation }
+        }
+        // A rotation B cannot read: the new key is not a key.
+        let kid = "es256-" + UUID().uuidString.lowercased()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try await a.server.grants.change([.signingKeys]) { db in
+            try await db.raw("INSERT INTO signing_keys (kid, algorithm, private_pem, created_at) VALUES (\(bind: kid), 'ES256', 'not a key', \(bind: now))").run()
+        }
+        // B applied it (its reload failed), then a later change in a poll of its own.
+        #expect(try await appliedOnB(.app("app_unrelated")))
+        #expect(try await appliedOnB(.app("app_unrelated")))
+        #expect(try await !b.request("GET", "/.well-known/jwks.json").text.contains(kid))
+        // The key mended in place, with no change recorded: B reads the keys on a coming poll.
+        let pem = try TokenService.generate(.es256).privatePEM
+        try await a.server.database.sql.raw("UPDATE signing_keys SET private_pem = \(bind: pem) WHERE kid = \(bind: kid)").run()
+        #expect(try await Self.within(.seconds(1)) { try await b.request("GET", "/.well-known/jwks.json").text.contains(kid) })
         await a.stop()
         await b.stop()
     }

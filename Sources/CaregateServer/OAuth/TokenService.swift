@@ -178,7 +178,7 @@ final class TokenService: Sendable {
         guard let signing = live.first(where: { $0.retiredAt == nil && $0.algorithm == algorithm.rawValue }),
               let idSigning = live.first(where: { $0.retiredAt == nil && $0.algorithm == TokenAlgorithm.rs256.rawValue })
         else { throw TokenKeyError.noSigningKey }
-        // Every grant-chain change triggers a reload; parse keys only when the live set moved.
+        // A reload (after a rotation elsewhere, or a retry of one) parses keys only when the live set moved.
         let known = current
         if known.kid == signing.kid, known.idTokenKid == idSigning.kid, Set(known.algorithms.keys) == Set(live.map(\.kid)) { return }
         var algorithms: [String: String] = [:]
