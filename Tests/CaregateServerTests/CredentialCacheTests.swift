@@ -43,6 +43,20 @@ import Testing
         #expect(cache.count == 3 && [8, 9, 10].allSatisfy { cache.get(Self.key($0)) != nil })
     }
 
+    @Test("full, a credential dropped by a change and stored again stays: the slot it left drops nothing")
+    func evictionAfterInvalidation() {
+        let cache = CredentialCache(capacity: 3)
+        for n in 1...3 { cache.put(Self.key(n), Self.credential(app: "app_a", organization: "org_1"), ifEpoch: cache.epoch) }
+        cache.invalidate([.key(lookupID: "lookup1")])
+        // Its old slot is the oldest: the ring's turn comes to it as the key is stored again.
+        cache.put(Self.key(1), Self.credential(app: "app_a", organization: "org_1"), ifEpoch: cache.epoch)
+        #expect([1, 2, 3].allSatisfy { cache.get(Self.key($0)) != nil })
+        // The next new one drops the oldest live entry, key 2, and nothing else.
+        cache.put(Self.key(4), Self.credential(app: "app_a", organization: "org_1"), ifEpoch: cache.epoch)
+        #expect(cache.get(Self.key(2)) == nil && [1, 3, 4].allSatisfy { cache.get(Self.key($0)) != nil })
+        #expect(cache.count == 3)
+    }
+
     static let entries: [(CredentialCache.Key, Credential)] = [
         (key(1), credential(app: "app_a", organization: "org_1")),
         (key(1, organization: 2), credential(app: "app_a", organization: "org_2")),

@@ -262,8 +262,10 @@ final class CredentialCache: Sendable {
 /// A dictionary of at most `capacity` entries that, full, drops its oldest entry for each new
 /// one (first in, first out: O(1) per insertion, no sweep).
 struct BoundedMap<Key: Hashable, Value> {
-    private var values: [Key: Value] = [:]
-    /// Keys in insertion order, as a ring; a key removed meanwhile leaves a stale slot behind.
+    /// Each value with its key's slot in ``order``.
+    private var values: [Key: (value: Value, slot: Int)] = [:]
+    /// Keys in insertion order, as a ring. A key removed meanwhile leaves a stale slot behind,
+    /// which drops nothing when its turn comes: the key, if stored again, has a newer slot.
     private var order: [Key?]
     private var oldest = 0
     private var used = 0
@@ -275,13 +277,18 @@ struct BoundedMap<Key: Hashable, Value> {
     var count: Int { values.count }
 
     subscript(key: Key) -> Value? {
-        get { values[key] }
+        get { values[key]?.value }
         set {
             guard let newValue else {
                 values[key] = nil
                 return
             }
-            if values.updateValue(newValue, forKey: key) == nil { remember(key) }
+            if let index = values.index(forKey: key) {
+                values.values[index].value = newValue
+            } else {
+                let slot = remember(key)
+                values[key] = (newValue, slot)
+            }
         }
     }
 
@@ -296,19 +303,22 @@ struct BoundedMap<Key: Hashable, Value> {
 
     /// Removes the entries `shouldRemove` picks.
     mutating func removeAll(where shouldRemove: (Key, Value) -> Bool) {
-        let doomed = values.compactMap { shouldRemove($0.key, $0.value) ? $0.key : nil }
+        let doomed = values.compactMap { shouldRemove($0.key, $0.value.value) ? $0.key : nil }
         for key in doomed { values[key] = nil }
     }
 
-    private mutating func remember(_ key: Key) {
+    /// Takes the next slot for `key` (the oldest, when the ring is full) and returns it.
+    private mutating func remember(_ key: Key) -> Int {
         if used == order.count {
-            // The oldest slot goes; its key with it, unless it is gone already.
-            if let stale = order[oldest] { values[stale] = nil }
+            // The oldest slot goes; its key with it, unless the key is gone or holds a newer slot.
+            if let evicted = order[oldest], values[evicted]?.slot == oldest { values[evicted] = nil }
             order[oldest] = nil
             oldest = (oldest + 1) % order.count
             used -= 1
         }
-        order[(oldest + used) % order.count] = key
+        let slot = (oldest + used) % order.count
+        order[slot] = key
         used += 1
+        return slot
     }
 }
