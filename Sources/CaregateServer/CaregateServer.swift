@@ -131,6 +131,7 @@ public final class CaregateServer: Sendable {
         try SurfaceRegistry.check(upstreams: options.upstreams, catalogs: catalogs, fhirBackend: options.fhirBackend)
         logger.info("catalogs loaded", metadata: ["surfaces": "\(catalogs.map(\.surface).joined(separator: ","))"])
         let database = try await Database.open(options.database, logger: logger)
+        let baseline: Int64
         do {
             let secret = try await GrantStore.serverSecret(database: database, configured: options.secret)
             if options.secret == nil {
@@ -139,6 +140,10 @@ public final class CaregateServer: Sendable {
             }
             grants = GrantStore(database: database, secret: secret)
             generatedOperatorToken = try await grants.ensureOperatorToken(configured: options.adminToken)
+            // Where the change log stands before anything a change could make stale is read (the
+            // signing keys below, any credential once serving): the change watcher applies every
+            // change after it, and the cache starts empty, so nothing needs dropping at its start.
+            baseline = try await grants.generation()
         } catch {
             await database.shutdown()
             throw error
@@ -156,6 +161,7 @@ public final class CaregateServer: Sendable {
         }
         let cache = CredentialCache()
         self.cache = cache
+        appliedGeneration = AppliedGeneration(baseline)
         // The one place the cache learns of this instance's grant-chain changes (the change
         // watcher in `run` covers the other instances').
         grants.changes.listen { cache.invalidate($0) }
@@ -210,11 +216,12 @@ public final class CaregateServer: Sendable {
     public var keyDatabaseLookups: Int { cache.databaseLookups }
 
     /// The last grant-chain change generation this instance's watcher has applied (nil before its first poll).
-    public var appliedChangeGeneration: Int64? { appliedGeneration.value.withLock { $0 } }
-    private let appliedGeneration = AppliedGeneration()
+    public var appliedChangeGeneration: Int64 { appliedGeneration.value.withLock { $0 } }
+    private let appliedGeneration: AppliedGeneration
 
     private final class AppliedGeneration: Sendable {
-        let value = Mutex<Int64?>(nil)
+        let value: Mutex<Int64>
+        init(_ generation: Int64) { value = Mutex(generation) }
         /// Set when a change rotated the signing keys, until they have been read again.
         let signingKeysStale = Atomic<Bool>(false)
     }
@@ -391,23 +398,17 @@ public final class CaregateServer: Sendable {
         // what they dropped already.
         let applied = self.appliedGeneration
         let watcher = PollingService(name: "change watcher", interval: options.changePollInterval, logger: logger) {
-            if let last = applied.value.withLock({ $0 }) {
-                let (generation, touched) = try await grants.changes(since: last)
-                if generation != last {
-                    applied.value.withLock { $0 = generation }
-                    if let touched {
-                        cache.invalidate(touched)
-                        if touched.contains(.signingKeys) || touched.contains(.everything) { applied.signingKeysStale.store(true, ordering: .relaxed) }
-                    } else {
-                        cache.invalidateAll()
-                        applied.signingKeysStale.store(true, ordering: .relaxed)
-                    }
+            let last = applied.value.withLock { $0 }
+            let (generation, touched) = try await grants.changes(since: last)
+            if generation != last {
+                applied.value.withLock { $0 = generation }
+                if let touched {
+                    cache.invalidate(touched)
+                    if touched.contains(.signingKeys) || touched.contains(.everything) { applied.signingKeysStale.store(true, ordering: .relaxed) }
+                } else {
+                    cache.invalidateAll()
+                    applied.signingKeysStale.store(true, ordering: .relaxed)
                 }
-            } else {
-                let current = try await grants.generation()
-                applied.value.withLock { $0 = current }
-                cache.invalidateAll()
-                applied.signingKeysStale.store(true, ordering: .relaxed)
             }
             // Until the keys are read, every poll tries again: a rotation made elsewhere is not lost
             // to one failed read (the change itself counts as applied once the cache has dropped
