@@ -224,6 +224,9 @@ final class TokenService: Sendable {
         var header = JWTHeader()
         header.typ = "at+jwt"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: current.kid), header: header)
+        // Signed here with a current key: its first use on this instance then needs no signature
+        // check (most of an access token's first-use cost), as if it had been verified already.
+        verified.withLock { $0[VerifiedToken(token: token)] = claims }
         return (token, claims)
     }
 
