@@ -215,15 +215,16 @@ public final class CaregateServer: Sendable {
     /// however often a key is presented.
     public var keyDatabaseLookups: Int { cache.databaseLookups }
 
-    /// The last grant-chain change generation this instance's watcher has applied (nil before its first poll).
+    /// The last grant-chain change generation this instance's watcher has applied (at first, the one read at start-up).
     public var appliedChangeGeneration: Int64 { appliedGeneration.value.withLock { $0 } }
     private let appliedGeneration: AppliedGeneration
 
     private final class AppliedGeneration: Sendable {
         let value: Mutex<Int64>
-        init(_ generation: Int64) { value = Mutex(generation) }
         /// Set when a change rotated the signing keys, until they have been read again.
         let signingKeysStale = Atomic<Bool>(false)
+
+        init(_ generation: Int64) { value = Mutex(generation) }
     }
 
     /// How many requests the gateway forwarded on its direct path (``DirectForwarding``).
