@@ -74,8 +74,9 @@ struct DirectForwardingTests {
             let registry = s.server.registry
             let owned = (registry.surfaces + [registry.fhir].compactMap { $0 }).flatMap { surface in surface.prefixes.map { ($0, surface) } }
             #expect(owned.count > 5)
+            // The rule in words: the path is the prefix, or the prefix and a `/`; the longest such prefix wins.
             func expected(_ path: String) -> Surface? {
-                owned.filter { path.isPath(under: $0.0) }.max { $0.0.utf8.count < $1.0.utf8.count }?.1
+                owned.filter { path == $0.0 || path.hasPrefix($0.0 + "/") }.max { $0.0.utf8.count < $1.0.utf8.count }?.1
             }
             var paths = ["", "/", "/v30", "/v3x/patients", "/unknown", "/fhir/R4", "/fhir/R4/Patient/1", "/fhir/R", "/V3/patients", "/v3/marketplace/me"]
             for (prefix, _) in owned { paths += [prefix, prefix + "/", prefix + "/x/y", prefix + "x", String(prefix.dropLast())] }

@@ -58,9 +58,16 @@ extension String {
     /// Whether this request path is `prefix` or lies below it: `/v3` covers `/v3` and
     /// `/v3/…`, not `/v30`. Compares bytes, allocates nothing (it runs on every request).
     func isPath(under prefix: String) -> Bool {
-        guard hasPrefix(prefix) else { return false }
-        let rest = utf8.dropFirst(prefix.utf8.count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+        var path = self, prefix = prefix
+        return path.withUTF8 { path in prefix.withUTF8 { UnsafeRawBufferPointer(path).isPath(under: UnsafeRawBufferPointer($0)) } }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The same rule, of a path and a prefix as bytes.
+    func isPath(under prefix: UnsafeRawBufferPointer) -> Bool {
+        guard count >= prefix.count, count == prefix.count || self[prefix.count] == UInt8(ascii: "/") else { return false }
+        return prefix.isEmpty || memcmp(baseAddress!, prefix.baseAddress!, prefix.count) == 0
     }
 }
 
